@@ -1,0 +1,263 @@
+"""Checkpoint I/O in HF's format: key mapping, safetensors/.bin reading, hub fetch, int8 blocks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from korqa.modeling.bert import BertConfig, BertPreTrainedModel
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+SAFETENSORS_FILE = "model.safetensors"
+BIN_FILE = "pytorch_model.bin"
+WEIGHT_FILES = (SAFETENSORS_FILE, BIN_FILE)  # in order of preference
+
+DEFAULT_HUB_URL = "https://huggingface.co"
+HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+# Keys that live outside the `bert.` encoder in HF's head models.
+HEAD_PREFIXES = ("qa_outputs.", "cls.")
+
+
+@dataclass
+class LoadReport:
+    """Which keys a load left at their fresh init (missing) or found no place for (unexpected)."""
+
+    missing_keys: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- int8 block quantisation
+
+def quantize_int8_blockwise(weight: torch.Tensor, block: int = 32,
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-block int8: [rows, cols] → (qweight int8 [rows, cols], qscale fp16
+    [rows, cols // block]); each element ≈ qweight * the scale of its block of `block` columns."""
+    if weight.dim() != 2:
+        raise ValueError(f"can only quantise 2-D weights, got shape {tuple(weight.shape)}")
+    rows, cols = weight.shape
+    if block <= 0 or cols % block:
+        raise ValueError(f"block size {block} does not divide the {cols} columns")
+    blocks = weight.detach().float().view(rows, cols // block, block)  # [rows, nb, block]
+    # Round the scale to fp16 first and quantise against that, so that dequantising with the
+    # stored scale reproduces what was rounded: error ≤ scale / 2 per element.
+    scale = (blocks.abs().amax(dim=-1) / 127).half()  # [rows, nb]
+    divisor = scale.float().clamp_min(torch.finfo(torch.float16).tiny).unsqueeze(-1)
+    qweight = (blocks / divisor).round().clamp(-127, 127).to(torch.int8)
+    return qweight.view(rows, cols), scale
+
+
+def dequantize(qweight: torch.Tensor, qscale: torch.Tensor) -> torch.Tensor:
+    """int8 [rows, cols] × fp16 scales [rows, cols // block] → float32 [rows, cols]."""
+    if qweight.dim() != 2 or qscale.dim() != 2 or qweight.size(0) != qscale.size(0):
+        raise ValueError(f"qweight {tuple(qweight.shape)} and qscale {tuple(qscale.shape)} "
+                         f"are not [rows, cols] and [rows, cols // block]")
+    rows, cols = qweight.shape
+    if qscale.size(1) == 0 or cols % qscale.size(1):
+        raise ValueError(f"qscale's {qscale.size(1)} blocks do not divide qweight's {cols} columns")
+    blocks = qweight.float().view(rows, qscale.size(1), -1)  # [rows, nb, block]
+    return (blocks * qscale.float().unsqueeze(-1)).view(rows, cols)
+
+
+def quantize_state_dict(state: dict[str, torch.Tensor], block: int = 32,
+                        ) -> dict[str, torch.Tensor]:
+    """Replace every 2-D float tensor whose columns split into blocks by `K.qweight`/`K.qscale`;
+    the rest (biases, LayerNorms) stay as they are. The result can go to safetensors' save_file."""
+    out = {}
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and tensor.dim() == 2 and tensor.size(1) % block == 0:
+            out[f"{key}.qweight"], out[f"{key}.qscale"] = quantize_int8_blockwise(tensor, block)
+        else:
+            out[key] = tensor.detach().contiguous()
+    return out
+
+
+# ---------------------------------------------------------------- reading weight files
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A `.safetensors` or torch `.bin` state dict as float32 (quantised pairs dequantised)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        state = load_file(path)
+    else:
+        # weights_only refuses anything but tensors and plain containers: no code runs on load.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not all(
+                isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError(f"{path}: expected a flat dict of tensors (a state dict)")
+    return _dequantize_pairs(state, path)
+
+
+def _dequantize_pairs(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, tensor in state.items():
+        if key.endswith(".qscale"):
+            if key.removesuffix(".qscale") + ".qweight" not in state:
+                raise ValueError(f"{path}: '{key}' has no matching '.qweight' tensor")
+        elif key.endswith(".qweight"):
+            name = key.removesuffix(".qweight")
+            if name + ".qscale" not in state:
+                raise ValueError(f"{path}: '{key}' has no matching '{name}.qscale' tensor")
+            try:
+                out[name] = dequantize(tensor, state[name + ".qscale"])
+            except ValueError as err:
+                raise ValueError(f"{path}: '{name}': {err}") from None
+        else:
+            out[key] = tensor.float() if tensor.is_floating_point() else tensor
+    return out
+
+
+# ---------------------------------------------------------------- key mapping and loading
+
+def _model_key(file_key: str, base: str) -> str:
+    """A checkpoint key in any HF spelling → this model's key (`base` is "" or "bert.")."""
+    key = file_key.removeprefix("bert.")
+    for old, new in (("LayerNorm.gamma", "LayerNorm.weight"), ("LayerNorm.beta", "LayerNorm.bias")):
+        if key.endswith(old):  # TF-era names
+            key = key.removesuffix(old) + new
+    return key if key.startswith(HEAD_PREFIXES) else base + key
+
+
+def load_state(model: BertPreTrainedModel, state: dict[str, torch.Tensor],
+               source: str = "checkpoint") -> LoadReport:
+    """Copy `state` (HF key names, with or without `bert.`) into `model`; unmatched keys are
+    reported, not fatal; a shape mismatch raises ValueError naming the key and `source`."""
+    base = "bert." if hasattr(model, "bert") else ""
+    own = model.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    unexpected = []
+    for file_key, tensor in state.items():
+        key = _model_key(file_key, base)
+        if key.endswith("position_ids"):  # a buffer older transformers saved; we compute it
+            continue
+        if key == "cls.predictions.decoder.bias":  # HF's alias of cls.predictions.bias
+            if "cls.predictions.bias" in state:
+                continue
+            key = "cls.predictions.bias"
+        if key in model.tied_keys:  # shares storage with the word embeddings
+            continue
+        if key not in own:
+            unexpected.append(file_key)
+            continue
+        if tensor.shape != own[key].shape:
+            raise ValueError(f"{source}: '{file_key}' has shape {tuple(tensor.shape)}, the model "
+                             f"expects {tuple(own[key].shape)} for '{key}'")
+        mapped[key] = tensor
+    model.load_state_dict(mapped, strict=False)
+    missing = [k for k in own if k not in mapped and k not in model.tied_keys]
+    report = LoadReport(missing_keys=missing, unexpected_keys=sorted(unexpected))
+    if missing:
+        logger.warning("%s: left freshly initialised (not in checkpoint): %s", source, missing)
+    if unexpected:
+        logger.warning("%s: not used by %s: %s", source, type(model).__name__, unexpected)
+    return report
+
+
+def find_weights(directory: Path) -> Path:
+    for name in WEIGHT_FILES:
+        if (directory / name).is_file():
+            return directory / name
+    raise FileNotFoundError(f"{directory}: no {' or '.join(WEIGHT_FILES)}")
+
+
+def load_pretrained(model_cls: type[BertPreTrainedModel], name_or_dir: str | Path,
+                    ) -> tuple[BertPreTrainedModel, LoadReport]:
+    """Build `model_cls` from a directory's (or hub model's) config.json and load its weights."""
+    directory = resolve_model_dir(name_or_dir)
+    config = BertConfig.from_json_file(directory / CONFIG_FILE)
+    weights = find_weights(directory)
+    model = model_cls(config)
+    report = load_state(model, read_weights(weights), source=str(weights))
+    return model.eval(), report
+
+
+def save_pretrained(model: BertPreTrainedModel, directory: str | Path) -> None:
+    """config.json + fp32 model.safetensors, keyed as transformers' class of the same name."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.to_json_file(directory / CONFIG_FILE, architectures=[type(model).__name__])
+    # safetensors refuses tensors sharing storage; HF omits the tied decoder and re-ties on load.
+    state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()
+             if k not in model.tied_keys}
+    save_file(state, directory / SAFETENSORS_FILE, metadata={"format": "pt"})
+
+
+# ---------------------------------------------------------------- hub download
+
+def resolve_model_dir(name_or_dir: str | Path) -> Path:
+    """A local directory as is; anything else must be a hub name ("org/model"), fetched to cache."""
+    path = Path(name_or_dir).expanduser()
+    if path.is_dir():
+        return path
+    text = str(name_or_dir)
+    if isinstance(name_or_dir, Path) or text.startswith((".", "/", "~")) or path.exists():
+        raise FileNotFoundError(f"{name_or_dir}: not a model directory")
+    if not HUB_NAME.match(text) or ".." in text:
+        raise ValueError(f"{name_or_dir!r} is neither a directory nor a hub name like 'org/model'")
+    return download_model(text)
+
+
+def hub_cache_dir(name: str) -> Path:
+    root = Path(os.environ.get("KORQA_CACHE", "~/.cache/korqa")).expanduser()
+    return root / "hub" / name.replace("/", "--")
+
+
+def download_model(name: str) -> Path:
+    """Fetch config.json and model.safetensors (else pytorch_model.bin) of hub model `name` into
+    the cache, unless already there. Files are never re-checked: delete the folder to refresh."""
+    cache = hub_cache_dir(name)
+    hub_file(name, CONFIG_FILE, cache)
+    if any((cache / weights).is_file() for weights in WEIGHT_FILES):
+        return cache
+    tried = []
+    for weights in WEIGHT_FILES:
+        try:
+            hub_file(name, weights, cache)
+            return cache
+        except FileNotFoundError as err:
+            tried.append(str(err))
+    raise FileNotFoundError(f"hub model {name!r} has no weights: " + "; ".join(tried))
+
+
+def hub_file(name: str, filename: str, cache: Path) -> Path:
+    target = cache / filename
+    if target.is_file():
+        return target
+    base = os.environ.get("KORQA_HUB_URL", DEFAULT_HUB_URL).rstrip("/")
+    url = f"{base}/{name}/resolve/main/{filename}"
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    try:
+        fetch(url, partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(target)  # atomic: a crash never leaves a half file under the real name
+    return target
+
+
+def fetch(url: str, destination: Path) -> None:
+    """Stream `url` to `destination`; FileNotFoundError if the server has no such file."""
+    logger.info("downloading %s", url)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 404):  # the hub answers 401 for repositories that do not exist
+            raise FileNotFoundError(f"{url}: HTTP {err.code}") from None
+        raise OSError(f"{url}: HTTP {err.code} {err.reason}") from None
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, FileNotFoundError):  # file:// URLs
+            raise FileNotFoundError(f"{url}: no such file") from None
+        raise OSError(f"{url}: {err.reason}") from None
