@@ -1,0 +1,1 @@
+"""The reader: SQuAD-format examples, model windows, n-best spans and Korean answer boundaries."""

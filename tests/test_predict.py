@@ -1,0 +1,181 @@
+"""n-best prediction and its score (korqa.reader.predict) and particle trimming (reader.josa)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from korqa.modeling import BertConfig, BertForQuestionAnswering
+from korqa.reader.features import FeatureConfig, convert_examples_to_features
+from korqa.reader.josa import is_particle_tail, particle_cut, trim_particles
+from korqa.reader.predict import PredictConfig, WindowLogits, decode_predictions, predict
+from korqa.reader.squad import Answer, SquadExample
+from korqa.tokenization import Tokenizer
+
+
+@pytest.mark.parametrize(("span", "trimmed"), [
+    ("임종석이", "임종석"),
+    ("1989년 2월 15일에", "1989년 2월 15일"),
+    ("1989년 2월 15일에는", "1989년 2월 15일"),
+    ("《소나기》를", "《소나기》"),
+    ("화강암이다", "화강암"),
+    ("학생입니다", "학생"),  # 입 = copula 이 + ending ᆸ: the syllable goes with the copula
+    ("이명박이었다", "이명박"),
+])
+def test_trailing_particles_and_copula_are_cut(span, trimmed):
+    assert trim_particles(span) == trimmed
+
+
+@pytest.mark.parametrize("span", [
+    "1989년 2월 15일",  # already clean
+    "한성조약",
+    "주도한",  # ending on a verb: cutting would leave the stem 주도하
+    "발견하여",
+    "갔다",  # 가 + 었 share one syllable
+    "에서",  # nothing but a particle: never trimmed to empty
+    "2.32m",  # no Hangul at the end
+])
+def test_spans_that_must_not_change(span):
+    assert trim_particles(span) == span
+
+
+def test_context_keeps_names_whole_and_start_never_moves():
+    context = "현정은 현대그룹 회장이 되었다"
+    assert particle_cut(context, 0, 3) == 3  # 현정은 is a name here, not 현정 + 은
+    assert particle_cut(context, 4, 12) == 11  # "현대그룹 회장이" -> "현대그룹 회장"
+    assert particle_cut(context, 4, 4) == 4
+
+
+def test_particle_tail_detection():
+    assert is_particle_tail("임종석이", 3)
+    assert is_particle_tail("1989년 2월 15일에", 12)
+    assert not is_particle_tail("임종석의 아들", 3)
+    assert not is_particle_tail("임종석", 3)
+
+
+def _tokenizer(tmp_path, texts) -> Tokenizer:
+    chars = sorted({c for text in texts for c in text if not c.isspace()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return Tokenizer.from_vocab(tmp_path / "vocab.txt")
+
+
+CONTEXT = "임종석이 체포되었다"
+
+
+def _windows(tmp_path, examples, logits_of):
+    tokenizer = _tokenizer(tmp_path, [e.context for e in examples] + ["누구?"])
+    features = convert_examples_to_features(examples, tokenizer, FeatureConfig(), False)
+    return features, [logits_of(f) for f in features]
+
+
+def _peaked(start: int, end: int, null: float = 0.0, peak: float = 10.0):
+    """Logits: 0 everywhere, `peak` at the start/end token, `null` at CLS for both."""
+    def make(feature):
+        n = len(feature.input_ids)
+        starts, ends = np.zeros(n), np.zeros(n)
+        starts[0] = ends[0] = null
+        starts[start] += peak
+        ends[end] += peak
+        return WindowLogits(starts, ends)
+    return make
+
+
+def test_score_is_a_softmax_over_all_spans_and_the_null(tmp_path):
+    example = SquadExample("q", "누구?", CONTEXT, "t", 0, [Answer("임종석", 0)])
+    # [CLS] 누 구 ? [SEP] 임 종 석 이 체 포 되 었 다 [SEP]: context tokens 5..13
+    features, logits = _windows(tmp_path, [example], _peaked(5, 8))
+    nbest = decode_predictions([example], features, logits, PredictConfig(trim_particles=False))
+    best = nbest["q"][0]
+    assert (best.text, best.start, best.end) == ("임종석이", 0, 4)
+    assert (best.start_logit, best.end_logit) == (10.0, 10.0)
+    # 9 context tokens -> 45 spans: one at 20, 8 + 3 sharing one peak at 10, 33 at 0; null 0.
+    z = math.exp(0) + math.exp(20) + 11 * math.exp(10) + 33 * math.exp(0)
+    assert best.score == pytest.approx(math.exp(20) / z)
+    trimmed = decode_predictions([example], features, logits, PredictConfig())["q"][0]
+    assert (trimmed.text, trimmed.start, trimmed.end) == ("임종석", 0, 3)
+    assert trimmed.score == best.score
+
+
+def test_paragraph_without_the_answer_gets_low_mass(tmp_path):
+    here = SquadExample("here", "누구?", CONTEXT, "t", 0, [Answer("임종석", 0)])
+    elsewhere = SquadExample("elsewhere", "누구?", "체포되었다 임종석이", "t", 0,
+                             [Answer("임종석", 6)])
+    # Same span logits in both; the second window is sure the answer is not in it.
+    features, logits = _windows(tmp_path, [here, elsewhere], _peaked(5, 8))
+    logits[1].start[0] = logits[1].end[0] = 15.0
+    nbest = decode_predictions([here, elsewhere], features, logits, PredictConfig())
+    assert nbest["here"][0].score > 0.99
+    assert nbest["elsewhere"][0].score < 0.01
+    abstain = decode_predictions([here, elsewhere], features, logits,
+                                 PredictConfig(no_answer_threshold=0.5))
+    assert abstain["here"][0].text == "임종석"
+    empty = abstain["elsewhere"][0]
+    assert (empty.text, empty.start, empty.end) == ("", 0, 0)
+    assert empty.score == pytest.approx(math.exp(30) / (math.exp(30) + math.exp(20)
+                                                         + 11 * math.exp(10) + 33), rel=1e-6)
+
+
+def test_spans_start_only_at_max_context_tokens(tmp_path):
+    context = "가나다라마바사아자차"  # 10 tokens; room 6, stride 3: token 5 belongs to window 1
+    example = SquadExample("q", "뭐", context, "t", 0, [Answer("바", 5)])
+    tokenizer = _tokenizer(tmp_path, [context, "뭐"])
+    features = convert_examples_to_features([example], tokenizer,
+                                            FeatureConfig(max_seq_length=10, doc_stride=3), False)
+    assert len(features) == 3
+
+    def logits_of(feature):
+        n = len(feature.input_ids)
+        starts, ends = np.zeros(n), np.zeros(n)
+        if feature.window_index == 0:
+            starts[3 + 5] = 50.0  # [CLS] 뭐 [SEP] then context: token 5 = "바", not max here
+        return WindowLogits(starts, ends)
+
+    nbest = decode_predictions([example], features, [logits_of(f) for f in features],
+                               PredictConfig(trim_particles=False))
+    assert all(candidate.start_logit != 50.0 for candidate in nbest["q"])
+
+
+def _tiny_model(vocab_size: int) -> BertForQuestionAnswering:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)
+    return BertForQuestionAnswering(config)
+
+
+def test_predict_with_a_tiny_random_model_is_well_formed(tmp_path):
+    contexts = ["1989년 2월 15일 여의도 농민 폭력 시위를 주도한 혐의로 임종석이 지명수배되었다.",
+                "임수경은 평양축전에 대표로 파견되었다."]
+    examples = [
+        SquadExample("q1", "누구?", contexts[0], "t", 0, [Answer("임종석", 35)]),
+        SquadExample("q2", "누구?", contexts[1], "t", 1, [Answer("임수경", 0)]),
+    ]
+    tokenizer = _tokenizer(tmp_path, [*contexts, "누구?"])
+    model = _tiny_model(tokenizer.vocab_size)
+    model.train()
+    feature_config = FeatureConfig(max_seq_length=24, doc_stride=6)
+    config = PredictConfig(n_best=5, max_answer_length=4, batch_size=3, trim_particles=False)
+    nbest = predict(model, tokenizer, examples, feature_config, config)
+    assert model.training  # left in the mode it came in
+    assert set(nbest) == {"q1", "q2"}
+    for example in examples:
+        candidates = nbest[example.qid]
+        assert 1 <= len(candidates) <= 5
+        scores = [c.score for c in candidates]
+        assert scores == sorted(scores, reverse=True)
+        assert all(0 < s <= 1 for s in scores) and sum(scores) <= 1 + 1e-9
+        assert len({c.text for c in candidates}) == len(candidates)
+        for candidate in candidates:
+            assert candidate.text and candidate.text == example.context[
+                candidate.start:candidate.end]
+            assert len(tokenizer.encode(candidate.text)) <= 4  # max_answer_length tokens
+    again = predict(model, tokenizer, examples, feature_config, config)
+    assert again == nbest
+    trimmed = predict(model, tokenizer, examples, feature_config,
+                      PredictConfig(n_best=5, max_answer_length=4))
+    for example in examples:
+        for candidate in trimmed[example.qid]:
+            assert candidate.text == example.context[candidate.start:candidate.end]
