@@ -13,15 +13,17 @@ Hangul syllables into jamo), and every offset points into the caller's original 
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import normalizers, pre_tokenizers, processors
+from tokenizers import decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
+METASPACE = "\u2581"  # SentencePiece's visible space
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class Tokenizer:
             clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
         )
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        backend.decoder = decoders.WordPiece()  # joins "##" continuations when decoding
         return cls(backend, BERT_SPECIALS)
 
     @classmethod
@@ -121,8 +124,16 @@ class Tokenizer:
             (directory / VOCAB_FILE).write_text(text, encoding="utf-8")
         config = {"cls_token": self.specials.cls, "sep_token": self.specials.sep,
                   "pad_token": self.specials.pad, "unk_token": self.specials.unk,
-                  "mask_token": self.specials.mask, "do_lower_case": False}
-        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+                  "mask_token": self.specials.mask}
+        # What transformers' AutoTokenizer needs to rebuild the same tokenizer from the files.
+        if self.specials == XLMR_SPECIALS:
+            config.update(tokenizer_class="XLMRobertaTokenizerFast",
+                          bos_token=self.specials.cls, eos_token=self.specials.sep)
+        else:
+            config.update(tokenizer_class="BertTokenizerFast", do_lower_case=False,
+                          strip_accents=False, tokenize_chinese_chars=True)
+        (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n",
+                                                         encoding="utf-8")
 
     # ---- encoding -----------------------------------------------------------------------
 
@@ -143,7 +154,8 @@ class Tokenizer:
     def encode_batch(self, texts: list[str]) -> list[Encoding]:
         raw = self.backend.encode_batch(list(texts), add_special_tokens=False)
         return [
-            Encoding(list(enc.ids), _tighten_offsets(text, enc.offsets), list(enc.tokens))
+            Encoding(list(enc.ids), _tighten_offsets(text, enc.offsets, enc.tokens),
+                     list(enc.tokens))
             for text, enc in zip(texts, raw, strict=True)
         ]
 
@@ -199,16 +211,27 @@ def _read_vocab(path: Path) -> dict[str, int]:
     return vocab
 
 
-def _tighten_offsets(text: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Drop leading whitespace from each span.
+def _tighten_offsets(
+    text: str, offsets: list[tuple[int, int]], tokens: list[str]
+) -> list[tuple[int, int]]:
+    """Drop leading blanks from each span; a bare "▁" token gets an empty span.
 
     A SentencePiece token such as "▁임" stands for " 임"; depending on the pre-tokenizer the
     backend reports the space inside its span. Answers are read from offsets, so spans must
-    cover only the characters the token really spells.
+    cover only the characters the token really spells. Blanks include the invisible controls
+    and format characters (ZWSP, LRM, BOM) that normalisers turn into spaces or remove. A lone
+    "▁" spells nothing; the backend may even point it at the next word's first character when
+    the "▁" was prepended to the text, so it is pinned to an empty span where it stands.
     """
     tight = []
-    for start, end in offsets:
-        while start < end and text[start].isspace():
+    for (start, end), token in zip(offsets, tokens, strict=True):
+        while start < end and _is_blank(text[start]):
             start += 1
+        if token == METASPACE:
+            end = start
         tight.append((start, end))
     return tight
+
+
+def _is_blank(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in ("Cc", "Cf")
