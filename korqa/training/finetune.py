@@ -1,0 +1,554 @@
+"""Fine-tune a BERT reader on SQuAD-format data (`korqa train`): one readable training loop."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import math
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from korqa.evaluation.korquad_metric import evaluate_predictions
+from korqa.modeling import BertForQuestionAnswering
+from korqa.reader.features import (
+    FeatureConfig,
+    InputFeatures,
+    collate,
+    convert_examples_to_features,
+)
+from korqa.reader.predict import PredictConfig, predict
+from korqa.reader.squad import SquadExample, read_squad
+from korqa.tokenization import Tokenizer
+from korqa.training.checkpointing import (
+    capture_rng,
+    existing_checkpoint,
+    load_state,
+    restore_rng,
+    save_state,
+    staged_directory,
+)
+from korqa.training.plot import plot_curves, read_log
+from korqa.training.splits import train_validation_test
+
+SPLITS = ("train", "train+validation")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+# What decides the sequence of weights: a resumed run must agree on all of these (the data is
+# compared by fingerprint). Evaluation and saving never touch the trajectory, so they may change.
+TRAJECTORY_FIELDS = ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "warmup",
+                     "weight_decay", "max_grad_norm", "seed", "freeze_layers",
+                     "freeze_embeddings", "layer_lr_decay")
+
+
+@dataclass
+class FinetuneConfig:
+    """One fine-tuning run; defaults are BERT's SQuAD recipe, scaled for a small encoder."""
+
+    model: str  # initial checkpoint dir (config.json, weights, tokenizer files)
+    data: str  # SQuAD-format file the train/validation/test split is cut from
+    out: str  # run directory: best/, last/, log.jsonl, curves.png, split.json, summary.json
+    split: str = "train"  # "train": hold out a validation fold; "train+validation": train on all
+    validation_fold: int = 0
+    validation_data: str | None = None  # replaces the validation fold when given
+    extra_data: list[str] = field(default_factory=list)  # more SQuAD files, for training only
+    epochs: int = 2
+    max_steps: int | None = None  # overrides epochs; the LR schedule is planned for it
+    lr: float = 5e-5
+    batch_size: int = 16
+    grad_accum: int = 1  # micro-batches per optimizer step
+    warmup: float = 0.1  # fraction of the steps (< 1) or a number of steps (>= 1)
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0  # 0 turns clipping off
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    max_query_length: int = 64
+    eval_every: int = 0  # steps between validations, besides every epoch end; 0 = epoch ends
+    eval_limit: int | None = None  # validate on this many questions (a fixed random subset)
+    save_every: int = 0  # steps between last/ checkpoints, besides every validation
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
+    freeze_layers: int = 0  # freeze the embeddings and this many lowest encoder layers
+    freeze_embeddings: bool = False  # freeze only the embeddings (implied by freeze_layers > 0)
+    layer_lr_decay: float = 1.0  # layer l of L trains at lr * decay ** (L + 1 - l)
+    threads: int | None = None  # torch CPU threads
+    stop_at_step: int | None = None  # end this invocation at this step, resumable from last/
+    resume: bool = False  # continue from out/last/ (same settings required)
+    progress: bool = True  # tqdm bars on stderr
+
+
+@dataclass
+class TrainingData:
+    """The examples a run trains and validates on; never any of the test split's."""
+
+    train: list[SquadExample]
+    validation: list[SquadExample]
+    dropped: int  # extra/validation-file examples dropped for touching the test split
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+
+
+# ---- data ----------------------------------------------------------------------------------
+
+
+def load_training_data(config: FinetuneConfig) -> TrainingData:
+    """The split's train and validation examples plus the extra files, with test kept out.
+
+    The test split is read only to know what to keep out: an extra or validation file may hold
+    the same questions, paragraphs or articles (synthetic questions over the same Wikipedia
+    page), and any of those would leak the test set into training or model selection.
+    """
+    examples = read_squad(config.data)
+    train, validation, test = train_validation_test(
+        examples, validation_fold=config.validation_fold
+    )
+    if config.split == "train+validation":
+        train, validation = train + validation, []
+    test_qids = {example.qid for example in test}
+    leaked = test_qids & {example.qid for example in train + validation}
+    if leaked:
+        raise RuntimeError(f"split error: {len(leaked)} test questions would be trained or "
+                           f"validated on, e.g. {sorted(leaked)[:3]}")
+
+    touches_test = _touches(test)
+    dropped = 0
+    if config.validation_data:
+        loaded = read_squad(config.validation_data)
+        validation = [example for example in loaded if not touches_test(example)]
+        dropped += len(loaded) - len(validation)
+    for path in config.extra_data:
+        loaded = read_squad(path)
+        kept = [example for example in loaded if not touches_test(example)]
+        dropped += len(loaded) - len(kept)
+        train = train + kept
+    return TrainingData(train, validation, dropped)
+
+
+def _touches(test: list[SquadExample]) -> Callable[[SquadExample], bool]:
+    qids = {example.qid for example in test}
+    contexts = {example.context for example in test}
+    titles = {example.title for example in test if example.title}
+    return lambda e: e.qid in qids or e.context in contexts or e.title in titles
+
+
+def data_fingerprint(features: list[InputFeatures]) -> str:
+    """A hash of exactly what is trained on, so a resume with other data or windows is refused."""
+    digest = hashlib.sha256()
+    for feature in features:
+        digest.update(np.asarray(feature.input_ids, dtype=np.int64).tobytes())
+        digest.update(np.asarray([feature.start_position, feature.end_position]).tobytes())
+    return f"{len(features)}:{digest.hexdigest()[:32]}"
+
+
+def epoch_order(n_features: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled feature order of one epoch.
+
+    It depends on (seed, epoch) only, so a resumed run recomputes it instead of storing it.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n_features, generator=generator).tolist()
+
+
+def _subsample(examples: list[SquadExample], limit: int | None, seed: int) -> list[SquadExample]:
+    # The same subset at every validation, so the points of the F1 curve are comparable.
+    if not limit or limit >= len(examples):
+        return examples
+    keep = set(random.Random(seed).sample(range(len(examples)), limit))
+    return [example for i, example in enumerate(examples) if i in keep]
+
+
+# ---- model and optimizer -------------------------------------------------------------------
+
+_LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+
+
+def layer_depth(name: str, num_layers: int) -> int:
+    """0 for the embeddings, i + 1 for encoder layer i, num_layers + 1 above (pooler, QA head)."""
+    if name.startswith("embeddings.") or ".embeddings." in name:
+        return 0
+    match = _LAYER.search(name)
+    return int(match.group(1)) + 1 if match else num_layers + 1
+
+
+def freeze_lower_layers(model: torch.nn.Module, num_layers: int, embeddings: bool) -> int:
+    """Stop training the embeddings and the `num_layers` lowest layers; returns params frozen.
+
+    On a CPU this is the big saving: backward stops at the first trainable layer, and AdamW
+    never touches the (large) word-embedding matrix.
+    """
+    total_layers = model.config.num_hidden_layers
+    if not 0 <= num_layers <= total_layers:
+        raise ValueError(f"freeze_layers must be in [0, {total_layers}], got {num_layers}")
+    deepest_frozen = num_layers if num_layers > 0 else (0 if embeddings else -1)
+    frozen = 0
+    for name, param in model.named_parameters():
+        if layer_depth(name, total_layers) <= deepest_frozen:
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen
+
+
+def parameter_groups(model: torch.nn.Module, config: FinetuneConfig) -> list[dict]:
+    """AdamW groups by (depth, decay): biases and LayerNorm weights (1-D) get no weight decay,
+    and each layer's learning rate shrinks by `layer_lr_decay` per layer below the head."""
+    num_layers = model.config.num_hidden_layers
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        depth = layer_depth(name, num_layers)
+        decay = param.ndim >= 2
+        group = groups.setdefault((depth, decay), {
+            "params": [],
+            "lr": config.lr * config.layer_lr_decay ** (num_layers + 1 - depth),
+            "weight_decay": config.weight_decay if decay else 0.0,
+        })
+        group["params"].append(param)
+    return [groups[key] for key in sorted(groups)]
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int,
+                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup to each group's lr, then linear decay; no step ever runs at lr 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def plan_steps(n_features: int, config: FinetuneConfig) -> StepPlan:
+    batches_per_epoch = math.ceil(n_features / config.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
+    total = config.max_steps or config.epochs * steps_per_epoch
+    warmup = round(config.warmup * total) if config.warmup < 1 else int(config.warmup)
+    return StepPlan(steps_per_epoch, total, min(warmup, total))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    if name == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if name == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 needs CUDA (its GradScaler); use bf16 or fp32 on the CPU")
+    return name
+
+
+def _autocast(device: torch.device, precision: str,
+              ) -> Callable[[], contextlib.AbstractContextManager]:
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # CPU and every CUDA device
+
+
+# ---- one step, one validation --------------------------------------------------------------
+
+
+def train_step(model: BertForQuestionAnswering, micro_batches: list[list[InputFeatures]],
+               pad_id: int, device: torch.device, autocast: Callable, scaler: torch.amp.GradScaler,
+               optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+               max_grad_norm: float) -> dict[str, float]:
+    """Accumulate gradients over the micro-batches, clip, step; the step's loss, lr, grad norm."""
+    n_features = sum(len(batch) for batch in micro_batches)
+    loss_sum = 0.0
+    for batch_features in micro_batches:
+        batch = collate(batch_features, pad_id, with_positions=True)
+        batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+        with autocast():
+            loss = model(**batch)
+        # Weight each micro-batch by its size: the step's loss is the mean over its features.
+        weight = len(batch_features) / n_features
+        scaler.scale(loss * weight).backward()
+        loss_sum += loss.item() * weight
+    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    limit = max_grad_norm if max_grad_norm > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, limit).item()
+    lr = max(group["lr"] for group in optimizer.param_groups)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": loss_sum, "lr": lr, "grad_norm": grad_norm}
+
+
+def validate(model: BertForQuestionAnswering, tokenizer: Tokenizer,
+             examples: list[SquadExample], feature_config: FeatureConfig,
+             device: torch.device, autocast: Callable) -> dict[str, float]:
+    """EM/F1 of the model's best answer per question; leaves the model training and the RNGs
+    untouched, so validating (or not) never changes the weights a run ends with."""
+    rng = capture_rng()
+    model.eval()
+    try:
+        with autocast():
+            predictions = predict(model, tokenizer, examples, feature_config, PredictConfig(),
+                                  device=str(device))
+    finally:
+        model.train()
+        restore_rng(rng)
+    best = {qid: (candidates[0].text if candidates else "")
+            for qid, candidates in predictions.items()}
+    return evaluate_predictions(examples, best)
+
+
+# ---- checkpoints and the run directory -----------------------------------------------------
+
+
+def save_model_dir(directory: Path, model: BertForQuestionAnswering, tokenizer: Tokenizer,
+                   state: dict) -> None:
+    """A self-contained model dir (weights, config, tokenizer) plus training state, atomically."""
+    with staged_directory(directory) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save(staging)
+        save_state(staging, state)
+
+
+def _resume_source(out: Path, resume: bool) -> Path | None:
+    last = existing_checkpoint(out / "last")
+    if resume:
+        if last is None:
+            raise FileNotFoundError(f"{out / 'last'}: no checkpoint to resume from")
+        return last
+    if last is not None or (out / "best").exists():
+        raise ValueError(f"{out} already holds a run: pass --resume to continue it, or another "
+                         f"--out")
+    return None
+
+
+def _trajectory(config: FinetuneConfig, precision: str) -> dict:
+    return {**{name: getattr(config, name) for name in TRAJECTORY_FIELDS}, "precision": precision}
+
+
+def _check_resumable(state: dict, source: Path, trajectory: dict, fingerprint: str) -> None:
+    saved = state["trajectory"]
+    differences = [f"{key} was {saved.get(key)!r}, now {value!r}"
+                   for key, value in trajectory.items() if saved.get(key) != value]
+    if state["data"] != fingerprint:
+        differences.append("the training features differ (data, split or windowing changed)")
+    if differences:
+        raise ValueError(f"{source}: cannot resume with other settings: " + "; ".join(differences))
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    # Rows written after the checkpoint will be written again by the resumed run.
+    rows = [row for row in read_log(path) if row.get("step", 0) <= step] if path.exists() else []
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def _write_split(path: Path, config: FinetuneConfig, data: TrainingData,
+                 evaluated: list[SquadExample]) -> None:
+    """Record which questions the run trains and validates on, for audits of the split."""
+    split = {"data": config.data, "split": config.split,
+             "validation_fold": config.validation_fold, "extra_data": config.extra_data,
+             "dropped_for_touching_test": data.dropped,
+             "train_qids": [example.qid for example in data.train],
+             "validation_qids": [example.qid for example in data.validation],
+             "evaluated_qids": [example.qid for example in evaluated]}
+    path.write_text(json.dumps(split, ensure_ascii=False, indent=1))
+
+
+def _throughput(features: int, seconds: float, examples_per_feature: float) -> dict:
+    # Training steps only: validation, checkpoints and feature conversion are not counted.
+    per_s = features / seconds if seconds else 0.0
+    return {"train_s": round(seconds, 2), "features_per_s": round(per_s, 2),
+            "examples_per_s": round(per_s * examples_per_feature, 2)}
+
+
+def _check_config(config: FinetuneConfig) -> None:
+    if config.split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {config.split!r}")
+    if config.device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {config.device!r}")
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+    for name in ("epochs", "batch_size", "grad_accum"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+    for name in ("max_steps", "stop_at_step", "eval_limit", "threads"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1 (or unset), got {value}")
+    if config.lr <= 0 or config.warmup < 0 or config.layer_lr_decay <= 0:
+        raise ValueError("lr and layer_lr_decay must be > 0 and warmup >= 0")
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+def finetune(config: FinetuneConfig) -> dict:
+    """Train as `config` says, validating and checkpointing on the way; returns the summary."""
+    _check_config(config)
+    started = time.perf_counter()
+    out = Path(config.out)
+    resume_from = _resume_source(out, config.resume)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)  # before the model: a fresh QA head is drawn from this seed
+
+    source = resume_from or Path(config.model)
+    tokenizer = Tokenizer.from_pretrained(source)
+    model = BertForQuestionAnswering.from_pretrained(source).to(device)
+    data = load_training_data(config)
+    feature_config = FeatureConfig(config.max_seq_length, config.doc_stride,
+                                   config.max_query_length)
+    features = convert_examples_to_features(data.train, tokenizer, feature_config,
+                                            is_training=True)
+    if not features:
+        raise ValueError(f"{config.data}: no training examples in split {config.split!r}")
+    validation = _subsample(data.validation, config.eval_limit, config.seed)
+    plan = plan_steps(len(features), config)
+    fingerprint = data_fingerprint(features)
+    trajectory = _trajectory(config, precision)
+
+    freeze_lower_layers(model, config.freeze_layers, config.freeze_embeddings)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr)
+    scheduler = linear_schedule(optimizer, plan.warmup_steps, plan.total_steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    autocast = _autocast(device, precision)
+
+    per_step = config.grad_accum * config.batch_size  # features per optimizer step
+    log_path = out / "log.jsonl"
+    step, best = 0, None
+    if resume_from:
+        state = load_state(resume_from)
+        _check_resumable(state, resume_from, trajectory, fingerprint)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        restore_rng(state["rng"])
+        step, best = state["step"], state["best"]
+        _truncate_log(log_path, step)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("")
+        _write_split(out / "split.json", config, data, validation)
+
+    def write_log(row: dict) -> None:
+        # Opened per row: a killed run leaves every finished step on disk.
+        with log_path.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def save_last() -> None:
+        epoch, step_in_epoch = divmod(step, plan.steps_per_epoch)
+        position = {"epoch": epoch, "feature": step_in_epoch * per_step}
+        save_model_dir(out / "last", model, tokenizer, {
+            "step": step, "position": position, "best": best, "trajectory": trajectory,
+            "data": fingerprint, "args": asdict(config), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "rng": capture_rng(),
+        })
+
+    write_log({"kind": "resume" if resume_from else "start", "step": step,
+               "total_steps": plan.total_steps, "train_features": len(features),
+               "device": str(device), "precision": precision})
+    stop_at = min(plan.total_steps, config.stop_at_step or plan.total_steps)
+    bar = tqdm(total=plan.total_steps, initial=step, disable=not config.progress, unit="step",
+               desc="train", dynamic_ncols=True, file=sys.stderr)
+    train_seconds, trained_features = 0.0, 0
+    order_epoch, order = -1, []
+    model.train()
+    while step < stop_at:
+        epoch, step_in_epoch = divmod(step, plan.steps_per_epoch)
+        if epoch != order_epoch:
+            order_epoch, order = epoch, epoch_order(len(features), config.seed, epoch)
+        indices = order[step_in_epoch * per_step:(step_in_epoch + 1) * per_step]
+        micro_batches = [[features[i] for i in indices[j:j + config.batch_size]]
+                         for j in range(0, len(indices), config.batch_size)]
+
+        tic = time.perf_counter()
+        stats = train_step(model, micro_batches, tokenizer.pad_id, device, autocast, scaler,
+                           optimizer, scheduler, config.max_grad_norm)
+        train_seconds += time.perf_counter() - tic
+        trained_features += len(indices)
+        step += 1
+        write_log({"kind": "train", "step": step, "epoch": round(step / plan.steps_per_epoch, 4),
+                   **stats})
+        bar.update(1)
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2e}", refresh=False)
+
+        epoch_end = step % plan.steps_per_epoch == 0
+        periodic = config.eval_every and step % config.eval_every == 0
+        validating = bool(validation) and (epoch_end or periodic or step == plan.total_steps)
+        if validating:
+            tic = time.perf_counter()
+            metrics = validate(model, tokenizer, validation, feature_config, device, autocast)
+            write_log({"kind": "eval", "step": step,
+                       "epoch": round(step / plan.steps_per_epoch, 4), **metrics,
+                       "seconds": round(time.perf_counter() - tic, 2)})
+            if config.progress:
+                bar.write(f"step {step}: validation EM {metrics['exact_match']:.2f} "
+                          f"F1 {metrics['f1']:.2f}", file=sys.stderr)
+            if best is None or metrics["f1"] > best["f1"]:
+                best = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4),
+                        "exact_match": metrics["exact_match"], "f1": metrics["f1"]}
+                save_model_dir(out / "best", model, tokenizer,
+                               {**best, "metrics": metrics, "args": asdict(config)})
+            plot_curves(log_path, out / "curves.png")
+        saving = config.save_every and step % config.save_every == 0
+        if validating or saving or step == stop_at:
+            save_last()
+    bar.close()
+
+    finished = step >= plan.total_steps
+    if finished and not validation:
+        # Nothing to select by: the final weights are the run's model.
+        record = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4)}
+        save_model_dir(out / "best", model, tokenizer,
+                       {**record, "metrics": None, "args": asdict(config)})
+    plot_curves(log_path, out / "curves.png")
+    summary = {
+        "run_dir": str(out),
+        "status": "finished" if finished else "stopped",
+        "step": step,
+        "total_steps": plan.total_steps,
+        "epoch": round(step / plan.steps_per_epoch, 4),
+        "best": best,
+        "train_examples": len(data.train),
+        "train_features": len(features),
+        "validation_examples": len(validation),
+        "dropped_for_touching_test": data.dropped,
+        "device": str(device),
+        "precision": precision,
+        "elapsed_s": round(time.perf_counter() - started, 2),
+        **_throughput(trained_features, train_seconds, len(data.train) / len(features)),
+    }
+    write_log({"kind": "end", "step": step, "summary": summary})
+    (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    return summary
