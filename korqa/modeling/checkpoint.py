@@ -181,14 +181,28 @@ def load_pretrained(model_cls: type[BertPreTrainedModel], name_or_dir: str | Pat
     return model.eval(), report
 
 
-def save_pretrained(model: BertPreTrainedModel, directory: str | Path) -> None:
-    """config.json + fp32 model.safetensors, keyed as transformers' class of the same name."""
+SAVE_DTYPES = ("fp32", "fp16", "int8")
+
+
+def save_pretrained(model: BertPreTrainedModel, directory: str | Path,
+                    dtype: str = "fp32") -> None:
+    """config.json + model.safetensors, keyed as transformers' class of the same name.
+
+    fp32 and fp16 files load in transformers too; int8 (every 2-D weight as `K.qweight` +
+    `K.qscale`, block 32) is korqa's compact shipping format and loads here only.
+    """
+    if dtype not in SAVE_DTYPES:
+        raise ValueError(f"dtype {dtype!r}: want one of {', '.join(SAVE_DTYPES)}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.config.to_json_file(directory / CONFIG_FILE, architectures=[type(model).__name__])
     # safetensors refuses tensors sharing storage; HF omits the tied decoder and re-ties on load.
     state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()
              if k not in model.tied_keys}
+    if dtype == "fp16":
+        state = {k: v.half() for k, v in state.items()}
+    elif dtype == "int8":
+        state = quantize_state_dict(state)
     save_file(state, directory / SAFETENSORS_FILE, metadata={"format": "pt"})
 
 

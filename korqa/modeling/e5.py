@@ -398,8 +398,10 @@ def used_piece_ids(tokenizer: Tokenizer, texts: Iterable[str], batch: int = 2048
     return used
 
 
-def pieces_to_keep(model: E5S1, used: set[int]) -> list[int]:
-    """The old ids a trimmed vocabulary keeps, ascending (so the specials keep ids 0–3).
+def pieces_to_keep(
+    pieces: list[str], scores: np.ndarray, special: set[int], used: set[int]
+) -> list[int]:
+    """The old ids a trimmed Unigram vocabulary keeps, ascending (so specials keep low ids).
 
     Dropping pieces never changes how a text made only of kept pieces' winning segmentations is
     cut: its best path survives and no new path appears. Two more things keep that true: the
@@ -407,10 +409,8 @@ def pieces_to_keep(model: E5S1, used: set[int]) -> list[int]:
     score), and so do all single-character pieces, so other text falls back to characters, not
     <unk>.
     """
-    special = {model.bos, model.eos, model.pad, model.unk}
-    special.update(i for i, p in enumerate(model.pieces) if p == XLMR_SPECIALS.mask)
-    chars = {i for i, piece in enumerate(model.pieces) if len(piece) == 1}
-    lowest = int(np.argmin(model.scores))
+    chars = {i for i, piece in enumerate(pieces) if len(piece) == 1}
+    lowest = int(np.argmin(scores))
     return sorted(used | special | chars | {lowest})
 
 
@@ -555,7 +555,10 @@ def prepare_e5(
     if not trim_corpus:
         return PreparedImport(model, full, full, None, [], trim_max_docs)
     texts = iter_corpus_texts(trim_corpus, trim_max_docs)
-    keep = pieces_to_keep(model, used_piece_ids(full, [QUERY_PREFIX, PASSAGE_PREFIX, *texts]))
+    special = {model.bos, model.eos, model.pad, model.unk}
+    special.update(i for i, p in enumerate(model.pieces) if p == XLMR_SPECIALS.mask)
+    used = used_piece_ids(full, [QUERY_PREFIX, PASSAGE_PREFIX, *texts])
+    keep = pieces_to_keep(model.pieces, model.scores, special, used)
     trimmed = build_tokenizer(
         [model.pieces[i] for i in keep], model.scores[keep], normalizer, keep.index(model.unk)
     )
