@@ -474,6 +474,104 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- vocab (a cased WordPiece vocabulary for pre-training) -------------------------------
+
+
+@_command
+def _add_vocab(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "vocab", help="train a cased Korean WordPiece vocabulary on kowiki / text files",
+        description="Train WordPiece (BERT's cased normaliser: no lower-casing, no accent "
+                    "stripping, so Hangul stays whole) and write OUT/vocab.txt, "
+                    "OUT/tokenizer.json and OUT/vocab_report.json. Reports the [UNK] share and "
+                    "pieces per word on the questions and contexts of --eval-data (default: "
+                    "the shared KorQuAD dev file, if found).")
+    p.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
+                   help="kowiki .jsonl[.xz] shards, .txt files, or folders of them")
+    p.add_argument("--size", type=int, default=32_000, help="vocabulary size (default 32000)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--max-docs", type=int, metavar="N",
+                   help="read N documents in all, spread evenly over the .jsonl files")
+    p.add_argument("--min-frequency", type=int, default=2)
+    p.add_argument("--limit-alphabet", type=int, default=6_000,
+                   help="most frequent characters kept as the initial alphabet")
+    p.add_argument("--eval-data", nargs="+", metavar="FILE",
+                   help="SQuAD-format files to measure on (default: shared KorQuAD dev)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=_vocab)
+
+
+def _vocab(args: argparse.Namespace) -> int:
+    from korqa.pretraining.vocab import VocabConfig, build_vocab, default_eval_data
+
+    eval_data = default_eval_data() if args.eval_data is None else args.eval_data
+    _print_json(build_vocab(VocabConfig(
+        corpus=args.corpus, out=args.out, size=args.size, max_docs=args.max_docs,
+        min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet,
+        eval_data=eval_data, progress=args.progress)))
+    return 0
+
+
+# ---- pretrain (masked-LM + next-sentence prediction on Korean Wikipedia) -----------------
+
+
+@_command
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pretrain", help="pre-train a BERT (masked LM + NSP) on kowiki shards or text files",
+        description="Stream documents, cut sentence pairs and mask them as BERT's "
+                    "create_pretraining_data does, and train BertForPreTraining. Writes "
+                    "OUT/last (resumable), OUT/final (HF format + tokenizer: `korqa train "
+                    "--model OUT/final`), log.jsonl, curves.png, summary.json.")
+    p.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
+                   help="kowiki .jsonl[.xz] shards, .txt files (blank line between documents), "
+                        "or folders of them")
+    p.add_argument("--config", default="small",
+                   help="tiny, small, base, or a config.json (vocab_size: the tokenizer's)")
+    p.add_argument("--tokenizer", required=True, metavar="DIR", help="from `korqa vocab`")
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory")
+    p.add_argument("--max-steps", type=int, default=10_000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--warmup", type=float, default=0.01,
+                   help="fraction of steps, or steps if >= 1")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="0 = no clipping")
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--short-seq-prob", type=float, default=0.1)
+    p.add_argument("--mask-prob", type=float, default=0.15)
+    p.add_argument("--max-predictions", type=int, metavar="N",
+                   help="masked tokens per sequence at most (default ceil(length * mask-prob))")
+    p.add_argument("--whole-word-mask", action="store_true",
+                   help="mask every piece of a word together")
+    p.add_argument("--sop", action="store_true",
+                   help="sentence-order prediction (swap A/B) instead of a random B")
+    p.add_argument("--doc-buffer", type=int, default=1000, help="documents shuffled together")
+    p.add_argument("--instance-buffer", type=int, default=2000, help="instances shuffled together")
+    p.add_argument("--max-docs-per-file", type=int, metavar="N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--save-every", type=int, default=1000, metavar="STEPS")
+    p.add_argument("--stop-at-step", type=int, metavar="STEP",
+                   help="stop at this step (after saving OUT/last); continue with --resume")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT/last")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=_pretrain)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from korqa.pretraining.pretrain import PretrainConfig, pretrain
+
+    names = {f.name for f in fields(PretrainConfig)} & set(vars(args))
+    _print_json(pretrain(PretrainConfig(**{name: getattr(args, name) for name in names})))
+    return 0
+
+
 # ---- commands end -------------------------------------------------------------------------
 
 

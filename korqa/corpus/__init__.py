@@ -1,0 +1,23 @@
+"""Corpora for retrieval: paragraphs with stable ids, their loaders and a SQLite store."""
+
+from korqa.corpus.loaders import (
+    iter_jsonl,
+    iter_squad,
+    iter_text_file,
+    iter_text_folder,
+    load_corpus,
+)
+from korqa.corpus.paragraph import Paragraph, paragraph_id
+from korqa.corpus.store import AddResult, ParagraphStore
+
+__all__ = [
+    "AddResult",
+    "Paragraph",
+    "ParagraphStore",
+    "iter_jsonl",
+    "iter_squad",
+    "iter_text_file",
+    "iter_text_folder",
+    "load_corpus",
+    "paragraph_id",
+]

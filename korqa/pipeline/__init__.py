@@ -1,0 +1,37 @@
+"""The retriever–reader pipeline: the only place that knows both, plus the chat loop on top."""
+
+from korqa.pipeline.qa import (
+    DEFAULT_FUSION_WEIGHT,
+    DEFAULT_THRESHOLD,
+    Answer,
+    AnswerCandidate,
+    CachingTokenizer,
+    FusionTuning,
+    PipelineConfig,
+    QAPipeline,
+    Reader,
+    RetrievedParagraph,
+    fuse,
+    normalise_retrieval,
+    tune_fusion_weight,
+)
+from korqa.pipeline.sources import cached_index, open_index, open_pipeline
+
+__all__ = [
+    "DEFAULT_FUSION_WEIGHT",
+    "DEFAULT_THRESHOLD",
+    "Answer",
+    "AnswerCandidate",
+    "CachingTokenizer",
+    "FusionTuning",
+    "PipelineConfig",
+    "QAPipeline",
+    "Reader",
+    "RetrievedParagraph",
+    "cached_index",
+    "fuse",
+    "normalise_retrieval",
+    "open_index",
+    "open_pipeline",
+    "tune_fusion_weight",
+]

@@ -1,0 +1,408 @@
+"""Question → retrieved paragraphs → reader spans → answers fused with the retrieval score.
+
+This is the only module that knows both the retriever and the reader (DrQA's pipeline/drqa.py):
+the retriever returns paragraphs with scores, the reader returns spans with probability-like
+scores and character offsets, and here they meet. Every answer keeps both scores, the paragraph
+it came from and its [start, end) characters in that paragraph, so callers can highlight it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from korqa.corpus.paragraph import Paragraph
+from korqa.faq import DEFAULT_FAQ_THRESHOLD, FAQIndex, FAQMatch
+from korqa.tokenization import Encoding, Tokenizer
+
+if TYPE_CHECKING:  # torch loads only with the reader, so FAQ-only use stays light
+    from korqa.modeling import BertForQuestionAnswering
+    from korqa.reader.predict import Candidate
+    from korqa.reader.squad import SquadExample
+
+# cdQA found 0.35 best on SQuAD-open; `tune_fusion_weight` re-fits it on validation questions.
+DEFAULT_FUSION_WEIGHT = 0.35
+# On the reader's score (a softmax over every span of the paragraph plus a "no answer" event):
+# below it the best span got less than a tenth of the mass, and the pipeline says it does not
+# know. Not yet tuned on a trained reader; `PipelineConfig.threshold` overrides it.
+DEFAULT_THRESHOLD = 0.1
+
+
+class ParagraphSearch(Protocol):
+    """What the pipeline needs of an index: `korqa.retrieval.index.Index` is one."""
+
+    def search(self, query: str, k: int = 10) -> list[tuple[Paragraph, float]]: ...
+
+
+@dataclass
+class PipelineConfig:
+    """Knobs of one pipeline; the defaults are what `korqa ask` uses."""
+
+    top_k: int = 3  # paragraphs read per question
+    fusion_weight: float = DEFAULT_FUSION_WEIGHT  # w in (1 − w)·reader + w·retrieval
+    threshold: float = DEFAULT_THRESHOLD  # reader score under which the answer is "don't know"
+    n_best: int = 5  # answers listed per question (and spans kept per paragraph)
+    faq_threshold: float = DEFAULT_FAQ_THRESHOLD  # FAQ similarity that answers on its own
+    max_answer_length: int = 30  # tokens
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        if not 0.0 <= self.fusion_weight <= 1.0:
+            raise ValueError(f"fusion weight must be in [0, 1], got {self.fusion_weight}")
+        if self.n_best < 1:
+            raise ValueError(f"n_best must be at least 1, got {self.n_best}")
+
+
+@dataclass
+class AnswerCandidate:
+    """One answer span from one paragraph, with every score that ranked it."""
+
+    answer: str
+    score: float  # fused: (1 − w)·reader_score + w·retrieval_score
+    # The reader's probability-like span score, comparable across paragraphs; None for FAQ
+    # answers, which no reader looked at.
+    reader_score: float | None
+    retrieval_score: float  # the paragraph's retrieval score divided by the top one's (0–1)
+    retrieval_raw: float  # the retriever's own score (BM25, cosine, …)
+    title: str
+    paragraph_id: str
+    start: int  # characters of `context`: context[start:end] == answer
+    end: int
+    context: str = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"answer": self.answer, "score": self.score, "reader_score": self.reader_score,
+                "retrieval_score": self.retrieval_score, "retrieval_raw": self.retrieval_raw,
+                "title": self.title, "paragraph_id": self.paragraph_id,
+                "start": self.start, "end": self.end}
+
+
+@dataclass
+class RetrievedParagraph:
+    """A paragraph the retriever returned, with its raw and normalised score."""
+
+    paragraph: Paragraph
+    retrieval_raw: float
+    retrieval_score: float
+
+
+@dataclass
+class Answer:
+    """The pipeline's reply to one question.
+
+    When `known` is False the pipeline does not know: `answer` is "", `start`/`end` are None and
+    `title`/`paragraph_id`/`context` name the closest paragraph (the retriever's first), or are
+    empty when nothing matched at all; `candidates` still lists the best guesses.
+    `source` is "reader", "faq", or "none" (nothing above the thresholds).
+    """
+
+    question: str
+    answer: str
+    score: float
+    known: bool
+    title: str
+    paragraph_id: str
+    context: str
+    start: int | None
+    end: int | None
+    candidates: list[AnswerCandidate] = field(default_factory=list)
+    source: str = "reader"
+    paragraphs: list[RetrievedParagraph] = field(default_factory=list)
+    faq_question: str | None = None  # the stored question matched, for FAQ answers
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"question": self.question, "answer": self.answer, "score": self.score,
+                "known": self.known, "source": self.source, "title": self.title,
+                "paragraph_id": self.paragraph_id, "context": self.context,
+                "start": self.start, "end": self.end,
+                "candidates": [c.to_json() for c in self.candidates],
+                "retrieved": [{"paragraph_id": r.paragraph.id, "title": r.paragraph.title,
+                               "retrieval_score": r.retrieval_score,
+                               "retrieval_raw": r.retrieval_raw} for r in self.paragraphs]}
+        if self.faq_question is not None:
+            data["faq_question"] = self.faq_question
+        return data
+
+
+class CachingTokenizer(Tokenizer):
+    """A `Tokenizer` that remembers the encodings of recent texts.
+
+    The reader tokenises every paragraph it reads; popular paragraphs come back question after
+    question, and `predict` accepts any Tokenizer, so remembering encodings here saves that work
+    without the reader knowing. Encodings are never mutated downstream (features slice them).
+    """
+
+    def __init__(self, base: Tokenizer, max_entries: int = 4096) -> None:
+        super().__init__(base.backend, base.specials)
+        self.max_entries = max_entries
+        self._cache: OrderedDict[str, Encoding] = OrderedDict()
+
+    def encode_batch(self, texts: list[str]) -> list[Encoding]:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            for text, encoding in zip(missing, super().encode_batch(missing), strict=True):
+                self._cache[text] = encoding
+        out = []
+        for text in texts:
+            self._cache.move_to_end(text)
+            out.append(self._cache[text])
+        while len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
+        return out
+
+    @property
+    def cached(self) -> int:
+        return len(self._cache)
+
+
+class Reader:
+    """A span reader: a `BertForQuestionAnswering` and its tokenizer, loaded once."""
+
+    def __init__(self, model: BertForQuestionAnswering, tokenizer: Tokenizer,
+                 max_seq_length: int = 384, doc_stride: int = 128, max_query_length: int = 64,
+                 trim_particles: bool = True, batch_size: int = 32) -> None:
+        from korqa.reader.features import FeatureConfig
+        from korqa.reader.predict import PredictConfig
+
+        self.model = model.eval()
+        self.tokenizer = tokenizer if isinstance(tokenizer, CachingTokenizer) \
+            else CachingTokenizer(tokenizer)
+        # A window can be no longer than the model has position embeddings for.
+        limit = int(getattr(model.config, "max_position_embeddings", max_seq_length))
+        max_seq_length = min(max_seq_length, limit)
+        self.feature_config = FeatureConfig(max_seq_length, min(doc_stride, max_seq_length // 2),
+                                            min(max_query_length, max_seq_length // 4))
+        self.predict_config = PredictConfig(batch_size=batch_size, trim_particles=trim_particles)
+
+    @classmethod
+    def load(cls, directory: str | Path, **options: Any) -> Reader:
+        """The model and tokenizer of a HF-format directory (see `korqa.paths`)."""
+        from korqa.modeling import BertForQuestionAnswering
+
+        model = BertForQuestionAnswering.from_pretrained(directory)
+        return cls(model, Tokenizer.from_pretrained(directory), **options)
+
+    def read(self, question: str, contexts: Sequence[str], n_best: int = 5,
+             max_answer_length: int = 30, device: str = "cpu") -> list[list[Candidate]]:
+        """The reader's n-best `Candidate`s for each context, all windows in one `predict` call."""
+        from korqa.reader.predict import predict
+        from korqa.reader.squad import SquadExample
+
+        if not contexts:
+            return []
+        examples = [SquadExample(str(i), question, context, "", i)
+                    for i, context in enumerate(contexts)]
+        config = replace(self.predict_config, n_best=n_best, max_answer_length=max_answer_length)
+        if next(self.model.parameters()).device.type != device:
+            self.model.to(device)
+        predictions = predict(self.model, self.tokenizer, examples, self.feature_config, config,
+                              device=device)
+        # The reader answers "" when no span qualifies; an empty span is no answer to fuse.
+        return [[c for c in predictions[str(i)] if c.text] for i in range(len(contexts))]
+
+
+def normalise_retrieval(scores: Sequence[float]) -> list[float]:
+    """Scores divided by the best one, so the top paragraph gets 1 whatever the retriever's scale.
+
+    BM25 is unbounded and cosine lies in [0, 1]; dividing by the top keeps ratios (a paragraph
+    half as relevant gets 0.5), where min-max would always send the last of k to 0.
+    """
+    top = max(scores, default=0.0)
+    if top <= 0.0:
+        return [0.0 for _ in scores]
+    return [max(score, 0.0) / top for score in scores]
+
+
+def fuse(retrieved: Sequence[RetrievedParagraph], readings: Sequence[Sequence[Candidate]],
+         weight: float, n_best: int | None = None) -> list[AnswerCandidate]:
+    """Every span of every paragraph scored (1 − w)·reader + w·retrieval, best first, one per text.
+
+    `readings[i]` are the reader's candidates (text, start, end, score) for `retrieved[i]`.
+    An answer text found in several paragraphs is kept once, where it scored best.
+    """
+    pool: list[AnswerCandidate] = []
+    for item, candidates in zip(retrieved, readings, strict=True):
+        paragraph = item.paragraph
+        for c in candidates:
+            fused = (1.0 - weight) * c.score + weight * item.retrieval_score
+            pool.append(AnswerCandidate(c.text, fused, c.score, item.retrieval_score,
+                                        item.retrieval_raw, paragraph.title, paragraph.id,
+                                        c.start, c.end, paragraph.text))
+    # Ties (w = 1 gives every span of a paragraph the same score) fall back to the reader.
+    pool.sort(key=lambda c: (-c.score, -(c.reader_score or 0.0)))
+    return _dedupe(pool, n_best)
+
+
+def _dedupe(ranked: list[AnswerCandidate], n_best: int | None) -> list[AnswerCandidate]:
+    """The first (best) candidate of each answer text, at most `n_best` of them."""
+    seen: set[str] = set()
+    kept = []
+    for candidate in ranked:
+        if candidate.answer in seen:
+            continue
+        seen.add(candidate.answer)
+        kept.append(candidate)
+        if n_best is not None and len(kept) == n_best:
+            break
+    return kept
+
+
+class QAPipeline:
+    """Built once (index, reader, FAQ loaded), then `ask` answers question after question.
+
+    `reader` may be a `Reader` or a function returning one: the pipeline calls it on the first
+    question that needs the reader, so FAQ-only answers work before any model is available.
+    """
+
+    def __init__(self, index: ParagraphSearch | None = None,
+                 reader: Reader | Callable[[], Reader] | None = None,
+                 faq: FAQIndex | None = None, config: PipelineConfig | None = None) -> None:
+        if index is None and faq is None:
+            raise ValueError("a pipeline needs an index of paragraphs, an FAQ, or both")
+        if index is not None and reader is None:
+            raise ValueError("a pipeline with an index needs a reader (or a function loading one)")
+        self.index = index
+        self.faq = faq
+        self.config = config or PipelineConfig()
+        self._reader = reader
+
+    def close(self) -> None:
+        """Close the index's paragraph store (if it has one to close)."""
+        close = getattr(self.index, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> QAPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:
+            raise ValueError("this pipeline has no reader")
+        if not isinstance(self._reader, Reader):
+            self._reader = self._reader()
+        return self._reader
+
+    def ask(self, question: str, top_k: int | None = None) -> Answer:
+        """The best answer to `question`: from the FAQ when a stored question is close enough,
+        else read from the `top_k` best paragraphs; `known` is False under the threshold."""
+        question = question.strip()
+        if not question:
+            raise ValueError("the question is empty")
+        faq_matches = self.faq.search(question, k=self.config.n_best) if self.faq else []
+        if faq_matches and faq_matches[0].score >= self.config.faq_threshold:
+            return _faq_answer(question, faq_matches)
+        if self.index is None:
+            return _unknown(question, [], [], faq_matches)
+        retrieved, candidates = self.read(question, top_k)
+        return self.decide(question, retrieved, candidates)
+
+    def read(self, question: str, top_k: int | None = None,
+             ) -> tuple[list[RetrievedParagraph], list[list[Candidate]]]:
+        """The retrieved paragraphs and the reader's candidates for each, not yet fused."""
+        if self.index is None:
+            raise ValueError("this pipeline has no paragraph index")
+        k = self.config.top_k if top_k is None else top_k
+        if k < 1:
+            raise ValueError(f"top_k must be at least 1, got {k}")
+        hits = self.index.search(question, k)
+        normalised = normalise_retrieval([score for _, score in hits])
+        retrieved = [RetrievedParagraph(p, raw, norm)
+                     for (p, raw), norm in zip(hits, normalised, strict=True)]
+        if not retrieved:  # nothing to read: no need to load the reader to say so
+            return [], []
+        readings = self.reader.read(question, [r.paragraph.text for r in retrieved],
+                                    n_best=self.config.n_best,
+                                    max_answer_length=self.config.max_answer_length,
+                                    device=self.config.device)
+        return retrieved, readings
+
+    def decide(self, question: str, retrieved: list[RetrievedParagraph],
+               readings: list[list[Candidate]], weight: float | None = None) -> Answer:
+        """Fuse the reader's candidates with retrieval scores and apply the threshold."""
+        weight = self.config.fusion_weight if weight is None else weight
+        ranked = fuse(retrieved, readings, weight, self.config.n_best)
+        if not ranked or (ranked[0].reader_score or 0.0) < self.config.threshold:
+            return _unknown(question, retrieved, ranked, [])
+        best = ranked[0]
+        return Answer(question, best.answer, best.score, True, best.title, best.paragraph_id,
+                      best.context, best.start, best.end, ranked, "reader", retrieved)
+
+
+def _faq_answer(question: str, matches: list[FAQMatch]) -> Answer:
+    best = matches[0]
+    entry = best.entry
+    # The stored answer is its own "paragraph": highlighting it whole is still exact.
+    candidates = _dedupe([_faq_candidate(m) for m in matches], None)
+    return Answer(question, entry.answer, best.score, True, "FAQ", f"faq:{entry.id}",
+                  entry.answer, 0, len(entry.answer), candidates, "faq",
+                  faq_question=entry.question)
+
+
+def _faq_candidate(match: FAQMatch) -> AnswerCandidate:
+    entry = match.entry
+    # An FAQ answer has no span reader: its only evidence is the question similarity.
+    return AnswerCandidate(entry.answer, match.score, None, match.score, match.score, "FAQ",
+                           f"faq:{entry.id}", 0, len(entry.answer), entry.answer)
+
+
+def _unknown(question: str, retrieved: list[RetrievedParagraph],
+             ranked: list[AnswerCandidate], faq_matches: list[FAQMatch]) -> Answer:
+    """A "don't know" answer that still shows the closest paragraph and the best guesses."""
+    candidates = ranked or _dedupe([_faq_candidate(m) for m in faq_matches], None)
+    score = candidates[0].score if candidates else 0.0
+    if retrieved:
+        closest = retrieved[0].paragraph
+        return Answer(question, "", score, False, closest.title, closest.id, closest.text,
+                      None, None, candidates, "none", retrieved)
+    return Answer(question, "", score, False, "", "", "", None, None, candidates, "none",
+                  retrieved)
+
+
+@dataclass
+class FusionTuning:
+    """The result of `tune_fusion_weight`: the best w and (w, EM, F1) for every w tried."""
+
+    best_weight: float
+    table: list[tuple[float, float, float]]  # EM and F1 in percent
+    questions: int
+
+
+def tune_fusion_weight(pipeline: QAPipeline, examples: Sequence[SquadExample],
+                       weights: Sequence[float] | None = None,
+                       top_k: int | None = None) -> FusionTuning:
+    """The fusion weight with the best end-to-end F1 (then EM) on `examples`.
+
+    `examples` are `SquadExample`s with gold answers; give validation questions, never test
+    ones (for KorQuAD, `korqa.training.splits` decides which are which). Each question is
+    retrieved and read once; only the cheap fusion is redone for every weight.
+    """
+    from korqa.evaluation.korquad_metric import score_example
+
+    if not examples:
+        raise ValueError("tuning the fusion weight needs at least one validation question")
+    weights = [i / 20 for i in range(21)] if weights is None else list(weights)
+    if not weights or any(not 0.0 <= w <= 1.0 for w in weights):
+        raise ValueError(f"fusion weights must be in [0, 1], got {weights}")
+    read = [(example, *pipeline.read(example.question, top_k)) for example in examples]
+    table = []
+    for weight in weights:
+        em = f1 = 0.0
+        for example, retrieved, readings in read:
+            answer = pipeline.decide(example.question, retrieved, readings, weight)
+            # A "don't know" is scored by the best guess: the threshold is not what is tuned.
+            text = answer.candidates[0].answer if answer.candidates else ""
+            exact, overlap = score_example(text, example)
+            em, f1 = em + exact, f1 + overlap
+        table.append((weight, 100.0 * em / len(read), 100.0 * f1 / len(read)))
+    # max keeps the first of equal rows, so ties go to the smaller weight.
+    best = max(table, key=lambda row: (row[2], row[1]))
+    return FusionTuning(best[0], table, len(read))

@@ -1,0 +1,86 @@
+"""Build a pipeline from paths: an index dir, a corpus cached on first use, or the sample."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import korqa
+from korqa.faq import FAQIndex
+from korqa.paths import cache_dir, resolve_reader_dir, sample_corpus_path
+from korqa.pipeline.qa import PipelineConfig, QAPipeline, Reader
+from korqa.retrieval.index import RETRIEVER_DIR, STORE_FILE, Index, build_index
+from korqa.retrieval.manifest import FORMAT_VERSION, MANIFEST_FILE
+
+
+def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] = (),
+                  faq: str | Path | None = None, model: str | Path | None = None,
+                  config: PipelineConfig | None = None, progress: bool = False) -> QAPipeline:
+    """A ready pipeline. Paragraphs come from `index` (a `korqa index` dir), else from `corpus`
+    files indexed into the cache on first use, else from the shipped sample corpus. The reader
+    (`model`, else `korqa.paths.default_reader_dir()`) is loaded on the first question that
+    needs it, so FAQ answers work without one."""
+    paragraphs = open_index(index, corpus, progress)
+    faq_index = FAQIndex.from_file(faq) if faq else None
+
+    def load_reader() -> Reader:
+        return Reader.load(resolve_reader_dir(model))
+
+    return QAPipeline(paragraphs, load_reader, faq_index, config)
+
+
+def open_index(index: str | Path | None = None, corpus: Sequence[str | Path] = (),
+               progress: bool = False) -> Index:
+    """The paragraph index to answer from (see `open_pipeline`)."""
+    if index and corpus:
+        raise ValueError("give either an index directory or corpus paths, not both")
+    if index:
+        return Index(index)
+    return Index(cached_index(list(corpus) or [sample_corpus_path()], progress))
+
+
+def cached_index(paths: Sequence[str | Path], progress: bool = False) -> Path:
+    """An index of `paths` under the cache dir, built on first use and reused while the files
+    (paths, sizes, modification times) and korqa's index format stay the same."""
+    target = cache_dir() / "indexes" / corpus_fingerprint(paths)
+    if _complete(target):
+        return target
+    # Built beside the target and renamed into place, so a crash or a concurrent build never
+    # leaves a half-written index under the name later runs will trust.
+    staging = target.with_name(f"{target.name}.building-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    build_index(staging, [Path(p) for p in paths], progress=progress)
+    (staging / "sources.json").write_text(
+        json.dumps([str(Path(p).resolve()) for p in paths], ensure_ascii=False, indent=1) + "\n",
+        encoding="utf-8")
+    if _complete(target):  # another process finished first; use its index
+        shutil.rmtree(staging, ignore_errors=True)
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target
+
+
+def corpus_fingerprint(paths: Sequence[str | Path]) -> str:
+    """A short hash of the corpus files' resolved paths, sizes and mtimes, and korqa's version."""
+    entries: list[list[object]] = [[korqa.__version__, FORMAT_VERSION]]
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: corpus path not found")
+        path = path.resolve()
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            stat = file.stat()
+            entries.append([str(file), stat.st_size, stat.st_mtime_ns])
+    digest = hashlib.sha256(json.dumps(entries, ensure_ascii=False).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def _complete(directory: Path) -> bool:
+    return (directory / STORE_FILE).is_file() and \
+        (directory / RETRIEVER_DIR / MANIFEST_FILE).is_file()

@@ -1,0 +1,190 @@
+"""Retrieval recall@k of KorQuAD questions against an indexed corpus, with per-query latency.
+
+A question is a hit at k when one of its gold paragraphs is among the top k. Gold is decided
+by one of two rules:
+
+  context       the corpus paragraphs whose text equals or contains the question's context
+                (a KorQuAD-derived corpus, or text files that hold the contexts);
+  title-answer  a retrieved paragraph of the question's article title whose text contains one
+                of the gold answer texts (kowiki and other corpora from other dumps, whose
+                paragraphs differ from KorQuAD's contexts).
+
+`auto` picks `context` when the first question's context is found in the corpus, otherwise
+`title-answer`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from korqa.corpus.store import ParagraphStore
+from korqa.retrieval.base import Hit, Retriever
+
+SPLITS = ("test", "validation", "all")
+RULES = ("auto", "context", "title-answer")
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    context: str
+    title: str
+    answers: tuple[str, ...]
+    article_index: int
+
+
+def in_split(article_index: int, split: str) -> bool:
+    """The project's split: test = articles whose index in `data` is ≡ 4 (mod 5)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
+    is_test = article_index % 5 == 4
+    return split == "all" or (split == "test") == is_test
+
+
+def load_questions(path: str | Path, split: str = "all") -> list[Question]:
+    """Questions of a SQuAD-format file whose article is in `split`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: question file not found")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError(f"{path}: not SQuAD format: top-level field 'data' (a list) is missing")
+    questions = []
+    for a_index, article in enumerate(data["data"]):
+        if not in_split(a_index, split):
+            continue
+        for p_index, paragraph in enumerate(article.get("paragraphs", [])):
+            for q_index, qa in enumerate(paragraph.get("qas", [])):
+                where = f"{path}: data[{a_index}].paragraphs[{p_index}].qas[{q_index}]"
+                if not isinstance(qa.get("question"), str):
+                    raise ValueError(f"{where}: field 'question' must be a string")
+                answers = tuple(a["text"] for a in qa.get("answers", []) if a.get("text"))
+                questions.append(Question(
+                    id=str(qa.get("id", f"{a_index}-{p_index}-{q_index}")),
+                    question=qa["question"], context=paragraph["context"],
+                    title=article.get("title", ""), answers=answers, article_index=a_index,
+                ))
+    return questions
+
+
+def choose_rule(questions: Sequence[Question], store: ParagraphStore, rule: str = "auto") -> str:
+    if rule not in RULES:
+        raise ValueError(f"unknown gold rule {rule!r} (expected one of {', '.join(RULES)})")
+    if rule != "auto":
+        return rule
+    if not questions:
+        return "context"
+    return "context" if store.containing(questions[0].context) else "title-answer"
+
+
+class GoldJudge:
+    """Decides whether a retrieved paragraph is gold for a question, under one rule."""
+
+    def __init__(self, store: ParagraphStore, rule: str) -> None:
+        self.store = store
+        self.rule = rule
+        self._context_gold: dict[str, frozenset[str]] = {}
+
+    def gold_ids(self, question: Question) -> frozenset[str]:
+        """Context rule: every gold paragraph id (cached per distinct context)."""
+        if question.context not in self._context_gold:
+            self._context_gold[question.context] = frozenset(
+                self.store.containing(question.context))
+        return self._context_gold[question.context]
+
+    def answerable(self, question: Question) -> bool:
+        """Whether any corpus paragraph is gold (else no retriever can find it)."""
+        if self.rule == "context":
+            return bool(self.gold_ids(question))
+        return any(self._title_answer(question, p.title, p.text)
+                   for p in self.store.by_title(question.title))
+
+    def first_hit_rank(self, question: Question, hits: Sequence[Hit]) -> int | None:
+        """1-based rank of the first gold paragraph among `hits`, or None."""
+        if self.rule == "context":
+            gold = self.gold_ids(question)
+            return next((r for r, (pid, _) in enumerate(hits, 1) if pid in gold), None)
+        paragraphs = self.store.get([pid for pid, _ in hits])
+        return next((r for r, p in enumerate(paragraphs, 1)
+                     if self._title_answer(question, p.title, p.text)), None)
+
+    @staticmethod
+    def _title_answer(question: Question, title: str, text: str) -> bool:
+        return title == question.title and any(answer in text for answer in question.answers)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Where each question's first gold paragraph was retrieved, and how long each query took."""
+
+    rule: str
+    ranks: list[int | None]  # 1-based rank of the first gold hit within the depth, or None
+    latencies_ms: np.ndarray
+    without_gold: int  # questions with no gold paragraph anywhere in the corpus
+
+    def recall(self, k: int, select: Sequence[bool] | None = None) -> float:
+        ranks = self.ranks if select is None else [r for r, s in zip(self.ranks, select,
+                                                                      strict=True) if s]
+        return sum(r is not None and r <= k for r in ranks) / max(1, len(ranks))
+
+
+def rank_questions(
+    retriever: Retriever,
+    store: ParagraphStore,
+    questions: Sequence[Question],
+    depth: int,
+    rule: str = "auto",
+    progress: bool = False,
+) -> Ranking:
+    """Retrieve each question on its own (`retrieve`, not a batch, so the latency is what one
+    user query costs) and find its first gold hit among the top `depth`."""
+    if not questions:
+        raise ValueError("no questions to evaluate (is the split empty?)")
+    rule = choose_rule(questions, store, rule)
+    judge = GoldJudge(store, rule)
+    ranks: list[int | None] = []
+    latencies = np.empty(len(questions))
+    iterator: Iterable[Question] = questions
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(questions, desc="retrieval-eval", unit="q", mininterval=1.0)
+    for i, question in enumerate(iterator):
+        start = time.perf_counter()
+        hits = retriever.retrieve(question.question, depth)
+        latencies[i] = (time.perf_counter() - start) * 1000.0
+        ranks.append(judge.first_hit_rank(question, hits))
+    without_gold = sum(not judge.answerable(q) for q in questions)
+    return Ranking(rule, ranks, latencies, without_gold)
+
+
+def evaluate_recall(
+    retriever: Retriever,
+    store: ParagraphStore,
+    questions: Sequence[Question],
+    ks: Sequence[int] = (1, 5, 10, 20),
+    rule: str = "auto",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """recall@k for each k (0–1), the rule used, and per-query latency in milliseconds."""
+    if not ks or any(k < 1 for k in ks):
+        raise ValueError(f"k values must be positive integers, got {list(ks)}")
+    ranking = rank_questions(retriever, store, questions, max(ks), rule, progress)
+    latencies = ranking.latencies_ms
+    result: dict[str, Any] = {f"recall@{k}": ranking.recall(k) for k in sorted(set(ks))}
+    result.update({
+        "questions": len(questions),
+        "rule": ranking.rule,
+        "questions_without_gold": ranking.without_gold,
+        "latency_ms": {"mean": float(latencies.mean()), "p50": float(np.median(latencies)),
+                       "p95": float(np.percentile(latencies, 95))},
+    })
+    return result

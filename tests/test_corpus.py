@@ -1,0 +1,152 @@
+"""Corpus loaders (SQuAD JSON, JSONL, .jsonl.xz, folders), stable ids and the SQLite store."""
+
+from __future__ import annotations
+
+import json
+import lzma
+import sqlite3
+
+import pytest
+
+from korqa.corpus import (
+    Paragraph,
+    ParagraphStore,
+    iter_jsonl,
+    iter_squad,
+    iter_text_folder,
+    load_corpus,
+)
+
+DOCS = [
+    {"id": "10", "title": "서울",
+     "paragraphs": ["서울은 대한민국의 수도이다.", "", "한강이 흐른다."]},
+    {"id": "11", "title": "산", "paragraphs": ["산은 높다."]},
+]
+
+
+def write_squad(path, articles):
+    path.write_text(json.dumps({"version": "t", "data": articles}, ensure_ascii=False),
+                    encoding="utf-8")
+    return path
+
+
+def squad_article(title, contexts):
+    return {"title": title, "paragraphs": [
+        {"context": c, "qas": [{"id": f"{title}-{i}", "question": "무엇?", "answers": []}]}
+        for i, c in enumerate(contexts)]}
+
+
+def write_jsonl(path, docs):
+    text = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs)
+    if path.suffix == ".xz":
+        with lzma.open(path, "wt", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_squad_loader_keeps_each_distinct_context_once(tmp_path):
+    path = write_squad(tmp_path / "kq.json", [
+        squad_article("서울", ["서울은 수도이다.", "한강이 흐른다.", "서울은 수도이다."]),
+        squad_article("부산", ["한강이 흐른다.", "부산은 항구이다."]),
+    ])
+    paragraphs = list(iter_squad(path))
+    texts = [p.text for p in paragraphs]
+    assert texts == ["서울은 수도이다.", "한강이 흐른다.", "부산은 항구이다."]
+    assert [p.id for p in paragraphs] == ["squad:서울:0", "squad:서울:1", "squad:부산:1"]
+    assert paragraphs[2].title == "부산" and paragraphs[2].doc_id == "부산"
+    assert list(iter_squad(path)) == paragraphs  # deterministic ids across runs
+
+
+def test_squad_loader_names_the_bad_field(tmp_path):
+    path = write_squad(tmp_path / "bad.json", [{"title": "x", "paragraphs": [{"qas": []}]}])
+    with pytest.raises(ValueError, match=r"bad\.json: data\[0\]\.paragraphs\[0\].*'context'"):
+        list(iter_squad(path))
+    (tmp_path / "nodata.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError, match="'data'"):
+        list(iter_squad(tmp_path / "nodata.json"))
+
+
+@pytest.mark.parametrize("name", ["wiki.jsonl", "wiki.jsonl.xz"])
+def test_jsonl_loader_plain_and_xz(tmp_path, name):
+    paragraphs = list(iter_jsonl(write_jsonl(tmp_path / name, DOCS)))
+    assert [p.id for p in paragraphs] == ["kowiki:10:0", "kowiki:10:2", "kowiki:11:0"]
+    assert paragraphs[1] == Paragraph("kowiki:10:2", "서울", "한강이 흐른다.", "10")
+
+
+def test_jsonl_loader_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(DOCS[0]) + "\n" + '{"id": "12", "title": "x"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: field 'paragraphs'"):
+        list(iter_jsonl(path))
+    path.write_text("{not json\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1: invalid JSON"):
+        list(iter_jsonl(path))
+
+
+def test_folder_loader_splits_on_blank_lines(tmp_path):
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "한국.txt").write_text("첫 문단이다.\n둘째 줄.\n\n  \n둘째 문단.\n", encoding="utf-8")
+    (folder / "sub" / "메모.md").write_text("# 제목\n\n본문이다.", encoding="utf-8")
+    (folder / "skip.csv").write_text("a,b", encoding="utf-8")
+    paragraphs = list(iter_text_folder(folder))
+    assert [(p.id, p.title, p.text) for p in paragraphs] == [
+        ("file:sub/메모.md:0", "메모", "# 제목"),
+        ("file:sub/메모.md:1", "메모", "본문이다."),
+        ("file:한국.txt:0", "한국", "첫 문단이다.\n둘째 줄."),
+        ("file:한국.txt:1", "한국", "둘째 문단."),
+    ]
+
+
+def test_load_corpus_dispatches_by_path(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("가나다.", encoding="utf-8")
+    squad = write_squad(tmp_path / "kq.json", [squad_article("서울", ["서울은 수도이다."])])
+    jsonl = write_jsonl(tmp_path / "w.jsonl.xz", DOCS[1:])
+    ids = [p.id for p in load_corpus([folder, squad, jsonl])]
+    assert ids == ["file:a.txt:0", "squad:서울:0", "kowiki:11:0"]
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        list(load_corpus([tmp_path / "missing.json"]))
+    (tmp_path / "x.csv").write_text("a", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"x\.csv: unknown corpus kind"):
+        list(load_corpus([tmp_path / "x.csv"]))
+
+
+def test_store_add_get_iterate_and_update(tmp_path):
+    path = tmp_path / "store.sqlite"
+    first = list(iter_jsonl(write_jsonl(tmp_path / "w.jsonl", DOCS)))
+    with ParagraphStore(path) as store:
+        assert store.add(first).added == 3
+        again = store.add(first)
+        assert (again.added, again.updated, again.unchanged) == (0, 0, 3)
+        assert store.count() == len(store) == 3
+        got = store.get(["kowiki:11:0", "kowiki:10:0"])
+        assert [p.text for p in got] == ["산은 높다.", "서울은 대한민국의 수도이다."]
+        with pytest.raises(KeyError, match="nope"):
+            store.get(["nope"])
+    # Adding documents later: one edited paragraph, one new; order of first insertion is kept.
+    edited = Paragraph("kowiki:10:0", "서울", "서울특별시는 수도이다.", "10")
+    new = Paragraph("kowiki:12:0", "강", "강은 흐른다.", "12")
+    with ParagraphStore(path) as store:
+        result = store.add([edited, new])
+        assert (result.added, result.updated, result.unchanged) == (1, 1, 0)
+        assert [p.id for p in store] == ["kowiki:10:0", "kowiki:10:2", "kowiki:11:0",
+                                         "kowiki:12:0"]
+        assert store.get(["kowiki:10:0"])[0].text == "서울특별시는 수도이다."
+        assert [p.id for p in store.by_title("서울")] == ["kowiki:10:0", "kowiki:10:2"]
+        assert store.containing("한강이") == ["kowiki:10:2"]
+    with ParagraphStore(path, readonly=True) as store:
+        assert len(store) == 4
+
+
+def test_store_rejects_other_sqlite_files(tmp_path):
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(ValueError, match="not a korqa paragraph store"):
+        ParagraphStore(path)
+    with pytest.raises(FileNotFoundError):
+        ParagraphStore(tmp_path / "none.sqlite", readonly=True)

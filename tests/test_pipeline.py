@@ -1,0 +1,256 @@
+"""The retriever–reader pipeline on a tiny corpus with a tiny random BERT reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from korqa.corpus.paragraph import Paragraph
+from korqa.faq import FAQEntry, FAQIndex
+from korqa.modeling import BertConfig, BertForQuestionAnswering
+from korqa.pipeline import (
+    PipelineConfig,
+    QAPipeline,
+    Reader,
+    RetrievedParagraph,
+    cached_index,
+    fuse,
+    normalise_retrieval,
+    open_index,
+    open_pipeline,
+    tune_fusion_weight,
+)
+from korqa.reader.squad import Answer as GoldAnswer
+from korqa.reader.squad import SquadExample
+from korqa.retrieval.index import Index, build_index
+from korqa.tokenization import Tokenizer
+
+DOCS = [
+    ("hangul", "한글", ["한글은 세종이 1443년에 만든 글자이다. 1446년에 훈민정음이라는 책으로 "
+                        "백성에게 알려졌다. 한글날은 10월 9일이다."]),
+    ("halla", "한라산", ["한라산은 제주도 가운데에 있는 화산으로 높이는 1947미터이다. 남한에서 "
+                         "가장 높은 산이며 꼭대기에는 백록담이라는 호수가 있다."]),
+    ("kimchi", "김치", ["김치는 배추와 무를 소금에 절여 양념한 뒤 발효시킨 음식이다. 겨울을 "
+                        "나려고 김치를 한꺼번에 담그는 일을 김장이라고 한다."]),
+    ("sun", "태양계", ["태양계에서 가장 큰 행성은 목성이다. 지구는 태양에서 세 번째로 가까운 "
+                       "행성이며 달이라는 위성 하나를 가지고 있다."]),
+]
+QUESTIONS = ["한라산의 높이는 얼마인가?", "한글은 누가 만들었나?", "김장이란 무엇인가?",
+             "가장 큰 행성은?", "오늘 너무 힘들다", "정말 너무 힘들어요"]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def write_corpus(path: Path, docs: list = DOCS) -> Path:
+    lines = [json.dumps({"id": i, "title": t, "paragraphs": ps}, ensure_ascii=False)
+             for i, t, ps in docs]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def make_tiny_reader(directory: Path, seed: int = 0) -> Path:
+    """A random 1-layer BERT QA model and a syllable WordPiece vocab, saved as a model dir."""
+    text = "".join(p for _, t, ps in DOCS for p in [t, *ps]) + "".join(QUESTIONS)
+    chars = sorted({c for c in text if not c.isspace()})
+    vocab = SPECIALS + chars + ["##" + c for c in chars]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128)
+    BertForQuestionAnswering(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_reader(tmp_path_factory.mktemp("reader"))
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
+    root = tmp_path_factory.mktemp("index")
+    build_index(root / "idx", [write_corpus(root / "corpus.jsonl")], progress=False)
+    return Index(root / "idx")
+
+
+@pytest.fixture(scope="module")
+def reader(tiny_dir: Path) -> Reader:
+    # Particle trimming loads Kiwi (seconds); the CLI tests cover it, these tests need speed.
+    model = BertForQuestionAnswering.from_pretrained(tiny_dir)
+    return Reader(model, Tokenizer.from_pretrained(tiny_dir), trim_particles=False)
+
+
+def pipeline_with(index: Index, reader: Reader, **config: object) -> QAPipeline:
+    return QAPipeline(index, reader, config=PipelineConfig(**config))
+
+
+def test_span_offsets_index_the_shown_paragraph_exactly(index: Index, reader: Reader) -> None:
+    pipeline = pipeline_with(index, reader, threshold=0.0, n_best=10)
+    for question in QUESTIONS[:4]:
+        answer = pipeline.ask(question)
+        assert answer.known
+        assert answer.context[answer.start:answer.end] == answer.answer != ""
+        stored = index.store.get([answer.paragraph_id])[0]
+        assert (answer.context, answer.title) == (stored.text, stored.title)
+        for c in answer.candidates:
+            assert c.context[c.start:c.end] == c.answer
+            assert c.context == index.store.get([c.paragraph_id])[0].text
+        assert len({c.answer for c in answer.candidates}) == len(answer.candidates)
+
+
+def test_top_retrieved_paragraph_wins_when_the_reader_is_indifferent(tiny_dir: Path,
+                                                                      index: Index) -> None:
+    # All-zero QA weights give every span the same logit, so only retrieval can separate them.
+    model = BertForQuestionAnswering.from_pretrained(tiny_dir)
+    torch.nn.init.zeros_(model.qa_outputs.weight)
+    torch.nn.init.zeros_(model.qa_outputs.bias)
+    flat = Reader(model, Tokenizer.from_pretrained(tiny_dir), trim_particles=False)
+    pipeline = pipeline_with(index, flat, threshold=0.0)
+    for question, title in [("한라산의 높이는 얼마인가?", "한라산"), ("김장이란 무엇인가?", "김치"),
+                            ("가장 큰 행성은?", "태양계")]:
+        hits = index.search(question, 3)
+        assert hits[0][0].title == title  # the retriever ranks the right paragraph first
+        answer = pipeline.ask(question)
+        assert (answer.title, answer.paragraph_id) == (title, hits[0][0].id)
+        assert answer.candidates[0].retrieval_score == 1.0
+
+
+def test_weight_one_follows_retrieval_order_and_zero_the_reader(index: Index,
+                                                                reader: Reader) -> None:
+    question = "한라산의 높이는 얼마인가?"
+    top = index.search(question, 3)[0][0]
+    by_retrieval = pipeline_with(index, reader, fusion_weight=1.0, threshold=0.0)
+    assert by_retrieval.ask(question).paragraph_id == top.id
+    retrieved, readings = by_retrieval.read(question)
+    pool = fuse(retrieved, readings, weight=1.0)
+    scores = [c.retrieval_score for c in pool]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(retrieved) > 1
+    by_reader = fuse(retrieved, readings, weight=0.0)
+    reader_scores = [c.reader_score for c in by_reader]
+    assert reader_scores == sorted(reader_scores, reverse=True)
+    assert [c.score for c in by_reader] == reader_scores
+    assert pipeline_with(index, reader, fusion_weight=0.0, threshold=0.0).ask(question).answer \
+        == by_reader[0].answer
+
+
+def test_fuse_mixes_scores_with_the_weight_and_keeps_one_answer_per_text() -> None:
+    first, second = Paragraph("a", "A", "가나다 라마", "a"), Paragraph("b", "B", "라마 바사", "b")
+    retrieved = [RetrievedParagraph(first, 8.0, 1.0), RetrievedParagraph(second, 2.0, 0.25)]
+    span = SimpleNamespace
+    readings = [[span(text="가나다", start=0, end=3, score=0.2),
+                 span(text="라마", start=4, end=6, score=0.1)],
+                [span(text="라마", start=0, end=2, score=0.9)]]
+    ranked = fuse(retrieved, readings, weight=0.35)
+    assert [(c.answer, c.paragraph_id) for c in ranked] == [("라마", "b"), ("가나다", "a")]
+    assert ranked[0].score == pytest.approx(0.65 * 0.9 + 0.35 * 0.25)
+    assert ranked[1].score == pytest.approx(0.65 * 0.2 + 0.35 * 1.0)
+    assert (ranked[0].reader_score, ranked[0].retrieval_score, ranked[0].retrieval_raw) == \
+        (0.9, 0.25, 2.0)
+    by_retrieval = fuse(retrieved, readings, weight=1.0)
+    assert [(c.answer, c.paragraph_id) for c in by_retrieval] == [("가나다", "a"), ("라마", "a")]
+
+
+def test_normalise_retrieval_divides_by_the_top_score() -> None:
+    assert normalise_retrieval([4.0, 2.0, 0.0]) == [1.0, 0.5, 0.0]
+    assert normalise_retrieval([0.0, 0.0]) == [0.0, 0.0]
+    assert normalise_retrieval([]) == []
+
+
+def test_below_the_threshold_it_says_it_does_not_know_and_shows_the_closest_paragraph(
+        index: Index, reader: Reader) -> None:
+    question = "김장이란 무엇인가?"
+    closest = index.search(question, 1)[0][0]
+    answer = pipeline_with(index, reader, threshold=1.01).ask(question)
+    assert not answer.known and answer.source == "none"
+    assert (answer.answer, answer.start, answer.end) == ("", None, None)
+    assert (answer.title, answer.paragraph_id, answer.context) == \
+        (closest.title, closest.id, closest.text)
+    assert answer.candidates  # the guesses are still listed
+    assert answer.to_json()["known"] is False
+
+
+def test_a_question_matching_nothing_is_unknown_without_a_paragraph(index: Index,
+                                                                    reader: Reader) -> None:
+    answer = pipeline_with(index, reader, threshold=0.0).ask("xyzzy qwerty")
+    assert not answer.known and answer.context == "" and answer.candidates == []
+
+
+def test_empty_question_and_bad_settings_are_clear_errors(index: Index, reader: Reader) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        pipeline_with(index, reader).ask("   ")
+    with pytest.raises(ValueError, match="top_k"):
+        pipeline_with(index, reader).ask("한라산", top_k=0)
+    with pytest.raises(ValueError, match="fusion weight"):
+        PipelineConfig(fusion_weight=1.5)
+
+
+def test_paragraph_encodings_are_cached_across_questions(index: Index, reader: Reader) -> None:
+    pipeline = pipeline_with(index, reader, threshold=0.0)
+    pipeline.ask("한라산의 높이는 얼마인가?")
+    text = index.search("한라산의 높이는 얼마인가?", 1)[0][0].text
+    encoding = reader.tokenizer.encode_batch([text])[0]
+    pipeline.ask("한라산 꼭대기의 호수는?")
+    assert reader.tokenizer.encode_batch([text])[0] is encoding
+
+
+def test_faq_answers_first_when_it_matches_closely(index: Index, reader: Reader) -> None:
+    faq = FAQIndex([FAQEntry(0, "오늘 너무 힘들다", "고생 많았어요."),
+                    FAQEntry(1, "배고파", "맛있는 것 드세요.")])
+    pipeline = QAPipeline(index, reader, faq, PipelineConfig(threshold=0.0))
+    answer = pipeline.ask("정말 너무 힘들어요 오늘")
+    assert (answer.source, answer.answer, answer.faq_question) == \
+        ("faq", "고생 많았어요.", "오늘 너무 힘들다")
+    assert answer.context[answer.start:answer.end] == answer.answer
+    assert pipeline.ask("한라산의 높이는 얼마인가?").source == "reader"
+
+
+def test_tune_fusion_weight_reads_once_and_scores_every_weight(index: Index,
+                                                               reader: Reader) -> None:
+    context = DOCS[1][2][0]
+    start = context.index("1947미터")
+    examples = [SquadExample("q1", "한라산의 높이는 얼마인가?", context, "한라산", 0,
+                             [GoldAnswer("1947미터", start)])]
+    tuning = tune_fusion_weight(pipeline_with(index, reader), examples, weights=[0.0, 0.5, 1.0])
+    assert [row[0] for row in tuning.table] == [0.0, 0.5, 1.0]
+    assert tuning.best_weight in (0.0, 0.5, 1.0) and tuning.questions == 1
+    assert all(0.0 <= em <= f1 <= 100.0 for _, em, f1 in tuning.table)
+
+
+def test_cached_index_is_built_once_and_rebuilt_when_the_corpus_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KORQA_CACHE", str(tmp_path / "cache"))
+    corpus = write_corpus(tmp_path / "c.jsonl", DOCS[:2])
+    first = cached_index([corpus])
+    assert cached_index([corpus]) == first
+    assert len(list((tmp_path / "cache" / "indexes").iterdir())) == 1
+    write_corpus(corpus, DOCS)
+    assert cached_index([corpus]) != first
+    with pytest.raises(FileNotFoundError, match="not found"):
+        cached_index([tmp_path / "missing.jsonl"])
+
+
+def test_the_sample_corpus_is_indexed_on_first_use_and_answers_lookups(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KORQA_CACHE", str(tmp_path))
+    with open_index() as sample:
+        assert len(sample.store) >= 15
+        assert sample.search("한라산의 높이는?", 1)[0][0].title == "제주도"
+        assert sample.search("한글은 언제 만들어졌나?", 1)[0][0].title == "한글"
+
+
+def test_faq_works_without_a_reader_and_documents_ask_for_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KORQA_CACHE", str(tmp_path))
+    faq = tmp_path / "faq.json"
+    faq.write_text(json.dumps([{"question": "오늘 너무 힘들다", "answer": "고생 많았어요."}],
+                              ensure_ascii=False), encoding="utf-8")
+    pipeline = open_pipeline(faq=faq, model=tmp_path / "no-model")
+    assert pipeline.ask("오늘 너무 힘들다").answer == "고생 많았어요."
+    assert not pipeline.ask("xyzzy").known  # nothing retrieved: nothing to load a reader for
+    with pytest.raises(FileNotFoundError, match="--model"):
+        pipeline.ask("한라산의 높이는?")
