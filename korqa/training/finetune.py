@@ -262,8 +262,8 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def _autocast(device: torch.device, precision: str,
-              ) -> Callable[[], contextlib.AbstractContextManager]:
+def autocast_factory(device: torch.device, precision: str,
+                     ) -> Callable[[], contextlib.AbstractContextManager]:
     if precision == "fp32":
         return contextlib.nullcontext
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -364,7 +364,7 @@ def _check_resumable(state: dict, source: Path, trajectory: dict, fingerprint: s
         raise ValueError(f"{source}: cannot resume with other settings: " + "; ".join(differences))
 
 
-def _truncate_log(path: Path, step: int) -> None:
+def truncate_log(path: Path, step: int) -> None:
     # Rows written after the checkpoint will be written again by the resumed run.
     rows = [row for row in read_log(path) if row.get("step", 0) <= step] if path.exists() else []
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
@@ -441,7 +441,7 @@ def finetune(config: FinetuneConfig) -> dict:
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr)
     scheduler = linear_schedule(optimizer, plan.warmup_steps, plan.total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    autocast = _autocast(device, precision)
+    autocast = autocast_factory(device, precision)
 
     per_step = config.grad_accum * config.batch_size  # features per optimizer step
     log_path = out / "log.jsonl"
@@ -454,7 +454,7 @@ def finetune(config: FinetuneConfig) -> dict:
         scaler.load_state_dict(state["scaler"])
         restore_rng(state["rng"])
         step, best = state["step"], state["best"]
-        _truncate_log(log_path, step)
+        truncate_log(log_path, step)
     else:
         out.mkdir(parents=True, exist_ok=True)
         log_path.write_text("")

@@ -1,0 +1,385 @@
+"""Pre-train a BERT on masked-LM + next-sentence prediction (`korqa pretrain`): one loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from korqa.modeling import BertConfig, BertForPreTraining
+from korqa.pretraining.data import InstanceStream, PairConfig, TrainingInstance, collate
+from korqa.tokenization import Tokenizer
+from korqa.training.checkpointing import (
+    capture_rng,
+    existing_checkpoint,
+    load_state,
+    restore_rng,
+)
+from korqa.training.finetune import (
+    DEVICES,
+    PRECISIONS,
+    autocast_factory,
+    linear_schedule,
+    parameter_groups,
+    resolve_device,
+    resolve_precision,
+    save_model_dir,
+    seed_everything,
+    truncate_log,
+)
+from korqa.training.plot import read_log, smooth
+
+# Encoder shapes; the vocabulary size always comes from the tokenizer.
+MODEL_SIZES = {
+    "tiny": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 256},
+    "small": {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+              "intermediate_size": 1024},
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+             "intermediate_size": 3072},
+}
+
+# What decides the sequence of weights; a resumed run must agree on all of them.
+TRAJECTORY_FIELDS = ("corpus", "config", "max_steps", "batch_size", "grad_accum", "lr", "warmup",
+                     "weight_decay", "max_grad_norm", "max_seq_length", "short_seq_prob",
+                     "mask_prob", "max_predictions", "whole_word_mask", "sop", "doc_buffer",
+                     "instance_buffer", "max_docs_per_file", "seed")
+FINAL_ACCURACY_STEPS = 100  # "final" accuracies average this many last steps (one is noisy)
+
+
+@dataclass
+class PretrainConfig:
+    """One pre-training run; defaults follow BERT's recipe at sequence length 128."""
+
+    corpus: list[str]  # kowiki .jsonl[.xz] shards, .txt files or folders of them
+    tokenizer: str  # a directory with vocab.txt / tokenizer.json (from `korqa vocab`)
+    out: str  # run directory: last/, final/, log.jsonl, curves.png, summary.json
+    config: str = "small"  # tiny | small | base | a config.json
+    max_steps: int = 10_000  # the LR schedule is planned for exactly this many steps
+    batch_size: int = 32
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-4
+    warmup: float = 0.01  # fraction of the steps (< 1) or a number of steps (>= 1)
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0  # 0 turns clipping off
+    max_seq_length: int = 128
+    short_seq_prob: float = 0.1
+    mask_prob: float = 0.15
+    max_predictions: int | None = None  # per sequence; default ceil(max_seq_length * mask_prob)
+    whole_word_mask: bool = False
+    sop: bool = False  # sentence-order prediction (ALBERT) instead of next-sentence prediction
+    doc_buffer: int = 1000
+    instance_buffer: int = 2000
+    max_docs_per_file: int | None = None  # read only the first N documents of each file
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
+    threads: int | None = None  # torch CPU threads
+    save_every: int = 1000  # steps between last/ checkpoints (always at the end)
+    stop_at_step: int | None = None  # end this invocation early, resumable from last/
+    resume: bool = False  # continue from out/last/ (same settings required)
+    progress: bool = True  # tqdm bar on stderr
+    # Read by finetune's parameter_groups: 1 = every layer at the same learning rate.
+    layer_lr_decay: float = 1.0
+
+    def pair_config(self) -> PairConfig:
+        return PairConfig(max_seq_length=self.max_seq_length, short_seq_prob=self.short_seq_prob,
+                          mask_prob=self.mask_prob, max_predictions=self.max_predictions,
+                          whole_word_mask=self.whole_word_mask, sop=self.sop,
+                          doc_buffer=self.doc_buffer, instance_buffer=self.instance_buffer)
+
+
+# ---- model ---------------------------------------------------------------------------------
+
+
+def model_config(name_or_path: str, tokenizer: Tokenizer) -> BertConfig:
+    """A named size (tiny, small, base) or a config.json, sized to the tokenizer's vocabulary."""
+    sized = {"vocab_size": tokenizer.vocab_size, "pad_token_id": tokenizer.pad_id}
+    if name_or_path in MODEL_SIZES:
+        return BertConfig(max_position_embeddings=512, **MODEL_SIZES[name_or_path], **sized)
+    if not Path(name_or_path).is_file():
+        raise FileNotFoundError(f"--config {name_or_path}: not one of {sorted(MODEL_SIZES)} "
+                                f"and no such file")
+    return dataclasses.replace(BertConfig.from_json_file(name_or_path), **sized)
+
+
+def sparse_forward(model: BertForPreTraining, batch: dict[str, torch.Tensor],
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(MLM logits [N, V] at the N masked tokens, NSP logits [B, 2]).
+
+    The same heads as `model(...)`, but the vocabulary projection runs on the ~15 % of
+    positions that are predicted instead of all of them (BERT's gather_indexes): the [B, L, V]
+    scores would dominate a small model's step time and memory.
+    """
+    layers, pooled = model.bert(batch["input_ids"], batch["token_type_ids"],
+                                batch["attention_mask"], output_all_encoded_layers=False)
+    picked = layers[-1][batch["mlm_rows"], batch["mlm_columns"]]  # [N, H]
+    return model.cls.predictions(picked), model.cls.seq_relationship(pooled)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # the tied decoder counts once
+
+
+# ---- one step ------------------------------------------------------------------------------
+
+
+def train_step(model: BertForPreTraining, micro_batches: list[list[TrainingInstance]],
+               pad_id: int, device: torch.device, autocast: Callable,
+               scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer,
+               scheduler: torch.optim.lr_scheduler.LRScheduler,
+               max_grad_norm: float) -> dict[str, float]:
+    """Accumulate MLM + NSP gradients over the micro-batches, clip, step; the step's stats."""
+    sums = dict.fromkeys(("mlm_loss", "nsp_loss"), 0.0)
+    counts = dict.fromkeys(("mlm_correct", "mlm_total", "nsp_correct", "nsp_total", "tokens"), 0)
+    for instances in micro_batches:
+        batch = collate(instances, pad_id)
+        batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+        with autocast():
+            mlm_logits, nsp_logits = sparse_forward(model, batch)
+        # Losses in fp32: a bf16 log-softmax over 32k classes loses digits.
+        mlm_loss = F.cross_entropy(mlm_logits.float(), batch["mlm_labels"])
+        nsp_loss = F.cross_entropy(nsp_logits.float(), batch["nsp_labels"])
+        scaler.scale((mlm_loss + nsp_loss) / len(micro_batches)).backward()
+        sums["mlm_loss"] += mlm_loss.item() / len(micro_batches)
+        sums["nsp_loss"] += nsp_loss.item() / len(micro_batches)
+        counts["mlm_correct"] += int((mlm_logits.argmax(-1) == batch["mlm_labels"]).sum())
+        counts["mlm_total"] += len(batch["mlm_labels"])
+        counts["nsp_correct"] += int((nsp_logits.argmax(-1) == batch["nsp_labels"]).sum())
+        counts["nsp_total"] += len(batch["nsp_labels"])
+        counts["tokens"] += int(batch["attention_mask"].sum())
+    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    limit = max_grad_norm if max_grad_norm > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, limit).item()
+    lr = max(group["lr"] for group in optimizer.param_groups)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": sums["mlm_loss"] + sums["nsp_loss"], **sums,
+            "mlm_acc": counts["mlm_correct"] / max(1, counts["mlm_total"]),
+            "nsp_acc": counts["nsp_correct"] / max(1, counts["nsp_total"]),
+            "lr": lr, "grad_norm": grad_norm, "tokens": counts["tokens"]}
+
+
+# ---- curves --------------------------------------------------------------------------------
+
+
+def plot_pretraining(log_path: str | Path, png_path: str | Path) -> None:
+    """MLM loss, MLM accuracy and NSP (or SOP) accuracy against the optimizer step."""
+    train = [row for row in read_log(log_path) if row.get("kind") == "train"]
+    steps = [row["step"] for row in train]
+    figure = Figure(figsize=(8, 8))
+    figure.subplots_adjust(left=0.1, right=0.98, top=0.97, bottom=0.06, hspace=0.1)
+    FigureCanvasAgg(figure)
+    panels = figure.subplots(3, 1, sharex=True)
+    for axes, key, label, color in ((panels[0], "mlm_loss", "MLM loss", "tab:blue"),
+                                    (panels[1], "mlm_acc", "MLM accuracy", "tab:green"),
+                                    (panels[2], "nsp_acc", "NSP accuracy", "tab:orange")):
+        values = [row[key] for row in train]
+        axes.plot(steps, values, color=color, alpha=0.3, linewidth=0.8)
+        if values:
+            axes.plot(steps, smooth(values, 0.95), color=color, label=f"{label} (smoothed)")
+            axes.legend(loc="best")
+        axes.set_ylabel(label)
+        axes.grid(alpha=0.3)
+    panels[2].set_xlabel("optimizer step")
+    figure.savefig(png_path, dpi=100)
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+def _check_config(config: PretrainConfig) -> None:
+    if config.device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {config.device!r}")
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+    for name in ("max_steps", "batch_size", "grad_accum", "save_every"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+    for name in ("stop_at_step", "threads", "max_docs_per_file"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1 (or unset), got {value}")
+    if config.lr <= 0 or config.warmup < 0:
+        raise ValueError("lr must be > 0 and warmup >= 0")
+    if not config.corpus:
+        raise ValueError("no corpus given")
+    config.pair_config()  # its own checks
+
+
+def _resume_source(out: Path, resume: bool) -> Path | None:
+    last = existing_checkpoint(out / "last")
+    if resume:
+        if last is None:
+            raise FileNotFoundError(f"{out / 'last'}: no checkpoint to resume from")
+        return last
+    if last is not None or (out / "final").exists():
+        raise ValueError(f"{out} already holds a run: pass --resume to continue it, or another "
+                         f"--out")
+    return None
+
+
+def _trajectory(config: PretrainConfig, precision: str, tokenizer: Tokenizer) -> dict:
+    vocab = sorted(tokenizer.backend.get_vocab().items(), key=lambda item: item[1])
+    digest = hashlib.sha256("\n".join(token for token, _ in vocab).encode()).hexdigest()[:16]
+    return {**{name: getattr(config, name) for name in TRAJECTORY_FIELDS},
+            "precision": precision, "vocab": digest}
+
+
+def _check_resumable(saved: dict, source: Path, trajectory: dict) -> None:
+    differences = [f"{key} was {saved.get(key)!r}, now {value!r}"
+                   for key, value in trajectory.items() if saved.get(key) != value]
+    if differences:
+        raise ValueError(f"{source}: cannot resume with other settings: " + "; ".join(differences))
+
+
+def _batches(stream: Iterator[TrainingInstance], batch_size: int,
+             grad_accum: int) -> Iterator[list[list[TrainingInstance]]]:
+    while True:
+        yield [list(itertools.islice(stream, batch_size)) for _ in range(grad_accum)]
+
+
+def pretrain(config: PretrainConfig) -> dict:
+    """Pre-train as `config` says, checkpointing on the way; returns the run's summary."""
+    _check_config(config)
+    started = time.perf_counter()
+    out = Path(config.out)
+    resume_from = _resume_source(out, config.resume)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)  # before the model: its initial weights are drawn from it
+
+    tokenizer = Tokenizer.from_pretrained(resume_from or config.tokenizer)
+    if resume_from:
+        model = BertForPreTraining.from_pretrained(resume_from)
+    else:
+        model = BertForPreTraining(model_config(config.config, tokenizer))
+    if config.max_seq_length > model.config.max_position_embeddings:
+        raise ValueError(f"max_seq_length {config.max_seq_length} exceeds the model's "
+                         f"max_position_embeddings ({model.config.max_position_embeddings})")
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr)
+    warmup = round(config.warmup * config.max_steps) if config.warmup < 1 else int(config.warmup)
+    scheduler = linear_schedule(optimizer, min(warmup, config.max_steps), config.max_steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    autocast = autocast_factory(device, precision)
+    trajectory = _trajectory(config, precision, tokenizer)
+    instances = InstanceStream(config.corpus, tokenizer, config.pair_config(), config.seed,
+                               config.max_docs_per_file)
+    stream = iter(instances)
+
+    per_step = config.batch_size * config.grad_accum
+    log_path = out / "log.jsonl"
+    step, tokens_seen = 0, 0
+    if resume_from:
+        state = load_state(resume_from)
+        _check_resumable(state["trajectory"], resume_from, trajectory)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, tokens_seen = state["step"], state["tokens_seen"]
+        # The stream is a function of its seed: skipping what was trained on finds the place.
+        for _ in itertools.islice(stream, step * per_step):
+            pass
+        restore_rng(state["rng"])
+        truncate_log(log_path, step)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("")
+
+    def write_log(row: dict) -> None:
+        with log_path.open("a", encoding="utf-8") as log:  # per row: a kill loses nothing
+            log.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def save_last() -> None:
+        save_model_dir(out / "last", model, tokenizer, {
+            "step": step, "instances": step * per_step, "tokens_seen": tokens_seen,
+            "trajectory": trajectory, "args": asdict(config),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "rng": capture_rng(),
+        })
+
+    parameters = count_parameters(model)
+    write_log({"kind": "resume" if resume_from else "start", "step": step,
+               "total_steps": config.max_steps, "parameters": parameters,
+               "device": str(device), "precision": precision})
+    stop_at = min(config.max_steps, config.stop_at_step or config.max_steps)
+    bar = tqdm(total=config.max_steps, initial=step, disable=not config.progress, unit="step",
+               desc="pretrain", dynamic_ncols=True, file=sys.stderr)
+    train_seconds, data_seconds = 0.0, 0.0
+    batches = _batches(stream, config.batch_size, config.grad_accum)
+    while step < stop_at:
+        tic = time.perf_counter()
+        micro_batches = next(batches)
+        data_seconds += time.perf_counter() - tic
+        tic = time.perf_counter()
+        stats = train_step(model, micro_batches, tokenizer.pad_id, device, autocast, scaler,
+                           optimizer, scheduler, config.max_grad_norm)
+        train_seconds += time.perf_counter() - tic
+        step += 1
+        tokens_seen += stats["tokens"]
+        write_log({"kind": "train", "step": step, **stats, "tokens_seen": tokens_seen})
+        bar.update(1)
+        bar.set_postfix(mlm=f"{stats['mlm_loss']:.3f}", mlm_acc=f"{stats['mlm_acc']:.3f}",
+                        nsp_acc=f"{stats['nsp_acc']:.2f}", refresh=False)
+        if step % config.save_every == 0 or step == stop_at:
+            save_last()
+            plot_pretraining(log_path, out / "curves.png")
+    bar.close()
+
+    finished = step >= config.max_steps
+    train_rows = [row for row in read_log(log_path) if row.get("kind") == "train"]
+    tail = train_rows[-FINAL_ACCURACY_STEPS:]
+    summary = {
+        "run_dir": str(out),
+        "status": "finished" if finished else "stopped",
+        "step": step,
+        "total_steps": config.max_steps,
+        "parameters": parameters,
+        "model": {key: getattr(model.config, key) for key in
+                  ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                   "intermediate_size")},
+        "instances_seen": step * per_step,
+        "tokens_seen": tokens_seen,
+        "corpus_passes": instances.passes,
+        f"mlm_acc_last{len(tail)}": _mean(row["mlm_acc"] for row in tail),
+        f"nsp_acc_last{len(tail)}": _mean(row["nsp_acc"] for row in tail),
+        f"mlm_loss_last{len(tail)}": _mean(row["mlm_loss"] for row in tail),
+        "device": str(device),
+        "precision": precision,
+        "train_s": round(train_seconds, 1),
+        "data_s": round(data_seconds, 1),
+        "elapsed_s": round(time.perf_counter() - started, 1),
+    }
+    if finished:
+        # The model to fine-tune: HF-format weights with the tokenizer beside them.
+        save_model_dir(out / "final", model, tokenizer,
+                       {"step": step, "summary": summary, "args": asdict(config)})
+        summary["final"] = str(out / "final")
+    plot_pretraining(log_path, out / "curves.png")
+    write_log({"kind": "end", "step": step, "summary": summary})
+    (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    return summary
+
+
+def _mean(values: Iterator[float]) -> float | None:
+    values = list(values)
+    return round(sum(values) / len(values), 4) if values else None
