@@ -190,7 +190,7 @@ def _retrieval_eval(args: argparse.Namespace) -> int:
         print(f"  recall@{k:<4} {result[f'recall@{k}']:.4f}")
     latency = result["latency_ms"]
     print(f"  latency    {latency['mean']:.2f} ms/query (p50 {latency['p50']:.2f}, "
-          f"p95 {latency['p95']:.2f})")
+          f"p95 {latency['p95']:.2f}; CPU {latency['cpu_mean']:.2f})")
     return 0
 
 
@@ -569,6 +569,76 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     names = {f.name for f in fields(PretrainConfig)} & set(vars(args))
     _print_json(pretrain(PretrainConfig(**{name: getattr(args, name) for name in names})))
+    return 0
+
+
+# ---- serve --------------------------------------------------------------------------------
+
+
+@_command
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="HTTP API (POST /ask, /documents, /feedback; GET /health) and a chat page",
+        description="Serve the pipeline over HTTP with FastAPI (schema at /openapi.json) and a "
+                    "web chat page at /. With --index, documents added through POST /documents "
+                    "go into that index; otherwise the server keeps its own index in "
+                    "DATA_DIR/index, made from --corpus (default: the sample corpus). Feedback "
+                    "goes to DATA_DIR/feedback.sqlite (`korqa feedback export` reads it).")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default loopback; there is no authentication)")
+    p.add_argument("--port", type=int, default=8000)
+    _add_pipeline_options(p)
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="feedback and the server's own index (default ~/.local/share/korqa/server)")
+    p.add_argument("--allow-origin", dest="allow_origins", action="append", default=[],
+                   metavar="ORIGIN", help="allow cross-origin requests from ORIGIN (repeatable; "
+                                          "default: same origin only)")
+    p.add_argument("--max-queue", type=int, default=64, metavar="N",
+                   help="questions waiting at most; more get 503 (default 64)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from korqa.server.app import ServerSettings, serve
+
+    return serve(ServerSettings(**{f.name: getattr(args, f.name)
+                                   for f in fields(ServerSettings)}))
+
+
+# ---- feedback export ----------------------------------------------------------------------
+
+
+@_command
+def _add_feedback(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("feedback", help="what users told `korqa serve` about its answers")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = actions.add_parser(
+        "export", help="write confirmed answers and corrected spans as SQuAD training data",
+        description="Replay the feedback in order: 'correct' verdicts add the shown answer, "
+                    "'wrong' verdicts withdraw it and add the span the user selected. Writes a "
+                    "SQuAD v1.1 file for `korqa train --extra-data`; entries without a valid "
+                    "span (empty, not in the paragraph, duplicates) are dropped and counted.")
+    where = export.add_mutually_exclusive_group()
+    where.add_argument("--db", metavar="FILE", help="a feedback.sqlite file")
+    where.add_argument("--data-dir", metavar="DIR",
+                       help="the server's data dir (default ~/.local/share/korqa/server)")
+    export.add_argument("--out", required=True, metavar="FILE", help="SQuAD JSON to write")
+    export.set_defaults(handler=_feedback_export)
+
+
+def _feedback_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from korqa.server.feedback import FEEDBACK_FILE, export_squad
+
+    db = args.db or Path(args.data_dir or "~/.local/share/korqa/server").expanduser() / \
+        FEEDBACK_FILE
+    _print_json(export_squad(db, args.out))
     return 0
 
 

@@ -1,0 +1,340 @@
+"""Load test of `korqa serve` on loopback: N concurrent clients asking for a fixed time.
+
+    python3 bench/load.py                                  # tiny random reader, its own server
+    python3 bench/load.py --clients 50 --duration 20       # shorter, on a busy machine
+    python3 bench/load.py --model models/korqa-reader      # the real reader, its own server
+    python3 bench/load.py --url http://127.0.0.1:8000      # a server already running
+    python3 bench/load.py batching --model DIR             # one reader call per question vs
+                                                           # one per batch of questions
+
+Each client posts /ask (questions about the sample corpus, round robin) and waits for the
+answer before asking again. Reported: requests, throughput, p50/p90/p99 latency, errors (any
+non-200, transport failure or answer whose context[start:end] is not its answer; must be 0),
+the server's peak RSS (from /health) and, for a server it started, the server's CPU time per
+request (which, unlike latency, does not depend on what else the machine is running).
+Without --url the script starts `korqa serve` itself on a free loopback port with a throw-away
+data dir and stops it at the end; it talks to loopback only, and stops by itself after
+--duration (at most 10 minutes; answers in flight then are still waited for).
+
+Micro-batching (the `batching` mode): concurrent questions could share one reader call. On a
+2-core CPU (busy with a training run, torch on 1 thread), 8 questions of 3 paragraphs:
+    tiny random reader (1 layer, 32 wide):   22 ms/question one by one, 5 ms batched
+    e5-small-sized reader (12 layers, 384):  1384 ms/question one by one, 1503 ms batched
+so it only pays for toy models, whose cost is Python overhead; a real reader is compute-bound
+and batching adds padding. The server therefore answers one question at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+QUESTIONS = [
+    "한라산의 높이는 얼마인가?", "한글은 누가 만들었나?", "훈민정음은 언제 알려졌나?",
+    "경복궁은 어디에 있나?", "이순신은 어느 전쟁에서 활약했나?", "고려를 세운 사람은?",
+    "직지는 언제 만들어졌나?", "백두산의 높이는?", "추석은 음력 몇 월 며칠인가?",
+    "광합성에 필요한 것은?", "물은 몇 도에서 끓나?", "부산항은 어떤 항구인가?",
+]
+MAX_DURATION = 600.0
+MAX_CLIENTS = 500
+
+
+# ---- a server of our own ------------------------------------------------------------------------
+
+
+def make_tiny_reader(directory: Path) -> Path:
+    """A random 1-layer BERT reader whose vocabulary is the sample corpus's syllables."""
+    import torch
+
+    from korqa.modeling import BertConfig, BertForQuestionAnswering
+    from korqa.paths import sample_corpus_path
+
+    text = sample_corpus_path().read_text(encoding="utf-8") + "".join(QUESTIONS)
+    chars = sorted({c for c in text if not c.isspace()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128)
+    BertForQuestionAnswering(config).save_pretrained(directory)
+    return directory
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(args: argparse.Namespace, scratch: Path) -> tuple[subprocess.Popen, str]:
+    model = args.model or make_tiny_reader(scratch / "tiny-reader")
+    port = free_port()
+    command = [sys.executable, "-m", "korqa.cli", "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--model", str(model), "--data-dir", str(scratch / "data"),
+               "--max-queue", str(args.max_queue), "--log-level", "warning"]
+    if args.index:
+        command += ["--index", args.index]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    log = (scratch / "server.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + args.startup_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited ({process.returncode}):\n"
+                             f"{(scratch / 'server.log').read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    process.terminate()
+    raise SystemExit(f"the server did not answer /health within {args.startup_timeout} s")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time the process has used so far, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident set (VmHWM) in MiB, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+# ---- the load ------------------------------------------------------------------------------------
+
+
+async def run_load(url: str, clients: int, duration: float, top_k: int | None) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    deadline = time.monotonic() + duration
+
+    def error(kind: str) -> None:
+        errors[kind] = errors.get(kind, 0) + 1
+
+    async def client(number: int, http: httpx.AsyncClient) -> None:
+        i = number
+        while time.monotonic() < deadline:
+            body = {"question": QUESTIONS[i % len(QUESTIONS)]}
+            if top_k:
+                body["top_k"] = top_k
+            i += 1
+            start = time.perf_counter()
+            try:
+                response = await http.post("/ask", json=body)
+            except httpx.HTTPError as failure:
+                error(type(failure).__name__)
+                continue
+            latencies.append(time.perf_counter() - start)
+            if response.status_code != 200:
+                error(f"HTTP {response.status_code}")
+                continue
+            answer = response.json()
+            if answer["known"] and \
+                    answer["context"][answer["start"]:answer["end"]] != answer["answer"]:
+                error("span does not match its context")
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # A request may wait behind the whole queue; the timeout only bounds a stuck server.
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(n, http) for n in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(q: float) -> float | None:
+        if not latencies:
+            return None
+        return round(1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1)
+
+    return {"clients": clients, "seconds": round(elapsed, 1), "requests": len(latencies),
+            "throughput_rps": round(len(latencies) / elapsed, 2),
+            "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
+                           "mean": round(1000 * statistics.fmean(latencies), 1)
+                           if latencies else None},
+            "errors": sum(errors.values()), "error_kinds": errors}
+
+
+def check_loopback(url: str) -> None:
+    host = urlsplit(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise SystemExit(f"{url}: this load test only talks to loopback addresses")
+
+
+def load_main(args: argparse.Namespace) -> int:
+    import httpx
+
+    if not 0 < args.duration <= MAX_DURATION:
+        raise SystemExit(f"--duration must be in (0, {MAX_DURATION:.0f}] seconds")
+    if not 0 < args.clients <= MAX_CLIENTS:
+        raise SystemExit(f"--clients must be in [1, {MAX_CLIENTS}]")
+    with tempfile.TemporaryDirectory(prefix="korqa-load-") as scratch:
+        process = None
+        url = args.url
+        if url:
+            check_loopback(url)
+        else:
+            process, url = start_server(args, Path(scratch))
+        try:
+            # Warm-up: the first answer loads lazily-built things (particle trimming's Kiwi).
+            for question in QUESTIONS[:3]:
+                httpx.post(f"{url}/ask", json={"question": question}, timeout=300)
+            cpu_before = cpu_seconds(process.pid) if process is not None else None
+            result = asyncio.run(run_load(url, args.clients, args.duration, args.top_k))
+            if cpu_before is not None and result["requests"]:
+                # CPU per answer does not depend on how busy the machine is; wall time does.
+                used = (cpu_seconds(process.pid) or cpu_before) - cpu_before
+                result["server_cpu_ms_per_request"] = round(1000 * used / result["requests"], 1)
+            health = httpx.get(f"{url}/health", timeout=30).json()
+            result["server_peak_rss_mb"] = health.get("peak_rss_mb")
+            if process is not None:
+                result["server_peak_rss_mb"] = peak_rss_mb(process.pid) or \
+                    result["server_peak_rss_mb"]
+            result["paragraphs"] = health.get("paragraphs")
+            result["url"] = url
+        finally:
+            if process is not None:
+                process.terminate()
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        latency = result["latency_ms"]
+        print(f"{result['clients']} clients for {result['seconds']} s against {result['url']} "
+              f"({result['paragraphs']} paragraphs)")
+        print(f"  requests     {result['requests']}  ({result['throughput_rps']} /s)")
+        print(f"  latency ms   p50 {latency['p50']}  p90 {latency['p90']}  p99 {latency['p99']}  "
+              f"mean {latency['mean']}")
+        print(f"  errors       {result['errors']} {result['error_kinds'] or ''}")
+        print(f"  server peak RSS {result['server_peak_rss_mb']} MiB, CPU per request "
+              f"{result.get('server_cpu_ms_per_request', '?')} ms")
+    return 0 if result["errors"] == 0 else 1
+
+
+# ---- batching: one reader call per question or per batch ----------------------------------------
+
+
+def batching_main(args: argparse.Namespace) -> int:
+    """Time `QAPipeline.ask` one question at a time against the same questions' paragraphs
+    read in one `predict` call (the pipeline's own pieces, composed here only to measure)."""
+    from dataclasses import replace
+
+    import torch
+
+    from korqa.modeling import BertForQuestionAnswering
+    from korqa.pipeline import (
+        PipelineConfig,
+        QAPipeline,
+        Reader,
+        RetrievedParagraph,
+        normalise_retrieval,
+    )
+    from korqa.pipeline.sources import open_index
+    from korqa.reader.predict import predict
+    from korqa.reader.squad import SquadExample
+    from korqa.tokenization import Tokenizer
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    with tempfile.TemporaryDirectory(prefix="korqa-batching-") as scratch:
+        model_dir = args.model or make_tiny_reader(Path(scratch) / "tiny")
+        model = BertForQuestionAnswering.from_pretrained(model_dir)
+        reader = Reader(model, Tokenizer.from_pretrained(model_dir), trim_particles=False)
+    index = open_index(args.index)
+    pipeline = QAPipeline(index, reader, config=PipelineConfig(threshold=0.0))
+    questions = (QUESTIONS * (args.batch // len(QUESTIONS) + 1))[:args.batch]
+    k = pipeline.config.top_k
+
+    def one_by_one() -> list:
+        return [pipeline.ask(q) for q in questions]
+
+    def batched() -> list:
+        retrieved = []
+        examples = []
+        for i, hits in enumerate(index.search_many(questions, k)):
+            scores = normalise_retrieval([score for _, score in hits])
+            retrieved.append([RetrievedParagraph(p, raw, s)
+                              for (p, raw), s in zip(hits, scores, strict=True)])
+            examples += [SquadExample(f"{i}:{j}", questions[i], p.text, "", 0)
+                         for j, (p, _) in enumerate(hits)]
+        config = replace(reader.predict_config, n_best=pipeline.config.n_best)
+        read = predict(reader.model, reader.tokenizer, examples, reader.feature_config, config)
+        return [pipeline.decide(q, retrieved[i],
+                                [[c for c in read[f"{i}:{j}"] if c.text]
+                                 for j in range(len(retrieved[i]))])
+                for i, q in enumerate(questions)]
+
+    same = [a.answer for a in one_by_one()] == [a.answer for a in batched()]
+    times: dict[str, list[float]] = {"one_by_one": [], "batched": []}
+    for _ in range(args.repeats):
+        for name, run in (("one_by_one", one_by_one), ("batched", batched)):
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    result = {name: round(1000 * statistics.median(t) / len(questions), 1)
+              for name, t in times.items()}
+    print(json.dumps({"ms_per_question": result, "batch": len(questions),
+                      "same_answers": same, "threads": torch.get_num_threads(),
+                      "model": str(args.model or "tiny random")}, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", nargs="?", choices=["load", "batching"], default="load")
+    parser.add_argument("--url", help="a running server (loopback only); default: start one")
+    parser.add_argument("--model", help="reader dir for the server it starts (default: tiny)")
+    parser.add_argument("--index", help="index dir for the server it starts (default: sample)")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds (at most 600)")
+    parser.add_argument("--top-k", type=int, help="paragraphs per question (server default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the server it starts (default 1)")
+    parser.add_argument("--max-queue", type=int, default=64)
+    parser.add_argument("--startup-timeout", type=float, default=300.0)
+    parser.add_argument("--batch", type=int, default=8, help="batching: questions per batch")
+    parser.add_argument("--repeats", type=int, default=5, help="batching: timed rounds")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return batching_main(args) if args.mode == "batching" else load_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""The server's pipeline owner: one worker thread answers, one writer thread adds documents."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import resource
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from korqa.corpus.paragraph import Paragraph
+from korqa.corpus.store import ParagraphStore
+from korqa.pipeline import QAPipeline
+from korqa.retrieval.index import RETRIEVER_DIR, STORE_FILE, Index, build_index
+from korqa.retrieval.manifest import read_manifest
+from korqa.retrieval.registry import load_retriever
+
+log = logging.getLogger("korqa.server")
+
+
+class Busy(Exception):
+    """More questions are waiting than the queue admits; the client should retry later."""
+
+
+class NoIndex(Exception):
+    """The pipeline answers from an FAQ only: there is no paragraph index to add to."""
+
+
+@dataclass
+class _Job:
+    run: Callable[[], Any]
+    future: Future
+    counted: bool  # holds a queue slot (questions do; control jobs never wait for one)
+
+
+class Engine:
+    """Runs a `QAPipeline` on one worker thread with a bounded queue of questions.
+
+    The pipeline is opened on the worker and used only there: the index's SQLite connection
+    belongs to the thread that opened it, and one thread is also what the CPU wants, since
+    torch already spreads a forward pass over the cores. Adding documents happens on a
+    second thread, which writes the paragraph store, rebuilds the retriever on disk and then
+    asks the worker to reopen the index between two questions: every question sees the old
+    index or the new one, never a mix. Additions that arrive during a rebuild are written
+    and indexed together by the next one.
+
+    Micro-batching concurrent questions through one reader call was measured (see
+    bench/load.py's docstring) and is not done: it helps a toy model only.
+    """
+
+    def __init__(self, open_pipeline: Callable[[], QAPipeline], max_queue: int = 64) -> None:
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, got {max_queue}")
+        self._open_pipeline = open_pipeline
+        self.max_queue = max_queue
+        self._slots = threading.BoundedSemaphore(max_queue)
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._additions: queue.Queue[tuple[list[Paragraph], Future] | None] = queue.Queue()
+        self._pipeline: QAPipeline | None = None
+        self._worker: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        self._state_lock = threading.Lock()
+        self._started = False
+        self.index_dir: Path | None = None
+        self.paragraphs = 0
+        self.retriever_kind: str | None = None
+        self.reader_loaded = False
+        self.faq_entries = 0
+        self.indexing = False
+        self.generation = 0  # bumped each time a rebuilt index is swapped in
+
+    # ---- lifetime -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the pipeline on the worker thread; raises what opening it raised. Idempotent."""
+        with self._state_lock:
+            if self._started:
+                return
+            ready: Future = Future()
+            self._worker = threading.Thread(target=self._work, args=(ready,),
+                                            name="korqa-qa-worker", daemon=True)
+            self._worker.start()
+            ready.result()  # re-raises a failed open here, in the caller
+            self._writer = threading.Thread(target=self._write, name="korqa-index-writer",
+                                            daemon=True)
+            self._writer.start()
+            self._started = True
+
+    def stop(self) -> None:
+        """Finish the queued work, close the pipeline and end both threads."""
+        with self._state_lock:
+            if not self._started:
+                return
+            self._started = False
+            self._additions.put(None)
+            assert self._writer is not None and self._worker is not None
+            self._writer.join()
+            self._jobs.put(None)
+            self._worker.join()
+
+    # ---- questions ----------------------------------------------------------------------
+
+    def ask(self, question: str, top_k: int | None = None) -> Future:
+        """A future of `korqa ask --json`'s dict for `question`; raises Busy when full."""
+        if not self._slots.acquire(blocking=False):
+            raise Busy(f"{self.max_queue} questions are already waiting")
+
+        def run() -> dict[str, Any]:
+            assert self._pipeline is not None
+            return self._pipeline.ask(question, top_k).to_json()
+
+        try:
+            return self._submit(run, counted=True)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def pending(self) -> int:
+        return self._jobs.qsize()
+
+    def _submit(self, run: Callable[[], Any], counted: bool) -> Future:
+        if self._worker is None or not self._worker.is_alive():
+            raise RuntimeError("the question worker is not running")
+        future: Future = Future()
+        self._jobs.put(_Job(run, future, counted))
+        return future
+
+    def _work(self, ready: Future) -> None:
+        try:
+            self._pipeline = self._open_pipeline()
+            self._describe(self._pipeline)
+        except BaseException as error:  # noqa: BLE001 - handed to the thread that started us
+            ready.set_exception(error)
+            return
+        ready.set_result(None)
+        try:
+            while (job := self._jobs.get()) is not None:
+                if job.future.set_running_or_notify_cancel():
+                    try:
+                        job.future.set_result(job.run())
+                    except BaseException as error:  # noqa: BLE001 - the caller decides
+                        job.future.set_exception(error)
+                if job.counted:
+                    self._slots.release()
+        finally:
+            self._pipeline.close()
+
+    def _describe(self, pipeline: QAPipeline) -> None:
+        """Load the reader now (not on the first question) and note what /health reports."""
+        index = pipeline.index
+        if isinstance(index, Index):
+            self.index_dir = index.directory
+            self.paragraphs = len(index.store)
+            self.retriever_kind = index.retriever.kind
+        self.faq_entries = len(pipeline.faq) if pipeline.faq is not None else 0
+        if index is not None:
+            pipeline.reader  # noqa: B018 - the property loads the model: fail at start, not later
+            self.reader_loaded = True
+
+    def _reopen_index(self) -> None:
+        """On the worker: swap in the index the writer just rebuilt, close the old one."""
+        assert self._pipeline is not None and self.index_dir is not None
+        old = self._pipeline.index
+        # The writer wrote and hashed these files a moment ago; re-hashing only costs time.
+        new = Index(self.index_dir, verify=False)
+        self._pipeline.index = new
+        if old is not None and hasattr(old, "close"):
+            old.close()
+        self.paragraphs = len(new.store)
+        self.generation += 1
+
+    # ---- documents ----------------------------------------------------------------------
+
+    def add_paragraphs(self, paragraphs: Sequence[Paragraph]) -> Future:
+        """A future of {added, updated, unchanged, paragraphs}, set once the paragraphs are
+        stored and the swapped-in retriever indexes them."""
+        if self.index_dir is None:
+            raise NoIndex("this server answers from an FAQ only: there is no paragraph index")
+        future: Future = Future()
+        self._additions.put((list(paragraphs), future))
+        return future
+
+    def _write(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._additions.get()
+            if first is None:
+                break
+            batch = [first]
+            # Everything that queued up meanwhile shares this rebuild.
+            while True:
+                try:
+                    item = self._additions.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._apply(batch)
+
+    def _apply(self, batch: list[tuple[list[Paragraph], Future]]) -> None:
+        assert self.index_dir is not None
+        results = []
+        self.indexing = True
+        try:
+            with ParagraphStore(self.index_dir / STORE_FILE) as store:
+                for paragraphs, _ in batch:
+                    results.append(store.add(paragraphs))
+            total = rebuild_retriever(self.index_dir)
+            self._submit(self._reopen_index, counted=False).result()
+        except BaseException as error:  # noqa: BLE001 - every waiting request hears of it
+            log.exception("adding documents failed")
+            for _, future in batch:
+                future.set_exception(error)
+            return
+        finally:
+            self.indexing = False
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result({"added": result.added, "updated": result.updated,
+                               "unchanged": result.unchanged, "paragraphs": total})
+
+    # ---- status -------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        # ru_maxrss is in KiB on Linux: the peak resident memory of this process so far.
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {
+            "status": "ok" if self._started else "starting",
+            "model_loaded": self.reader_loaded,
+            "index_loaded": self.index_dir is not None,
+            "paragraphs": self.paragraphs,
+            "retriever": self.retriever_kind,
+            "faq_entries": self.faq_entries,
+            "indexing": self.indexing,
+            "index_generation": self.generation,
+            "queue": {"waiting": self.pending(), "max": self.max_queue},
+            "peak_rss_mb": round(peak, 1),
+        }
+
+
+def rebuild_retriever(directory: Path) -> int:
+    """Re-index the whole paragraph store of `directory` with its retriever's own settings
+    (read back from the saved retriever) and save it in place; returns the paragraph count."""
+    retriever = load_retriever(directory / RETRIEVER_DIR, verify=False)
+    _, total = build_index(directory, (), retriever, progress=False)
+    return total
+
+
+def repair_index(directory: Path) -> bool:
+    """Rebuild the retriever when the store holds paragraphs it does not index (the server
+    stopped between storing added documents and swapping in the rebuilt retriever).
+    Returns whether it rebuilt."""
+    with ParagraphStore(directory / STORE_FILE, readonly=True) as store:
+        stored = len(store)
+    indexed = read_manifest(directory / RETRIEVER_DIR, verify=False)["paragraph_count"]
+    if stored == indexed:
+        return False
+    log.warning("%s: the store has %d paragraphs, the retriever %d; rebuilding the retriever",
+                directory, stored, indexed)
+    rebuild_retriever(directory)
+    return True

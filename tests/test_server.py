@@ -1,0 +1,403 @@
+"""`korqa serve`'s HTTP API on a tiny random reader: answers, limits, documents, restarts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from server_support import (
+    DOCS,
+    LiveServer,
+    build_tiny_index,
+    make_tiny_reader,
+    one_torch_thread,
+    tiny_pipeline,
+)
+
+from korqa.cli import build_parser
+from korqa.corpus.paragraph import Paragraph
+from korqa.corpus.store import ParagraphStore
+from korqa.retrieval.index import STORE_FILE, Index
+from korqa.server.app import MAX_QUESTION, create_app, prepare_index
+from korqa.server.engine import Busy, Engine, repair_index
+
+HALLA = "한라산의 높이는 얼마인가?"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_reader(tmp_path_factory.mktemp("reader"))
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[TestClient]:
+    root = tmp_path_factory.mktemp("server")
+    app = create_app(tiny_pipeline(build_tiny_index(root / "index"), model_dir, threshold=0.0),
+                     root / "data", max_body=64 * 1024)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_ask_returns_what_korqa_ask_json_prints(client: TestClient, tmp_path: Path,
+                                                model_dir: Path) -> None:
+    response = client.post("/ask", json={"question": HALLA})
+    assert response.status_code == 200
+    data = response.json()
+    # The same pipeline asked directly gives the same object, field for field.
+    index_dir = client.app.state.engine.index_dir
+    with tiny_pipeline(index_dir, model_dir, threshold=0.0)() as pipeline:
+        assert data == json.loads(json.dumps(pipeline.ask(HALLA).to_json()))
+    assert data["known"] and data["answer"]
+    assert data["context"][data["start"]:data["end"]] == data["answer"]
+    assert data["title"] == "한라산" and len(data["retrieved"]) == 3
+    one = client.post("/ask", json={"question": HALLA, "top_k": 1}).json()
+    assert len(one["retrieved"]) == 1
+    assert client.post("/ask", json={"question": HALLA, "top_k": 20}).status_code == 200
+
+
+def test_health_page_static_files_and_schema(client: TestClient) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["model_loaded"] and health["index_loaded"]
+    assert health["paragraphs"] == len(DOCS) and health["retriever"] == "bm25"
+    assert health["peak_rss_mb"] > 0
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert '<script src="/static/app.js"' in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/style.css").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/ask", "/documents", "/feedback", "/health"} <= set(paths)
+    assert "AnswerOut" in json.dumps(paths["/ask"])
+
+
+@pytest.mark.parametrize("path", [
+    "/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py",
+    "/static/%2e%2e%2f%2e%2e%2fcli.py", "/static//etc/passwd", "/static/%00", "/nothing",
+])
+def test_no_path_leaves_the_static_folder(client: TestClient, path: str) -> None:
+    # httpx would normalise "..", so the raw path goes through the transport as written.
+    response = client.request("GET", httpx.URL(client.base_url.join("/")).copy_with(
+        raw_path=path.encode()))
+    assert response.status_code == 404
+    assert "error" in response.json()
+    assert "import" not in response.text
+
+
+BAD_BODIES = {
+    "malformed JSON": (b'{"question": "abc"', "application/json", 400),
+    "empty body": (b"", "application/json", 422),
+    "a JSON list": (b'["question"]', "application/json", 422),
+    "a JSON string": (b'"question"', "application/json", 422),
+    "binary": (bytes(range(256)) * 4, "application/json", 400),
+    "binary as octet-stream": (bytes(range(256)), "application/octet-stream", 422),
+    "form data": (b"question=abc", "application/x-www-form-urlencoded", 422),
+    "empty question": (b'{"question": ""}', "application/json", 422),
+    "blank question": (b'{"question": "  \\n "}', "application/json", 422),
+    "too long question": (json.dumps({"question": "가" * (MAX_QUESTION + 1)}).encode(),
+                          "application/json", 422),
+    "lone surrogate": (b'{"question": "\\ud800 abc"}', "application/json", 422),
+    "NUL": (b'{"question": "abc\\u0000"}', "application/json", 422),
+    "number question": (b'{"question": 5}', "application/json", 422),
+    "null question": (b'{"question": null}', "application/json", 422),
+    "no question": (b'{"top_k": 3}', "application/json", 422),
+    "unknown field": (b'{"question": "abc", "topk": 3}', "application/json", 422),
+    "top_k 0": (b'{"question": "abc", "top_k": 0}', "application/json", 422),
+    "top_k 21": (b'{"question": "abc", "top_k": 21}', "application/json", 422),
+    "top_k string": (b'{"question": "abc", "top_k": "3"}', "application/json", 422),
+    "top_k bool": (b'{"question": "abc", "top_k": true}', "application/json", 422),
+    "top_k float": (b'{"question": "abc", "top_k": 2.5}', "application/json", 422),
+    "huge body": (json.dumps({"question": "a" * 100_000}).encode(), "application/json", 413),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_BODIES))
+def test_bad_requests_get_a_4xx_json_error(client: TestClient, name: str) -> None:
+    body, content_type, status = BAD_BODIES[name]
+    response = client.post("/ask", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert isinstance(error, str) and error
+    assert len(response.content) < 4000  # the offending input is not echoed back
+
+
+def test_an_oversized_body_without_a_length_is_cut_off(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"question": "'
+        for _ in range(100):
+            yield b"a" * 1024
+        yield b'"}'
+
+    response = client.post("/ask", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and "error" in response.json()
+    assert client.post("/ask", json={"question": HALLA}).status_code == 200  # still serving
+
+
+def test_wrong_methods_and_bad_documents_and_feedback_bodies(client: TestClient) -> None:
+    assert client.get("/ask").status_code == 405
+    assert "error" in client.get("/ask").json()
+    for body in [{"documents": []},
+                 {"documents": [{"title": "t"}]},
+                 {"documents": [{"title": "t", "text": "a", "paragraphs": ["b"]}]},
+                 {"documents": [{"title": "t", "text": "  \n\n  "}]},
+                 {"documents": [{"title": "", "text": "abc"}]},
+                 {"documents": [{"title": "t", "text": "abc", "id": "a:b"}]},
+                 {"documents": [{"title": "t", "text": "abc", "extra": 1}]},
+                 {"documents": "abc"}]:
+        response = client.post("/documents", json=body)
+        assert response.status_code == 422 and response.json()["error"], body
+    for body in [{"question": "q", "answer": "a", "paragraph_id": "x", "verdict": "maybe"},
+                 {"question": "q", "answer": "", "paragraph_id": "x", "verdict": "correct"},
+                 {"question": "q", "answer": "a", "paragraph_id": "x", "verdict": "correct",
+                  "corrected_answer": "b", "corrected_start": 0},
+                 {"question": "q", "answer": "a", "paragraph_id": "x", "verdict": "wrong",
+                  "corrected_answer": "b"}]:
+        response = client.post("/feedback", json=body)
+        assert response.status_code == 422 and response.json()["error"], body
+
+
+class _BlockingPipeline:
+    """Stands in for a QAPipeline whose questions take as long as the test wants."""
+
+    index = None
+    faq = None
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def ask(self, question: str, top_k: int | None = None) -> object:
+        self.started.set()
+        self.release.wait(30)
+        return type("A", (), {"to_json": lambda _: {"answer": question}})()
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_full_queue_answers_503_and_recovers(tmp_path: Path) -> None:
+    blocking = _BlockingPipeline()
+    app = create_app(lambda: blocking, tmp_path, max_queue=2)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        results: list[int] = []
+
+        def ask() -> None:
+            results.append(client.post("/ask", json={"question": "q"}).status_code)
+
+        threads = [threading.Thread(target=ask) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        assert blocking.started.wait(10)
+        deadline = time.monotonic() + 10
+        while app.state.engine.pending() < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the second question is queued behind the first
+        busy = client.post("/ask", json={"question": "q"})
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert "busy" in busy.json()["error"]
+        blocking.release.set()
+        for thread in threads:
+            thread.join(10)
+        assert results == [200, 200]
+        assert client.post("/ask", json={"question": "again"}).json() == {"answer": "again"}
+        # An FAQ-only pipeline has no index to add documents to.
+        response = client.post("/documents", json={"documents": [{"title": "t", "text": "x"}]})
+        assert response.status_code == 409 and response.json()["error"]
+
+
+def test_cross_origin_requests_only_from_allowed_origins(tmp_path: Path) -> None:
+    preflight = {"Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"}
+    closed = create_app(lambda: _BlockingPipeline(), tmp_path / "a")
+    with TestClient(closed) as client:
+        response = client.options("/ask", headers={"Origin": "http://evil.example", **preflight})
+        assert "access-control-allow-origin" not in response.headers
+        response = client.get("/health", headers={"Origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in response.headers
+    opened = create_app(lambda: _BlockingPipeline(), tmp_path / "b",
+                        allow_origins=["http://app.example"])
+    with TestClient(opened) as client:
+        response = client.options("/ask", headers={"Origin": "http://app.example", **preflight})
+        assert response.headers["access-control-allow-origin"] == "http://app.example"
+        response = client.options("/ask", headers={"Origin": "http://evil.example", **preflight})
+        assert "access-control-allow-origin" not in response.headers
+
+
+def test_engine_refuses_beyond_its_queue_without_leaking_slots() -> None:
+    blocking = _BlockingPipeline()
+    engine = Engine(lambda: blocking, max_queue=1)
+    engine.start()
+    try:
+        first = engine.ask("a")
+        with pytest.raises(Busy):
+            engine.ask("b")
+        blocking.release.set()
+        assert first.result(10) == {"answer": "a"}
+        assert engine.ask("c").result(10) == {"answer": "c"}
+    finally:
+        engine.stop()
+
+
+def _doc(i: int) -> dict:
+    # Each document has words no other has, so asking its own text retrieves it first.
+    return {"title": f"추가문서{i}", "id": f"doc{i}",
+            "text": f"가상의 섬 뷁{i}꽯{i}은 북쪽 바다에 있으며 주민은 {100 + i}명이다."}
+
+
+def _well_formed(answer: dict) -> bool:
+    if answer["known"]:
+        return answer["context"][answer["start"]:answer["end"]] == answer["answer"] != ""
+    return answer["answer"] == "" and answer["start"] is None
+
+
+def test_documents_added_while_questions_are_in_flight(tmp_path: Path, model_dir: Path) -> None:
+    index_dir = build_tiny_index(tmp_path / "index")
+    make_app = lambda: create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0),  # noqa: E731
+                                  tmp_path / "data")
+    writers, per_writer = 3, 3
+    failures: list[str] = []
+    answers: list[dict] = []
+    added: list[dict] = []
+    done = threading.Event()
+
+    with LiveServer(make_app()) as server:
+        def write(w: int) -> None:
+            with httpx.Client(base_url=server.url, timeout=60) as http:
+                for j in range(per_writer):
+                    response = http.post("/documents",
+                                         json={"documents": [_doc(w * per_writer + j)]})
+                    if response.status_code != 200:
+                        failures.append(f"documents {response.status_code} {response.text}")
+                    else:
+                        added.append(response.json())
+
+        def read() -> None:
+            questions = [HALLA, "한글은 누가 만들었나?", "뷁1꽯1 주민은 몇 명인가?"]
+            with httpx.Client(base_url=server.url, timeout=60) as http:
+                i = 0
+                while not done.is_set() or i < 3:
+                    response = http.post("/ask", json={"question": questions[i % 3]})
+                    i += 1
+                    if response.status_code != 200 or not _well_formed(response.json()):
+                        failures.append(f"ask {response.status_code} {response.text[:200]}")
+                    else:
+                        answers.append(response.json())
+
+        readers = [threading.Thread(target=read) for _ in range(3)]
+        writer_threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+        for thread in readers + writer_threads:
+            thread.start()
+        for thread in writer_threads:
+            thread.join(120)
+        done.set()
+        for thread in readers:
+            thread.join(120)
+        assert failures == []
+        total = len(DOCS) + writers * per_writer
+        assert len(added) == writers * per_writer
+        assert all(r["added"] == 1 and r["paragraphs"] <= total for r in added)
+        assert max(r["paragraphs"] for r in added) == total  # no write lost
+        health = httpx.get(f"{server.url}/health").json()
+        assert health["paragraphs"] == total and health["index_generation"] >= 1
+        assert len(answers) >= 9
+        _assert_retrievable(server.url, range(writers * per_writer))
+
+    # A restart on the same index keeps every added document.
+    with LiveServer(make_app()) as server:
+        assert httpx.get(f"{server.url}/health").json()["paragraphs"] == total
+        _assert_retrievable(server.url, range(writers * per_writer))
+        again = httpx.post(f"{server.url}/documents", json={"documents": [_doc(0)]}, timeout=60)
+        assert again.json()["unchanged"] == 1 and again.json()["added"] == 0
+
+
+def _assert_retrievable(url: str, numbers: range) -> None:
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for i in numbers:
+            doc = _doc(i)
+            answer = http.post("/ask", json={"question": doc["text"], "top_k": 1}).json()
+            assert answer["retrieved"][0]["paragraph_id"] == f"api:doc{i}:0", (i, answer)
+
+
+def test_documents_split_on_blank_lines_and_update_by_id(tmp_path: Path,
+                                                         model_dir: Path) -> None:
+    index_dir = build_tiny_index(tmp_path / "index")
+    app = create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0), tmp_path / "data")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        text = "첫 문단이다.\n\n둘째 문단이다.\r\n  \r\n셋째 문단이다."
+        first = client.post("/documents", json={"documents": [
+            {"title": "문단", "text": text},
+            {"title": "목록", "paragraphs": ["하나", " ", "둘"], "id": "list"}]})
+        assert first.status_code == 200, first.text
+        body = first.json()
+        assert (body["added"], body["updated"], body["paragraphs"]) == (5, 0, len(DOCS) + 5)
+        split, listed = body["documents"]
+        assert len(split["paragraph_ids"]) == 3 and split["paragraph_ids"][0].startswith("api:")
+        assert listed["paragraph_ids"] == ["api:list:0", "api:list:1"]
+        update = client.post("/documents", json={"documents": [
+            {"title": "목록", "paragraphs": ["하나", "셋"], "id": "list"}]}).json()
+        assert (update["added"], update["updated"], update["unchanged"]) == (0, 1, 1)
+        with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
+            assert store.get(["api:list:1"])[0].text == "셋"
+            assert store.get([split["paragraph_ids"][1]])[0].text == "둘째 문단이다."
+
+
+def test_restart_repairs_a_retriever_that_missed_stored_paragraphs(tmp_path: Path) -> None:
+    index_dir = build_tiny_index(tmp_path / "index")
+    # What a crash between storing documents and swapping in the rebuilt retriever leaves.
+    with ParagraphStore(index_dir / STORE_FILE) as store:
+        store.add([Paragraph("api:x:0", "추가", "뷁뷁 꽯꽯 새 문단", "x")])
+    with pytest.raises(ValueError, match="rebuild"):
+        Index(index_dir)
+    assert repair_index(index_dir) is True
+    with Index(index_dir) as index:
+        assert index.search("뷁뷁 꽯꽯", 1)[0][0].id == "api:x:0"
+    assert repair_index(index_dir) is False
+
+
+def test_the_servers_own_index_keeps_added_documents_when_the_corpus_grows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from functools import partial
+
+    from test_pipeline import write_corpus
+
+    import korqa.retrieval.index
+
+    monkeypatch.setenv("KORQA_CACHE", str(tmp_path / "cache"))
+    # The cache builds its index with Kiwi morphemes: seconds of loading these checks do not need.
+    monkeypatch.setattr(korqa.retrieval.index, "make_retriever",
+                        partial(korqa.retrieval.index.make_retriever, morphemes=False))
+    corpus = write_corpus(tmp_path / "c.jsonl", DOCS[:2])
+    data = tmp_path / "data"
+    target = prepare_index(None, [corpus], data)
+    assert target == data / "index"
+    with ParagraphStore(target / STORE_FILE) as store:
+        store.add([Paragraph("api:x:0", "추가", "새 문단", "x")])
+    repair_index(target)
+    assert prepare_index(None, [corpus], data) == target  # same corpus: left as it is
+    write_corpus(corpus, DOCS)
+    prepare_index(None, [corpus], data)
+    with Index(target) as index:
+        assert len(index.store) == len(DOCS) + 1
+        assert index.store.get(["api:x:0"])[0].text == "새 문단"
+    with pytest.raises(ValueError, match="not both"):
+        prepare_index(tmp_path, [corpus], data)
+
+
+def test_the_cli_parses_serve_and_feedback_export() -> None:
+    args = build_parser().parse_args(["serve", "--index", "idx", "--allow-origin", "http://a",
+                                      "--allow-origin", "http://b", "--top-k", "5"])
+    assert (args.host, args.port, args.allow_origins, args.top_k) == \
+        ("127.0.0.1", 8000, ["http://a", "http://b"], 5)
+    args = build_parser().parse_args(["feedback", "export", "--db", "f.sqlite", "--out", "o"])
+    assert (args.db, args.out) == ("f.sqlite", "o")
