@@ -304,3 +304,14 @@ def test_retrieval_never_imports_torch():
     code = ("import sys, korqa.corpus, korqa.retrieval, korqa.retrieval.dense, korqa.cli; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_title_answer_rule_reads_underscores_as_spaces(tmp_path):
+    from korqa.retrieval.evaluate import GoldJudge, Question
+
+    with ParagraphStore(tmp_path / "s.sqlite") as store:
+        store.add([Paragraph("w:1:0", "알렉산더 헤이그", "헤이그는 국무장관이었다.", "1")])
+        judge = GoldJudge(store, "title-answer")
+        question = Question("q", "누가 국무장관?", "…", "알렉산더_헤이그", ("헤이그",), 0)
+        assert judge.answerable(question)
+        assert judge.first_hit_rank(question, [("w:1:0", 1.0)]) == 1

@@ -24,18 +24,17 @@ Vocabulary = dict[str, int]
 def count_matrix(
     texts: Iterable[str],
     analyzer: TermAnalyzer,
-    vocabulary: Vocabulary | None = None,
     chunk_size: int = 20_000,
     total: int | None = None,
     progress: bool = True,
     desc: str = "counting terms",
 ) -> tuple[sp.csr_matrix, Vocabulary]:
-    """Counts of each term (column) in each text (row), and the vocabulary of the columns.
+    """Counts of each term (column) in each text (row), and the vocabulary of the columns
+    (term → column, in order of first occurrence). float32, as the weights made from them.
 
-    With a `vocabulary` given and the texts not a corpus being indexed (queries), pass a copy:
-    it is grown in place. Rows are float32 because the weights computed from them are.
+    `texts` is consumed once, `chunk_size` at a time; `total` only sizes the progress bar.
     """
-    vocabulary = {} if vocabulary is None else vocabulary
+    vocabulary: Vocabulary = {}
     chunks: list[sp.csr_matrix] = []
     bar = tqdm(total=total, desc=desc, unit="par", disable=not progress, mininterval=1.0)
     for batch in _batches(texts, chunk_size):
