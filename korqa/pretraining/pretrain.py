@@ -24,9 +24,9 @@ from korqa.pretraining.data import InstanceStream, PairConfig, TrainingInstance,
 from korqa.tokenization import Tokenizer
 from korqa.training.checkpointing import (
     capture_rng,
-    existing_checkpoint,
     load_state,
     restore_rng,
+    resume_source,
 )
 from korqa.training.finetune import (
     DEVICES,
@@ -223,18 +223,6 @@ def _check_config(config: PretrainConfig) -> None:
     config.pair_config()  # its own checks
 
 
-def _resume_source(out: Path, resume: bool) -> Path | None:
-    last = existing_checkpoint(out / "last")
-    if resume:
-        if last is None:
-            raise FileNotFoundError(f"{out / 'last'}: no checkpoint to resume from")
-        return last
-    if last is not None or (out / "final").exists():
-        raise ValueError(f"{out} already holds a run: pass --resume to continue it, or another "
-                         f"--out")
-    return None
-
-
 def _trajectory(config: PretrainConfig, precision: str, tokenizer: Tokenizer) -> dict:
     vocab = sorted(tokenizer.backend.get_vocab().items(), key=lambda item: item[1])
     digest = hashlib.sha256("\n".join(token for token, _ in vocab).encode()).hexdigest()[:16]
@@ -260,7 +248,7 @@ def pretrain(config: PretrainConfig) -> dict:
     _check_config(config)
     started = time.perf_counter()
     out = Path(config.out)
-    resume_from = _resume_source(out, config.resume)
+    resume_from = resume_source(out, config.resume, "final")
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     if config.threads:

@@ -139,3 +139,18 @@ def existing_checkpoint(final: str | Path) -> Path | None:
         if (candidate / f"{STATE_NAME}.json").is_file():
             return candidate
     return None
+
+
+def resume_source(out: str | Path, resume: bool, finished: str) -> Path | None:
+    """The checkpoint to resume `out` from (None for a fresh run); refuses to start a fresh run
+    over one that `out/last` or `out/{finished}` shows already exists."""
+    out = Path(out)
+    last = existing_checkpoint(out / "last")
+    if resume:
+        if last is None:
+            raise FileNotFoundError(f"{out / 'last'}: no checkpoint to resume from")
+        return last
+    if last is not None or (out / finished).exists():
+        raise ValueError(f"{out} already holds a run: pass --resume to continue it, or another "
+                         f"--out")
+    return None

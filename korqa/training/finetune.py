@@ -32,9 +32,9 @@ from korqa.reader.squad import SquadExample, read_squad
 from korqa.tokenization import Tokenizer
 from korqa.training.checkpointing import (
     capture_rng,
-    existing_checkpoint,
     load_state,
     restore_rng,
+    resume_source,
     save_state,
     staged_directory,
 )
@@ -338,18 +338,6 @@ def save_model_dir(directory: Path, model: BertForQuestionAnswering, tokenizer: 
         save_state(staging, state)
 
 
-def _resume_source(out: Path, resume: bool) -> Path | None:
-    last = existing_checkpoint(out / "last")
-    if resume:
-        if last is None:
-            raise FileNotFoundError(f"{out / 'last'}: no checkpoint to resume from")
-        return last
-    if last is not None or (out / "best").exists():
-        raise ValueError(f"{out} already holds a run: pass --resume to continue it, or another "
-                         f"--out")
-    return None
-
-
 def _trajectory(config: FinetuneConfig, precision: str) -> dict:
     return {**{name: getattr(config, name) for name in TRAJECTORY_FIELDS}, "precision": precision}
 
@@ -415,7 +403,7 @@ def finetune(config: FinetuneConfig) -> dict:
     _check_config(config)
     started = time.perf_counter()
     out = Path(config.out)
-    resume_from = _resume_source(out, config.resume)
+    resume_from = resume_source(out, config.resume, "best")
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     if config.threads:
