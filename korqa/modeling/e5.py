@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tokenizers import AddedToken, Regex, decoders, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers.models import Unigram
 from tokenizers.normalizers import Normalizer
 
+from korqa.modeling.checkpoint import dequantize as checkpoint_dequantize
 from korqa.tokenization import XLMR_SPECIALS, Tokenizer
 
 MAGIC = b"E5S1"
@@ -132,11 +134,10 @@ def unpack_q4(raw: np.ndarray | bytes, rows: int, cols: int) -> tuple[np.ndarray
     return qweight, scales.astype(np.float16)
 
 
-def dequantize(qweight: np.ndarray, qscale: np.ndarray, block: int = Q4_BLOCK) -> np.ndarray:
-    """Blockwise int8 × fp16-scale → float32, the value the engine computes with."""
-    rows, cols = qweight.shape
-    scaled = qweight.reshape(rows, cols // block, block).astype(np.float32)
-    return (scaled * qscale.astype(np.float32)[:, :, None]).reshape(rows, cols)
+def dequantize(qweight: np.ndarray, qscale: np.ndarray) -> np.ndarray:
+    """Blockwise int8 × fp16-scale → float32, the value the engine computes with (the same
+    arithmetic `checkpoint.dequantize` applies when a korqa int8 file is loaded)."""
+    return checkpoint_dequantize(torch.from_numpy(qweight), torch.from_numpy(qscale)).numpy()
 
 
 class _Cursor:
