@@ -6,15 +6,15 @@
 
 Questions: the KorQuAD dev articles whose index is 4 mod 5 (korqa's test split). Paragraphs:
 every dev paragraph (964), indexed once into the cache with korqa's default retriever (or
-`--index DIR`). Each question goes through `QAPipeline.ask` (retrieve top-k, read them in one
-batched `predict`, fuse); its wall time is the latency. The named peer is the oracle reader:
+`--index DIR`). Each question goes through `QAPipeline.ask` (retrieve top-k, read those that
+pass the read gate, fuse); its wall time is the latency. The named peer is the oracle reader:
 the same reader given only the gold paragraph, i.e. the reader's own score with perfect
 retrieval. The ratios say how much of the reader's F1 survives retrieval, and what the k-paragraph
 read costs against a one-paragraph read.
 
 EM/F1 are KorQuAD 1.0's. "answered" counts a "don't know" as wrong; "best guess" ignores the
-threshold. `--tune N` fits the fusion weight on N questions of the validation fold (the reader's
-model-selection fold, never the test split) and then evaluates the test split with it.
+threshold. `--tune N` fits the fusion weight and the read gate on N questions of the validation
+fold (the reader's model-selection fold, never the test split), then evaluates the test split.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import torch
 
 from korqa.evaluation.korquad_metric import score_example
 from korqa.paths import resolve_reader_dir
-from korqa.pipeline import PipelineConfig, QAPipeline, Reader, cached_index, tune_fusion_weight
+from korqa.pipeline import PipelineConfig, QAPipeline, Reader, cached_index, tune_fusion
+from korqa.pipeline.qa import passes_gate
 from korqa.reader.squad import SquadExample, read_squad
 from korqa.retrieval.index import Index
 from korqa.training.splits import korquad_split, select_split
@@ -63,7 +64,9 @@ def run(pipeline: QAPipeline, reader: Reader, questions: list[SquadExample], top
         row = {"seconds": seconds, "known": answer.known,
                "answered": score_example(answer.answer if answer.known else "", example),
                "guess": score_example(guess, example),
-               "recall": any(example.context == r.paragraph.text for r in answer.paragraphs)}
+               "recall": any(example.context == r.paragraph.text for r in answer.paragraphs),
+               "read": sum(passes_gate(r, i, pipeline.config.read_gate)
+                           for i, r in enumerate(answer.paragraphs))}
         if oracle:
             start = time.perf_counter()
             read = reader.read(example.question, [example.context],
@@ -89,6 +92,7 @@ def summarise(rows: list[dict], oracle: bool) -> dict:
            "answered": {"exact_match": mean("answered", 0), "f1": mean("answered", 1)},
            "best_guess": {"exact_match": mean("guess", 0), "f1": mean("guess", 1)},
            "dont_know_rate": round(100 * sum(not r["known"] for r in rows) / n, 2),
+           "paragraphs_read": round(sum(r["read"] for r in rows) / n, 2),
            "recall_at_k": round(100 * sum(r["recall"] for r in rows) / n, 2)}
     if oracle:
         oracle_ms = [1000 * r["oracle_seconds"] for r in rows]
@@ -112,9 +116,15 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="test questions to ask (random, seeded)")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--weight", type=float, help="fusion weight (default 0.35)")
+    parser.add_argument("--gate", type=float,
+                        help="read gate: skip paragraphs under gate × the top retrieval score "
+                             "(default 0.9; 0 reads all top-k)")
     parser.add_argument("--threshold", type=float, help="don't-know threshold (default 0.1)")
+    parser.add_argument("--fp32", dest="int8", action="store_false",
+                        help="read with float weights even when the model ships int8 calibration")
     parser.add_argument("--tune", type=int, metavar="N",
-                        help="first fit the fusion weight on N validation-fold questions")
+                        help="first fit the fusion weight and read gate on N validation-fold "
+                             "questions")
     parser.add_argument("--no-oracle", dest="oracle", action="store_false",
                         help="skip the gold-paragraph peer")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -134,24 +144,30 @@ def main() -> int:
     options = {"top_k": args.top_k, "device": args.device}
     if args.weight is not None:
         options["fusion_weight"] = args.weight
+    if args.gate is not None:
+        options["read_gate"] = args.gate
     if args.threshold is not None:
         options["threshold"] = args.threshold
-    reader = Reader.load(model_dir)
+    reader = Reader.load(model_dir, int8=None if args.int8 and args.device == "cpu" else False)
     pipeline = QAPipeline(index, reader, config=PipelineConfig(**options))
     _, test = korquad_split(examples)
     questions = sample(test, args.limit, args.seed)
 
     results: dict = {"model": str(model_dir), "index": str(index.directory),
                      "device": args.device, "threads": torch.get_num_threads(),
-                     "top_k": args.top_k}
+                     "int8": reader.quantized, "top_k": args.top_k}
     if args.tune:
         validation = sample(select_split(examples, "validation"), args.tune, args.seed)
-        tuning = tune_fusion_weight(pipeline, validation, top_k=args.top_k)
+        tuning = tune_fusion(pipeline, validation, top_k=args.top_k)
         pipeline.config.fusion_weight = tuning.best_weight
-        results["tuning"] = {"questions": tuning.questions, "best_weight": tuning.best_weight,
-                             "by_weight": {f"{w:.2f}": f"EM {em:.2f} F1 {f1:.2f}"
-                                           for w, em, f1 in tuning.table}}
+        pipeline.config.read_gate = tuning.best_gate
+        results["tuning"] = {
+            "questions": tuning.questions, "best_weight": tuning.best_weight,
+            "best_gate": tuning.best_gate,
+            "table": {f"w {w:.2f} gate {g:.2f}": f"EM {em:.2f} F1 {f1:.2f} read {n:.2f}"
+                      for w, g, em, f1, n in tuning.table}}
     results["fusion_weight"] = pipeline.config.fusion_weight
+    results["read_gate"] = pipeline.config.read_gate
     results["threshold"] = pipeline.config.threshold
     # The first call loads Kiwi (particle trimming) and warms torch; it is not a user's latency.
     pipeline.ask(questions[0].question)

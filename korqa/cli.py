@@ -289,28 +289,35 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", metavar="DIR", help="write predictions and the error analysis")
     p.add_argument("--no-trim", dest="trim_particles", action="store_false",
                    help="primary scores without particle trimming")
-    p.add_argument("--max-seq-length", type=int, default=384)
-    p.add_argument("--doc-stride", type=int, default=128)
-    p.add_argument("--max-query-length", type=int, default=64)
+    window = "(default: what the model was trained with, from its reader_config.json; else "
+    p.add_argument("--max-seq-length", type=int, help=window + "384)")
+    p.add_argument("--doc-stride", type=int, help=window + "128)")
+    p.add_argument("--max-query-length", type=int, help=window + "64)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--n-best", type=int, default=20)
     p.add_argument("--max-answer-length", type=int, default=30, help="in tokens")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--fp32", dest="int8", action="store_false",
+                   help="read with the float weights even when the model ships an int8 "
+                        "calibration (slower; for checking what int8 costs)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from korqa.evaluation.evaluate import evaluate_model
+    from korqa.paths import resolve_reader_dir
     from korqa.reader.features import FeatureConfig
     from korqa.reader.predict import PredictConfig
 
     result = evaluate_model(
         args.model, args.data, args.split,
-        FeatureConfig(args.max_seq_length, args.doc_stride, args.max_query_length),
+        FeatureConfig.for_model(resolve_reader_dir(args.model),
+                                max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
+                                max_query_length=args.max_query_length),
         PredictConfig(n_best=args.n_best, max_answer_length=args.max_answer_length,
                       batch_size=args.batch_size, trim_particles=args.trim_particles),
-        device=args.device, report_dir=args.report, progress=args.progress,
+        device=args.device, report_dir=args.report, progress=args.progress, int8=args.int8,
     )
     if args.json:
         _print_json(result)
@@ -323,6 +330,41 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"  {label:<26} EM {scores['exact_match']:6.2f}  F1 {scores['f1']:6.2f}")
     for path in result.get("report_files", []):
         print(f"  wrote {path}")
+    return 0
+
+
+# ---- calibrate ----------------------------------------------------------------------------
+
+
+@_command
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate", help="measure a reader's activation ranges so it reads with int8 on CPU",
+        description="Runs the reader in --model over training questions of --data and writes "
+                    "activation_absmax.safetensors beside its weights. With that file, ask, "
+                    "chat, serve and evaluate read with smoothed int8 linear layers on the CPU "
+                    "(--fp32 turns it off). The test split is never used.")
+    p.add_argument("--model", required=True, metavar="DIR", help="reader directory")
+    p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
+    p.add_argument("--split", choices=["train", "validation"], default="train",
+                   help="questions to calibrate on (korqa's split rule; never the test split)")
+    p.add_argument("--limit", type=int, default=64, help="questions (random, seeded)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_calibrate)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import random
+
+    from korqa.reader.calibrate import calibrate_reader
+    from korqa.reader.squad import read_squad
+    from korqa.training.splits import select_split
+
+    examples = select_split(read_squad(args.data), args.split)
+    if args.limit < len(examples):
+        examples = random.Random(args.seed).sample(examples, args.limit)
+    path = calibrate_reader(args.model, examples)
+    print(f"wrote {path} ({len(examples)} questions)")
     return 0
 
 
@@ -347,12 +389,15 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="retrieval weight w in (1-w)·reader + w·retrieval (default 0.35)")
     p.add_argument("--threshold", type=float, metavar="T",
                    help="reader score under which the answer is 'don't know' (default 0.1)")
+    p.add_argument("--fp32", dest="int8", action="store_false",
+                   help="read with the float weights even when the model ships an int8 "
+                        "calibration (slower; for checking what int8 costs)")
 
 
 def _open_pipeline(args: argparse.Namespace):  # -> QAPipeline, imported lazily
     from korqa.pipeline import PipelineConfig, open_pipeline
 
-    options = {"top_k": args.top_k}
+    options = {"top_k": args.top_k, "int8": args.int8}
     if args.weight is not None:
         options["fusion_weight"] = args.weight
     if args.threshold is not None:
@@ -466,11 +511,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from korqa.modeling.e5 import iter_corpus_texts
     from korqa.modeling.export import export_reader
+    from korqa.reader.features import FeatureConfig
 
     texts = None
     if args.trim_corpus:
         texts = iter_corpus_texts(args.trim_corpus, args.trim_max_docs)
     print(export_reader(args.model, args.out, dtype=args.dtype, trim_texts=texts))
+    # The exported reader cuts the windows it was trained on. (Its int8 calibration is not
+    # carried over: the weights changed; run `korqa calibrate` on the export.)
+    FeatureConfig.for_model(args.model).save(args.out)
     return 0
 
 

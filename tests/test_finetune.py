@@ -143,7 +143,10 @@ def test_best_checkpoint_loads_and_predicts(overfit_run, workspace):
         model = BertForQuestionAnswering.from_pretrained(model_dir)
         tokenizer = Tokenizer.from_pretrained(model_dir)
         chosen = [example for example in examples if example.qid in set(qids)]
-        predictions = predict(model, tokenizer, chosen, FeatureConfig(**SHAPE), PredictConfig())
+        # The windows the run trained on travel with the model (reader_config.json).
+        assert FeatureConfig.for_model(model_dir) == FeatureConfig(**SHAPE)
+        predictions = predict(model, tokenizer, chosen, FeatureConfig.for_model(model_dir),
+                              PredictConfig())
         return evaluate_predictions(chosen, {q: c[0].text for q, c in predictions.items()})
 
     # The saved best model scores exactly what the run measured when it kept it.

@@ -22,7 +22,7 @@ from korqa.pipeline import (
     normalise_retrieval,
     open_index,
     open_pipeline,
-    tune_fusion_weight,
+    tune_fusion,
 )
 from korqa.reader.squad import Answer as GoldAnswer
 from korqa.reader.squad import SquadExample
@@ -120,11 +120,34 @@ def test_top_retrieved_paragraph_wins_when_the_reader_is_indifferent(tiny_dir: P
         assert answer.candidates[0].retrieval_score == 1.0
 
 
+def test_the_read_gate_skips_paragraphs_far_behind_the_top_one(index: Index,
+                                                                reader: Reader) -> None:
+    question = "한라산의 높이는 얼마인가?"
+    all_read = pipeline_with(index, reader, threshold=0.0, read_gate=0.0)
+    retrieved, readings = all_read.read(question)
+    scores = [r.retrieval_score for r in retrieved]
+    assert scores[0] == 1.0 and len(scores) == 3 and scores[2] < 0.5
+    assert all(readings)  # gate 0: every paragraph read
+
+    gated = pipeline_with(index, reader, threshold=0.0, read_gate=0.5)
+    retrieved_gated, readings_gated = gated.read(question)
+    assert [r.paragraph.id for r in retrieved_gated] == [r.paragraph.id for r in retrieved]
+    read = [bool(candidates) for candidates in readings_gated]
+    assert read == [i == 0 or score >= 0.5 for i, score in enumerate(scores)]
+    # Reading all and gating in `decide` gives the gated pipeline's answer.
+    answer = gated.ask(question)
+    assert all_read.decide(question, retrieved, readings, gate=0.5).to_json() == answer.to_json()
+    assert {c.paragraph_id for c in answer.candidates} <= \
+        {r.paragraph.id for r, was_read in zip(retrieved, read, strict=True) if was_read}
+    with pytest.raises(ValueError, match="read gate"):
+        PipelineConfig(read_gate=1.5)
+
+
 def test_weight_one_follows_retrieval_order_and_zero_the_reader(index: Index,
                                                                 reader: Reader) -> None:
     question = "한라산의 높이는 얼마인가?"
     top = index.search(question, 3)[0][0]
-    by_retrieval = pipeline_with(index, reader, fusion_weight=1.0, threshold=0.0)
+    by_retrieval = pipeline_with(index, reader, fusion_weight=1.0, threshold=0.0, read_gate=0.0)
     assert by_retrieval.ask(question).paragraph_id == top.id
     retrieved, readings = by_retrieval.read(question)
     pool = fuse(retrieved, readings, weight=1.0)
@@ -134,8 +157,8 @@ def test_weight_one_follows_retrieval_order_and_zero_the_reader(index: Index,
     reader_scores = [c.reader_score for c in by_reader]
     assert reader_scores == sorted(reader_scores, reverse=True)
     assert [c.score for c in by_reader] == reader_scores
-    assert pipeline_with(index, reader, fusion_weight=0.0, threshold=0.0).ask(question).answer \
-        == by_reader[0].answer
+    assert pipeline_with(index, reader, fusion_weight=0.0, threshold=0.0,
+                         read_gate=0.0).ask(question).answer == by_reader[0].answer
 
 
 def test_fuse_mixes_scores_with_the_weight_and_keeps_one_answer_per_text() -> None:
@@ -209,16 +232,21 @@ def test_faq_answers_first_when_it_matches_closely(index: Index, reader: Reader)
     assert pipeline.ask("한라산의 높이는 얼마인가?").source == "reader"
 
 
-def test_tune_fusion_weight_reads_once_and_scores_every_weight(index: Index,
-                                                               reader: Reader) -> None:
+def test_tune_fusion_reads_once_and_scores_every_weight_and_gate(index: Index,
+                                                                 reader: Reader) -> None:
     context = DOCS[1][2][0]
     start = context.index("1947미터")
     examples = [SquadExample("q1", "한라산의 높이는 얼마인가?", context, "한라산", 0,
                              [GoldAnswer("1947미터", start)])]
-    tuning = tune_fusion_weight(pipeline_with(index, reader), examples, weights=[0.0, 0.5, 1.0])
-    assert [row[0] for row in tuning.table] == [0.0, 0.5, 1.0]
+    tuning = tune_fusion(pipeline_with(index, reader), examples, weights=[0.0, 0.5, 1.0],
+                         gates=[0.0, 1.0])
+    assert [row[:2] for row in tuning.table] == [(w, g) for g in (0.0, 1.0)
+                                                  for w in (0.0, 0.5, 1.0)]
     assert tuning.best_weight in (0.0, 0.5, 1.0) and tuning.questions == 1
-    assert all(0.0 <= em <= f1 <= 100.0 for _, em, f1 in tuning.table)
+    assert all(0.0 <= em <= f1 <= 100.0 for _, _, em, f1, _ in tuning.table)
+    # Gate 0 reads all three retrieved paragraphs, gate 1 only those tied with the top one.
+    read = {gate: paragraphs for _, gate, _, _, paragraphs in tuning.table}
+    assert read[0.0] == 3 and 1 <= read[1.0] < 3
 
 
 def test_cached_index_is_built_once_and_rebuilt_when_the_corpus_changes(

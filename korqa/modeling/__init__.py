@@ -7,6 +7,7 @@ from korqa.modeling.bert import (
     BertModel,
 )
 from korqa.modeling.checkpoint import LoadReport, dequantize, quantize_int8_blockwise
+from korqa.modeling.quantize import load_reader_model, quantize_linears
 
 __all__ = [
     "BertConfig",
@@ -15,5 +16,7 @@ __all__ = [
     "BertModel",
     "LoadReport",
     "dequantize",
+    "load_reader_model",
+    "quantize_linears",
     "quantize_int8_blockwise",
 ]

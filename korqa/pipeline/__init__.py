@@ -13,7 +13,7 @@ from korqa.pipeline.qa import (
     RetrievedParagraph,
     fuse,
     normalise_retrieval,
-    tune_fusion_weight,
+    tune_fusion,
 )
 from korqa.pipeline.sources import cached_index, open_index, open_pipeline
 
@@ -33,5 +33,5 @@ __all__ = [
     "normalise_retrieval",
     "open_index",
     "open_pipeline",
-    "tune_fusion_weight",
+    "tune_fusion",
 ]

@@ -28,7 +28,8 @@ def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] 
     faq_index = FAQIndex.from_file(faq) if faq else None
 
     def load_reader() -> Reader:
-        return Reader.load(resolve_reader_dir(model))
+        cpu_int8 = config is None or (config.int8 and config.device == "cpu")
+        return Reader.load(resolve_reader_dir(model), int8=None if cpu_int8 else False)
 
     return QAPipeline(paragraphs, load_reader, faq_index, config)
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from korqa.reader.squad import SquadExample
 from korqa.tokenization import Tokenizer
+
+# Beside a model's weights: the windows it was trained on (written by `korqa train`).
+READER_CONFIG_FILE = "reader_config.json"
 
 
 @dataclass
@@ -19,6 +24,27 @@ class FeatureConfig:
     max_seq_length: int = 384  # tokens per window, specials included
     doc_stride: int = 128  # how far the next window starts after the previous one, in tokens
     max_query_length: int = 64  # longer questions are cut to this many tokens
+
+    def save(self, model_dir: str | Path) -> None:
+        """Record beside a model the windows it was trained on, so readers cut the same ones."""
+        (Path(model_dir) / READER_CONFIG_FILE).write_text(
+            json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def for_model(cls, model_dir: str | Path, **overrides: int | None) -> FeatureConfig:
+        """The windows a model was trained on (its reader_config.json; BERT's defaults when it
+        has none), with any non-None `overrides` applied."""
+        path = Path(model_dir) / READER_CONFIG_FILE
+        saved: dict = {}
+        if path.is_file():
+            try:
+                saved = json.loads(path.read_text(encoding="utf-8"))
+                config = cls(**{f.name: int(saved[f.name]) for f in fields(cls) if f.name in saved})
+            except (ValueError, TypeError, json.JSONDecodeError) as error:
+                raise ValueError(f"{path}: not a valid reader config ({error})") from error
+        else:
+            config = cls()
+        return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass

@@ -391,6 +391,7 @@ class ServerSettings:
     top_k: int = 3
     weight: float | None = None
     threshold: float | None = None
+    int8: bool = True  # smoothed int8 linears on CPU when the model ships a calibration
     allow_origins: list[str] = field(default_factory=list)
     max_queue: int = 64
     threads: int | None = None
@@ -449,7 +450,7 @@ def serve(settings: ServerSettings) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     index_dir = prepare_index(settings.index, settings.corpus, data_dir)
     repair_index(index_dir)
-    options: dict[str, Any] = {"top_k": settings.top_k}
+    options: dict[str, Any] = {"top_k": settings.top_k, "int8": settings.int8}
     if settings.weight is not None:
         options["fusion_weight"] = settings.weight
     if settings.threshold is not None:

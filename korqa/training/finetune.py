@@ -330,11 +330,14 @@ def validate(model: BertForQuestionAnswering, tokenizer: Tokenizer,
 
 
 def save_model_dir(directory: Path, model: BertForQuestionAnswering, tokenizer: Tokenizer,
-                   state: dict) -> None:
-    """A self-contained model dir (weights, config, tokenizer) plus training state, atomically."""
+                   state: dict, feature_config: FeatureConfig | None = None) -> None:
+    """A self-contained model dir (weights, config, tokenizer, and the windows a reader was
+    trained on) plus training state, atomically."""
     with staged_directory(directory) as staging:
         model.save_pretrained(staging)
         tokenizer.save(staging)
+        if feature_config is not None:
+            feature_config.save(staging)
         save_state(staging, state)
 
 
@@ -461,7 +464,7 @@ def finetune(config: FinetuneConfig) -> dict:
             "data": fingerprint, "args": asdict(config), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "rng": capture_rng(),
-        })
+        }, feature_config)
 
     write_log({"kind": "resume" if resume_from else "start", "step": step,
                "total_steps": plan.total_steps, "train_features": len(features),
@@ -507,7 +510,8 @@ def finetune(config: FinetuneConfig) -> dict:
                 best = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4),
                         "exact_match": metrics["exact_match"], "f1": metrics["f1"]}
                 save_model_dir(out / "best", model, tokenizer,
-                               {**best, "metrics": metrics, "args": asdict(config)})
+                               {**best, "metrics": metrics, "args": asdict(config)},
+                               feature_config)
             plot_curves(log_path, out / "curves.png")
         saving = config.save_every and step % config.save_every == 0
         if validating or saving or step == stop_at:
@@ -519,7 +523,7 @@ def finetune(config: FinetuneConfig) -> dict:
         # Nothing to select by: the final weights are the run's model.
         record = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4)}
         save_model_dir(out / "best", model, tokenizer,
-                       {**record, "metrics": None, "args": asdict(config)})
+                       {**record, "metrics": None, "args": asdict(config)}, feature_config)
     plot_curves(log_path, out / "curves.png")
     summary = {
         "run_dir": str(out),

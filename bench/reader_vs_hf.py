@@ -1,0 +1,139 @@
+"""korqa's reader against transformers' question-answering pipeline, on the same weights.
+
+    python3 bench/reader_vs_hf.py                          # the shipped reader, 200 test questions
+    python3 bench/reader_vs_hf.py --model DIR --limit 500 --threads 2
+
+Needs transformers 4.x (`pip install -e .[test]` pins it below 5, which removed the
+question-answering pipeline). The peer is HF's pipeline over our fine-tuned weights written in
+HF's own format (fp32 safetensors + tokenizer.json, loaded by AutoModelForQuestionAnswering /
+AutoTokenizer), with the same window settings (384 tokens, stride 128, question ≤ 64 tokens,
+answers ≤ 30 tokens). korqa's side is `korqa.pipeline.Reader` as `korqa ask` uses it: int8 when
+the model ships a calibration (plus the same reader in fp32, to show what int8 costs and buys).
+
+Questions: KorQuAD test-split questions (random, seeded), each with its gold paragraph, asked one
+at a time (a chatbot's load); the readers take turns question by question, so machine noise hits
+all alike. Prints questions/s of each, korqa's speed-up over HF, and KorQuAD 1.0 EM/F1 of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from korqa.evaluation.korquad_metric import score_example
+from korqa.modeling import BertForQuestionAnswering
+from korqa.paths import resolve_reader_dir
+from korqa.pipeline import Reader
+from korqa.reader.squad import read_squad
+from korqa.training.splits import select_split
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "korquad" / \
+    "KorQuAD_v1.0_dev.json"
+MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH, MAX_ANSWER_LENGTH = 384, 128, 64, 30
+
+
+def hf_pipeline(model_dir: Path, workdir: Path):  # -> transformers.QuestionAnsweringPipeline
+    """HF's QA pipeline over the weights of `model_dir`, re-saved as plain fp32 HF files."""
+    import shutil
+
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        sys.exit("reader_vs_hf: needs transformers<5 (5.x removed the question-answering "
+                 "pipeline); pip install 'transformers<5'")
+    BertForQuestionAnswering.from_pretrained(model_dir).save_pretrained(workdir, dtype="fp32")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        if (model_dir / name).is_file():
+            shutil.copy(model_dir / name, workdir / name)
+    model = transformers.AutoModelForQuestionAnswering.from_pretrained(workdir).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(workdir)
+    return transformers.pipeline("question-answering", model=model, tokenizer=tokenizer,
+                                 device="cpu")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="reader directory (default: the shipped reader)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="KorQuAD 1.0 dev JSON")
+    parser.add_argument("--limit", type=int, default=200, help="test questions (random, seeded)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="FILE", help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+    model_dir = resolve_reader_dir(args.model)
+    questions = select_split(read_squad(args.data), "test")
+    if args.limit < len(questions):
+        questions = random.Random(args.seed).sample(questions, args.limit)
+    options = {"max_seq_length": MAX_SEQ_LENGTH, "doc_stride": DOC_STRIDE,
+               "max_query_length": MAX_QUERY_LENGTH}
+    korqa_int8 = Reader.load(model_dir, **options)  # as `korqa ask` loads it
+    korqa_fp32 = Reader.load(model_dir, int8=False, **options)
+
+    with tempfile.TemporaryDirectory() as workdir:
+        hf = hf_pipeline(model_dir, Path(workdir))
+
+        def ask_hf(question: str, context: str) -> str:
+            with torch.inference_mode():
+                out = hf(question=question, context=context, max_seq_len=MAX_SEQ_LENGTH,
+                         doc_stride=DOC_STRIDE, max_question_len=MAX_QUERY_LENGTH,
+                         max_answer_len=MAX_ANSWER_LENGTH, top_k=1)
+            return out["answer"]
+
+        def reading(reader: Reader):
+            def ask(question: str, context: str) -> str:
+                best = reader.read(question, [context], n_best=1,
+                                   max_answer_length=MAX_ANSWER_LENGTH)[0]
+                return best[0].text if best else ""
+            return ask
+
+        runners = {"hf_pipeline_fp32": ask_hf, "korqa_fp32": reading(korqa_fp32),
+                   f"korqa{'_int8' if korqa_int8.quantized else '_fp32_default'}":
+                       reading(korqa_int8)}
+        for ask in runners.values():  # warm-up: first calls load Kiwi, allocate, etc.
+            ask(questions[0].question, questions[0].context)
+        seconds = {name: 0.0 for name in runners}
+        scores = {name: [0.0, 0.0] for name in runners}
+        for i, example in enumerate(questions):
+            names = list(runners) if i % 2 == 0 else list(runners)[::-1]
+            for name in names:
+                start = time.perf_counter()
+                answer = runners[name](example.question, example.context)
+                seconds[name] += time.perf_counter() - start
+                exact, f1 = score_example(answer, example)
+                scores[name][0] += exact
+                scores[name][1] += f1
+
+    n = len(questions)
+    results = {"model": str(model_dir), "questions": n, "threads": args.threads,
+               "torch": torch.__version__, "readers": {}}
+    for name in runners:
+        results["readers"][name] = {"questions_per_s": round(n / seconds[name], 2),
+                                    "exact_match": round(100 * scores[name][0] / n, 2),
+                                    "f1": round(100 * scores[name][1] / n, 2)}
+    hf_rate = results["readers"]["hf_pipeline_fp32"]["questions_per_s"]
+    for row in results["readers"].values():
+        row["speedup_over_hf"] = round(row["questions_per_s"] / hf_rate, 2)
+    print(f"{n} KorQuAD test questions with their gold paragraph, {args.threads} threads, "
+          f"one question at a time")
+    print(f"{'reader':<22}{'q/s':>8}{'× HF':>8}{'EM':>8}{'F1':>8}")
+    for name, row in results["readers"].items():
+        print(f"{name:<22}{row['questions_per_s']:>8.2f}{row['speedup_over_hf']:>8.2f}"
+              f"{row['exact_match']:>8.2f}{row['f1']:>8.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
