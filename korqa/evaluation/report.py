@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from korqa.evaluation.korquad_metric import normalize_answer, score_example
+from korqa.morphology import kiwi
 from korqa.reader.features import InputFeatures
-from korqa.reader.josa import is_particle_tail, kiwi
+from korqa.reader.josa import is_particle_tail
 from korqa.reader.predict import Candidate
 from korqa.reader.squad import Answer, SquadExample
 from korqa.training.splits import QUESTION_TYPES, question_type

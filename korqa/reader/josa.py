@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import re
-from functools import cache, lru_cache
+from functools import lru_cache
+
+from korqa.morphology import kiwi
 
 # Kiwi (Sejong-style) tags. J*: case markers JK*, auxiliary JX, conjunctive JC.
 _PARTICLE_PREFIXES = ("JK", "JX", "JC")
 _COPULA = "VCP"
 _ENDING_PREFIX = "E"  # EP, EF, EC, ETN, ETM
-
-
-@cache
-def kiwi():
-    """The shared Kiwi analyser (loading and warming its model takes seconds, so only once)."""
-    from kiwipiepy import Kiwi
-
-    return Kiwi()
 
 
 def trim_particles(text: str) -> str:

@@ -13,8 +13,9 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from typing import Any
+
+from korqa.morphology import kiwi
 
 _WORD = re.compile(r"\w+")
 # Morpheme terms get a prefix that no n-gram can contain (n-grams are made of \w characters
@@ -83,14 +84,6 @@ def char_ngrams(word: str, ngrams: Iterable[int]) -> list[str]:
     return [word[i:i + n] for n in lengths for i in range(len(word) - n + 1)]
 
 
-@lru_cache(maxsize=1)
-def get_kiwi():  # noqa: ANN201 - kiwipiepy is imported lazily
-    """One Kiwi per process: building it takes seconds and hundreds of MB."""
-    from kiwipiepy import Kiwi
-
-    return Kiwi()
-
-
 class TermAnalyzer:
     """Turns text into a list of terms (with repeats: counts matter for BM25 and TF-IDF)."""
 
@@ -129,7 +122,7 @@ class TermAnalyzer:
                     terms.append(word)
             out.append(terms)
         if config.morphemes:
-            analysed = get_kiwi().tokenize([normalize(t) for t in texts])
+            analysed = kiwi().tokenize([normalize(t) for t in texts])
             for terms, tokens in zip(out, analysed, strict=True):
                 terms.extend(MORPHEME_PREFIX + tok.form for tok in tokens if tok.tag in self._tags)
         return out
