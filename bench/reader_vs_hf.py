@@ -6,9 +6,11 @@
 Needs transformers 4.x (`pip install -e .[test]` pins it below 5, which removed the
 question-answering pipeline). The peer is HF's pipeline over our fine-tuned weights written in
 HF's own format (fp32 safetensors + tokenizer.json, loaded by AutoModelForQuestionAnswering /
-AutoTokenizer), with the same window settings (384 tokens, stride 128, question ≤ 64 tokens,
-answers ≤ 30 tokens). korqa's side is `korqa.pipeline.Reader` as `korqa ask` uses it: int8 when
-the model ships a calibration (plus the same reader in fp32, to show what int8 costs and buys).
+AutoTokenizer), cutting the same windows (the model's reader_config.json: 256 tokens for the
+shipped reader; HF's doc_stride is the overlap between windows, so it gets the overlap that
+korqa's step gives for each question) and answers ≤ 30 tokens. korqa's side is
+`korqa.pipeline.Reader` as `korqa ask` uses it: int8 when the model ships a calibration (plus
+the same reader in fp32, to show what int8 costs and buys).
 
 Questions: KorQuAD test-split questions (random, seeded), each with its gold paragraph, asked one
 at a time (a chatbot's load); the readers take turns question by question, so machine noise hits
@@ -32,12 +34,13 @@ from korqa.evaluation.korquad_metric import score_example
 from korqa.modeling import BertForQuestionAnswering
 from korqa.paths import resolve_reader_dir
 from korqa.pipeline import Reader
+from korqa.reader.features import FeatureConfig
 from korqa.reader.squad import read_squad
 from korqa.training.splits import select_split
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "korquad" / \
     "KorQuAD_v1.0_dev.json"
-MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH, MAX_ANSWER_LENGTH = 384, 128, 64, 30
+MAX_ANSWER_LENGTH = 30  # tokens
 
 
 def hf_pipeline(model_dir: Path, workdir: Path):  # -> transformers.QuestionAnsweringPipeline
@@ -75,18 +78,23 @@ def main() -> int:
     questions = select_split(read_squad(args.data), "test")
     if args.limit < len(questions):
         questions = random.Random(args.seed).sample(questions, args.limit)
-    options = {"max_seq_length": MAX_SEQ_LENGTH, "doc_stride": DOC_STRIDE,
-               "max_query_length": MAX_QUERY_LENGTH}
-    korqa_int8 = Reader.load(model_dir, **options)  # as `korqa ask` loads it
-    korqa_fp32 = Reader.load(model_dir, int8=False, **options)
+    window = FeatureConfig.for_model(model_dir)
+    korqa_int8 = Reader.load(model_dir)  # as `korqa ask` loads it
+    korqa_fp32 = Reader.load(model_dir, int8=False)
+    tokenizer = korqa_fp32.tokenizer
 
     with tempfile.TemporaryDirectory() as workdir:
         hf = hf_pipeline(model_dir, Path(workdir))
 
         def ask_hf(question: str, context: str) -> str:
+            # korqa steps `doc_stride` tokens from window to window; HF overlaps them by
+            # `doc_stride`: this overlap gives HF the windows korqa cuts.
+            question_tokens = min(len(tokenizer.encode(question).ids), window.max_query_length)
+            room = window.max_seq_length - question_tokens - tokenizer.pair_overhead
             with torch.inference_mode():
-                out = hf(question=question, context=context, max_seq_len=MAX_SEQ_LENGTH,
-                         doc_stride=DOC_STRIDE, max_question_len=MAX_QUERY_LENGTH,
+                out = hf(question=question, context=context, max_seq_len=window.max_seq_length,
+                         doc_stride=max(room - window.doc_stride, 0),
+                         max_question_len=window.max_query_length,
                          max_answer_len=MAX_ANSWER_LENGTH, top_k=1)
             return out["answer"]
 

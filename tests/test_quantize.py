@@ -7,11 +7,13 @@ import json
 import pytest
 import torch
 from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
 from korqa.cli import main
 from korqa.modeling import BertConfig, BertForQuestionAnswering, load_reader_model
 from korqa.modeling.quantize import (
     ABSMAX_FILE,
+    SmoothedLinear,
     is_quantized,
     load_input_absmax,
     quantize_linears,
@@ -133,6 +135,12 @@ def test_calibrate_then_readers_use_int8_and_answer_alike(tiny_reader, capsys):
     int8 = Reader.load(model_dir)
     fp32 = Reader.load(model_dir, int8=False)
     assert int8.quantized and not fp32.quantized
+    # The FFN's output linears stay in float (their GELU inputs defeat int8); the rest is int8.
+    modules = dict(int8.model.named_modules())
+    assert type(modules["bert.encoder.layer.0.output.dense"]) is nn.Linear
+    assert isinstance(modules["bert.encoder.layer.0.intermediate.dense"], SmoothedLinear)
+    assert isinstance(modules["bert.encoder.layer.0.intermediate.dense.linear"],
+                      DynamicInt8Linear)
     best_int8 = int8.read(QUESTION, [CONTEXT])[0][0]
     best_fp32 = fp32.read(QUESTION, [CONTEXT])[0][0]
     assert best_fp32.text == ANSWER
