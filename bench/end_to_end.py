@@ -120,8 +120,8 @@ def main() -> int:
                         help="read gate: skip paragraphs under gate × the top retrieval score "
                              "(default 0.9; 0 reads all top-k)")
     parser.add_argument("--threshold", type=float, help="don't-know threshold (default 0.1)")
-    parser.add_argument("--fp32", dest="int8", action="store_false",
-                        help="read with float weights even when the model ships int8 calibration")
+    parser.add_argument("--int8", action="store_true",
+                        help="read with smoothed int8 linears (the model must ship a calibration)")
     parser.add_argument("--tune", type=int, metavar="N",
                         help="first fit the fusion weight and read gate on N validation-fold "
                              "questions")
@@ -148,7 +148,7 @@ def main() -> int:
         options["read_gate"] = args.gate
     if args.threshold is not None:
         options["threshold"] = args.threshold
-    reader = Reader.load(model_dir, int8=None if args.int8 and args.device == "cpu" else False)
+    reader = Reader.load(model_dir, int8=args.int8)
     pipeline = QAPipeline(index, reader, config=PipelineConfig(**options))
     _, test = korquad_split(examples)
     questions = sample(test, args.limit, args.seed)

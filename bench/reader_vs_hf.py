@@ -9,8 +9,8 @@ HF's own format (fp32 safetensors + tokenizer.json, loaded by AutoModelForQuesti
 AutoTokenizer), cutting the same windows (the model's reader_config.json: 256 tokens for the
 shipped reader; HF's doc_stride is the overlap between windows, so it gets the overlap that
 korqa's step gives for each question) and answers ≤ 30 tokens. korqa's side is
-`korqa.pipeline.Reader` as `korqa ask` uses it: int8 when the model ships a calibration (plus
-the same reader in fp32, to show what int8 costs and buys).
+`korqa.pipeline.Reader` as `korqa ask` uses it (float weights), and the same reader with
+smoothed int8 linears (`--int8`) when the model ships a calibration.
 
 Questions: KorQuAD test-split questions (random, seeded), each with its gold paragraph, asked one
 at a time (a chatbot's load); the readers take turns question by question, so machine noise hits
@@ -32,6 +32,7 @@ import torch
 
 from korqa.evaluation.korquad_metric import score_example
 from korqa.modeling import BertForQuestionAnswering
+from korqa.modeling.quantize import load_input_absmax
 from korqa.paths import resolve_reader_dir
 from korqa.pipeline import Reader
 from korqa.reader.features import FeatureConfig
@@ -79,8 +80,8 @@ def main() -> int:
     if args.limit < len(questions):
         questions = random.Random(args.seed).sample(questions, args.limit)
     window = FeatureConfig.for_model(model_dir)
-    korqa_int8 = Reader.load(model_dir)  # as `korqa ask` loads it
-    korqa_fp32 = Reader.load(model_dir, int8=False)
+    korqa_fp32 = Reader.load(model_dir)  # as `korqa ask` loads it
+    korqa_int8 = Reader.load(model_dir, int8=True) if load_input_absmax(model_dir) else None
     tokenizer = korqa_fp32.tokenizer
 
     with tempfile.TemporaryDirectory() as workdir:
@@ -105,9 +106,9 @@ def main() -> int:
                 return best[0].text if best else ""
             return ask
 
-        runners = {"hf_pipeline_fp32": ask_hf, "korqa_fp32": reading(korqa_fp32),
-                   f"korqa{'_int8' if korqa_int8.quantized else '_fp32_default'}":
-                       reading(korqa_int8)}
+        runners = {"hf_pipeline_fp32": ask_hf, "korqa_fp32": reading(korqa_fp32)}
+        if korqa_int8 is not None:
+            runners["korqa_int8"] = reading(korqa_int8)
         for ask in runners.values():  # warm-up: first calls load Kiwi, allocate, etc.
             ask(questions[0].question, questions[0].context)
         seconds = {name: 0.0 for name in runners}

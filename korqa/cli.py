@@ -15,6 +15,10 @@ Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
+INT8_HELP = ("read with smoothed int8 linear layers on the CPU (the model must ship the "
+             "calibration `korqa calibrate` writes): ~1.2x faster, ~1 F1 lower on validation")
+
+
 def _command(add: Callable[[argparse._SubParsersAction], None]):
     """Register a function that adds one subcommand (its parser and `handler`)."""
     _COMMANDS.append(add)
@@ -297,9 +301,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-best", type=int, default=20)
     p.add_argument("--max-answer-length", type=int, default=30, help="in tokens")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--fp32", dest="int8", action="store_false",
-                   help="read with the float weights even when the model ships an int8 "
-                        "calibration (slower; for checking what int8 costs)")
+    p.add_argument("--int8", action="store_true", help=INT8_HELP)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_evaluate)
 
@@ -341,9 +343,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate", help="measure a reader's activation ranges so it reads with int8 on CPU",
         description="Runs the reader in --model over training questions of --data and writes "
-                    "activation_absmax.safetensors beside its weights. With that file, ask, "
-                    "chat, serve and evaluate read with smoothed int8 linear layers on the CPU "
-                    "(--fp32 turns it off). The test split is never used.")
+                    "activation_absmax.safetensors beside its weights; with that file, "
+                    "`--int8` makes ask, chat, serve and evaluate read with smoothed int8 "
+                    "linear layers on the CPU. The test split is never used.")
     p.add_argument("--model", required=True, metavar="DIR", help="reader directory")
     p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
     p.add_argument("--split", choices=["train", "validation"], default="train",
@@ -389,9 +391,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="retrieval weight w in (1-w)·reader + w·retrieval (default 0.35)")
     p.add_argument("--threshold", type=float, metavar="T",
                    help="reader score under which the answer is 'don't know' (default 0.1)")
-    p.add_argument("--fp32", dest="int8", action="store_false",
-                   help="read with the float weights even when the model ships an int8 "
-                        "calibration (slower; for checking what int8 costs)")
+    p.add_argument("--int8", action="store_true", help=INT8_HELP)
 
 
 def _open_pipeline(args: argparse.Namespace):  # -> QAPipeline, imported lazily

@@ -30,7 +30,7 @@ def evaluate_model(
     device: str = "cpu",
     report_dir: str | Path | None = None,
     progress: bool = False,
-    int8: bool = True,
+    int8: bool = False,
 ) -> dict[str, Any]:
     """Scores of the reader in `model_dir` on one split of `data` (KorQuAD 1.0 metric, 0–100).
 
@@ -38,9 +38,9 @@ def evaluate_model(
     articles, 5 folds, seed 0: what `korqa train` validates on) or "all". The model runs once;
     its logits are decoded twice, with and without particle trimming, and both are reported;
     the top-level exact_match/f1 follow predict_config.trim_particles. With `report_dir`,
-    predictions.json, nbest.json and the error analysis are written there. With int8 (the
-    default) a model that ships a calibration is read with int8 linears on the CPU, as
-    `korqa ask` reads it; the result's "int8" says which way it ran.
+    predictions.json, nbest.json and the error analysis are written there. With int8 the model
+    is read with smoothed int8 linears on the CPU (it must ship a calibration); the result's
+    "int8" says which way it ran.
     """
     from korqa.modeling import load_reader_model
     from korqa.modeling.quantize import is_quantized
@@ -56,7 +56,7 @@ def evaluate_model(
     model_dir = resolve_reader_dir(model_dir)  # a clear error when it holds no model
     feature_config = feature_config or FeatureConfig.for_model(model_dir)
     tokenizer = Tokenizer.from_pretrained(model_dir)
-    model = load_reader_model(model_dir, None if int8 and device == "cpu" else False).to(device)
+    model = load_reader_model(model_dir, int8).to(device)
 
     features = convert_examples_to_features(examples, tokenizer, feature_config, False)
     logits = compute_logits(model, features, tokenizer.pad_id, predict_config.batch_size,

@@ -156,18 +156,16 @@ def is_quantized(model: nn.Module) -> bool:
     return any(isinstance(module, DynamicInt8Linear) for module in model.modules())
 
 
-def load_reader_model(directory: str | Path, int8: bool | None = None) -> nn.Module:
-    """A `BertForQuestionAnswering` from `directory`, in eval mode; with int8 (see
-    `korqa.pipeline.Reader.load`) its linears smoothed and quantised by the saved calibration."""
+def load_reader_model(directory: str | Path, int8: bool = False) -> nn.Module:
+    """A `BertForQuestionAnswering` from `directory`, in eval mode; with int8 its linears
+    (but `FLOAT_LAYERS`) smoothed and quantised by the calibration saved beside it."""
     from korqa.modeling.bert import BertForQuestionAnswering
 
     model = BertForQuestionAnswering.from_pretrained(directory).eval()
-    if int8 is False:
+    if not int8:
         return model
     absmax = load_input_absmax(directory)
     if absmax is None:
-        if int8:
-            raise ValueError(f"{directory}: no {ABSMAX_FILE}; run `korqa calibrate --model "
-                             f"{directory} --data TRAIN.json` to read it with int8")
-        return model
+        raise ValueError(f"{directory}: no {ABSMAX_FILE}; run `korqa calibrate --model "
+                         f"{directory} --data TRAIN.json` to read it with int8")
     return quantize_linears(model, absmax, keep_float=FLOAT_LAYERS)

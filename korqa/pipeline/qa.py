@@ -54,9 +54,9 @@ class PipelineConfig:
     faq_threshold: float = DEFAULT_FAQ_THRESHOLD  # FAQ similarity that answers on its own
     max_answer_length: int = 30  # tokens
     device: str = "cpu"
-    # On CPU, read with smoothed int8 linears when the model ships a calibration
-    # (korqa.modeling.quantize); False keeps its float weights.
-    int8: bool = True
+    # Read with smoothed int8 linears on CPU (korqa.modeling.quantize; the model must ship a
+    # calibration): ~1.2x faster, ~1 F1 lower on validation, so not the default.
+    int8: bool = False
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -204,13 +204,12 @@ class Reader:
         return is_quantized(self.model)
 
     @classmethod
-    def load(cls, directory: str | Path, int8: bool | None = None, **options: Any) -> Reader:
+    def load(cls, directory: str | Path, int8: bool = False, **options: Any) -> Reader:
         """The model and tokenizer of a HF-format directory (see `korqa.paths`).
 
-        int8: True reads with smoothed int8 linears (CPU only; the directory must hold the
-        calibration `korqa calibrate` writes), False with the float weights, None (default)
-        int8 exactly when the calibration is there. Windows default to those the model was
-        trained on (its reader_config.json), else 384/128/64.
+        int8: read with smoothed int8 linears (CPU only; the directory must hold the
+        calibration `korqa calibrate` writes), else with the float weights. Windows default to
+        those the model was trained on (its reader_config.json), else 384/128/64.
         """
         from korqa.modeling import load_reader_model
         from korqa.reader.features import FeatureConfig

@@ -28,8 +28,7 @@ def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] 
     faq_index = FAQIndex.from_file(faq) if faq else None
 
     def load_reader() -> Reader:
-        cpu_int8 = config is None or (config.int8 and config.device == "cpu")
-        return Reader.load(resolve_reader_dir(model), int8=None if cpu_int8 else False)
+        return Reader.load(resolve_reader_dir(model), int8=config is not None and config.int8)
 
     return QAPipeline(paragraphs, load_reader, faq_index, config)
 

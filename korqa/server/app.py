@@ -391,7 +391,7 @@ class ServerSettings:
     top_k: int = 3
     weight: float | None = None
     threshold: float | None = None
-    int8: bool = True  # smoothed int8 linears on CPU when the model ships a calibration
+    int8: bool = False  # smoothed int8 linears on CPU (the model must ship a calibration)
     allow_origins: list[str] = field(default_factory=list)
     max_queue: int = 64
     threads: int | None = None
