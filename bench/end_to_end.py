@@ -115,7 +115,7 @@ def main() -> int:
                                         "(default: --data indexed into the cache)")
     parser.add_argument("--limit", type=int, help="test questions to ask (random, seeded)")
     parser.add_argument("--top-k", type=int, default=3)
-    parser.add_argument("--weight", type=float, help="fusion weight (default 0.35)")
+    parser.add_argument("--weight", type=float, help="fusion weight (default 0.8)")
     parser.add_argument("--gate", type=float,
                         help="read gate: skip paragraphs under gate × the top retrieval score "
                              "(default 0.9; 0 reads all top-k)")

@@ -388,7 +388,10 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=3, metavar="N",
                    help="paragraphs to read (default 3)")
     p.add_argument("--weight", type=float, metavar="W",
-                   help="retrieval weight w in (1-w)·reader + w·retrieval (default 0.35)")
+                   help="retrieval weight w in (1-w)·reader + w·retrieval (default 0.8)")
+    p.add_argument("--read-gate", type=float, metavar="G",
+                   help="read only paragraphs whose retrieval score is at least G times the "
+                        "top one's (default 0.9; 0 reads all --top-k)")
     p.add_argument("--threshold", type=float, metavar="T",
                    help="reader score under which the answer is 'don't know' (default 0.1)")
     p.add_argument("--int8", action="store_true", help=INT8_HELP)
@@ -400,6 +403,8 @@ def _open_pipeline(args: argparse.Namespace):  # -> QAPipeline, imported lazily
     options = {"top_k": args.top_k, "int8": args.int8}
     if args.weight is not None:
         options["fusion_weight"] = args.weight
+    if args.read_gate is not None:
+        options["read_gate"] = args.read_gate
     if args.threshold is not None:
         options["threshold"] = args.threshold
     return open_pipeline(args.index, args.corpus, args.faq, args.model,

@@ -390,6 +390,7 @@ class ServerSettings:
     data_dir: str | None = None
     top_k: int = 3
     weight: float | None = None
+    read_gate: float | None = None
     threshold: float | None = None
     int8: bool = False  # smoothed int8 linears on CPU (the model must ship a calibration)
     allow_origins: list[str] = field(default_factory=list)
@@ -453,6 +454,8 @@ def serve(settings: ServerSettings) -> int:
     options: dict[str, Any] = {"top_k": settings.top_k, "int8": settings.int8}
     if settings.weight is not None:
         options["fusion_weight"] = settings.weight
+    if settings.read_gate is not None:
+        options["read_gate"] = settings.read_gate
     if settings.threshold is not None:
         options["threshold"] = settings.threshold
     config = PipelineConfig(**options)
