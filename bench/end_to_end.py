@@ -141,15 +141,11 @@ def main() -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"end_to_end: error: {error}", file=sys.stderr)
         return 2
-    options = {"top_k": args.top_k, "device": args.device}
-    if args.weight is not None:
-        options["fusion_weight"] = args.weight
-    if args.gate is not None:
-        options["read_gate"] = args.gate
-    if args.threshold is not None:
-        options["threshold"] = args.threshold
     reader = Reader.load(model_dir, int8=args.int8)
-    pipeline = QAPipeline(index, reader, config=PipelineConfig(**options))
+    config = PipelineConfig.with_overrides(top_k=args.top_k, device=args.device,
+                                           fusion_weight=args.weight, read_gate=args.gate,
+                                           threshold=args.threshold)
+    pipeline = QAPipeline(index, reader, config=config)
     _, test = korquad_split(examples)
     questions = sample(test, args.limit, args.seed)
 

@@ -400,15 +400,11 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
 def _open_pipeline(args: argparse.Namespace):  # -> QAPipeline, imported lazily
     from korqa.pipeline import PipelineConfig, open_pipeline
 
-    options = {"top_k": args.top_k, "int8": args.int8}
-    if args.weight is not None:
-        options["fusion_weight"] = args.weight
-    if args.read_gate is not None:
-        options["read_gate"] = args.read_gate
-    if args.threshold is not None:
-        options["threshold"] = args.threshold
-    return open_pipeline(args.index, args.corpus, args.faq, args.model,
-                         PipelineConfig(**options), progress=sys.stderr.isatty())
+    config = PipelineConfig.with_overrides(top_k=args.top_k, int8=args.int8,
+                                           fusion_weight=args.weight, read_gate=args.read_gate,
+                                           threshold=args.threshold)
+    return open_pipeline(args.index, args.corpus, args.faq, args.model, config,
+                         progress=sys.stderr.isatty())
 
 
 @_command

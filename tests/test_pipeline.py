@@ -141,6 +141,9 @@ def test_the_read_gate_skips_paragraphs_far_behind_the_top_one(index: Index,
         {r.paragraph.id for r, was_read in zip(retrieved, read, strict=True) if was_read}
     with pytest.raises(ValueError, match="read gate"):
         PipelineConfig(read_gate=1.5)
+    # Unset command-line flags (None) keep the defaults.
+    assert PipelineConfig.with_overrides(read_gate=None, top_k=5, fusion_weight=0.5) == \
+        PipelineConfig(top_k=5, fusion_weight=0.5)
 
 
 def test_weight_one_follows_retrieval_order_and_zero_the_reader(index: Index,

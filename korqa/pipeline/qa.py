@@ -69,6 +69,11 @@ class PipelineConfig:
         if self.n_best < 1:
             raise ValueError(f"n_best must be at least 1, got {self.n_best}")
 
+    @classmethod
+    def with_overrides(cls, **options: Any) -> PipelineConfig:
+        """The defaults with every option that is not None replaced (unset flags are None)."""
+        return cls(**{name: value for name, value in options.items() if value is not None})
+
 
 @dataclass
 class AnswerCandidate:

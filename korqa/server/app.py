@@ -451,14 +451,9 @@ def serve(settings: ServerSettings) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     index_dir = prepare_index(settings.index, settings.corpus, data_dir)
     repair_index(index_dir)
-    options: dict[str, Any] = {"top_k": settings.top_k, "int8": settings.int8}
-    if settings.weight is not None:
-        options["fusion_weight"] = settings.weight
-    if settings.read_gate is not None:
-        options["read_gate"] = settings.read_gate
-    if settings.threshold is not None:
-        options["threshold"] = settings.threshold
-    config = PipelineConfig(**options)
+    config = PipelineConfig.with_overrides(
+        top_k=settings.top_k, int8=settings.int8, fusion_weight=settings.weight,
+        read_gate=settings.read_gate, threshold=settings.threshold)
     app = create_app(lambda: open_pipeline(index_dir, (), settings.faq, settings.model, config),
                      data_dir, settings.allow_origins, settings.max_queue)
     # Started here, so a missing model is one clear error before the port opens.
