@@ -35,7 +35,6 @@ class FeatureConfig:
         """The windows a model was trained on (its reader_config.json; BERT's defaults when it
         has none), with any non-None `overrides` applied."""
         path = Path(model_dir) / READER_CONFIG_FILE
-        saved: dict = {}
         if path.is_file():
             try:
                 saved = json.loads(path.read_text(encoding="utf-8"))
