@@ -16,7 +16,16 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 INT8_HELP = ("read with smoothed int8 linear layers on the CPU (the model must ship the "
-             "calibration `korqa calibrate` writes): ~1.2x faster, ~1 F1 lower on validation")
+             "calibration `korqa calibrate` writes): faster, ~1 F1 lower on validation")
+ENGINE_HELP = ("what runs the reader: torch, onnx (the same model traced once for ONNX Runtime, "
+               "CPU only: same answers, faster), or auto (default: onnx on the CPU when "
+               "onnxruntime is installed)")
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--int8", action="store_true", help=INT8_HELP)
+    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
+                   help=ENGINE_HELP)
 
 
 def _command(add: Callable[[argparse._SubParsersAction], None]):
@@ -301,7 +310,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-best", type=int, default=20)
     p.add_argument("--max-answer-length", type=int, default=30, help="in tokens")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--int8", action="store_true", help=INT8_HELP)
+    _add_engine_options(p)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_evaluate)
 
@@ -320,6 +329,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         PredictConfig(n_best=args.n_best, max_answer_length=args.max_answer_length,
                       batch_size=args.batch_size, trim_particles=args.trim_particles),
         device=args.device, report_dir=args.report, progress=args.progress, int8=args.int8,
+        engine=args.engine,
     )
     if args.json:
         _print_json(result)
@@ -394,13 +404,13 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
                         "top one's (default 0.9; 0 reads all --top-k)")
     p.add_argument("--threshold", type=float, metavar="T",
                    help="reader score under which the answer is 'don't know' (default 0.1)")
-    p.add_argument("--int8", action="store_true", help=INT8_HELP)
+    _add_engine_options(p)
 
 
 def _open_pipeline(args: argparse.Namespace):  # -> QAPipeline, imported lazily
     from korqa.pipeline import PipelineConfig, open_pipeline
 
-    config = PipelineConfig.with_overrides(top_k=args.top_k, int8=args.int8,
+    config = PipelineConfig.with_overrides(top_k=args.top_k, int8=args.int8, engine=args.engine,
                                            fusion_weight=args.weight, read_gate=args.read_gate,
                                            threshold=args.threshold)
     return open_pipeline(args.index, args.corpus, args.faq, args.model, config,

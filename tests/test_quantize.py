@@ -125,14 +125,15 @@ def test_calibrate_then_readers_use_int8_and_answer_alike(tiny_reader, capsys):
     model_dir, data = tiny_reader
     with pytest.raises(ValueError, match="korqa calibrate"):  # no calibration yet
         load_reader_model(model_dir, int8=True)
+    # (The ONNX Runtime engine's int8 is tested in test_onnx_engine.py.)
 
     assert main(["calibrate", "--model", str(model_dir), "--data", str(data)]) == 0
     assert ABSMAX_FILE in capsys.readouterr().out
     absmax = load_input_absmax(model_dir)
     assert absmax is not None and set(absmax) >= {"qa_outputs"}
 
-    int8 = Reader.load(model_dir, int8=True)
-    fp32 = Reader.load(model_dir)  # float weights unless int8 is asked for
+    int8 = Reader.load(model_dir, int8=True, engine="torch")
+    fp32 = Reader.load(model_dir, engine="torch")  # float weights unless int8 is asked for
     assert int8.quantized and not fp32.quantized
     # The FFN's output linears stay in float (their GELU inputs defeat int8); the rest is int8.
     modules = dict(int8.model.named_modules())
@@ -157,7 +158,7 @@ def test_evaluate_reports_which_weights_it_read_with(tiny_reader, capsys):
     runs = {}
     for flags in ([], ["--int8"]):
         assert main(["evaluate", "--model", str(model_dir), "--data", str(data), "--split",
-                     "test", "--json", "--no-progress", *flags]) == 0
+                     "test", "--json", "--no-progress", "--engine", "torch", *flags]) == 0
         runs[bool(flags)] = json.loads(capsys.readouterr().out)
     assert runs[True]["int8"] is True and runs[False]["int8"] is False
     assert runs[False]["f1"] == runs[True]["f1"] == 100.0

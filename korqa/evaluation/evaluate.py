@@ -31,6 +31,7 @@ def evaluate_model(
     report_dir: str | Path | None = None,
     progress: bool = False,
     int8: bool = False,
+    engine: str = "torch",
 ) -> dict[str, Any]:
     """Scores of the reader in `model_dir` on one split of `data` (KorQuAD 1.0 metric, 0–100).
 
@@ -39,11 +40,12 @@ def evaluate_model(
     its logits are decoded twice, with and without particle trimming, and both are reported;
     the top-level exact_match/f1 follow predict_config.trim_particles. With `report_dir`,
     predictions.json, nbest.json and the error analysis are written there. With int8 the model
-    is read with smoothed int8 linears on the CPU (it must ship a calibration); the result's
-    "int8" says which way it ran.
+    is read with smoothed int8 linears on the CPU (it must ship a calibration); `engine` is
+    "torch", "onnx" (ONNX Runtime, CPU) or "auto". The result's "int8" and "engine" say which
+    way it ran.
     """
     from korqa.modeling import load_reader_model
-    from korqa.modeling.quantize import is_quantized
+    from korqa.modeling.quantize import is_quantized, resolve_engine
     from korqa.paths import resolve_reader_dir
 
     if split not in EVALUATION_SPLITS:
@@ -56,7 +58,8 @@ def evaluate_model(
     model_dir = resolve_reader_dir(model_dir)  # a clear error when it holds no model
     feature_config = feature_config or FeatureConfig.for_model(model_dir)
     tokenizer = Tokenizer.from_pretrained(model_dir)
-    model = load_reader_model(model_dir, int8).to(device)
+    engine = resolve_engine(engine, device)
+    model = load_reader_model(model_dir, int8, engine, device).to(device)
 
     features = convert_examples_to_features(examples, tokenizer, feature_config, False)
     logits = compute_logits(model, features, tokenizer.pad_id, predict_config.batch_size,
@@ -81,6 +84,7 @@ def evaluate_model(
         "windows": len(features),
         "model": str(model_dir),
         "int8": is_quantized(model),
+        "engine": engine,
         "data": str(data),
         "feature_config": asdict(feature_config),
         "predict_config": asdict(predict_config),

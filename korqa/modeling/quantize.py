@@ -116,14 +116,45 @@ def smooth_linears(model: nn.Module, absmax: dict[str, torch.Tensor],
         if ranges.shape != (linear.in_features,):
             raise ValueError(f"the calibration does not match this model: {name} reads "
                              f"{linear.in_features} channels, the ranges {tuple(ranges.shape)}")
-        weight_max = linear.weight.detach().abs().amax(dim=0).clamp(min=_EPS)
-        scale = (ranges.clamp(min=_EPS) ** alpha / weight_max ** (1.0 - alpha)).clamp(min=_EPS)
+        scale = smoothing_scale(linear, ranges, alpha)
         with torch.no_grad():
             linear.weight.mul_(scale)
         parent_name, _, child = name.rpartition(".")
         parent = modules[parent_name] if parent_name else model
         setattr(parent, child, SmoothedLinear(linear, 1.0 / scale))
     return model
+
+
+def smoothing_scale(linear: nn.Linear, input_absmax: torch.Tensor, alpha: float) -> torch.Tensor:
+    """s_j = max|X_j|^α / max|W_:,j|^(1−α) for each input channel j (module docstring)."""
+    weight_max = linear.weight.detach().abs().amax(dim=0).clamp(min=_EPS)
+    return (input_absmax.float().clamp(min=_EPS) ** alpha
+            / weight_max ** (1.0 - alpha)).clamp(min=_EPS)
+
+
+def fold_attention_output_smoothing(model: nn.Module, absmax: dict[str, torch.Tensor],
+                                    alpha: float = DEFAULT_ALPHA) -> list[str]:
+    """Smooth each attention output linear with no extra op: its input is softmax · V, linear
+    in V's channels, so dividing the value projection's output channel j by s_j divides that
+    input channel by s_j exactly. Returns the layers smoothed (changed in place). Leaving no
+    Mul between the heads and the output linear is what lets ONNX Runtime fuse attention."""
+    modules = dict(model.named_modules())
+    done = []
+    for name in linear_names(model):
+        if not name.endswith("attention.output.dense") or name not in absmax:
+            continue
+        value = modules.get(name.replace("attention.output.dense", "attention.self.value"))
+        if not isinstance(value, nn.Linear):
+            continue
+        output = modules[name]
+        scale = smoothing_scale(output, absmax[name], alpha)
+        with torch.no_grad():
+            output.weight.mul_(scale)
+            value.weight.div_(scale[:, None])
+            if value.bias is not None:
+                value.bias.div_(scale)
+        done.append(name)
+    return done
 
 
 def quantize_linears(model: nn.Module, absmax: dict[str, torch.Tensor] | None = None,
@@ -151,17 +182,46 @@ def quantize_linears(model: nn.Module, absmax: dict[str, torch.Tensor] | None = 
 
 
 def is_quantized(model: nn.Module) -> bool:
-    """Whether `model` holds dynamic int8 linears (`quantize_linears`)."""
+    """Whether `model` reads with int8 linears (`quantize_linears`, or an int8 ONNX engine)."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
+    if getattr(model, "int8", False):
+        return True
     return any(isinstance(module, DynamicInt8Linear) for module in model.modules())
 
 
-def load_reader_model(directory: str | Path, int8: bool = False) -> nn.Module:
-    """A `BertForQuestionAnswering` from `directory`, in eval mode; with int8 its linears
-    (but `FLOAT_LAYERS`) smoothed and quantised by the calibration saved beside it."""
+ENGINES = ("auto", "torch", "onnx")
+
+
+def resolve_engine(engine: str, device: str = "cpu") -> str:
+    """"torch" or "onnx": auto picks ONNX Runtime on the CPU when it is installed."""
+    from korqa.modeling.onnx_engine import onnxruntime_available
+
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    on_cpu = device == "cpu"
+    if engine == "onnx" and not on_cpu:
+        raise ValueError(f"the onnx engine reads on the CPU only, not on {device}; "
+                         "use --engine torch")
+    if engine == "auto":
+        return "onnx" if on_cpu and onnxruntime_available() else "torch"
+    return engine
+
+
+def load_reader_model(directory: str | Path, int8: bool = False,
+                      engine: str = "torch", device: str = "cpu") -> nn.Module:
+    """A reader from `directory`, in eval mode, called like `BertForQuestionAnswering`.
+
+    engine "torch": korqa's PyTorch BERT; with int8 its linears (but `FLOAT_LAYERS`) smoothed
+    and quantised by the calibration saved beside it. "onnx": the same model traced and run by
+    ONNX Runtime (`korqa.modeling.onnx_engine`; CPU only). "auto": onnx on the CPU when
+    onnxruntime is installed, else torch."""
     from korqa.modeling.bert import BertForQuestionAnswering
 
+    if resolve_engine(engine, device) == "onnx":
+        from korqa.modeling.onnx_engine import build_onnx_reader
+
+        return build_onnx_reader(directory, int8)
     model = BertForQuestionAnswering.from_pretrained(directory).eval()
     if not int8:
         return model

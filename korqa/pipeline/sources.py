@@ -28,7 +28,9 @@ def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] 
     faq_index = FAQIndex.from_file(faq) if faq else None
 
     def load_reader() -> Reader:
-        return Reader.load(resolve_reader_dir(model), int8=config is not None and config.int8)
+        settings = config or PipelineConfig()
+        return Reader.load(resolve_reader_dir(model), int8=settings.int8,
+                           engine=settings.engine, device=settings.device)
 
     return QAPipeline(paragraphs, load_reader, faq_index, config)
 
