@@ -122,6 +122,8 @@ def main() -> int:
     parser.add_argument("--threshold", type=float, help="don't-know threshold (default 0.1)")
     parser.add_argument("--int8", action="store_true",
                         help="read with smoothed int8 linears (the model must ship a calibration)")
+    parser.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
+                        help="what runs the reader (default: onnx when onnxruntime is installed)")
     parser.add_argument("--tune", type=int, metavar="N",
                         help="first fit the fusion weight and read gate on N validation-fold "
                              "questions")
@@ -141,7 +143,7 @@ def main() -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"end_to_end: error: {error}", file=sys.stderr)
         return 2
-    reader = Reader.load(model_dir, int8=args.int8)
+    reader = Reader.load(model_dir, int8=args.int8, engine=args.engine, device=args.device)
     config = PipelineConfig.with_overrides(top_k=args.top_k, device=args.device,
                                            fusion_weight=args.weight, read_gate=args.gate,
                                            threshold=args.threshold)
@@ -151,7 +153,8 @@ def main() -> int:
 
     results: dict = {"model": str(model_dir), "index": str(index.directory),
                      "device": args.device, "threads": torch.get_num_threads(),
-                     "int8": reader.quantized, "top_k": args.top_k}
+                     "int8": reader.quantized, "engine": reader.engine,
+                     "top_k": args.top_k}
     if args.tune:
         validation = sample(select_split(examples, "validation"), args.tune, args.seed)
         tuning = tune_fusion(pipeline, validation, top_k=args.top_k)

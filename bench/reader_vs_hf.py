@@ -9,8 +9,9 @@ HF's own format (fp32 safetensors + tokenizer.json, loaded by AutoModelForQuesti
 AutoTokenizer), cutting the same windows (the model's reader_config.json: 256 tokens for the
 shipped reader; HF's doc_stride is the overlap between windows, so it gets the overlap that
 korqa's step gives for each question) and answers ≤ 30 tokens. korqa's side is
-`korqa.pipeline.Reader` as `korqa ask` uses it (float weights), and the same reader with
-smoothed int8 linears (`--int8`) when the model ships a calibration.
+`korqa.pipeline.Reader` as `korqa ask` uses it (ONNX Runtime, float weights), the same reader
+on PyTorch (`--engine torch`), and both with smoothed int8 linears (`--int8`) when the model
+ships a calibration.
 
 Questions: KorQuAD test-split questions (random, seeded), each with its gold paragraph, asked one
 at a time (a chatbot's load); the readers take turns question by question, so machine noise hits
@@ -80,9 +81,12 @@ def main() -> int:
     if args.limit < len(questions):
         questions = random.Random(args.seed).sample(questions, args.limit)
     window = FeatureConfig.for_model(model_dir)
-    korqa_fp32 = Reader.load(model_dir)  # as `korqa ask` loads it
-    korqa_int8 = Reader.load(model_dir, int8=True) if load_input_absmax(model_dir) else None
-    tokenizer = korqa_fp32.tokenizer
+    korqa = {"korqa_onnx_fp32": Reader.load(model_dir),  # as `korqa ask` loads it
+             "korqa_torch_fp32": Reader.load(model_dir, engine="torch")}
+    if load_input_absmax(model_dir) is not None:
+        korqa["korqa_onnx_int8"] = Reader.load(model_dir, int8=True)
+        korqa["korqa_torch_int8"] = Reader.load(model_dir, int8=True, engine="torch")
+    tokenizer = korqa["korqa_onnx_fp32"].tokenizer
 
     with tempfile.TemporaryDirectory() as workdir:
         hf = hf_pipeline(model_dir, Path(workdir))
@@ -106,15 +110,14 @@ def main() -> int:
                 return best[0].text if best else ""
             return ask
 
-        runners = {"hf_pipeline_fp32": ask_hf, "korqa_fp32": reading(korqa_fp32)}
-        if korqa_int8 is not None:
-            runners["korqa_int8"] = reading(korqa_int8)
+        runners = {"hf_pipeline_fp32": ask_hf}
+        runners.update({name: reading(reader) for name, reader in korqa.items()})
         for ask in runners.values():  # warm-up: first calls load Kiwi, allocate, etc.
             ask(questions[0].question, questions[0].context)
         seconds = {name: 0.0 for name in runners}
         scores = {name: [0.0, 0.0] for name in runners}
         for i, example in enumerate(questions):
-            names = list(runners) if i % 2 == 0 else list(runners)[::-1]
+            names = list(runners)[i % len(runners):] + list(runners)[:i % len(runners)]
             for name in names:
                 start = time.perf_counter()
                 answer = runners[name](example.question, example.context)

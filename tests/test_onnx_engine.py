@@ -91,6 +91,7 @@ def test_int8_onnx_reader_answers_like_float(tiny_reader, monkeypatch, tmp_path)
     fp32 = Reader.load(model_dir, engine="onnx")
     torch_fp32 = Reader.load(model_dir, engine="torch")
     assert int8.quantized and not fp32.quantized
+    assert (int8.engine, fp32.engine, torch_fp32.engine) == ("onnx", "onnx", "torch")
     ops = {node.op_type for node in onnx.load(str(int8.model.path)).graph.node}
     assert {"MatMulInteger", "QAttention"} <= ops  # attention fused, then quantised
     answers = [reader.read(QUESTION, [CONTEXT])[0][0] for reader in (int8, fp32, torch_fp32)]

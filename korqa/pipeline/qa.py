@@ -212,6 +212,11 @@ class Reader:
 
         return is_quantized(self.model)
 
+    @property
+    def engine(self) -> str:
+        """"onnx" when ONNX Runtime runs the model, else "torch"."""
+        return "torch" if next(self.model.parameters(), None) is not None else "onnx"
+
     @classmethod
     def load(cls, directory: str | Path, int8: bool = False, engine: str = "auto",
              device: str = "cpu", **options: Any) -> Reader:
