@@ -62,6 +62,8 @@ def test_the_traced_graph_is_cached_by_the_model_files(random_reader, tmp_path, 
     assert build_onnx_reader(model_dir, cache=cache).path == first.path
     assert [p.name for p in cache.iterdir()] == [first.path.name]  # no scratch left behind
 
+    (model_dir / "activation_absmax.safetensors").write_bytes(b"x")  # a float graph ignores it
+    assert build_onnx_reader(model_dir, cache=cache).path == first.path
     with torch.no_grad():  # new weights in the same directory: a new graph
         model.qa_outputs.bias.add_(1.0)
     model.save_pretrained(model_dir)

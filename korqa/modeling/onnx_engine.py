@@ -30,8 +30,8 @@ from korqa.modeling.bert import BertConfig
 
 ONNX_OPSET = 17
 _INPUTS = ("input_ids", "token_type_ids", "attention_mask")
-# The files a reader's numbers depend on; the cache key hashes them.
-_KEY_FILES = ("config.json", "model.safetensors", "activation_absmax.safetensors")
+# The files a traced reader depends on; the cache key hashes them (the calibration: int8 only).
+_KEY_FILES = ("config.json", "model.safetensors")
 
 
 def onnxruntime_available() -> bool:
@@ -120,11 +120,14 @@ class OnnxReaderModel(nn.Module):
 
 
 def cache_key(directory: str | Path, settings: dict) -> str:
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    """A name for the traced graph: the model's files, the export settings, the versions."""
     import onnxruntime as ort
 
+    from korqa.modeling.quantize import ABSMAX_FILE
+
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(f"torch {torch.__version__} ort {ort.__version__}".encode())
-    for name in _KEY_FILES:
+    for name in (*_KEY_FILES, *([ABSMAX_FILE] if settings.get("int8") else [])):
         file = Path(directory) / name
         if file.is_file():
             digest.update(name.encode())
