@@ -99,6 +99,10 @@ class OnnxReaderModel(nn.Module):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
+        # ORT's threads busy-wait after each run by default. Between a chatbot's reads come
+        # retrieval and tokenisation (and, in the benchmark, PyTorch), which that spinning
+        # starves: interleaved with PyTorch it made PyTorch ~3x slower.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.int8 = int8  # read by korqa.modeling.quantize.is_quantized
         self.session = ort.InferenceSession(str(path), options,
