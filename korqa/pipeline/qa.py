@@ -56,7 +56,7 @@ class PipelineConfig:
     max_answer_length: int = 30  # tokens
     device: str = "cpu"
     # Read with smoothed int8 linears on CPU (korqa.modeling.quantize; the model must ship a
-    # calibration): ~1.2x faster, ~1 F1 lower on validation, so not the default.
+    # calibration): ~1.3x faster on ONNX Runtime, ~1 F1 lower on validation, so not the default.
     int8: bool = False
     # "auto": ONNX Runtime on the CPU when installed (same answers, ~1.5x faster), else torch;
     # "torch" or "onnx" to choose (checked when the reader loads).
