@@ -77,7 +77,7 @@ def export_onnx(model: nn.Module, path: str | Path) -> Path:
 
 
 def optimize_onnx(path: str | Path, config: BertConfig) -> None:
-    """Fuse bias+GELU and residual+layer-norm (ORT's BERT optimiser), in place."""
+    """Fuse attention, bias+GELU and residual+layer-norm (ORT's BERT optimiser), in place."""
     from onnxruntime.transformers import optimizer
 
     with warnings.catch_warnings():
