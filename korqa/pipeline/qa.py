@@ -58,7 +58,7 @@ class PipelineConfig:
     # Read with smoothed int8 linears on CPU (korqa.modeling.quantize; the model must ship a
     # calibration): ~1.3x faster on ONNX Runtime, ~1 F1 lower on validation, so not the default.
     int8: bool = False
-    # "auto": ONNX Runtime on the CPU when installed (same answers, ~1.5x faster), else torch;
+    # "auto": ONNX Runtime on the CPU when installed (same answers, ~1.2x faster), else torch;
     # "torch" or "onnx" to choose (checked when the reader loads).
     engine: str = "auto"
 
@@ -250,11 +250,10 @@ class Reader:
         examples = [SquadExample(str(i), question, context, "", i)
                     for i, context in enumerate(contexts)]
         config = replace(self.predict_config, n_best=n_best, max_answer_length=max_answer_length)
-        weight = next(self.model.parameters(), None)  # None: an ONNX Runtime reader
-        if device != "cpu" and (self.quantized or weight is None):
+        if device != "cpu" and (self.quantized or self.engine == "onnx"):
             raise ValueError(f"an int8 or ONNX reader runs on the CPU only; load it with "
                              f"int8=False and engine='torch' to read on {device}")
-        if weight is not None and weight.device.type != device:
+        if self.engine == "torch" and next(self.model.parameters()).device.type != device:
             self.model.to(device)
         predictions = predict(self.model, self.tokenizer, examples, self.feature_config, config,
                               device=device)
