@@ -81,6 +81,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--freeze-embeddings", action="store_true")
     p.add_argument("--layer-lr-decay", type=float, default=1.0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-trim", dest="trim_particles", action="store_false",
+                   help="validate without cutting particles off answers (no kiwipiepy needed)")
     p.add_argument("--stop-at-step", type=int, metavar="STEP",
                    help="stop at this step (after saving OUT/last); continue with --resume")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT/last")
@@ -95,6 +97,72 @@ def _train(args: argparse.Namespace) -> int:
 
     config = FinetuneConfig(**{f.name: getattr(args, f.name) for f in fields(FinetuneConfig)})
     _print_json(finetune(config))
+    return 0
+
+
+# ---- cloze (synthetic training questions from plain paragraphs) ---------------------------
+
+
+@_command
+def _add_cloze(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cloze", help="write synthetic cloze questions over paragraphs as SQuAD JSON",
+        description="Turn declarative sentences into questions by replacing a date, a counted "
+                    "number or a proper noun with 언제 / 몇 <unit> / 어디 / 무엇; the replaced "
+                    "words are the answer. For `korqa train --extra-data`.")
+    p.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
+                   help="kowiki .jsonl[.xz], SQuAD .json, .txt/.md or folders")
+    p.add_argument("--out", required=True, metavar="FILE", help="SQuAD JSON to write (.json.gz ok)")
+    p.add_argument("--max-questions", type=int, default=20_000, metavar="N",
+                   help="in all, shared equally between the corpus paths (default 20000)")
+    p.add_argument("--per-paragraph", type=int, default=2, metavar="N")
+    p.add_argument("--exclude", nargs="+", default=[], metavar="FILE",
+                   help="SQuAD files whose article titles are never drawn from (KorQuAD dev)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_cloze)
+
+
+def _cloze(args: argparse.Namespace) -> int:
+    from korqa.corpus.loaders import load_corpus
+    from korqa.morphology import kiwi
+    from korqa.reader.squad import load_json, write_json
+    from korqa.training.cloze import cloze_dataset
+
+    titles = [article.get("title", "") for path in args.exclude
+              for article in load_json(path)["data"]]
+    quota, spare = divmod(args.max_questions, len(args.corpus))
+    data: list[dict] = []
+    for i, path in enumerate(args.corpus):
+        part = cloze_dataset(load_corpus([path]), kiwi(), quota + (i < spare),
+                             args.per_paragraph, titles, seed=args.seed + i)
+        data += part["data"]
+    write_json({"version": "korqa-cloze-1", "data": data}, args.out)
+    count = sum(len(p["qas"]) for article in data for p in article["paragraphs"])
+    _print_json({"out": args.out, "questions": count, "articles": len(data)})
+    return 0
+
+
+# ---- average (a "model soup" of readers fine-tuned from one start) -----------------------
+
+
+@_command
+def _add_average(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "average", help="average the weights of readers fine-tuned from one start",
+        description="Write the uniform weight average of several readers (e.g. the best/ of "
+                    "runs with other seeds or schedules from one start): a 'model soup'. "
+                    "They must share config and tokenizer.")
+    p.add_argument("--models", nargs="+", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32")
+    p.set_defaults(handler=_average)
+
+
+def _average(args: argparse.Namespace) -> int:
+    from korqa.training.average import average_readers
+
+    _print_json({"out": str(average_readers(args.models, args.out, args.dtype)),
+                 "models": args.models})
     return 0
 
 
@@ -339,6 +407,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     for label, key in (("with particle trimming", "with_trimming"),
                        ("without particle trimming", "without_trimming")):
         scores = result[key]
+        if scores is None:  # --no-trim: not decoded with trimming
+            continue
         print(f"  {label:<26} EM {scores['exact_match']:6.2f}  F1 {scores['f1']:6.2f}")
     for path in result.get("report_files", []):
         print(f"  wrote {path}")

@@ -79,7 +79,11 @@ def test_evaluate_writes_scores_predictions_and_report(tiny_model, tiny_dataset,
     assert "# Reader error analysis" in (report_dir / "error_analysis.md").read_text()
 
 
-def test_evaluate_command_json_and_no_trim(tiny_model, tiny_dataset, capsys):
+def test_evaluate_command_json_and_no_trim(tiny_model, tiny_dataset, capsys, monkeypatch):
+    def no_kiwi(*args, **kwargs):
+        raise AssertionError("--no-trim must not need Kiwi (kiwipiepy)")
+
+    monkeypatch.setattr("korqa.reader.predict.particle_cut", no_kiwi)
     args = ["evaluate", "--model", str(tiny_model), "--data", str(tiny_dataset), "--split",
             "all", "--json", "--no-trim", "--max-seq-length", "48", "--batch-size", "2",
             "--no-progress"]
@@ -87,6 +91,7 @@ def test_evaluate_command_json_and_no_trim(tiny_model, tiny_dataset, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["total"] == 5 and result["trim_particles"] is False
     assert result["exact_match"] == result["without_trimming"]["exact_match"]
+    assert result["with_trimming"] is None
     assert result["feature_config"]["max_seq_length"] == 48
 
 

@@ -174,13 +174,15 @@ def test_extra_data_touching_the_test_split_is_dropped(workspace, tmp_path):
     test_title, test_context, _ = ARTICLES[4]
     extra = [("새 문서", "백두산은 한반도에서 가장 높은 산이다.", [("가장 높은 산은?", "백두산")]),
              ("다른 제목", test_context, [("같은 문단의 새 질문?", "제주도")]),
-             (test_title, "한라산에는 많은 식물이 산다.", [("식물이 많은 산은?", "한라산")])]
+             (test_title, "한라산에는 많은 식물이 산다.", [("식물이 많은 산은?", "한라산")]),
+             # Titles are compared as `title_key` spells them (spaces for KorQuAD's "_").
+             (f" {test_title} ", "한라산에는 눈이 온다.", [("눈이 오는 산은?", "한라산")])]
     (tmp_path / "extra.json").write_text(json.dumps(squad_json(extra, "x"), ensure_ascii=False))
     extra_files = [str(tmp_path / "extra.json")]
     data = load_training_data(config_for(workspace, "unused", extra_data=extra_files))
     qids = {example.qid for example in data.train}
-    assert "x0-0" in qids and "x1-0" not in qids and "x2-0" not in qids
-    assert data.dropped == 2
+    assert "x0-0" in qids and not {"x1-0", "x2-0", "x3-0"} & qids
+    assert data.dropped == 3
     everything = load_training_data(config_for(workspace, "unused", split="train+validation"))
     assert everything.validation == []
     assert {e.qid for e in everything.train} == {f"q{a}-{i}" for a in range(10) for i in range(2)

@@ -14,6 +14,7 @@ from korqa.training.splits import (
     korquad_split,
     question_type,
     select_split,
+    title_key,
     train_validation_test,
 )
 
@@ -46,6 +47,11 @@ def _examples(articles: int = 10, per_article: int = 4) -> list[SquadExample]:
         SquadExample(f"a{a}-q{q}", questions[q % 4], "가나다", f"t{a}", a, [Answer("나", 1)])
         for a in range(articles) for q in range(per_article)
     ]
+
+
+def test_title_key_reads_korquad_and_wikipedia_titles_alike():
+    assert title_key("노아의_방주") == title_key(" 노아의  방주 ") == "노아의 방주"
+    assert title_key("김정남_(조선민주주의인민공화국)") == "김정남 (조선민주주의인민공화국)"
 
 
 def test_korquad_rule_on_tiny_data():

@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from korqa.reader.squad import Answer, read_squad, read_squad_json, subset_dataset
+from korqa.reader.squad import (
+    Answer,
+    load_json,
+    read_squad,
+    read_squad_json,
+    subset_dataset,
+    write_json,
+)
 
 CONTEXT = "1989년 2월 15일 여의도 농민 폭력 시위를 주도한 혐의로 임종석이 지명수배되었다."
 
@@ -44,6 +51,19 @@ def test_reads_a_file(tmp_path):
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(_dataset(), ensure_ascii=False), encoding="utf-8")
     assert len(read_squad(path)) == 3
+
+
+def test_gzip_files_round_trip_and_a_broken_one_is_named(tmp_path):
+    for name in ("plain.json", "packed.json.gz"):
+        write_json(_dataset(), tmp_path / name)
+        assert load_json(tmp_path / name) == _dataset()
+        assert [e.qid for e in read_squad(tmp_path / name)] == ["q1", "q2", "q3"]
+    assert "임종석" in (tmp_path / "plain.json").read_text(encoding="utf-8")  # not \uXXXX
+    assert not list(tmp_path.glob("*.partial"))
+    broken = tmp_path / "broken.json.gz"
+    broken.write_bytes((tmp_path / "packed.json.gz").read_bytes()[:40])
+    with pytest.raises(ValueError, match="broken.json.gz"):
+        load_json(broken)
 
 
 def test_v2_unanswerable_questions_have_no_answers():

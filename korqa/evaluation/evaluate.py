@@ -37,7 +37,8 @@ def evaluate_model(
 
     split: "test" (articles ≡ 4 mod 5), "validation" (group-k-fold fold 0 of the other
     articles, 5 folds, seed 0: what `korqa train` validates on) or "all". The model runs once;
-    its logits are decoded twice, with and without particle trimming, and both are reported;
+    its logits are decoded with and without particle trimming, and both are reported (only
+    without, when predict_config turns trimming off);
     the top-level exact_match/f1 follow predict_config.trim_particles. With `report_dir`,
     predictions.json, nbest.json and the error analysis are written there. With int8 the model
     is read with smoothed int8 linears on the CPU (it must ship a calibration); `engine` is
@@ -66,7 +67,9 @@ def evaluate_model(
                             device, progress)
     decoded: dict[bool, dict[str, list[Candidate]]] = {}
     scores: dict[bool, dict[str, float]] = {}
-    for trim in (True, False):
+    # Trimmed and untrimmed answers are compared only when trimming is asked for: --no-trim
+    # must also run where Kiwi (kiwipiepy) is not installed.
+    for trim in (True, False) if predict_config.trim_particles else (False,):
         decoded[trim] = decode_predictions(examples, features, logits,
                                            replace(predict_config, trim_particles=trim))
         scores[trim] = evaluate_predictions(examples, best_answers(decoded[trim]))
@@ -77,7 +80,8 @@ def evaluate_model(
         "f1": scores[primary]["f1"],
         "total": scores[primary]["total"],
         "trim_particles": primary,
-        "with_trimming": {key: scores[True][key] for key in ("exact_match", "f1")},
+        "with_trimming": ({key: scores[True][key] for key in ("exact_match", "f1")}
+                          if True in scores else None),
         "without_trimming": {key: scores[False][key] for key in ("exact_match", "f1")},
         "split": split,
         "articles": len({example.article_index for example in examples}),

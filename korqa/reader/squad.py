@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,16 +40,30 @@ def read_squad(path: str | Path) -> list[SquadExample]:
 
 
 def load_json(path: str | Path) -> Any:
-    """A JSON file's content; a missing file or bad JSON is one clear error naming the file."""
+    """A JSON file's content (`.gz` read through gzip); a missing file or bad JSON is one clear
+    error naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        return json.loads(raw.decode("utf-8"))
+    except (OSError, EOFError) as error:  # a truncated or non-gzip .gz
+        raise ValueError(f"{path}: not a readable gzip file ({error})") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: not UTF-8 text ({error})") from None
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    """Write `obj` as UTF-8 JSON (gzip for `.gz`), Hangul unescaped, via a scratch file renamed
+    into place so an interrupted write never leaves half a file."""
+    path = Path(path)
+    raw = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    scratch = path.with_name(path.name + ".partial")
+    scratch.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    scratch.replace(path)
 
 
 def subset_dataset(obj: dict[str, Any], qids: set[str]) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from korqa.training.checkpointing import (
     staged_directory,
 )
 from korqa.training.plot import plot_curves, read_log
-from korqa.training.splits import train_validation_test
+from korqa.training.splits import title_key, train_validation_test
 
 SPLITS = ("train", "train+validation")
 DEVICES = ("auto", "cpu", "cuda")
@@ -84,6 +84,7 @@ class FinetuneConfig:
     freeze_embeddings: bool = False  # freeze only the embeddings (implied by freeze_layers > 0)
     layer_lr_decay: float = 1.0  # layer l of L trains at lr * decay ** (L + 1 - l)
     threads: int | None = None  # torch CPU threads
+    trim_particles: bool = True  # validate with josa trimming (needs kiwipiepy), as evaluate does
     stop_at_step: int | None = None  # end this invocation at this step, resumable from last/
     resume: bool = False  # continue from out/last/ (same settings required)
     progress: bool = True  # tqdm bars on stderr
@@ -144,8 +145,8 @@ def load_training_data(config: FinetuneConfig) -> TrainingData:
 def _touches(test: list[SquadExample]) -> Callable[[SquadExample], bool]:
     qids = {example.qid for example in test}
     contexts = {example.context for example in test}
-    titles = {example.title for example in test if example.title}
-    return lambda e: e.qid in qids or e.context in contexts or e.title in titles
+    titles = {title_key(example.title) for example in test if example.title}
+    return lambda e: e.qid in qids or e.context in contexts or title_key(e.title) in titles
 
 
 def data_fingerprint(features: list[InputFeatures]) -> str:
@@ -309,14 +310,16 @@ def train_step(model: BertForQuestionAnswering, micro_batches: list[list[InputFe
 
 def validate(model: BertForQuestionAnswering, tokenizer: Tokenizer,
              examples: list[SquadExample], feature_config: FeatureConfig,
-             device: torch.device, autocast: Callable) -> dict[str, float]:
+             device: torch.device, autocast: Callable,
+             trim_particles: bool = True) -> dict[str, float]:
     """EM/F1 of the model's best answer per question; leaves the model training and the RNGs
     untouched, so validating (or not) never changes the weights a run ends with."""
     rng = capture_rng()
     model.eval()
     try:
         with autocast():
-            predictions = predict(model, tokenizer, examples, feature_config, PredictConfig(),
+            predictions = predict(model, tokenizer, examples, feature_config,
+                                  PredictConfig(trim_particles=trim_particles),
                                   device=str(device))
     finally:
         model.train()
@@ -499,7 +502,8 @@ def finetune(config: FinetuneConfig) -> dict:
         validating = bool(validation) and (epoch_end or periodic or step == plan.total_steps)
         if validating:
             tic = time.perf_counter()
-            metrics = validate(model, tokenizer, validation, feature_config, device, autocast)
+            metrics = validate(model, tokenizer, validation, feature_config, device, autocast,
+                               config.trim_particles)
             write_log({"kind": "eval", "step": step,
                        "epoch": round(step / plan.steps_per_epoch, 4), **metrics,
                        "seconds": round(time.perf_counter() - tic, 2)})

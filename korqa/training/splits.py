@@ -59,6 +59,11 @@ def question_type(question: str) -> str:
     return "other"
 
 
+def title_key(title: str) -> str:
+    """A title as both KorQuAD ("노아의_방주") and Wikipedia dumps ("노아의 방주") spell it."""
+    return " ".join(title.replace("_", " ").split())
+
+
 def is_test_article(article_index: int) -> bool:
     return article_index % TEST_MODULUS == TEST_REMAINDER
 
