@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # One lent-GPU call that trains reader candidates, validates them and exports the best.
 #
-#   bench/train_reader_gpu.sh KORQUAD_DEV.json[.gz] CLOZE.json[.gz] OUT_DIR
+#   bench/train_reader_gpu.sh KORQUAD_DEV.json[.gz] "CLOZE.json[.gz] ..." OUT_DIR
 #
-# From the shipped reader (START), in parallel on one GPU, KorQuAD's train split (3.5k
-# questions) for 4 epochs:
-#   A   lr 3e-5                      C   lr 5e-5
-#   B1  first 1 epoch over 40k cloze questions + the train split (`korqa cloze`), lr 5e-5;
-#       then from B1/last:  B  lr 3e-5,  D  lr 5e-5
-# plus weight averages (`korqa average`): all best/, and B with D. Every candidate is scored
-# on the validation fold; the best is exported as int8 blocks into OUT_DIR, cut into 15 MB
-# parts (a device call returns files of at most 16 MiB): `cat model.safetensors.part-* >
-# model.safetensors` rejoins them. Test questions are never trained, validated or scored here.
-# Validation skips the particle trimming (no kiwipiepy on the device), so its F1 is a few
-# points under `korqa evaluate`'s; it is only compared with itself.
+# From the shipped reader (START), in parallel on one GPU, each "NAME LR SEED" of
+#   KQ_VARIANTS     KorQuAD's train split (3.5k questions), 4 epochs      (default A and C)
+#   CLOZE_VARIANTS  first 1 epoch over the cloze files (`korqa cloze`) + the train split at
+#                   lr 5e-5 (run B1), then from B1/last as above            (default B and D)
+# plus weight averages (`korqa average`): all best/ ("soup"), and the cloze variants' ("soupB").
+# Every candidate is scored on the validation fold; the best is exported as int8 blocks into
+# OUT_DIR, cut into 15 MB parts (a device call returns files of at most 16 MiB):
+# `cat model.safetensors.part-* > model.safetensors` rejoins them. Test questions are never
+# trained, validated or scored here. Validation skips the particle trimming (no kiwipiepy on
+# the device), so its F1 is a point or so under `korqa evaluate`'s; it is only compared with
+# itself.
 #
 # DRY=1 runs every step with a handful of training steps (a CPU check of the script).
 set -uo pipefail
-DATA=$1 CLOZE=$2 OUT=$3
+DATA=$1 OUT=$3
+read -ra CLOZE <<<"$2"
+KQ_VARIANTS=${KQ_VARIANTS-"A 3e-5 11,C 5e-5 14"}
+CLOZE_VARIANTS=${CLOZE_VARIANTS-"B 3e-5 13,D 5e-5 15"}
 START=${START:-models/korqa-reader}
 RUNS=${RUNS:-runs/gpu}
 TRAIN_BUDGET_S=${TRAIN_BUDGET_S:-360}  # then stop training and choose among what was saved
@@ -43,35 +46,39 @@ nvidia-smi -L 2>/dev/null
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 SECONDS=0
 LOGS=$RUNS/logs; mkdir -p "$LOGS"
-for variant in "A 3e-5 11" "C 5e-5 14"; do
+IFS=, read -ra kq_variants <<<"$KQ_VARIANTS"
+IFS=, read -ra cloze_variants <<<"$CLOZE_VARIANTS"
+for variant in "${kq_variants[@]}"; do
   read -r name lr seed <<<"$variant"
   train --model "$START" --out "$RUNS/$name" --lr "$lr" --seed "$seed" "${common[@]}" \
     "${kq_len[@]}" > "$LOGS/$name.log" 2>&1 &
 done
-{
-  train --model "$START" --out "$RUNS/B1" --extra-data "$CLOZE" --lr 5e-5 --seed 12 \
+if (( ${#cloze_variants[@]} )); then {
+  train --model "$START" --out "$RUNS/B1" --extra-data "${CLOZE[@]}" --lr 5e-5 --seed 12 \
     "${common[@]}" "${cloze_len[@]}" > "$LOGS/B1.log" 2>&1
-  for variant in "B 3e-5 13" "D 5e-5 15"; do
+  for variant in "${cloze_variants[@]}"; do
     read -r name lr seed <<<"$variant"
     train --model "$RUNS/B1/last" --out "$RUNS/$name" --lr "$lr" --seed "$seed" \
       "${common[@]}" "${kq_len[@]}" > "$LOGS/$name.log" 2>&1 &
   done
   wait
-} &
+} & fi
 wait
 echo "training done after ${SECONDS}s"
 
-candidates=() bests=()
-for run in A B1 B C D; do
+candidates=() bests=() cloze_bests=()
+for variant in "${kq_variants[@]}" "B1" "${cloze_variants[@]}"; do
+  read -r run _ <<<"$variant"
   [[ -f $RUNS/$run/best/model.safetensors ]] || continue
   candidates+=("$run")
   [[ $run == B1 ]] || bests+=("$RUNS/$run/best")
+  [[ $run == B1 || " ${cloze_variants[*]} " != *" $run "* ]] || cloze_bests+=("$RUNS/$run/best")
 done
 if (( ${#bests[@]} >= 2 )) && korqa average --models "${bests[@]}" --out "$RUNS/soup/best" \
   > "$LOGS/soup.log" 2>&1; then candidates+=(soup); fi
-if [[ -f $RUNS/B/best/model.safetensors && -f $RUNS/D/best/model.safetensors ]] \
-  && korqa average --models "$RUNS/B/best" "$RUNS/D/best" --out "$RUNS/soupBD/best" \
-  > "$LOGS/soupBD.log" 2>&1; then candidates+=(soupBD); fi
+if (( ${#cloze_bests[@]} >= 2 && ${#cloze_bests[@]} < ${#bests[@]} )) \
+  && korqa average --models "${cloze_bests[@]}" --out "$RUNS/soupB/best" \
+  > "$LOGS/soupB.log" 2>&1; then candidates+=(soupB); fi
 
 for run in "${candidates[@]}"; do
   korqa evaluate --model "$RUNS/$run/best" --data "$DATA" --split validation --no-trim \
