@@ -355,15 +355,16 @@ def _score(args: argparse.Namespace) -> int:
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate", help="EM/F1 of a saved reader on a KorQuAD split, with an error analysis",
-        description="Loads the model and tokenizer from --model, predicts, and scores with the "
-                    "KorQuAD 1.0 metric with and without trimming trailing particles off the "
-                    "answers (both are reported; --no-trim makes the untrimmed one primary). "
-                    "--split test = articles whose index is 4 mod 5; validation = group-k-fold "
-                    "fold 0 (5 folds, seed 0) of the other articles, what `korqa train` "
-                    "validates on; all = every question. --report DIR writes predictions.json, "
-                    "nbest.json, error_analysis.md and error_analysis.json.")
-    p.add_argument("--model", required=True, metavar="DIR",
-                   help="a reader saved with save_pretrained, its tokenizer beside it")
+        description="Loads the reader (--model, else the shipped one), predicts, and scores "
+                    "with the KorQuAD 1.0 metric with and without trimming trailing particles "
+                    "off the answers (both are reported; --no-trim makes the untrimmed one "
+                    "primary). --split test = articles whose index is 4 mod 5; validation = "
+                    "group-k-fold fold 0 (5 folds, seed 0) of the other articles, what `korqa "
+                    "train` validates on; all = every question. --report DIR writes "
+                    "predictions.json, nbest.json, error_analysis.md and error_analysis.json.")
+    p.add_argument("--model", metavar="DIR",
+                   help="a reader saved with save_pretrained, its tokenizer beside it "
+                        "(default: the shipped reader, or $KORQA_MODEL)")
     p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
     p.add_argument("--split", choices=["test", "validation", "all"], default="test")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -402,7 +403,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
         return 0
-    print(f"{args.model} on {args.split}: {result['total']} questions, "
+    print(f"{result['model']} on {args.split}: {result['total']} questions, "
           f"{result['articles']} articles, {result['windows']} windows, {result['seconds']} s")
     for label, key in (("with particle trimming", "with_trimming"),
                        ("without particle trimming", "without_trimming")):

@@ -95,6 +95,16 @@ def test_evaluate_command_json_and_no_trim(tiny_model, tiny_dataset, capsys, mon
     assert result["feature_config"]["max_seq_length"] == 48
 
 
+def test_evaluate_command_reads_the_default_reader_without_model(
+        tiny_model, tiny_dataset, capsys, monkeypatch):
+    monkeypatch.setenv("KORQA_MODEL", str(tiny_model))  # what stands for the shipped reader
+    args = ["evaluate", "--data", str(tiny_dataset), "--split", "all", "--json",
+            "--max-seq-length", "48", "--no-progress"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == str(tiny_model) and result["total"] == 5
+
+
 def test_evaluate_command_bad_input_is_one_line(tiny_model, tmp_path, capsys):
     missing = tmp_path / "none.json"
     assert main(["evaluate", "--model", str(tiny_model), "--data", str(missing)]) == 2

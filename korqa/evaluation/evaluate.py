@@ -22,7 +22,7 @@ NBEST_FILE = "nbest.json"
 
 
 def evaluate_model(
-    model_dir: str | Path,
+    model_dir: str | Path | None,  # None: the default reader (korqa.paths)
     data: str | Path,
     split: str = "test",
     feature_config: FeatureConfig | None = None,
