@@ -23,9 +23,10 @@ if TYPE_CHECKING:  # torch loads only with the reader, so FAQ-only use stays lig
     from korqa.reader.predict import Candidate
     from korqa.reader.squad import SquadExample
 
-# Both fitted by `tune_fusion` on 250 KorQuAD validation questions (shipped reader, BM25, top-3):
-# w 0.8 with gate 0.9 scored F1 58.2 reading 1.2 paragraphs a question, against 58.3 for the
-# best pair (w 0.75, gate 0.7, 1.6 paragraphs) and 53.6 for cdQA's w 0.35 reading all three.
+# Both fitted by `tune_fusion` on KorQuAD validation questions (BM25, top-3). For reader v0.1
+# (250 questions): w 0.8 with gate 0.9 scored F1 58.2 reading 1.2 paragraphs a question, against
+# 58.3 for the best pair and 53.6 for cdQA's w 0.35 reading all three. Refitted for v0.3 (300
+# questions): w 0.8 / gate 0.9 scored F1 73.71, the best pair (w 0.85, gate 0.9) 73.88: kept.
 # The reader's span scores are overconfident on wrong paragraphs, so retrieval earns the weight.
 DEFAULT_FUSION_WEIGHT = 0.8
 # Paragraphs whose retrieval score is under this share of the top one's are not read (0 reads
