@@ -17,7 +17,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 INT8_HELP = ("read with smoothed int8 linear layers on the CPU (the model must ship the "
              "calibration `korqa calibrate` writes): ~1.3x faster; the shipped reader scores "
-             "the same on validation and 0.3 F1 lower on test")
+             "0.1 F1 lower on validation, 1.2 on test")
 ENGINE_HELP = ("what runs the reader: torch, onnx (the same model traced once for ONNX Runtime, "
                "CPU only: same answers, faster), or auto (default: onnx on the CPU when "
                "onnxruntime is installed)")
