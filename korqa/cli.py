@@ -124,22 +124,17 @@ def _add_cloze(sub: argparse._SubParsersAction) -> None:
 
 
 def _cloze(args: argparse.Namespace) -> int:
-    from korqa.corpus.loaders import load_corpus
     from korqa.morphology import kiwi
     from korqa.reader.squad import load_json, write_json
-    from korqa.training.cloze import cloze_dataset
+    from korqa.training.cloze import cloze_from_corpus
 
     titles = [article.get("title", "") for path in args.exclude
               for article in load_json(path)["data"]]
-    quota, spare = divmod(args.max_questions, len(args.corpus))
-    data: list[dict] = []
-    for i, path in enumerate(args.corpus):
-        part = cloze_dataset(load_corpus([path]), kiwi(), quota + (i < spare),
-                             args.per_paragraph, titles, seed=args.seed + i)
-        data += part["data"]
-    write_json({"version": "korqa-cloze-1", "data": data}, args.out)
-    count = sum(len(p["qas"]) for article in data for p in article["paragraphs"])
-    _print_json({"out": args.out, "questions": count, "articles": len(data)})
+    dataset = cloze_from_corpus(args.corpus, kiwi(), args.max_questions, args.per_paragraph,
+                                titles, seed=args.seed)
+    write_json(dataset, args.out)
+    count = sum(len(p["qas"]) for article in dataset["data"] for p in article["paragraphs"])
+    _print_json({"out": args.out, "questions": count, "articles": len(dataset["data"])})
     return 0
 
 

@@ -17,13 +17,16 @@ answer is checked to be the text at its offset.
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from korqa.corpus.loaders import load_corpus
 from korqa.corpus.paragraph import Paragraph
 from korqa.training.splits import title_key
 
+CLOZE_VERSION = "korqa-cloze-1"  # the "version" field of the SQuAD files written here
 _TIME_UNITS = {"년", "월", "일", "세기", "년대", "시", "분기"}
 _PLACE_PARTICLES = {"에서", "에", "으로", "로", "에서의"}
 _NOUN_TAGS = {"NNP", "NNG", "SL", "SH", "SN", "NNB"}
@@ -82,8 +85,9 @@ def _sentence_questions(sentence: str, tokens: list[_Token],
         if end > body_end or wh_word is None or not 1 < len(answer) <= 25:
             continue  # past the predicate ("…풀이다"), or no natural question word
         resume = end
-        if sentence.startswith("(", end) and 0 < sentence.find(")", end) - end < 40:
-            resume = sentence.find(")", end) + 1  # the gloss "(重積分)" would give it away
+        gloss_end = sentence.find(")", end) if sentence.startswith("(", end) else -1
+        if 0 < gloss_end - end < 40:
+            resume = gloss_end + 1  # the gloss "(重積分)" would give it away
         particle = next((t for t in tokens if t.start == resume and t.tag.startswith("J")), None)
         replacement = wh_word
         if particle is not None:
@@ -197,4 +201,18 @@ def cloze_dataset(paragraphs: Iterable[Paragraph], analyser: Any, max_questions:
                for n, item in enumerate(made[:max_questions - count])]
         article["paragraphs"].append({"context": paragraph.text, "qas": qas})
         count += len(qas)
-    return {"version": "korqa-cloze-1", "data": list(articles.values())}
+    return {"version": CLOZE_VERSION, "data": list(articles.values())}
+
+
+def cloze_from_corpus(paths: Sequence[str | Path], analyser: Any, max_questions: int,
+                      per_paragraph: int = 2, exclude_titles: Collection[str] = (),
+                      seed: int = 0) -> dict[str, Any]:
+    """`cloze_dataset` over each corpus path in turn, `max_questions` shared equally between
+    them (so one large shard cannot fill the quota alone), seeded per path."""
+    quota, spare = divmod(max_questions, len(paths))
+    data: list[dict[str, Any]] = []
+    for i, path in enumerate(paths):
+        part = cloze_dataset(load_corpus([path]), analyser, quota + (i < spare), per_paragraph,
+                             exclude_titles, seed=seed + i)
+        data += part["data"]
+    return {"version": CLOZE_VERSION, "data": data}
