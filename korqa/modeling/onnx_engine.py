@@ -6,8 +6,8 @@ copies), one dispatch each. ONNX Runtime's transformer optimiser fuses those int
 SkipLayerNormalization and Attention, and its MLAS GEMMs (and u8×s8 int8 kernels) are faster on
 AVX2. The model stays ours: `korqa.modeling.bert` defines it and trains it; this module only
 traces its eval-mode forward pass, so both engines compute the same function (checked in the
-tests). On the shipped reader (bench/reader_vs_hf.py, 200 test questions, 2 threads): 5.45
-questions/s against PyTorch's 4.40 with the same answers; with int8, 7.10 (F1 −2.1).
+tests). On the shipped reader (bench/reader_vs_hf.py, 200 test questions, 2 threads): 5.65
+questions/s against PyTorch's 4.50 with the same answers; with int8, 7.86 (F1 −2.1).
 
 The traced graph is built on first use and cached under `korqa.paths.cache_dir()/onnx`, keyed
 by the model's files and the export settings, so later loads take a second.
@@ -101,10 +101,13 @@ class OnnxReaderModel(nn.Module):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
-        # ORT's threads busy-wait after each run by default. Between a chatbot's reads come
-        # retrieval and tokenisation (and, in the benchmark, PyTorch), which that spinning
-        # starves: interleaved with PyTorch it made PyTorch ~3x slower.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ORT's threads busy-wait for work between kernels, which saves a wake-up per kernel
+        # (int8, 2 threads: 63 ms a window against 74 ms without spinning), and by default
+        # they go on spinning after a run, starving what comes between a chatbot's reads
+        # (retrieval, tokenisation; in the benchmark, PyTorch ran ~3x slower). So they spin
+        # within a run and stop at its end.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         self.path = Path(path)
         self.int8 = int8  # read by korqa.modeling.quantize.is_quantized
         self.session = ort.InferenceSession(str(path), options,
