@@ -162,6 +162,61 @@ def _average(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- prune (drop encoder layers a fine-tuned reader does not need) ----------------------
+
+
+@_command
+def _add_prune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prune", help="drop encoder layers from a reader, or probe which ones it can spare",
+        description="--probe: KorQuAD F1 on --split questions (validation by default; never "
+                    "choose on test) of the reader with all its layers and without each single "
+                    "layer, one JSON line each. --drop N [N ...] --out DIR: write the reader "
+                    "without those layers (0-based), then run `korqa calibrate` on it for "
+                    "--int8.")
+    p.add_argument("--model", metavar="DIR",
+                   help="a reader directory (default: the shipped reader, or $KORQA_MODEL)")
+    action = p.add_mutually_exclusive_group(required=True)
+    action.add_argument("--probe", action="store_true", help="score each single-layer drop")
+    action.add_argument("--drop", type=int, nargs="+", metavar="N", help="layers to remove")
+    p.add_argument("--out", metavar="DIR", help="where --drop writes the smaller reader")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32")
+    p.add_argument("--data", help="SQuAD-format JSON for --probe (KorQuAD dev)")
+    p.add_argument("--split", choices=["validation", "test", "all"], default="validation")
+    p.add_argument("--limit", type=int, default=150,
+                   help="--probe questions (random, seeded; each layer reads them all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=_prune)
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from korqa.paths import resolve_reader_dir
+    from korqa.training.prune import layer_drop_scores, prune_reader
+
+    model_dir = resolve_reader_dir(args.model)
+    if args.drop is not None:
+        if not args.out:
+            raise ValueError("--drop needs --out DIR for the smaller reader")
+        out = prune_reader(model_dir, args.out, args.drop, args.dtype)
+        _print_json({"out": str(out), "dropped": sorted(set(args.drop)),
+                     "next": f"korqa calibrate --model {out} --data TRAIN.json"})
+        return 0
+    if not args.data:
+        raise ValueError("--probe needs --data (KorQuAD dev JSON)")
+    import random
+
+    from korqa.reader.squad import read_squad
+    from korqa.training.splits import select_split
+
+    examples = select_split(read_squad(args.data), args.split)
+    if args.limit < len(examples):
+        examples = random.Random(args.seed).sample(examples, args.limit)
+    layer_drop_scores(model_dir, examples, lambda layer, f1: print(
+        json.dumps({"dropped": layer, "f1": round(f1, 2), "questions": len(examples)}),
+        flush=True))
+    return 0
+
+
 # ---- index --------------------------------------------------------------------------------
 
 # Spelled out rather than imported: importing korqa.retrieval here would slow `korqa --help`.
