@@ -169,11 +169,11 @@ def _average(args: argparse.Namespace) -> int:
 def _add_prune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prune", help="drop encoder layers from a reader, or probe which ones it can spare",
-        description="--probe: KorQuAD F1 on --split questions (validation by default; never "
-                    "choose on test) of the reader with all its layers and without each single "
-                    "layer, one JSON line each. --drop N [N ...] --out DIR: write the reader "
-                    "without those layers (0-based), then run `korqa calibrate` on it for "
-                    "--int8.")
+        description="--probe: KorQuAD F1 on validation questions (group-k-fold fold 0 of the "
+                    "non-test articles, as `korqa train` validates) of the reader with all its "
+                    "layers and without each single layer, one JSON line each. --drop N [N ...] "
+                    "--out DIR: write the reader without those layers (0-based), then run "
+                    "`korqa calibrate` on it for --int8.")
     p.add_argument("--model", metavar="DIR",
                    help="a reader directory (default: the shipped reader, or $KORQA_MODEL)")
     action = p.add_mutually_exclusive_group(required=True)
@@ -182,7 +182,6 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="where --drop writes the smaller reader")
     p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32")
     p.add_argument("--data", help="SQuAD-format JSON for --probe (KorQuAD dev)")
-    p.add_argument("--split", choices=["validation", "test", "all"], default="validation")
     p.add_argument("--limit", type=int, default=150,
                    help="--probe questions (random, seeded; each layer reads them all)")
     p.add_argument("--seed", type=int, default=0)
@@ -208,7 +207,7 @@ def _prune(args: argparse.Namespace) -> int:
     from korqa.reader.squad import read_squad
     from korqa.training.splits import select_split
 
-    examples = select_split(read_squad(args.data), args.split)
+    examples = select_split(read_squad(args.data), "validation")  # choosing, so never test
     if args.limit < len(examples):
         examples = random.Random(args.seed).sample(examples, args.limit)
     layer_drop_scores(model_dir, examples, lambda layer, f1: print(
@@ -494,7 +493,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from korqa.reader.squad import read_squad
     from korqa.training.splits import select_split
 
-    examples = select_split(read_squad(args.data), args.split)
+    examples = select_split(read_squad(args.data), "validation")  # choosing, so never test
     if args.limit < len(examples):
         examples = random.Random(args.seed).sample(examples, args.limit)
     path = calibrate_reader(args.model, examples)

@@ -103,3 +103,25 @@ def test_prune_command(tmp_path, capsys):
     assert "--out" in capsys.readouterr().err
     assert main(["prune", "--model", str(tmp_path / "r"), "--probe"]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_probe_command_reads_validation_questions_only(tmp_path, capsys, korquad_dev,
+                                                       monkeypatch):
+    import korqa.training.prune as prune
+    from korqa.reader.squad import read_squad
+    from korqa.training.splits import select_split
+
+    asked = []
+    real = prune.layer_drop_scores
+    monkeypatch.setattr(prune, "layer_drop_scores",
+                        lambda model_dir, examples, on_score: asked.extend(examples)
+                        or real(model_dir, examples, on_score))
+    three_layer_reader(tmp_path / "r")
+    assert main(["prune", "--model", str(tmp_path / "r"), "--probe", "--data", str(korquad_dev),
+                 "--limit", "3"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["dropped"] for row in rows] == [None, 0, 1, 2]
+    assert all(row["questions"] == 3 and 0 <= row["f1"] <= 100 for row in rows)
+    # Choosing layers on test questions would leak them into the shipped model.
+    validation = {e.qid for e in select_split(read_squad(korquad_dev), "validation")}
+    assert len(asked) == 3 and all(example.qid in validation for example in asked)

@@ -71,19 +71,14 @@ def layer_drop_scores(model_dir: str | Path, examples: Sequence[SquadExample],
     tokenizer = Tokenizer.from_pretrained(model_dir)
     window = FeatureConfig.for_model(model_dir)
     config = PredictConfig(n_best=1, batch_size=1, trim_particles=False)
-    encoder = model.bert.encoder
-    all_layers = encoder.layer
+    all_layers = model.bert.encoder.layer
     scores: dict[int | None, float] = {}
-    try:
-        for dropped in [None, *range(len(all_layers))]:
-            encoder.layer = nn.ModuleList(layer for i, layer in enumerate(all_layers)
-                                          if i != dropped)
-            answers = predict(model, tokenizer, list(examples), window, config)
-            f1 = sum(score_example(answers[example.qid][0].text, example)[1]
-                     for example in examples)
-            scores[dropped] = 100 * f1 / len(examples)
-            if on_score is not None:
-                on_score(dropped, scores[dropped])
-    finally:
-        encoder.layer = all_layers
+    for dropped in [None, *range(len(all_layers))]:
+        model.bert.encoder.layer = nn.ModuleList(layer for i, layer in enumerate(all_layers)
+                                                 if i != dropped)
+        answers = predict(model, tokenizer, list(examples), window, config)
+        f1 = sum(score_example(answers[example.qid][0].text, example)[1] for example in examples)
+        scores[dropped] = 100 * f1 / len(examples)
+        if on_score is not None:
+            on_score(dropped, scores[dropped])
     return scores
