@@ -493,7 +493,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from korqa.reader.squad import read_squad
     from korqa.training.splits import select_split
 
-    examples = select_split(read_squad(args.data), "validation")  # choosing, so never test
+    examples = select_split(read_squad(args.data), args.split)
     if args.limit < len(examples):
         examples = random.Random(args.seed).sample(examples, args.limit)
     path = calibrate_reader(args.model, examples)

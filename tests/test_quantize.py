@@ -151,6 +151,22 @@ def test_calibrate_then_readers_use_int8_and_answer_alike(tiny_reader, capsys):
         int8.read(QUESTION, [CONTEXT], device="cuda")
 
 
+def test_calibrate_reads_the_split_it_is_given(tiny_reader, monkeypatch):
+    import korqa.reader.calibrate as calibrate
+    from korqa.reader.squad import read_squad
+    from korqa.training.splits import select_split
+
+    model_dir, data = tiny_reader
+    asked = []
+    monkeypatch.setattr(calibrate, "calibrate_reader",
+                        lambda model, examples: asked.append({e.qid for e in examples}) or model)
+    for flags in ([], ["--split", "validation"]):
+        assert main(["calibrate", "--model", str(model_dir), "--data", str(data), *flags]) == 0
+    train, validation = ({e.qid for e in select_split(read_squad(data), split)}
+                         for split in ("train", "validation"))
+    assert asked == [train, validation] and train.isdisjoint(validation)
+
+
 def test_evaluate_reports_which_weights_it_read_with(tiny_reader, capsys):
     model_dir, data = tiny_reader
     assert main(["calibrate", "--model", str(model_dir), "--data", str(data)]) == 0
