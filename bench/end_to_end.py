@@ -132,6 +132,8 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--all-windows", action="store_true",
+                        help="read every window of a long paragraph (korqa ask --all-windows)")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
     args = parser.parse_args()
     if args.threads:
@@ -143,7 +145,8 @@ def main() -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"end_to_end: error: {error}", file=sys.stderr)
         return 2
-    reader = Reader.load(model_dir, int8=args.int8, engine=args.engine, device=args.device)
+    reader = Reader.load(model_dir, int8=args.int8, engine=args.engine, device=args.device,
+                         all_windows=args.all_windows)
     config = PipelineConfig.with_overrides(top_k=args.top_k, device=args.device,
                                            fusion_weight=args.weight, read_gate=args.gate,
                                            threshold=args.threshold)
@@ -154,6 +157,7 @@ def main() -> int:
     results: dict = {"model": str(model_dir), "index": str(index.directory),
                      "device": args.device, "threads": torch.get_num_threads(),
                      "int8": reader.quantized, "engine": reader.engine,
+                     "all_windows": reader.predict_config.stop_confidence is None,
                      "top_k": args.top_k}
     if args.tune:
         validation = sample(select_split(examples, "validation"), args.tune, args.seed)

@@ -6,12 +6,14 @@
 Needs transformers 4.x (`pip install -e .[test]` pins it below 5, which removed the
 question-answering pipeline). The peer is HF's pipeline over our fine-tuned weights written in
 HF's own format (fp32 safetensors + tokenizer.json, loaded by AutoModelForQuestionAnswering /
-AutoTokenizer), cutting the same windows (the model's reader_config.json: 256 tokens for the
-shipped reader; HF's doc_stride is the overlap between windows, so it gets the overlap that
-korqa's step gives for each question) and answers ≤ 30 tokens. korqa's side is
+AutoTokenizer), cutting the same windows (the model's reader_config.json: 320 tokens, stride
+160 for the shipped reader; HF's doc_stride is the overlap between windows, so it gets the
+overlap that korqa's step gives for each question) and answers ≤ 30 tokens. korqa's side is
 `korqa.pipeline.Reader` as `korqa ask` uses it (ONNX Runtime, float weights), the same reader
 on PyTorch (`--engine torch`), and both with smoothed int8 linears (`--int8`) when the model
-ships a calibration.
+ships a calibration. HF reads every window of a paragraph; korqa reads them most promising
+first and stops at a confident one (`korqa.reader.predict.read_logits`), or reads them all
+with `--all-windows`.
 
 Questions: KorQuAD test-split questions (random, seeded), each with its gold paragraph, asked one
 at a time (a chatbot's load); the readers take turns question by question, so machine noise hits
@@ -76,6 +78,9 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=200, help="test questions (random, seeded)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--all-windows", action="store_true",
+                        help="korqa reads every window, as HF does (default: up to the first "
+                             "confident one, most promising first)")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -86,11 +91,12 @@ def main() -> int:
     if args.limit < len(questions):
         questions = random.Random(args.seed).sample(questions, args.limit)
     window = FeatureConfig.for_model(model_dir)
-    korqa = {"korqa_onnx_fp32": Reader.load(model_dir),  # as `korqa ask` loads it
-             "korqa_torch_fp32": Reader.load(model_dir, engine="torch")}
+    every = {"all_windows": args.all_windows}
+    korqa = {"korqa_onnx_fp32": Reader.load(model_dir, **every),  # as `korqa ask` loads it
+             "korqa_torch_fp32": Reader.load(model_dir, engine="torch", **every)}
     if load_input_absmax(model_dir) is not None:
-        korqa["korqa_onnx_int8"] = Reader.load(model_dir, int8=True)
-        korqa["korqa_torch_int8"] = Reader.load(model_dir, int8=True, engine="torch")
+        korqa["korqa_onnx_int8"] = Reader.load(model_dir, int8=True, **every)
+        korqa["korqa_torch_int8"] = Reader.load(model_dir, int8=True, engine="torch", **every)
     tokenizer = korqa["korqa_onnx_fp32"].tokenizer
 
     with tempfile.TemporaryDirectory() as workdir:

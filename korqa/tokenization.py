@@ -17,6 +17,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
@@ -75,6 +76,7 @@ class Tokenizer:
         self.pad_id: int = ids["pad"]
         self.unk_id: int = ids["unk"]
         self.mask_id: int | None = ids["mask"]
+        self._piece_weights: np.ndarray | None = None
         self._install_post_processor()
 
     # ---- construction -------------------------------------------------------------------
@@ -140,6 +142,22 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def piece_weights(self) -> np.ndarray:
+        """How telling each vocabulary id is when a question and a passage share it: a
+        SentencePiece unigram model's −log p(piece) (particles such as "의" weigh ~5, names
+        ~12), 1 for every piece of a WordPiece vocabulary; 0 for special tokens."""
+        if self._piece_weights is None:
+            model = json.loads(self.backend.to_str()).get("model", {})
+            weights = np.ones(self.vocab_size, dtype=np.float32)
+            if model.get("type") == "Unigram":
+                for index, (_, log_prob) in enumerate(model["vocab"][: self.vocab_size]):
+                    weights[index] = max(0.0, -float(log_prob))
+            for token_id in (self.cls_id, self.sep_id, self.pad_id, self.unk_id, self.mask_id):
+                if token_id is not None:
+                    weights[token_id] = 0.0
+            self._piece_weights = weights
+        return self._piece_weights
 
     def token_to_id(self, token: str) -> int | None:
         return self.backend.token_to_id(token)

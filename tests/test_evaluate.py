@@ -86,13 +86,15 @@ def test_evaluate_command_json_and_no_trim(tiny_model, tiny_dataset, capsys, mon
     monkeypatch.setattr("korqa.reader.predict.particle_cut", no_kiwi)
     args = ["evaluate", "--model", str(tiny_model), "--data", str(tiny_dataset), "--split",
             "all", "--json", "--no-trim", "--max-seq-length", "48", "--batch-size", "2",
-            "--no-progress"]
+            "--no-progress", "--all-windows"]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["total"] == 5 and result["trim_particles"] is False
     assert result["exact_match"] == result["without_trimming"]["exact_match"]
     assert result["with_trimming"] is None
     assert result["feature_config"]["max_seq_length"] == 48
+    assert result["predict_config"]["stop_confidence"] is None
+    assert result["windows_read"] == result["windows"]
 
 
 def test_evaluate_command_reads_the_default_reader_without_model(

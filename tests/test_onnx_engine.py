@@ -36,7 +36,7 @@ def windows(lengths: list[int]) -> list[InputFeatures]:
         types = [0] * (n // 3) + [1] * (n - n // 3)
         out.append(InputFeatures(example_index=0, window_index=0, input_ids=ids,
                                  token_type_ids=types, token_offsets=[None] * n,
-                                 token_is_max_context=[False] * n))
+                                 token_is_max_context=[False] * n, context_start=0))
     return out
 
 

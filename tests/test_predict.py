@@ -9,9 +9,18 @@ import pytest
 import torch
 
 from korqa.modeling import BertConfig, BertForQuestionAnswering
-from korqa.reader.features import FeatureConfig, convert_examples_to_features
+from korqa.reader.features import FeatureConfig, convert_examples_to_features, max_context_among
 from korqa.reader.josa import is_particle_tail, particle_cut, trim_particles
-from korqa.reader.predict import PredictConfig, WindowLogits, decode_predictions, predict
+from korqa.reader.predict import (
+    PredictConfig,
+    WindowLogits,
+    compute_logits,
+    decode_predictions,
+    predict,
+    question_match,
+    read_logits,
+    window_confidence,
+)
 from korqa.reader.squad import Answer, SquadExample
 from korqa.tokenization import Tokenizer
 
@@ -179,3 +188,112 @@ def test_predict_with_a_tiny_random_model_is_well_formed(tmp_path):
     for example in examples:
         for candidate in trimmed[example.qid]:
             assert candidate.text == example.context[candidate.start:candidate.end]
+
+
+# ---- reading the most promising windows first (read_logits) --------------------------------
+
+SPACED = "가 나 다 라 마 바 사 아 자 차"  # 10 one-syllable words, 10 tokens
+SPACED_WINDOWS = FeatureConfig(max_seq_length=10, doc_stride=3)  # [0, 6) [3, 9) [6, 10)
+
+
+class _PointsAt(torch.nn.Module):
+    """A stand-in reader: start and end logits peaked on the last token equal to `target`
+    (the context's, as the question comes first), on CLS when the window has none."""
+
+    def __init__(self, target: int, peak: float = 20.0) -> None:
+        super().__init__()
+        self.target, self.peak, self.windows_read, self.batches = target, peak, 0, []
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None):
+        self.windows_read += input_ids.shape[0]
+        self.batches.append(input_ids.shape[0])
+        start = torch.zeros(input_ids.shape)
+        for row, ids in enumerate(input_ids):
+            hits = (ids == self.target).nonzero().flatten().tolist()
+            start[row, hits[-1] if hits else 0] = self.peak
+        return start, start.clone()
+
+
+def _spaced(tmp_path, question: str):
+    example = SquadExample("q", question, SPACED, "t", 0, [])
+    tokenizer = _tokenizer(tmp_path, [SPACED, question])
+    features = convert_examples_to_features([example], tokenizer, SPACED_WINDOWS, False)
+    assert [f.context_start for f in features] == [0, 3, 6]
+    return example, tokenizer, features
+
+
+def test_question_match_counts_the_question_pieces_a_window_holds(tmp_path):
+    _, tokenizer, features = _spaced(tmp_path, "차")  # only the last window holds 차
+    assert question_match(features, tokenizer.piece_weights()) == [0.0, 0.0, 1.0]
+    _, tokenizer, features = _spaced(tmp_path, "바")  # token 5: windows 0 and 1
+    assert question_match(features, tokenizer.piece_weights()) == [1.0, 1.0, 0.0]
+
+
+def test_reading_stops_at_the_first_confident_window(tmp_path):
+    example, tokenizer, features = _spaced(tmp_path, "차")
+    model = _PointsAt(tokenizer.token_to_id("차"))
+    logits = read_logits(model, features, tokenizer, PredictConfig())
+    assert model.windows_read == 1 and [w is not None for w in logits] == [False, False, True]
+    best = decode_predictions([example], features, logits, PredictConfig())["q"][0]
+    assert (best.text, best.start, best.end) == ("차", 18, 19)
+    model.windows_read = 0
+    everything = read_logits(model, features, tokenizer, PredictConfig(stop_confidence=None))
+    assert model.windows_read == 3 and all(w is not None for w in everything)
+    again = decode_predictions([example], features, everything, PredictConfig())["q"][0]
+    assert (again.text, again.start, again.end) == (best.text, best.start, best.end)
+
+
+def test_unsure_windows_are_all_read(tmp_path):
+    _, tokenizer, features = _spaced(tmp_path, "차")
+    model = _PointsAt(target=-1)  # every window says "not here" (CLS)
+    logits = read_logits(model, features, tokenizer, PredictConfig(stop_confidence=0.01))
+    assert model.windows_read == 3 and all(w is not None for w in logits)
+
+
+def test_windows_that_match_as_well_as_the_best_are_all_read(tmp_path):
+    _, tokenizer, features = _spaced(tmp_path, "바")  # windows 0 and 1 hold 바, window 2 not
+    model = _PointsAt(tokenizer.token_to_id("바"))
+    logits = read_logits(model, features, tokenizer, PredictConfig())
+    assert model.windows_read == 2 and [w is not None for w in logits] == [True, True, False]
+
+
+def test_a_read_window_takes_over_the_tokens_of_skipped_ones(tmp_path):
+    # 사 is token 6, at window 2's edge: window 1 owns it when every window is read.
+    example, tokenizer, features = _spaced(tmp_path, "차")  # only window 2 holds 차
+    assert features[2].token_is_max_context[3] is False
+    model = _PointsAt(tokenizer.token_to_id("사"))
+    logits = read_logits(model, features, tokenizer, PredictConfig())
+    assert model.windows_read == 1 and logits[2] is not None  # best match, and confident
+    assert decode_predictions([example], features, logits,
+                              PredictConfig())["q"][0].text == "사"
+
+
+def test_max_context_among_read_windows(tmp_path):
+    _, _, features = _spaced(tmp_path, "차")
+    assert max_context_among(features) == [f.token_is_max_context for f in features]
+    first, last = max_context_among([features[0], features[2]])
+    owned = [i - 3 for i, flag in enumerate(first) if flag]
+    owned += [i - 3 + 6 for i, flag in enumerate(last) if flag]
+    assert sorted(owned) == list(range(10))  # every token once, none lost with window 1
+
+
+def test_window_confidence_is_the_best_spans_share(tmp_path):
+    _, _, features = _spaced(tmp_path, "차")
+    flat = WindowLogits(np.zeros(len(features[2].input_ids)), np.zeros(len(features[2].input_ids)))
+    # 4 context tokens: 4 + 3 + 2 + 1 spans, each as likely as CLS
+    assert window_confidence(features[2], flat, 30) == pytest.approx(1 / 11)
+    with pytest.raises(ValueError, match="stop_confidence"):
+        read_logits(_PointsAt(0), features, _tokenizer(tmp_path, [SPACED, "차"]),
+                    PredictConfig(stop_confidence=1.5))
+
+
+def test_an_int8_model_reads_one_window_at_a_time(tmp_path):
+    # One activation scale per batch would make a window's answer depend on its batch-mates.
+    _, tokenizer, features = _spaced(tmp_path, "차")
+    model = _PointsAt(tokenizer.token_to_id("차"))
+    compute_logits(model, features, tokenizer.pad_id, batch_size=3)
+    assert model.batches == [3]
+    model.int8 = True  # what korqa.modeling.quantize.is_quantized reads on an ONNX int8 reader
+    model.batches.clear()
+    compute_logits(model, features, tokenizer.pad_id, batch_size=3)
+    assert model.batches == [1, 1, 1]

@@ -171,3 +171,13 @@ def test_errors_name_the_file(tmp_path):
     bad.write_text("[CLS]\n[SEP]\n", encoding="utf-8")
     with pytest.raises(ValueError, match="vocab.txt: a WordPiece vocabulary needs an \\[UNK\\]"):
         Tokenizer.from_vocab(bad)
+
+
+def test_piece_weights_favour_rare_pieces(xlmr, wordpiece):
+    weights = xlmr.piece_weights()  # −log p of the Unigram model; specials weigh nothing
+    assert weights[xlmr.token_to_id("▁임종석")] == 1.0 and weights[xlmr.token_to_id("종")] == 5.0
+    assert [weights[i] for i in (xlmr.cls_id, xlmr.sep_id, xlmr.pad_id, xlmr.unk_id)] == [0] * 4
+    flat = wordpiece.piece_weights()  # WordPiece keeps no frequencies: every piece alike
+    assert len(flat) == wordpiece.vocab_size
+    assert flat[wordpiece.token_to_id("임종석")] == flat[wordpiece.token_to_id("##년")] == 1.0
+    assert flat[wordpiece.cls_id] == 0.0

@@ -11,7 +11,7 @@ from typing import Any
 from korqa.evaluation.korquad_metric import evaluate_predictions
 from korqa.evaluation.report import build_report, write_report
 from korqa.reader.features import FeatureConfig, convert_examples_to_features
-from korqa.reader.predict import Candidate, PredictConfig, compute_logits, decode_predictions
+from korqa.reader.predict import Candidate, PredictConfig, decode_predictions, read_logits
 from korqa.reader.squad import read_squad
 from korqa.tokenization import Tokenizer
 from korqa.training.splits import select_split
@@ -63,8 +63,7 @@ def evaluate_model(
     model = load_reader_model(model_dir, int8, engine, device).to(device)
 
     features = convert_examples_to_features(examples, tokenizer, feature_config, False)
-    logits = compute_logits(model, features, tokenizer.pad_id, predict_config.batch_size,
-                            device, progress)
+    logits = read_logits(model, features, tokenizer, predict_config, device, progress)
     decoded: dict[bool, dict[str, list[Candidate]]] = {}
     scores: dict[bool, dict[str, float]] = {}
     # Trimmed and untrimmed answers are compared only when trimming is asked for: --no-trim
@@ -86,6 +85,7 @@ def evaluate_model(
         "split": split,
         "articles": len({example.article_index for example in examples}),
         "windows": len(features),
+        "windows_read": sum(window is not None for window in logits),
         "model": str(model_dir),
         "int8": is_quantized(model),
         "engine": engine,

@@ -66,6 +66,9 @@ class PipelineConfig:
     # "auto": ONNX Runtime on the CPU when installed (same answers, ~1.2x faster), else torch;
     # "torch" or "onnx" to choose (checked when the reader loads).
     engine: str = "auto"
+    # Read every window of a long paragraph, instead of the most promising first up to the
+    # first confident one (korqa.reader.predict.read_logits).
+    all_windows: bool = False
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -191,12 +194,14 @@ class Reader:
     batch_size is windows per forward pass. One question's windows differ in length, and on a
     CPU padding them into one batch cost more than it saved (validation, top-3 paragraphs:
     p50 1,235 ms batched against 1,086 ms one window at a time), so the default is 1; raise it
-    on a GPU.
+    on a GPU. A paragraph longer than one window is read most promising window first, up to
+    the first confident one (`korqa.reader.predict.read_logits`); all_windows reads them all.
     """
 
     def __init__(self, model: BertForQuestionAnswering, tokenizer: Tokenizer,
                  max_seq_length: int = 384, doc_stride: int = 128, max_query_length: int = 64,
-                 trim_particles: bool = True, batch_size: int = 1) -> None:
+                 trim_particles: bool = True, batch_size: int = 1,
+                 all_windows: bool = False) -> None:
         from korqa.reader.features import FeatureConfig
         from korqa.reader.predict import PredictConfig
 
@@ -209,6 +214,8 @@ class Reader:
         self.feature_config = FeatureConfig(max_seq_length, min(doc_stride, max_seq_length // 2),
                                             min(max_query_length, max_seq_length // 4))
         self.predict_config = PredictConfig(batch_size=batch_size, trim_particles=trim_particles)
+        if all_windows:
+            self.predict_config.stop_confidence = None
 
     @property
     def quantized(self) -> bool:

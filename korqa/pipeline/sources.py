@@ -30,7 +30,8 @@ def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] 
     def load_reader() -> Reader:
         settings = config or PipelineConfig()
         return Reader.load(resolve_reader_dir(model), int8=settings.int8,
-                           engine=settings.engine, device=settings.device)
+                           engine=settings.engine, device=settings.device,
+                           all_windows=settings.all_windows)
 
     return QAPipeline(paragraphs, load_reader, faq_index, config)
 

@@ -58,6 +58,7 @@ class InputFeatures:
     token_offsets: list[tuple[int, int] | None]
     # True where this window is the one that sees the token with the most context around it.
     token_is_max_context: list[bool]
+    context_start: int  # index of the window's first context token among the context's tokens
     start_position: int = 0  # answer's first/last token in input_ids; 0 (= CLS) when the
     end_position: int = 0  # answer is not wholly inside this window, or there is none
 
@@ -133,7 +134,7 @@ def convert_examples_to_features(
                 end_position = context_start + answer[1] - window.start
             features.append(InputFeatures(
                 example_index, window_index, input_ids, token_type_ids, offsets, is_max,
-                start_position, end_position,
+                window.start, start_position, end_position,
             ))
     return features
 
@@ -197,18 +198,44 @@ def _layout_windows(n_tokens: int, room: int, stride: int) -> list[_Window]:
 
     if len(spans) == 1:
         return [_Window(0, n_tokens, [True] * n_tokens)]
+    owner = _max_context_owner(spans, n_tokens)
+    return [
+        _Window(start, end, (owner[start:end] == index).tolist())
+        for index, (start, end) in enumerate(spans)
+    ]
+
+
+def _max_context_owner(spans: list[tuple[int, int]], n_tokens: int) -> np.ndarray:
+    """For each of n_tokens tokens, the index of the span in `spans` where it has the most
+    context (scored as `_layout_windows` explains); -1 for a token no span holds."""
     best_score = np.full(n_tokens, -1.0)
-    owner = np.zeros(n_tokens, dtype=np.int64)
+    owner = np.full(n_tokens, -1, dtype=np.int64)
     for index, (start, end) in enumerate(spans):
         position = np.arange(start, end)
         score = np.minimum(position - start, end - 1 - position) + 0.01 * (end - start)
         better = score > best_score[start:end]
         best_score[start:end][better] = score[better]
         owner[start:end][better] = index
-    return [
-        _Window(start, end, (owner[start:end] == index).tolist())
-        for index, (start, end) in enumerate(spans)
-    ]
+    return owner
+
+
+def max_context_among(windows: list[InputFeatures]) -> list[list[bool]]:
+    """`token_is_max_context` of each window as if `windows` (some of one example's windows)
+    were all there is: when a reader skips windows, the tokens they owned pass to a read one."""
+    spans, firsts = [], []
+    for feature in windows:
+        first = next(i for i, offset in enumerate(feature.token_offsets) if offset is not None)
+        n_context = sum(offset is not None for offset in feature.token_offsets)
+        spans.append((feature.context_start, feature.context_start + n_context))
+        firsts.append(first)
+    owner = _max_context_owner(spans, max(end for _, end in spans))
+    flags = []
+    for index, (feature, (start, end), first) in enumerate(zip(windows, spans, firsts,
+                                                              strict=True)):
+        is_max = [False] * len(feature.input_ids)
+        is_max[first:first + end - start] = (owner[start:end] == index).tolist()
+        flags.append(is_max)
+    return flags
 
 
 def _check_config(config: FeatureConfig, tokenizer: Tokenizer) -> None:

@@ -394,6 +394,7 @@ class ServerSettings:
     threshold: float | None = None
     int8: bool = False  # smoothed int8 linears on CPU (the model must ship a calibration)
     engine: str = "auto"  # torch, onnx (ONNX Runtime) or auto (onnx when installed)
+    all_windows: bool = False  # read every window, not only up to the first confident one
     allow_origins: list[str] = field(default_factory=list)
     max_queue: int = 64
     threads: int | None = None
@@ -454,7 +455,7 @@ def serve(settings: ServerSettings) -> int:
     repair_index(index_dir)
     config = PipelineConfig.with_overrides(
         top_k=settings.top_k, int8=settings.int8, engine=settings.engine,
-        fusion_weight=settings.weight,
+        all_windows=settings.all_windows, fusion_weight=settings.weight,
         read_gate=settings.read_gate, threshold=settings.threshold)
     app = create_app(lambda: open_pipeline(index_dir, (), settings.faq, settings.model, config),
                      data_dir, settings.allow_origins, settings.max_queue)
