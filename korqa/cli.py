@@ -17,7 +17,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 INT8_HELP = ("read with smoothed int8 linear layers on the CPU (the model must ship the "
              "calibration `korqa calibrate` writes): ~1.4x faster; the shipped reader scores "
-             "1.2 F1 lower on validation, 1.0 on test")
+             "1.0 F1 lower on validation, 0.6 on test")
 ALL_WINDOWS_HELP = ("read every window of a paragraph longer than one; by default the windows "
                     "holding most of the question are read first and reading stops at the first "
                     "confident one (validation: 32%% fewer tokens, F1 -0.2)")

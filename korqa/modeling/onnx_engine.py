@@ -6,8 +6,8 @@ copies), one dispatch each. ONNX Runtime's transformer optimiser fuses those int
 SkipLayerNormalization and Attention, and its MLAS GEMMs (and u8×s8 int8 kernels) are faster on
 AVX2. The model stays ours: `korqa.modeling.bert` defines it and trains it; this module only
 traces its eval-mode forward pass, so both engines compute the same function (checked in the
-tests). On the shipped reader (bench/reader_vs_hf.py, 200 test questions, 2 threads): 6.96
-questions/s against PyTorch's 5.60 with the same answers; with int8, 9.68 (F1 −2.2).
+tests). On the shipped reader (bench/reader_vs_hf.py, 200 test questions, 2 threads): 8.64
+questions/s against PyTorch's 7.02 with the same answers; with int8, 11.72 (F1 −2.0).
 
 The traced graph is built on first use and cached under `korqa.paths.cache_dir()/onnx`, keyed
 by the model's files and the export settings, so later loads take a second.

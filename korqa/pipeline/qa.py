@@ -59,9 +59,9 @@ class PipelineConfig:
     max_answer_length: int = 30  # tokens
     device: str = "cpu"
     # Read with smoothed int8 linears on CPU (korqa.modeling.quantize; the model must ship a
-    # calibration): ~1.3x faster on ONNX Runtime. Not the default: it cost reader v0.2 ~1 F1 on
-    # validation; for v0.3 0.1 there (79.65 vs 79.78) and 1.2 on test; for v0.4 1.2 there
-    # (78.74 vs 79.90) and 1.0 on test.
+    # calibration): ~1.4x faster on ONNX Runtime. Not the default: it cost reader v0.2 ~1 F1 on
+    # validation; for v0.3 0.1 there (79.65 vs 79.78) and 1.2 on test; for v0.4 1.0 there
+    # (79.00 vs 80.02) and 0.6 on test (81.77 vs 82.37).
     int8: bool = False
     # "auto": ONNX Runtime on the CPU when installed (same answers, ~1.2x faster), else torch;
     # "torch" or "onnx" to choose (checked when the reader loads).
