@@ -20,7 +20,7 @@ INT8_HELP = ("read with smoothed int8 linear layers on the CPU (the model must s
              "1.0 F1 lower on validation, 0.6 on test")
 ALL_WINDOWS_HELP = ("read every window of a paragraph longer than one; by default the windows "
                     "holding most of the question are read first and reading stops at the first "
-                    "confident one (validation: 32%% fewer tokens, F1 -0.2)")
+                    "confident one (validation: 26%% fewer tokens at F1 80.02 against 79.90)")
 ENGINE_HELP = ("what runs the reader: torch, onnx (the same model traced once for ONNX Runtime, "
                "CPU only: same answers, faster), or auto (default: onnx on the CPU when "
                "onnxruntime is installed)")
