@@ -442,7 +442,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from korqa.evaluation.evaluate import evaluate_model
     from korqa.paths import resolve_reader_dir
     from korqa.reader.features import FeatureConfig
-    from korqa.reader.predict import PredictConfig
+    from korqa.reader.predict import DEFAULT_STOP_CONFIDENCE, PredictConfig
 
     result = evaluate_model(
         args.model, args.data, args.split,
@@ -451,7 +451,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                 max_query_length=args.max_query_length),
         PredictConfig(n_best=args.n_best, max_answer_length=args.max_answer_length,
                       batch_size=args.batch_size, trim_particles=args.trim_particles,
-                      **({"stop_confidence": None} if args.all_windows else {})),
+                      stop_confidence=None if args.all_windows else DEFAULT_STOP_CONFIDENCE),
         device=args.device, report_dir=args.report, progress=args.progress, int8=args.int8,
         engine=args.engine,
     )

@@ -106,13 +106,10 @@ def read_logits(
     if config.stop_confidence is None:
         return compute_logits(model, features, tokenizer.pad_id, config.batch_size, device,
                               progress)
-    by_example: dict[int, list[int]] = defaultdict(list)
-    for index, feature in enumerate(features):
-        by_example[feature.example_index].append(index)
     weights = tokenizer.piece_weights()
     queues: dict[int, list[tuple[int, float]]] = {}  # example -> (window, match), best first
     best_match: dict[int, float] = {}
-    for example, indices in by_example.items():
+    for example, indices in _windows_by_example(features).items():
         match = question_match([features[i] for i in indices], weights)
         queues[example] = sorted(zip(indices, match, strict=True), key=lambda item: -item[1])
         best_match[example] = queues[example][0][1]
@@ -251,9 +248,7 @@ def decode_predictions(
     if config.n_best < 1 or config.max_answer_length < 1:
         raise ValueError("n_best and max_answer_length must be at least 1, got "
                          f"{config.n_best} and {config.max_answer_length}")
-    by_example: dict[int, list[int]] = defaultdict(list)
-    for index, feature in enumerate(features):
-        by_example[feature.example_index].append(index)
+    by_example = _windows_by_example(features)
     predictions: dict[str, list[Candidate]] = {}
     for example_index, example in enumerate(examples):
         indices = by_example.get(example_index, [])
@@ -270,6 +265,14 @@ def decode_predictions(
             example, [(feature, logits[i]) for feature, i in zip(windows, read, strict=True)],
             config)
     return predictions
+
+
+def _windows_by_example(features: list[InputFeatures]) -> dict[int, list[int]]:
+    """Indices into `features` of each example's windows, in window order."""
+    by_example: dict[int, list[int]] = defaultdict(list)
+    for index, feature in enumerate(features):
+        by_example[feature.example_index].append(index)
+    return by_example
 
 
 def _example_nbest(
