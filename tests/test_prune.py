@@ -82,7 +82,8 @@ def test_probe_scores_each_drop_as_the_pruned_reader_would(tmp_path):
     assert list(scores) == [None, 0, 1, 2] and [row[0] for row in seen] == list(scores)
     assert scores[None] != scores[1]  # the layers matter, so agreeing below means something
     tokenizer = Tokenizer.from_pretrained(tmp_path / "r")
-    config = PredictConfig(n_best=1, batch_size=1, trim_particles=False)
+    config = PredictConfig(n_best=1, batch_size=1, trim_particles=False,
+                           stop_confidence=None)
     for layer in (None, 1):
         directory = tmp_path / "r" if layer is None else prune_reader(
             tmp_path / "r", tmp_path / f"p{layer}", [layer])

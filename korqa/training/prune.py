@@ -70,7 +70,9 @@ def layer_drop_scores(model_dir: str | Path, examples: Sequence[SquadExample],
     model = BertForQuestionAnswering.from_pretrained(model_dir).eval()
     tokenizer = Tokenizer.from_pretrained(model_dir)
     window = FeatureConfig.for_model(model_dir)
-    config = PredictConfig(n_best=1, batch_size=1, trim_particles=False)
+    # Every window is read: a dropped layer changes how sure the reader is, and stopping at
+    # a confident window would mix that into the score being compared.
+    config = PredictConfig(n_best=1, batch_size=1, trim_particles=False, stop_confidence=None)
     all_layers = model.bert.encoder.layer
     scores: dict[int | None, float] = {}
     for dropped in [None, *range(len(all_layers))]:
