@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import os
 import re
 import shutil
 import unicodedata
@@ -326,13 +327,22 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
 
-    # StaticFiles resolves every path and refuses anything outside the directory.
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", _StaticFolder(directory=STATIC_DIR), name="static")
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
                            allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
     app.add_middleware(BodyLimit, max_bytes=max_body)
     return app
+
+
+class _StaticFolder(StaticFiles):
+    """StaticFiles resolves every path and refuses anything outside the directory; a NUL byte
+    would reach `os.stat` and raise, so it is refused here as a missing file."""
+
+    def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
+        if "\x00" in path:
+            return "", None
+        return super().lookup_path(path)
 
 
 def _paragraphs(body: AddDocumentsRequest) -> tuple[list[Paragraph], list[dict[str, Any]]]:
