@@ -268,7 +268,7 @@ def test_freezing_and_layer_wise_learning_rates():
                       if ".embeddings." in name or ".layer.0." in name}
     settings = FinetuneConfig(model="", data="", out="", lr=1.0, layer_lr_decay=0.5,
                               weight_decay=0.1)
-    groups = parameter_groups(model, settings)
+    groups = parameter_groups(model, settings.lr, settings.weight_decay, settings.layer_lr_decay)
     by_param = {id(p): g for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
     assert not any(id(named[name]) in by_param for name in frozen)

@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,23 +21,20 @@ from tqdm import tqdm
 from korqa.modeling import BertConfig, BertForPreTraining
 from korqa.pretraining.data import InstanceStream, PairConfig, TrainingInstance, collate
 from korqa.tokenization import Tokenizer
-from korqa.training.checkpointing import (
-    capture_rng,
-    load_state,
-    restore_rng,
-    resume_source,
-)
-from korqa.training.finetune import (
-    DEVICES,
-    PRECISIONS,
+from korqa.training.checkpointing import capture_rng, load_state, restore_rng, resume_source
+from korqa.training.loop import (
+    JsonlLog,
     autocast_factory,
+    check_device_options,
+    check_resumable,
     linear_schedule,
+    optimizer_step,
     parameter_groups,
     resolve_device,
     resolve_precision,
     save_model_dir,
     seed_everything,
-    truncate_log,
+    warmup_steps,
 )
 from korqa.training.plot import read_log, smooth
 
@@ -92,8 +88,6 @@ class PretrainConfig:
     stop_at_step: int | None = None  # end this invocation early, resumable from last/
     resume: bool = False  # continue from out/last/ (same settings required)
     progress: bool = True  # tqdm bar on stderr
-    # Read by finetune's parameter_groups: 1 = every layer at the same learning rate.
-    layer_lr_decay: float = 1.0
 
     def pair_config(self) -> PairConfig:
         return PairConfig(max_seq_length=self.max_seq_length, short_seq_prob=self.short_seq_prob,
@@ -161,19 +155,11 @@ def train_step(model: BertForPreTraining, micro_batches: list[list[TrainingInsta
         counts["nsp_correct"] += int((nsp_logits.argmax(-1) == batch["nsp_labels"]).sum())
         counts["nsp_total"] += len(batch["nsp_labels"])
         counts["tokens"] += int(batch["attention_mask"].sum())
-    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    limit = max_grad_norm if max_grad_norm > 0 else math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, limit).item()
-    lr = max(group["lr"] for group in optimizer.param_groups)
-    scaler.step(optimizer)
-    scaler.update()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
+    stepped = optimizer_step(optimizer, scheduler, scaler, max_grad_norm)
     return {"loss": sums["mlm_loss"] + sums["nsp_loss"], **sums,
             "mlm_acc": counts["mlm_correct"] / max(1, counts["mlm_total"]),
             "nsp_acc": counts["nsp_correct"] / max(1, counts["nsp_total"]),
-            "lr": lr, "grad_norm": grad_norm, "tokens": counts["tokens"]}
+            **stepped, "tokens": counts["tokens"]}
 
 
 # ---- curves --------------------------------------------------------------------------------
@@ -205,10 +191,7 @@ def plot_pretraining(log_path: str | Path, png_path: str | Path) -> None:
 
 
 def _check_config(config: PretrainConfig) -> None:
-    if config.device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {config.device!r}")
-    if config.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+    check_device_options(config.device, config.precision)
     for name in ("max_steps", "batch_size", "grad_accum", "save_every"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
@@ -228,13 +211,6 @@ def _trajectory(config: PretrainConfig, precision: str, tokenizer: Tokenizer) ->
     digest = hashlib.sha256("\n".join(token for token, _ in vocab).encode()).hexdigest()[:16]
     return {**{name: getattr(config, name) for name in TRAJECTORY_FIELDS},
             "precision": precision, "vocab": digest}
-
-
-def _check_resumable(saved: dict, source: Path, trajectory: dict) -> None:
-    differences = [f"{key} was {saved.get(key)!r}, now {value!r}"
-                   for key, value in trajectory.items() if saved.get(key) != value]
-    if differences:
-        raise ValueError(f"{source}: cannot resume with other settings: " + "; ".join(differences))
 
 
 def _batches(stream: Iterator[TrainingInstance], batch_size: int,
@@ -264,9 +240,10 @@ def pretrain(config: PretrainConfig) -> dict:
         raise ValueError(f"max_seq_length {config.max_seq_length} exceeds the model's "
                          f"max_position_embeddings ({model.config.max_position_embeddings})")
     model.to(device).train()
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr)
-    warmup = round(config.warmup * config.max_steps) if config.warmup < 1 else int(config.warmup)
-    scheduler = linear_schedule(optimizer, min(warmup, config.max_steps), config.max_steps)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.lr, config.weight_decay),
+                                  lr=config.lr)
+    scheduler = linear_schedule(optimizer, warmup_steps(config.warmup, config.max_steps),
+                                config.max_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     autocast = autocast_factory(device, precision)
     trajectory = _trajectory(config, precision, tokenizer)
@@ -275,11 +252,11 @@ def pretrain(config: PretrainConfig) -> dict:
     stream = iter(instances)
 
     per_step = config.batch_size * config.grad_accum
-    log_path = out / "log.jsonl"
+    log = JsonlLog(out / "log.jsonl")
     step, tokens_seen = 0, 0
     if resume_from:
         state = load_state(resume_from)
-        _check_resumable(state["trajectory"], resume_from, trajectory)
+        check_resumable(state["trajectory"], resume_from, trajectory)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -288,14 +265,10 @@ def pretrain(config: PretrainConfig) -> dict:
         for _ in itertools.islice(stream, step * per_step):
             pass
         restore_rng(state["rng"])
-        truncate_log(log_path, step)
+        log.truncate(step)
     else:
         out.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("")
-
-    def write_log(row: dict) -> None:
-        with log_path.open("a", encoding="utf-8") as log:  # per row: a kill loses nothing
-            log.write(json.dumps(row, ensure_ascii=False) + "\n")
+        log.start()
 
     def save_last() -> None:
         save_model_dir(out / "last", model, tokenizer, {
@@ -306,7 +279,7 @@ def pretrain(config: PretrainConfig) -> dict:
         })
 
     parameters = count_parameters(model)
-    write_log({"kind": "resume" if resume_from else "start", "step": step,
+    log.write({"kind": "resume" if resume_from else "start", "step": step,
                "total_steps": config.max_steps, "parameters": parameters,
                "device": str(device), "precision": precision})
     stop_at = min(config.max_steps, config.stop_at_step or config.max_steps)
@@ -324,17 +297,17 @@ def pretrain(config: PretrainConfig) -> dict:
         train_seconds += time.perf_counter() - tic
         step += 1
         tokens_seen += stats["tokens"]
-        write_log({"kind": "train", "step": step, **stats, "tokens_seen": tokens_seen})
+        log.write({"kind": "train", "step": step, **stats, "tokens_seen": tokens_seen})
         bar.update(1)
         bar.set_postfix(mlm=f"{stats['mlm_loss']:.3f}", mlm_acc=f"{stats['mlm_acc']:.3f}",
                         nsp_acc=f"{stats['nsp_acc']:.2f}", refresh=False)
         if step % config.save_every == 0 or step == stop_at:
             save_last()
-            plot_pretraining(log_path, out / "curves.png")
+            plot_pretraining(log.path, out / "curves.png")
     bar.close()
 
     finished = step >= config.max_steps
-    train_rows = [row for row in read_log(log_path) if row.get("kind") == "train"]
+    train_rows = [row for row in log.rows() if row.get("kind") == "train"]
     tail = train_rows[-FINAL_ACCURACY_STEPS:]
     summary = {
         "run_dir": str(out),
@@ -362,8 +335,8 @@ def pretrain(config: PretrainConfig) -> dict:
         save_model_dir(out / "final", model, tokenizer,
                        {"step": step, "summary": summary, "args": asdict(config)})
         summary["final"] = str(out / "final")
-    plot_pretraining(log_path, out / "curves.png")
-    write_log({"kind": "end", "step": step, "summary": summary})
+    plot_pretraining(log.path, out / "curves.png")
+    log.write({"kind": "end", "step": step, "summary": summary})
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
     return summary
 

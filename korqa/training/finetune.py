@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import json
 import math
 import random
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -30,20 +27,26 @@ from korqa.reader.features import (
 from korqa.reader.predict import PredictConfig, predict
 from korqa.reader.squad import SquadExample, read_squad
 from korqa.tokenization import Tokenizer
-from korqa.training.checkpointing import (
-    capture_rng,
-    load_state,
-    restore_rng,
-    resume_source,
-    save_state,
-    staged_directory,
+from korqa.training.checkpointing import capture_rng, load_state, restore_rng, resume_source
+from korqa.training.loop import (
+    JsonlLog,
+    autocast_factory,
+    check_device_options,
+    check_resumable,
+    layer_depth,
+    linear_schedule,
+    optimizer_step,
+    parameter_groups,
+    resolve_device,
+    resolve_precision,
+    save_model_dir,
+    seed_everything,
+    warmup_steps,
 )
-from korqa.training.plot import plot_curves, read_log
+from korqa.training.plot import plot_curves
 from korqa.training.splits import title_key, train_validation_test
 
 SPLITS = ("train", "train+validation")
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # What decides the sequence of weights: a resumed run must agree on all of these (the data is
 # compared by fingerprint). Evaluation and saving never touch the trajectory, so they may change.
@@ -177,15 +180,6 @@ def _subsample(examples: list[SquadExample], limit: int | None, seed: int) -> li
 
 # ---- model and optimizer -------------------------------------------------------------------
 
-_LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
-
-
-def layer_depth(name: str, num_layers: int) -> int:
-    """0 for the embeddings, i + 1 for encoder layer i, num_layers + 1 above (pooler, QA head)."""
-    if name.startswith("embeddings.") or ".embeddings." in name:
-        return 0
-    match = _LAYER.search(name)
-    return int(match.group(1)) + 1 if match else num_layers + 1
 
 
 def freeze_lower_layers(model: torch.nn.Module, num_layers: int, embeddings: bool) -> int:
@@ -206,75 +200,11 @@ def freeze_lower_layers(model: torch.nn.Module, num_layers: int, embeddings: boo
     return frozen
 
 
-def parameter_groups(model: torch.nn.Module, config: FinetuneConfig) -> list[dict]:
-    """AdamW groups by (depth, decay): biases and LayerNorm weights (1-D) get no weight decay,
-    and each layer's learning rate shrinks by `layer_lr_decay` per layer below the head."""
-    num_layers = model.config.num_hidden_layers
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        depth = layer_depth(name, num_layers)
-        decay = param.ndim >= 2
-        group = groups.setdefault((depth, decay), {
-            "params": [],
-            "lr": config.lr * config.layer_lr_decay ** (num_layers + 1 - depth),
-            "weight_decay": config.weight_decay if decay else 0.0,
-        })
-        group["params"].append(param)
-    return [groups[key] for key in sorted(groups)]
-
-
-def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int,
-                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup to each group's lr, then linear decay; no step ever runs at lr 0."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def plan_steps(n_features: int, config: FinetuneConfig) -> StepPlan:
     batches_per_epoch = math.ceil(n_features / config.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
     total = config.max_steps or config.epochs * steps_per_epoch
-    warmup = round(config.warmup * total) if config.warmup < 1 else int(config.warmup)
-    return StepPlan(steps_per_epoch, total, min(warmup, total))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda, but torch sees no CUDA device")
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    if name == "auto":
-        if device.type != "cuda":
-            return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if name == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 needs CUDA (its GradScaler); use bf16 or fp32 on the CPU")
-    return name
-
-
-def autocast_factory(device: torch.device, precision: str,
-                     ) -> Callable[[], contextlib.AbstractContextManager]:
-    if precision == "fp32":
-        return contextlib.nullcontext
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # CPU and every CUDA device
+    return StepPlan(steps_per_epoch, total, warmup_steps(config.warmup, total))
 
 
 # ---- one step, one validation --------------------------------------------------------------
@@ -296,16 +226,7 @@ def train_step(model: BertForQuestionAnswering, micro_batches: list[list[InputFe
         weight = len(batch_features) / n_features
         scaler.scale(loss * weight).backward()
         loss_sum += loss.item() * weight
-    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    limit = max_grad_norm if max_grad_norm > 0 else math.inf
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, limit).item()
-    lr = max(group["lr"] for group in optimizer.param_groups)
-    scaler.step(optimizer)
-    scaler.update()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return {"loss": loss_sum, "lr": lr, "grad_norm": grad_norm}
+    return {"loss": loss_sum, **optimizer_step(optimizer, scheduler, scaler, max_grad_norm)}
 
 
 def validate(model: BertForQuestionAnswering, tokenizer: Tokenizer,
@@ -332,36 +253,8 @@ def validate(model: BertForQuestionAnswering, tokenizer: Tokenizer,
 # ---- checkpoints and the run directory -----------------------------------------------------
 
 
-def save_model_dir(directory: Path, model: BertForQuestionAnswering, tokenizer: Tokenizer,
-                   state: dict, feature_config: FeatureConfig | None = None) -> None:
-    """A self-contained model dir (weights, config, tokenizer, and the windows a reader was
-    trained on) plus training state, atomically."""
-    with staged_directory(directory) as staging:
-        model.save_pretrained(staging)
-        tokenizer.save(staging)
-        if feature_config is not None:
-            feature_config.save(staging)
-        save_state(staging, state)
-
-
 def _trajectory(config: FinetuneConfig, precision: str) -> dict:
     return {**{name: getattr(config, name) for name in TRAJECTORY_FIELDS}, "precision": precision}
-
-
-def _check_resumable(state: dict, source: Path, trajectory: dict, fingerprint: str) -> None:
-    saved = state["trajectory"]
-    differences = [f"{key} was {saved.get(key)!r}, now {value!r}"
-                   for key, value in trajectory.items() if saved.get(key) != value]
-    if state["data"] != fingerprint:
-        differences.append("the training features differ (data, split or windowing changed)")
-    if differences:
-        raise ValueError(f"{source}: cannot resume with other settings: " + "; ".join(differences))
-
-
-def truncate_log(path: Path, step: int) -> None:
-    # Rows written after the checkpoint will be written again by the resumed run.
-    rows = [row for row in read_log(path) if row.get("step", 0) <= step] if path.exists() else []
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _write_split(path: Path, config: FinetuneConfig, data: TrainingData,
@@ -386,10 +279,7 @@ def _throughput(features: int, seconds: float, examples_per_feature: float) -> d
 def _check_config(config: FinetuneConfig) -> None:
     if config.split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {config.split!r}")
-    if config.device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {config.device!r}")
-    if config.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+    check_device_options(config.device, config.precision)
     for name in ("epochs", "batch_size", "grad_accum"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
@@ -432,32 +322,30 @@ def finetune(config: FinetuneConfig) -> dict:
     trajectory = _trajectory(config, precision)
 
     freeze_lower_layers(model, config.freeze_layers, config.freeze_embeddings)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.lr, config.weight_decay,
+                                                   config.layer_lr_decay), lr=config.lr)
     scheduler = linear_schedule(optimizer, plan.warmup_steps, plan.total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     autocast = autocast_factory(device, precision)
 
     per_step = config.grad_accum * config.batch_size  # features per optimizer step
-    log_path = out / "log.jsonl"
+    log = JsonlLog(out / "log.jsonl")
     step, best = 0, None
     if resume_from:
         state = load_state(resume_from)
-        _check_resumable(state, resume_from, trajectory, fingerprint)
+        check_resumable(state["trajectory"], resume_from, trajectory,
+                        [] if state["data"] == fingerprint else
+                        ["the training features differ (data, split or windowing changed)"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         restore_rng(state["rng"])
         step, best = state["step"], state["best"]
-        truncate_log(log_path, step)
+        log.truncate(step)
     else:
         out.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("")
+        log.start()
         _write_split(out / "split.json", config, data, validation)
-
-    def write_log(row: dict) -> None:
-        # Opened per row: a killed run leaves every finished step on disk.
-        with log_path.open("a", encoding="utf-8") as log:
-            log.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def save_last() -> None:
         epoch, step_in_epoch = divmod(step, plan.steps_per_epoch)
@@ -469,7 +357,7 @@ def finetune(config: FinetuneConfig) -> dict:
             "rng": capture_rng(),
         }, feature_config)
 
-    write_log({"kind": "resume" if resume_from else "start", "step": step,
+    log.write({"kind": "resume" if resume_from else "start", "step": step,
                "total_steps": plan.total_steps, "train_features": len(features),
                "device": str(device), "precision": precision})
     stop_at = min(plan.total_steps, config.stop_at_step or plan.total_steps)
@@ -492,7 +380,7 @@ def finetune(config: FinetuneConfig) -> dict:
         train_seconds += time.perf_counter() - tic
         trained_features += len(indices)
         step += 1
-        write_log({"kind": "train", "step": step, "epoch": round(step / plan.steps_per_epoch, 4),
+        log.write({"kind": "train", "step": step, "epoch": round(step / plan.steps_per_epoch, 4),
                    **stats})
         bar.update(1)
         bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2e}", refresh=False)
@@ -504,7 +392,7 @@ def finetune(config: FinetuneConfig) -> dict:
             tic = time.perf_counter()
             metrics = validate(model, tokenizer, validation, feature_config, device, autocast,
                                config.trim_particles)
-            write_log({"kind": "eval", "step": step,
+            log.write({"kind": "eval", "step": step,
                        "epoch": round(step / plan.steps_per_epoch, 4), **metrics,
                        "seconds": round(time.perf_counter() - tic, 2)})
             if config.progress:
@@ -516,7 +404,7 @@ def finetune(config: FinetuneConfig) -> dict:
                 save_model_dir(out / "best", model, tokenizer,
                                {**best, "metrics": metrics, "args": asdict(config)},
                                feature_config)
-            plot_curves(log_path, out / "curves.png")
+            plot_curves(log.path, out / "curves.png")
         saving = config.save_every and step % config.save_every == 0
         if validating or saving or step == stop_at:
             save_last()
@@ -528,7 +416,7 @@ def finetune(config: FinetuneConfig) -> dict:
         record = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4)}
         save_model_dir(out / "best", model, tokenizer,
                        {**record, "metrics": None, "args": asdict(config)}, feature_config)
-    plot_curves(log_path, out / "curves.png")
+    plot_curves(log.path, out / "curves.png")
     summary = {
         "run_dir": str(out),
         "status": "finished" if finished else "stopped",
@@ -545,6 +433,6 @@ def finetune(config: FinetuneConfig) -> dict:
         "elapsed_s": round(time.perf_counter() - started, 2),
         **_throughput(trained_features, train_seconds, len(data.train) / len(features)),
     }
-    write_log({"kind": "end", "step": step, "summary": summary})
+    log.write({"kind": "end", "step": step, "summary": summary})
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
     return summary

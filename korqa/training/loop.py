@@ -1,0 +1,179 @@
+"""What every korqa training run shares: device and precision, optimiser groups, schedule,
+the optimiser step, the resume check and the JSONL log. `finetune.py` and `pretrain.py` each
+keep only their data, their loss and their run directory."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import random
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from korqa.training.checkpointing import save_state, staged_directory
+from korqa.training.plot import read_log
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+_LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+
+
+# ---- device, precision, seed ---------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    if name == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if name == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 needs CUDA (its GradScaler); use bf16 or fp32 on the CPU")
+    return name
+
+
+def autocast_factory(device: torch.device, precision: str,
+                     ) -> Callable[[], contextlib.AbstractContextManager]:
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
+
+
+def check_device_options(device: str, precision: str) -> None:
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # CPU and every CUDA device
+
+
+# ---- optimiser and schedule ----------------------------------------------------------------
+
+
+def layer_depth(name: str, num_layers: int) -> int:
+    """0 for the embeddings, i + 1 for encoder layer i, num_layers + 1 above (pooler, heads)."""
+    if name.startswith("embeddings.") or ".embeddings." in name:
+        return 0
+    match = _LAYER.search(name)
+    return int(match.group(1)) + 1 if match else num_layers + 1
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, weight_decay: float,
+                     layer_lr_decay: float = 1.0) -> list[dict]:
+    """AdamW groups by (depth, decay): biases and LayerNorm weights (1-D) get no weight decay,
+    and each layer's learning rate shrinks by `layer_lr_decay` per layer below the head."""
+    num_layers = model.config.num_hidden_layers
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        depth = layer_depth(name, num_layers)
+        decay = param.ndim >= 2
+        group = groups.setdefault((depth, decay), {
+            "params": [],
+            "lr": lr * layer_lr_decay ** (num_layers + 1 - depth),
+            "weight_decay": weight_decay if decay else 0.0,
+        })
+        group["params"].append(param)
+    return [groups[key] for key in sorted(groups)]
+
+
+def warmup_steps(warmup: float, total_steps: int) -> int:
+    """`warmup` is a fraction of the steps (< 1) or a number of steps (>= 1)."""
+    steps = round(warmup * total_steps) if warmup < 1 else int(warmup)
+    return min(steps, total_steps)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int,
+                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup to each group's lr, then linear decay; no step ever runs at lr 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler,
+                   scaler: torch.amp.GradScaler, max_grad_norm: float) -> dict[str, float]:
+    """Clip the accumulated gradients, step and zero them; the step's lr and gradient norm."""
+    scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    limit = max_grad_norm if max_grad_norm > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, limit).item()
+    lr = max(group["lr"] for group in optimizer.param_groups)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"lr": lr, "grad_norm": grad_norm}
+
+
+# ---- resuming, logging, saving -------------------------------------------------------------
+
+
+def check_resumable(saved: dict, source: Path, trajectory: dict,
+                    differences: list[str] | None = None) -> None:
+    """Refuse to resume a run whose weights would follow another trajectory."""
+    found = [f"{key} was {saved.get(key)!r}, now {value!r}"
+             for key, value in trajectory.items() if saved.get(key) != value]
+    found += differences or []
+    if found:
+        raise ValueError(f"{source}: cannot resume with other settings: " + "; ".join(found))
+
+
+class JsonlLog:
+    """The run's log.jsonl, one row per event, opened per row: a killed run loses nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def start(self) -> None:
+        self.path.write_text("")
+
+    def truncate(self, step: int) -> None:
+        # Rows written after the checkpoint will be written again by the resumed run.
+        rows = [row for row in self.rows() if row.get("step", 0) <= step]
+        self.path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as log:
+            log.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def rows(self) -> list[dict]:
+        return read_log(self.path) if self.path.exists() else []
+
+
+def save_model_dir(directory: Path, model: torch.nn.Module, tokenizer, state: dict,
+                   feature_config=None) -> None:
+    """A self-contained model dir (weights, config, tokenizer, and the windows a reader was
+    trained on) plus training state, atomically."""
+    with staged_directory(directory) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save(staging)
+        if feature_config is not None:
+            feature_config.save(staging)
+        save_state(staging, state)
