@@ -8,7 +8,7 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,19 +21,14 @@ from tqdm import tqdm
 from korqa.modeling import BertConfig, BertForPreTraining
 from korqa.pretraining.data import InstanceStream, PairConfig, TrainingInstance, collate
 from korqa.tokenization import Tokenizer
-from korqa.training.checkpointing import capture_rng, load_state, restore_rng, resume_source
+from korqa.training.checkpointing import capture_rng, load_state, restore_rng
 from korqa.training.loop import (
-    JsonlLog,
-    autocast_factory,
+    Optimisation,
     check_device_options,
     check_resumable,
-    linear_schedule,
-    optimizer_step,
     parameter_groups,
-    resolve_device,
-    resolve_precision,
     save_model_dir,
-    seed_everything,
+    start_run,
     warmup_steps,
 )
 from korqa.training.plot import read_log, smooth
@@ -132,9 +127,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def train_step(model: BertForPreTraining, micro_batches: list[list[TrainingInstance]],
-               pad_id: int, device: torch.device, autocast: Callable,
-               scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer,
-               scheduler: torch.optim.lr_scheduler.LRScheduler,
+               pad_id: int, device: torch.device, optimisation: Optimisation,
                max_grad_norm: float) -> dict[str, float]:
     """Accumulate MLM + NSP gradients over the micro-batches, clip, step; the step's stats."""
     sums = dict.fromkeys(("mlm_loss", "nsp_loss"), 0.0)
@@ -142,12 +135,12 @@ def train_step(model: BertForPreTraining, micro_batches: list[list[TrainingInsta
     for instances in micro_batches:
         batch = collate(instances, pad_id)
         batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-        with autocast():
+        with optimisation.autocast():
             mlm_logits, nsp_logits = sparse_forward(model, batch)
         # Losses in fp32: a bf16 log-softmax over 32k classes loses digits.
         mlm_loss = F.cross_entropy(mlm_logits.float(), batch["mlm_labels"])
         nsp_loss = F.cross_entropy(nsp_logits.float(), batch["nsp_labels"])
-        scaler.scale((mlm_loss + nsp_loss) / len(micro_batches)).backward()
+        optimisation.scaler.scale((mlm_loss + nsp_loss) / len(micro_batches)).backward()
         sums["mlm_loss"] += mlm_loss.item() / len(micro_batches)
         sums["nsp_loss"] += nsp_loss.item() / len(micro_batches)
         counts["mlm_correct"] += int((mlm_logits.argmax(-1) == batch["mlm_labels"]).sum())
@@ -155,7 +148,7 @@ def train_step(model: BertForPreTraining, micro_batches: list[list[TrainingInsta
         counts["nsp_correct"] += int((nsp_logits.argmax(-1) == batch["nsp_labels"]).sum())
         counts["nsp_total"] += len(batch["nsp_labels"])
         counts["tokens"] += int(batch["attention_mask"].sum())
-    stepped = optimizer_step(optimizer, scheduler, scaler, max_grad_norm)
+    stepped = optimisation.step(max_grad_norm)
     return {"loss": sums["mlm_loss"] + sums["nsp_loss"], **sums,
             "mlm_acc": counts["mlm_correct"] / max(1, counts["mlm_total"]),
             "nsp_acc": counts["nsp_correct"] / max(1, counts["nsp_total"]),
@@ -223,13 +216,10 @@ def pretrain(config: PretrainConfig) -> dict:
     """Pre-train as `config` says, checkpointing on the way; returns the run's summary."""
     _check_config(config)
     started = time.perf_counter()
-    out = Path(config.out)
-    resume_from = resume_source(out, config.resume, "final")
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed)  # before the model: its initial weights are drawn from it
+    run = start_run(config.out, config.resume, "final", config.device, config.precision,
+                    config.threads, config.seed)
+    out, resume_from, device, precision, log = (run.out, run.resume_from, run.device,
+                                                run.precision, run.log)
 
     tokenizer = Tokenizer.from_pretrained(resume_from or config.tokenizer)
     if resume_from:
@@ -240,26 +230,20 @@ def pretrain(config: PretrainConfig) -> dict:
         raise ValueError(f"max_seq_length {config.max_seq_length} exceeds the model's "
                          f"max_position_embeddings ({model.config.max_position_embeddings})")
     model.to(device).train()
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.lr, config.weight_decay),
-                                  lr=config.lr)
-    scheduler = linear_schedule(optimizer, warmup_steps(config.warmup, config.max_steps),
-                                config.max_steps)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    autocast = autocast_factory(device, precision)
+    optimisation = Optimisation.create(
+        parameter_groups(model, config.lr, config.weight_decay), config.lr,
+        warmup_steps(config.warmup, config.max_steps), config.max_steps, device, precision)
     trajectory = _trajectory(config, precision, tokenizer)
     instances = InstanceStream(config.corpus, tokenizer, config.pair_config(), config.seed,
                                config.max_docs_per_file)
     stream = iter(instances)
 
     per_step = config.batch_size * config.grad_accum
-    log = JsonlLog(out / "log.jsonl")
     step, tokens_seen = 0, 0
     if resume_from:
         state = load_state(resume_from)
         check_resumable(state["trajectory"], resume_from, trajectory)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        optimisation.load(state)
         step, tokens_seen = state["step"], state["tokens_seen"]
         # The stream is a function of its seed: skipping what was trained on finds the place.
         for _ in itertools.islice(stream, step * per_step):
@@ -274,8 +258,7 @@ def pretrain(config: PretrainConfig) -> dict:
         save_model_dir(out / "last", model, tokenizer, {
             "step": step, "instances": step * per_step, "tokens_seen": tokens_seen,
             "trajectory": trajectory, "args": asdict(config),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "rng": capture_rng(),
+            **optimisation.state(), "rng": capture_rng(),
         })
 
     parameters = count_parameters(model)
@@ -292,8 +275,8 @@ def pretrain(config: PretrainConfig) -> dict:
         micro_batches = next(batches)
         data_seconds += time.perf_counter() - tic
         tic = time.perf_counter()
-        stats = train_step(model, micro_batches, tokenizer.pad_id, device, autocast, scaler,
-                           optimizer, scheduler, config.max_grad_norm)
+        stats = train_step(model, micro_batches, tokenizer.pad_id, device, optimisation,
+                           config.max_grad_norm)
         train_seconds += time.perf_counter() - tic
         step += 1
         tokens_seen += stats["tokens"]

@@ -27,20 +27,15 @@ from korqa.reader.features import (
 from korqa.reader.predict import PredictConfig, predict
 from korqa.reader.squad import SquadExample, read_squad
 from korqa.tokenization import Tokenizer
-from korqa.training.checkpointing import capture_rng, load_state, restore_rng, resume_source
+from korqa.training.checkpointing import capture_rng, load_state, restore_rng
 from korqa.training.loop import (
-    JsonlLog,
-    autocast_factory,
+    Optimisation,
     check_device_options,
     check_resumable,
     layer_depth,
-    linear_schedule,
-    optimizer_step,
     parameter_groups,
-    resolve_device,
-    resolve_precision,
     save_model_dir,
-    seed_everything,
+    start_run,
     warmup_steps,
 )
 from korqa.training.plot import plot_curves
@@ -211,8 +206,7 @@ def plan_steps(n_features: int, config: FinetuneConfig) -> StepPlan:
 
 
 def train_step(model: BertForQuestionAnswering, micro_batches: list[list[InputFeatures]],
-               pad_id: int, device: torch.device, autocast: Callable, scaler: torch.amp.GradScaler,
-               optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+               pad_id: int, device: torch.device, optimisation: Optimisation,
                max_grad_norm: float) -> dict[str, float]:
     """Accumulate gradients over the micro-batches, clip, step; the step's loss, lr, grad norm."""
     n_features = sum(len(batch) for batch in micro_batches)
@@ -220,13 +214,13 @@ def train_step(model: BertForQuestionAnswering, micro_batches: list[list[InputFe
     for batch_features in micro_batches:
         batch = collate(batch_features, pad_id, with_positions=True)
         batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-        with autocast():
+        with optimisation.autocast():
             loss = model(**batch)
         # Weight each micro-batch by its size: the step's loss is the mean over its features.
         weight = len(batch_features) / n_features
-        scaler.scale(loss * weight).backward()
+        optimisation.scaler.scale(loss * weight).backward()
         loss_sum += loss.item() * weight
-    return {"loss": loss_sum, **optimizer_step(optimizer, scheduler, scaler, max_grad_norm)}
+    return {"loss": loss_sum, **optimisation.step(max_grad_norm)}
 
 
 def validate(model: BertForQuestionAnswering, tokenizer: Tokenizer,
@@ -298,13 +292,10 @@ def finetune(config: FinetuneConfig) -> dict:
     """Train as `config` says, validating and checkpointing on the way; returns the summary."""
     _check_config(config)
     started = time.perf_counter()
-    out = Path(config.out)
-    resume_from = resume_source(out, config.resume, "best")
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed)  # before the model: a fresh QA head is drawn from this seed
+    run = start_run(config.out, config.resume, "best", config.device, config.precision,
+                    config.threads, config.seed)
+    out, resume_from, device, precision, log = (run.out, run.resume_from, run.device,
+                                                run.precision, run.log)
 
     source = resume_from or Path(config.model)
     tokenizer = Tokenizer.from_pretrained(source)
@@ -322,23 +313,18 @@ def finetune(config: FinetuneConfig) -> dict:
     trajectory = _trajectory(config, precision)
 
     freeze_lower_layers(model, config.freeze_layers, config.freeze_embeddings)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.lr, config.weight_decay,
-                                                   config.layer_lr_decay), lr=config.lr)
-    scheduler = linear_schedule(optimizer, plan.warmup_steps, plan.total_steps)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    autocast = autocast_factory(device, precision)
+    groups = parameter_groups(model, config.lr, config.weight_decay, config.layer_lr_decay)
+    optimisation = Optimisation.create(groups, config.lr, plan.warmup_steps, plan.total_steps,
+                                       device, precision)
 
     per_step = config.grad_accum * config.batch_size  # features per optimizer step
-    log = JsonlLog(out / "log.jsonl")
     step, best = 0, None
     if resume_from:
         state = load_state(resume_from)
         check_resumable(state["trajectory"], resume_from, trajectory,
                         [] if state["data"] == fingerprint else
                         ["the training features differ (data, split or windowing changed)"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        optimisation.load(state)
         restore_rng(state["rng"])
         step, best = state["step"], state["best"]
         log.truncate(step)
@@ -352,8 +338,7 @@ def finetune(config: FinetuneConfig) -> dict:
         position = {"epoch": epoch, "feature": step_in_epoch * per_step}
         save_model_dir(out / "last", model, tokenizer, {
             "step": step, "position": position, "best": best, "trajectory": trajectory,
-            "data": fingerprint, "args": asdict(config), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "data": fingerprint, "args": asdict(config), **optimisation.state(),
             "rng": capture_rng(),
         }, feature_config)
 
@@ -375,8 +360,8 @@ def finetune(config: FinetuneConfig) -> dict:
                          for j in range(0, len(indices), config.batch_size)]
 
         tic = time.perf_counter()
-        stats = train_step(model, micro_batches, tokenizer.pad_id, device, autocast, scaler,
-                           optimizer, scheduler, config.max_grad_norm)
+        stats = train_step(model, micro_batches, tokenizer.pad_id, device, optimisation,
+                           config.max_grad_norm)
         train_seconds += time.perf_counter() - tic
         trained_features += len(indices)
         step += 1
@@ -390,7 +375,8 @@ def finetune(config: FinetuneConfig) -> dict:
         validating = bool(validation) and (epoch_end or periodic or step == plan.total_steps)
         if validating:
             tic = time.perf_counter()
-            metrics = validate(model, tokenizer, validation, feature_config, device, autocast,
+            metrics = validate(model, tokenizer, validation, feature_config, device,
+                               optimisation.autocast,
                                config.trim_particles)
             log.write({"kind": "eval", "step": step,
                        "epoch": round(step / plan.steps_per_epoch, 4), **metrics,

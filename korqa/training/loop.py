@@ -11,12 +11,13 @@ import math
 import random
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from korqa.training.checkpointing import save_state, staged_directory
+from korqa.training.checkpointing import resume_source, save_state, staged_directory
 from korqa.training.plot import read_log
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -132,7 +133,61 @@ def optimizer_step(optimizer: torch.optim.Optimizer,
     return {"lr": lr, "grad_norm": grad_norm}
 
 
-# ---- resuming, logging, saving -------------------------------------------------------------
+@dataclass
+class Optimisation:
+    """AdamW, its schedule, the fp16 gradient scaler and the autocast they run under."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    autocast: Callable[[], contextlib.AbstractContextManager]
+
+    @classmethod
+    def create(cls, groups: list[dict], lr: float, warmup: int, total_steps: int,
+               device: torch.device, precision: str) -> Optimisation:
+        optimizer = torch.optim.AdamW(groups, lr=lr)
+        return cls(optimizer, linear_schedule(optimizer, warmup, total_steps),
+                   torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+                   autocast_factory(device, precision))
+
+    def step(self, max_grad_norm: float) -> dict[str, float]:
+        return optimizer_step(self.optimizer, self.scheduler, self.scaler, max_grad_norm)
+
+    def state(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+# ---- the run directory: starting, resuming, logging, saving ------------------------------
+
+
+@dataclass
+class Run:
+    """Where a run writes, what it resumes from, and what it runs on."""
+
+    out: Path
+    resume_from: Path | None
+    device: torch.device
+    precision: str
+    log: JsonlLog
+
+
+def start_run(out: str | Path, resume: bool, finished: str, device: str, precision: str,
+              threads: int | None, seed: int) -> Run:
+    """Settle the run before its model is built: the seed decides freshly drawn weights."""
+    out = Path(out)
+    resume_from = resume_source(out, resume, finished)
+    torch_device = resolve_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    seed_everything(seed)
+    return Run(out, resume_from, torch_device, resolve_precision(precision, torch_device),
+               JsonlLog(out / "log.jsonl"))
 
 
 def check_resumable(saved: dict, source: Path, trajectory: dict,
