@@ -4,6 +4,10 @@ exact resume, the test split kept out, logs, curves and the CLI."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -306,3 +310,59 @@ def test_cli_train_runs_end_to_end(workspace, capsys):
     assert (out / "last" / "training_state.safetensors").is_file()
     assert main(["train", "--model", str(workspace / "init"), "--data",
                  str(workspace / "squad.json"), "--out", str(out)]) == 2  # run exists
+
+
+# ---- torchrun: two CPU processes (gloo) against one at the same global batch ---------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _torchrun(processes: int, *korqa_args: str) -> None:
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
+               "--nnodes=1", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
+               "-m", "korqa", *korqa_args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_processes_follow_one_at_the_same_global_batch(workspace, tmp_path):
+    # Without dropout, two processes of 2 features a step see the gradients that one process
+    # accumulating 2 micro-batches of 2 does: the same losses step by step, and the same
+    # weights, up to summation order. (Micro-batches, not one batch of 4: a batch is padded to
+    # its longest window, and padding moves the loss.)
+    init = tmp_path / "init"
+    model = BertForQuestionAnswering.from_pretrained(workspace / "init")
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+    model.bert.save_pretrained(init)
+    Tokenizer.from_pretrained(workspace / "init").save(init)
+    steps = 3  # within the first epoch: its last step is short, and a short step is split
+    one = finetune(config_for(workspace, str(tmp_path / "one"), model=str(init), batch_size=2,
+                              grad_accum=2, max_steps=steps, eval_limit=2))
+
+    args = ["train", "--model", str(init), "--data", str(workspace / "squad.json"),
+            "--out", str(tmp_path / "two"), "--batch-size", "2", "--max-steps", str(steps),
+            "--eval-limit", "2", "--lr", "3e-3", "--warmup", "0.1", "--device", "cpu",
+            "--threads", "1", "--no-progress", "--max-seq-length", "48", "--doc-stride", "16",
+            "--max-query-length", "16"]
+    _torchrun(2, *args, "--stop-at-step", "2")
+    _torchrun(2, *args, "--resume")  # the same number of processes picks up where it stopped
+
+    rows = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").open()]
+    start = next(row for row in rows if row["kind"] == "start")
+    assert (start["world_size"], start["global_batch"]) == (2, 4)
+    two_losses = [row["loss"] for row in rows if row["kind"] == "train"]
+    one_losses = [row["loss"] for row in map(json.loads, (tmp_path / "one" / "log.jsonl").open())
+                  if row["kind"] == "train"]
+    assert len(two_losses) == len(one_losses) == one["total_steps"] == steps
+    assert two_losses == pytest.approx(one_losses, abs=1e-5)
+    a = load_file(tmp_path / "one" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "two" / "last" / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["world_size"] == 2

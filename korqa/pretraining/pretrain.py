@@ -24,11 +24,13 @@ from korqa.tokenization import Tokenizer
 from korqa.training.checkpointing import capture_rng, load_state, restore_rng
 from korqa.training.loop import (
     Optimisation,
+    accumulation,
     check_device_options,
     check_resumable,
     parameter_groups,
     save_model_dir,
     start_run,
+    trajectory,
     warmup_steps,
 )
 from korqa.training.plot import read_log, smooth
@@ -48,6 +50,8 @@ TRAJECTORY_FIELDS = ("corpus", "config", "max_steps", "batch_size", "grad_accum"
                      "weight_decay", "max_grad_norm", "max_seq_length", "short_seq_prob",
                      "mask_prob", "max_predictions", "whole_word_mask", "sop", "doc_buffer",
                      "instance_buffer", "max_docs_per_file", "seed")
+# Statistics of one process's share of a step, averaged over the processes for the log.
+PROCESS_MEANS = ("loss", "mlm_loss", "nsp_loss", "mlm_acc", "nsp_acc", "tokens")
 FINAL_ACCURACY_STEPS = 100  # "final" accuracies average this many last steps (one is noisy)
 
 
@@ -119,6 +123,17 @@ def sparse_forward(model: BertForPreTraining, batch: dict[str, torch.Tensor],
     return model.cls.predictions(picked), model.cls.seq_relationship(pooled)
 
 
+class SparsePretraining(torch.nn.Module):
+    """`sparse_forward` as a module's forward, so that DDP sees (and syncs) the whole pass."""
+
+    def __init__(self, model: BertForPreTraining) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return sparse_forward(self.model, batch)
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # the tied decoder counts once
 
@@ -126,21 +141,24 @@ def count_parameters(model: torch.nn.Module) -> int:
 # ---- one step ------------------------------------------------------------------------------
 
 
-def train_step(model: BertForPreTraining, micro_batches: list[list[TrainingInstance]],
+def train_step(model: torch.nn.Module, micro_batches: list[list[TrainingInstance]],
                pad_id: int, device: torch.device, optimisation: Optimisation,
                max_grad_norm: float) -> dict[str, float]:
-    """Accumulate MLM + NSP gradients over the micro-batches, clip, step; the step's stats."""
+    """Accumulate MLM + NSP gradients over the micro-batches, clip, step; the step's stats.
+
+    `model` is a SparsePretraining, or its DDP wrapper under torchrun."""
     sums = dict.fromkeys(("mlm_loss", "nsp_loss"), 0.0)
     counts = dict.fromkeys(("mlm_correct", "mlm_total", "nsp_correct", "nsp_total", "tokens"), 0)
-    for instances in micro_batches:
+    for i, instances in enumerate(micro_batches):
         batch = collate(instances, pad_id)
         batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-        with optimisation.autocast():
-            mlm_logits, nsp_logits = sparse_forward(model, batch)
-        # Losses in fp32: a bf16 log-softmax over 32k classes loses digits.
-        mlm_loss = F.cross_entropy(mlm_logits.float(), batch["mlm_labels"])
-        nsp_loss = F.cross_entropy(nsp_logits.float(), batch["nsp_labels"])
-        optimisation.scaler.scale((mlm_loss + nsp_loss) / len(micro_batches)).backward()
+        with accumulation(model, last=i == len(micro_batches) - 1):
+            with optimisation.autocast():
+                mlm_logits, nsp_logits = model(batch)
+            # Losses in fp32: a bf16 log-softmax over 32k classes loses digits.
+            mlm_loss = F.cross_entropy(mlm_logits.float(), batch["mlm_labels"])
+            nsp_loss = F.cross_entropy(nsp_logits.float(), batch["nsp_labels"])
+            optimisation.scaler.scale((mlm_loss + nsp_loss) / len(micro_batches)).backward()
         sums["mlm_loss"] += mlm_loss.item() / len(micro_batches)
         sums["nsp_loss"] += nsp_loss.item() / len(micro_batches)
         counts["mlm_correct"] += int((mlm_logits.argmax(-1) == batch["mlm_labels"]).sum())
@@ -199,11 +217,9 @@ def _check_config(config: PretrainConfig) -> None:
     config.pair_config()  # its own checks
 
 
-def _trajectory(config: PretrainConfig, precision: str, tokenizer: Tokenizer) -> dict:
+def _vocab_digest(tokenizer: Tokenizer) -> str:
     vocab = sorted(tokenizer.backend.get_vocab().items(), key=lambda item: item[1])
-    digest = hashlib.sha256("\n".join(token for token, _ in vocab).encode()).hexdigest()[:16]
-    return {**{name: getattr(config, name) for name in TRAJECTORY_FIELDS},
-            "precision": precision, "vocab": digest}
+    return hashlib.sha256("\n".join(token for token, _ in vocab).encode()).hexdigest()[:16]
 
 
 def _batches(stream: Iterator[TrainingInstance], batch_size: int,
@@ -233,16 +249,17 @@ def pretrain(config: PretrainConfig) -> dict:
     optimisation = Optimisation.create(
         parameter_groups(model, config.lr, config.weight_decay), config.lr,
         warmup_steps(config.warmup, config.max_steps), config.max_steps, device, precision)
-    trajectory = _trajectory(config, precision, tokenizer)
+    decided = trajectory(config, TRAJECTORY_FIELDS, run, vocab=_vocab_digest(tokenizer))
     instances = InstanceStream(config.corpus, tokenizer, config.pair_config(), config.seed,
                                config.max_docs_per_file)
     stream = iter(instances)
 
-    per_step = config.batch_size * config.grad_accum
+    per_step = config.batch_size * config.grad_accum * run.world_size  # over all processes
+    trained = run.wrap(SparsePretraining(model))
     step, tokens_seen = 0, 0
     if resume_from:
         state = load_state(resume_from)
-        check_resumable(state["trajectory"], resume_from, trajectory)
+        check_resumable(state["trajectory"], resume_from, decided)
         optimisation.load(state)
         step, tokens_seen = state["step"], state["tokens_seen"]
         # The stream is a function of its seed: skipping what was trained on finds the place.
@@ -250,33 +267,38 @@ def pretrain(config: PretrainConfig) -> dict:
             pass
         restore_rng(state["rng"])
         log.truncate(step)
-    else:
+    elif run.is_main:
         out.mkdir(parents=True, exist_ok=True)
         log.start()
 
     def save_last() -> None:
         save_model_dir(out / "last", model, tokenizer, {
             "step": step, "instances": step * per_step, "tokens_seen": tokens_seen,
-            "trajectory": trajectory, "args": asdict(config),
+            "trajectory": decided, "args": asdict(config),
             **optimisation.state(), "rng": capture_rng(),
         })
 
     parameters = count_parameters(model)
     log.write({"kind": "resume" if resume_from else "start", "step": step,
                "total_steps": config.max_steps, "parameters": parameters,
-               "device": str(device), "precision": precision})
+               "device": str(device), "precision": precision, "world_size": run.world_size,
+               "global_batch": per_step})
     stop_at = min(config.max_steps, config.stop_at_step or config.max_steps)
-    bar = tqdm(total=config.max_steps, initial=step, disable=not config.progress, unit="step",
+    bar = tqdm(total=config.max_steps, initial=step, disable=not (config.progress and run.is_main),
+               unit="step",
                desc="pretrain", dynamic_ncols=True, file=sys.stderr)
     train_seconds, data_seconds = 0.0, 0.0
-    batches = _batches(stream, config.batch_size, config.grad_accum)
+    # Every process reads the same stream and trains on its share of each micro-batch.
+    batches = _batches(stream, config.batch_size * run.world_size, config.grad_accum)
     while step < stop_at:
         tic = time.perf_counter()
-        micro_batches = next(batches)
+        micro_batches = [run.shard(batch) for batch in next(batches)]
         data_seconds += time.perf_counter() - tic
         tic = time.perf_counter()
-        stats = train_step(model, micro_batches, tokenizer.pad_id, device, optimisation,
+        stats = train_step(trained, micro_batches, tokenizer.pad_id, device, optimisation,
                            config.max_grad_norm)
+        stats.update(run.mean({key: stats[key] for key in PROCESS_MEANS}))
+        stats["tokens"] = round(stats["tokens"] * run.world_size)
         train_seconds += time.perf_counter() - tic
         step += 1
         tokens_seen += stats["tokens"]
@@ -284,12 +306,16 @@ def pretrain(config: PretrainConfig) -> dict:
         bar.update(1)
         bar.set_postfix(mlm=f"{stats['mlm_loss']:.3f}", mlm_acc=f"{stats['mlm_acc']:.3f}",
                         nsp_acc=f"{stats['nsp_acc']:.2f}", refresh=False)
-        if step % config.save_every == 0 or step == stop_at:
+        if run.is_main and (step % config.save_every == 0 or step == stop_at):
             save_last()
             plot_pretraining(log.path, out / "curves.png")
     bar.close()
 
     finished = step >= config.max_steps
+    if not run.is_main:
+        run.finish()
+        return {"run_dir": str(out), "rank": run.rank, "step": step,
+                "status": "finished" if finished else "stopped"}
     train_rows = [row for row in log.rows() if row.get("kind") == "train"]
     tail = train_rows[-FINAL_ACCURACY_STEPS:]
     summary = {
@@ -309,6 +335,8 @@ def pretrain(config: PretrainConfig) -> dict:
         f"mlm_loss_last{len(tail)}": _mean(row["mlm_loss"] for row in tail),
         "device": str(device),
         "precision": precision,
+        "world_size": run.world_size,
+        "global_batch": per_step,
         "train_s": round(train_seconds, 1),
         "data_s": round(data_seconds, 1),
         "elapsed_s": round(time.perf_counter() - started, 1),
@@ -321,6 +349,7 @@ def pretrain(config: PretrainConfig) -> dict:
     plot_pretraining(log.path, out / "curves.png")
     log.write({"kind": "end", "step": step, "summary": summary})
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    run.finish()
     return summary
 
 

@@ -30,12 +30,14 @@ from korqa.tokenization import Tokenizer
 from korqa.training.checkpointing import capture_rng, load_state, restore_rng
 from korqa.training.loop import (
     Optimisation,
+    accumulation,
     check_device_options,
     check_resumable,
     layer_depth,
     parameter_groups,
     save_model_dir,
     start_run,
+    trajectory,
     warmup_steps,
 )
 from korqa.training.plot import plot_curves
@@ -195,8 +197,9 @@ def freeze_lower_layers(model: torch.nn.Module, num_layers: int, embeddings: boo
     return frozen
 
 
-def plan_steps(n_features: int, config: FinetuneConfig) -> StepPlan:
-    batches_per_epoch = math.ceil(n_features / config.batch_size)
+def plan_steps(n_features: int, config: FinetuneConfig, world_size: int = 1) -> StepPlan:
+    """Steps per epoch at the global batch: batch_size x grad_accum x world_size features."""
+    batches_per_epoch = math.ceil(n_features / (config.batch_size * world_size))
     steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
     total = config.max_steps or config.epochs * steps_per_epoch
     return StepPlan(steps_per_epoch, total, warmup_steps(config.warmup, total))
@@ -205,20 +208,23 @@ def plan_steps(n_features: int, config: FinetuneConfig) -> StepPlan:
 # ---- one step, one validation --------------------------------------------------------------
 
 
-def train_step(model: BertForQuestionAnswering, micro_batches: list[list[InputFeatures]],
+def train_step(model: torch.nn.Module, micro_batches: list[list[InputFeatures]],
                pad_id: int, device: torch.device, optimisation: Optimisation,
                max_grad_norm: float) -> dict[str, float]:
-    """Accumulate gradients over the micro-batches, clip, step; the step's loss, lr, grad norm."""
+    """Accumulate gradients over the micro-batches, clip, step; the step's loss, lr, grad norm.
+
+    `model` is a BertForQuestionAnswering, or its DDP wrapper under torchrun."""
     n_features = sum(len(batch) for batch in micro_batches)
     loss_sum = 0.0
-    for batch_features in micro_batches:
+    for i, batch_features in enumerate(micro_batches):
         batch = collate(batch_features, pad_id, with_positions=True)
         batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
-        with optimisation.autocast():
-            loss = model(**batch)
         # Weight each micro-batch by its size: the step's loss is the mean over its features.
         weight = len(batch_features) / n_features
-        optimisation.scaler.scale(loss * weight).backward()
+        with accumulation(model, last=i == len(micro_batches) - 1):
+            with optimisation.autocast():
+                loss = model(**batch)
+            optimisation.scaler.scale(loss * weight).backward()
         loss_sum += loss.item() * weight
     return {"loss": loss_sum, **optimisation.step(max_grad_norm)}
 
@@ -245,10 +251,6 @@ def validate(model: BertForQuestionAnswering, tokenizer: Tokenizer,
 
 
 # ---- checkpoints and the run directory -----------------------------------------------------
-
-
-def _trajectory(config: FinetuneConfig, precision: str) -> dict:
-    return {**{name: getattr(config, name) for name in TRAJECTORY_FIELDS}, "precision": precision}
 
 
 def _write_split(path: Path, config: FinetuneConfig, data: TrainingData,
@@ -308,27 +310,29 @@ def finetune(config: FinetuneConfig) -> dict:
     if not features:
         raise ValueError(f"{config.data}: no training examples in split {config.split!r}")
     validation = _subsample(data.validation, config.eval_limit, config.seed)
-    plan = plan_steps(len(features), config)
+    plan = plan_steps(len(features), config, run.world_size)
     fingerprint = data_fingerprint(features)
-    trajectory = _trajectory(config, precision)
+    decided = trajectory(config, TRAJECTORY_FIELDS, run)
 
     freeze_lower_layers(model, config.freeze_layers, config.freeze_embeddings)
     groups = parameter_groups(model, config.lr, config.weight_decay, config.layer_lr_decay)
     optimisation = Optimisation.create(groups, config.lr, plan.warmup_steps, plan.total_steps,
                                        device, precision)
 
-    per_step = config.grad_accum * config.batch_size  # features per optimizer step
+    # Features per optimizer step, over all processes.
+    per_step = config.grad_accum * config.batch_size * run.world_size
+    trained = run.wrap(model)
     step, best = 0, None
     if resume_from:
         state = load_state(resume_from)
-        check_resumable(state["trajectory"], resume_from, trajectory,
+        check_resumable(state["trajectory"], resume_from, decided,
                         [] if state["data"] == fingerprint else
                         ["the training features differ (data, split or windowing changed)"])
         optimisation.load(state)
         restore_rng(state["rng"])
         step, best = state["step"], state["best"]
         log.truncate(step)
-    else:
+    elif run.is_main:
         out.mkdir(parents=True, exist_ok=True)
         log.start()
         _write_split(out / "split.json", config, data, validation)
@@ -337,16 +341,18 @@ def finetune(config: FinetuneConfig) -> dict:
         epoch, step_in_epoch = divmod(step, plan.steps_per_epoch)
         position = {"epoch": epoch, "feature": step_in_epoch * per_step}
         save_model_dir(out / "last", model, tokenizer, {
-            "step": step, "position": position, "best": best, "trajectory": trajectory,
+            "step": step, "position": position, "best": best, "trajectory": decided,
             "data": fingerprint, "args": asdict(config), **optimisation.state(),
             "rng": capture_rng(),
         }, feature_config)
 
     log.write({"kind": "resume" if resume_from else "start", "step": step,
                "total_steps": plan.total_steps, "train_features": len(features),
-               "device": str(device), "precision": precision})
+               "device": str(device), "precision": precision, "world_size": run.world_size,
+               "global_batch": per_step})
     stop_at = min(plan.total_steps, config.stop_at_step or plan.total_steps)
-    bar = tqdm(total=plan.total_steps, initial=step, disable=not config.progress, unit="step",
+    bar = tqdm(total=plan.total_steps, initial=step, disable=not (config.progress and run.is_main),
+               unit="step",
                desc="train", dynamic_ncols=True, file=sys.stderr)
     train_seconds, trained_features = 0.0, 0
     order_epoch, order = -1, []
@@ -356,12 +362,16 @@ def finetune(config: FinetuneConfig) -> dict:
         if epoch != order_epoch:
             order_epoch, order = epoch, epoch_order(len(features), config.seed, epoch)
         indices = order[step_in_epoch * per_step:(step_in_epoch + 1) * per_step]
-        micro_batches = [[features[i] for i in indices[j:j + config.batch_size]]
-                         for j in range(0, len(indices), config.batch_size)]
+        if len(indices) < run.world_size:  # a short last step: every process needs a feature
+            indices += order[:run.world_size - len(indices)]
+        mine = run.shard(indices)
+        micro_batches = [[features[i] for i in mine[j:j + config.batch_size]]
+                         for j in range(0, len(mine), config.batch_size)]
 
         tic = time.perf_counter()
-        stats = train_step(model, micro_batches, tokenizer.pad_id, device, optimisation,
+        stats = train_step(trained, micro_batches, tokenizer.pad_id, device, optimisation,
                            config.max_grad_norm)
+        stats.update(run.mean({"loss": stats["loss"]}))
         train_seconds += time.perf_counter() - tic
         trained_features += len(indices)
         step += 1
@@ -372,7 +382,8 @@ def finetune(config: FinetuneConfig) -> dict:
 
         epoch_end = step % plan.steps_per_epoch == 0
         periodic = config.eval_every and step % config.eval_every == 0
-        validating = bool(validation) and (epoch_end or periodic or step == plan.total_steps)
+        validating = run.is_main and bool(validation) and (
+            epoch_end or periodic or step == plan.total_steps)
         if validating:
             tic = time.perf_counter()
             metrics = validate(model, tokenizer, validation, feature_config, device,
@@ -392,11 +403,15 @@ def finetune(config: FinetuneConfig) -> dict:
                                feature_config)
             plot_curves(log.path, out / "curves.png")
         saving = config.save_every and step % config.save_every == 0
-        if validating or saving or step == stop_at:
+        if run.is_main and (validating or saving or step == stop_at):
             save_last()
     bar.close()
 
     finished = step >= plan.total_steps
+    if not run.is_main:
+        run.finish()
+        return {"run_dir": str(out), "rank": run.rank, "status": "finished" if finished
+                else "stopped", "step": step}
     if finished and not validation:
         # Nothing to select by: the final weights are the run's model.
         record = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4)}
@@ -416,9 +431,12 @@ def finetune(config: FinetuneConfig) -> dict:
         "dropped_for_touching_test": data.dropped,
         "device": str(device),
         "precision": precision,
+        "world_size": run.world_size,
+        "global_batch": per_step,
         "elapsed_s": round(time.perf_counter() - started, 2),
         **_throughput(trained_features, train_seconds, len(data.train) / len(features)),
     }
     log.write({"kind": "end", "step": step, "summary": summary})
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
+    run.finish()
     return summary

@@ -8,6 +8,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import random
 import re
 from collections.abc import Callable
@@ -168,33 +169,96 @@ class Optimisation:
 
 @dataclass
 class Run:
-    """Where a run writes, what it resumes from, and what it runs on."""
+    """Where a run writes, what it resumes from, what it runs on, and which of the
+    `world_size` processes this is (one unless started by torchrun)."""
 
     out: Path
     resume_from: Path | None
     device: torch.device
     precision: str
     log: JsonlLog
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process writes checkpoints, logs and curves."""
+        return self.rank == 0
+
+    def shard(self, items: list) -> list:
+        """This process's contiguous share of one optimiser step's items."""
+        n = len(items)
+        return items[n * self.rank // self.world_size:n * (self.rank + 1) // self.world_size]
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.world_size == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def mean(self, stats: dict[str, float]) -> dict[str, float]:
+        """The average over the processes of each (per-process) statistic."""
+        if self.world_size == 1:
+            return stats
+        values = torch.tensor(list(stats.values()), dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(values)
+        return dict(zip(stats, (values / self.world_size).tolist(), strict=True))
+
+    def finish(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()  # nobody leaves while the main process still writes
+            torch.distributed.destroy_process_group()
 
 
 def start_run(out: str | Path, resume: bool, finished: str, device: str, precision: str,
               threads: int | None, seed: int) -> Run:
-    """Settle the run before its model is built: the seed decides freshly drawn weights."""
+    """Settle the run before its model is built: the seed decides freshly drawn weights.
+
+    Under `torchrun` (WORLD_SIZE > 1) this joins the process group: NCCL on GPUs, gloo on CPUs,
+    one GPU per process (LOCAL_RANK).
+    """
     out = Path(out)
     resume_from = resume_source(out, resume, finished)
     torch_device = resolve_device(device)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = 0
+    if world_size > 1:
+        rank = int(os.environ["RANK"])
+        if torch_device.type == "cuda":
+            torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(torch_device)
+        torch.distributed.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
     if threads:
         torch.set_num_threads(threads)
     seed_everything(seed)
     return Run(out, resume_from, torch_device, resolve_precision(precision, torch_device),
-               JsonlLog(out / "log.jsonl"))
+               JsonlLog(out / "log.jsonl", enabled=rank == 0), rank, world_size)
+
+
+def accumulation(model: torch.nn.Module, last: bool) -> contextlib.AbstractContextManager:
+    """Under DDP, gradients are averaged across processes once, on the step's last
+    micro-batch; the others only accumulate."""
+    no_sync = getattr(model, "no_sync", None)
+    return contextlib.nullcontext() if last or no_sync is None else no_sync()
+
+
+def trajectory(config: object, fields: tuple[str, ...], run: Run, **extra: object) -> dict:
+    """What decides the sequence of weights; a resumed run must agree on all of it."""
+    decided = {**{name: getattr(config, name) for name in fields}, "precision": run.precision,
+               **extra}
+    if run.world_size > 1:  # absent for one process, as in runs saved before torchrun support
+        decided["world_size"] = run.world_size
+    return decided
 
 
 def check_resumable(saved: dict, source: Path, trajectory: dict,
                     differences: list[str] | None = None) -> None:
     """Refuse to resume a run whose weights would follow another trajectory."""
-    found = [f"{key} was {saved.get(key)!r}, now {value!r}"
-             for key, value in trajectory.items() if saved.get(key) != value]
+    found = [f"{key} was {saved.get(key)!r}, now {trajectory.get(key)!r}"
+             for key in dict.fromkeys([*trajectory, *saved])
+             if saved.get(key) != trajectory.get(key)]
     found += differences or []
     if found:
         raise ValueError(f"{source}: cannot resume with other settings: " + "; ".join(found))
@@ -203,18 +267,24 @@ def check_resumable(saved: dict, source: Path, trajectory: dict,
 class JsonlLog:
     """The run's log.jsonl, one row per event, opened per row: a killed run loses nothing."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, enabled: bool = True) -> None:
         self.path = path
+        self.enabled = enabled
 
     def start(self) -> None:
-        self.path.write_text("")
+        if self.enabled:
+            self.path.write_text("")
 
     def truncate(self, step: int) -> None:
+        if not self.enabled:
+            return
         # Rows written after the checkpoint will be written again by the resumed run.
         rows = [row for row in self.rows() if row.get("step", 0) <= step]
         self.path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
     def write(self, row: dict) -> None:
+        if not self.enabled:
+            return
         with self.path.open("a", encoding="utf-8") as log:
             log.write(json.dumps(row, ensure_ascii=False) + "\n")
 
