@@ -4,10 +4,6 @@ exact resume, the test split kept out, logs, curves and the CLI."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -315,23 +311,8 @@ def test_cli_train_runs_end_to_end(workspace, capsys):
 # ---- torchrun: two CPU processes (gloo) against one at the same global batch ---------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _torchrun(processes: int, *korqa_args: str) -> None:
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
-               "--nnodes=1", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
-               "-m", "korqa", *korqa_args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 @pytest.mark.slow
-def test_two_processes_follow_one_at_the_same_global_batch(workspace, tmp_path):
+def test_two_processes_follow_one_at_the_same_global_batch(workspace, tmp_path, torchrun):
     # Without dropout, two processes of 2 features a step see the gradients that one process
     # accumulating 2 micro-batches of 2 does: the same losses step by step, and the same
     # weights, up to summation order. (Micro-batches, not one batch of 4: a batch is padded to
@@ -350,8 +331,8 @@ def test_two_processes_follow_one_at_the_same_global_batch(workspace, tmp_path):
             "--eval-limit", "2", "--lr", "3e-3", "--warmup", "0.1", "--device", "cpu",
             "--threads", "1", "--no-progress", "--max-seq-length", "48", "--doc-stride", "16",
             "--max-query-length", "16"]
-    _torchrun(2, *args, "--stop-at-step", "2")
-    _torchrun(2, *args, "--resume")  # the same number of processes picks up where it stopped
+    torchrun(2, *args, "--stop-at-step", "2")
+    torchrun(2, *args, "--resume")  # the same number of processes picks up where it stopped
 
     rows = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").open()]
     start = next(row for row in rows if row["kind"] == "start")

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from korqa.cli import main
-from korqa.modeling import BertForPreTraining, BertForQuestionAnswering
+from korqa.modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering
 from korqa.pretraining.data import (
     InstanceStream,
     PairConfig,
@@ -305,3 +305,34 @@ def test_resume_continues_exactly(workspace):
         return [row["loss"] for row in rows if row["kind"] == "train"]
 
     assert losses("resumed") == losses("straight")
+
+
+@pytest.mark.slow
+def test_two_processes_follow_one_at_the_same_global_batch(workspace, tmp_path, torchrun):
+    # Dropout off: two processes with 4 sequences each see the gradients that one process
+    # accumulating two micro-batches of 4 does (both read the same stream).
+    config = tmp_path / "config.json"
+    tiny = BertConfig(vocab_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                      attention_probs_dropout_prob=0.0)
+    config.write_text(json.dumps(tiny.to_dict()))
+    run = {**TINY_RUN, "config": str(config), "batch_size": 4, "max_steps": 4}
+    base = dict(corpus=[str(workspace / "wiki.jsonl")], tokenizer=str(workspace / "tokenizer"))
+    pretrain(PretrainConfig(out=str(tmp_path / "one"), grad_accum=2, **base, **run))
+    torchrun(2, "pretrain", "--corpus", base["corpus"][0], "--tokenizer", base["tokenizer"],
+             "--config", str(config), "--out", str(tmp_path / "two"), "--max-steps", "4",
+             "--batch-size", "4", "--max-seq-length", "48", "--lr", "2e-3", "--warmup", "0.1",
+             "--doc-buffer", "4", "--instance-buffer", "16", "--device", "cpu",
+             "--threads", "1", "--no-progress")
+
+    def rows(run: str) -> list[dict]:
+        return [json.loads(line) for line in (tmp_path / run / "log.jsonl").open()]
+
+    one = [row for row in rows("one") if row["kind"] == "train"]
+    two = [row for row in rows("two") if row["kind"] == "train"]
+    assert [row["loss"] for row in two] == pytest.approx([row["loss"] for row in one], abs=1e-5)
+    assert [row["tokens_seen"] for row in two] == [row["tokens_seen"] for row in one]
+    assert rows("two")[0]["global_batch"] == 8 and rows("two")[0]["world_size"] == 2
+    a = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-5
