@@ -92,9 +92,10 @@ def test_folder_loader_splits_on_blank_lines(tmp_path):
     (folder / "sub" / "메모.md").write_text("# 제목\n\n본문이다.", encoding="utf-8")
     (folder / "skip.csv").write_text("a,b", encoding="utf-8")
     paragraphs = list(iter_text_folder(folder))
+    # The heading titles the paragraph under it; its block number stays taken, so the
+    # paragraph keeps the id it had when headings were paragraphs.
     assert [(p.id, p.title, p.text) for p in paragraphs] == [
-        ("file:sub/메모.md:0", "메모", "# 제목"),
-        ("file:sub/메모.md:1", "메모", "본문이다."),
+        ("file:sub/메모.md:1", "제목", "본문이다."),
         ("file:한국.txt:0", "한국", "첫 문단이다.\n둘째 줄."),
         ("file:한국.txt:1", "한국", "둘째 문단."),
     ]
