@@ -152,9 +152,12 @@ def test_a_failed_reindex_leaves_the_index_as_it_was(tmp_path, capsys):
 
 def test_out_naming_a_file_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "idx").write_text("not an index", encoding="utf-8")
-    code, _, err = run(index_cli([write_folder(tmp_path / "docs")], tmp_path / "idx"), capsys)
+    docs = write_folder(tmp_path / "docs")
+    code, _, err = run(index_cli([docs], tmp_path / "idx"), capsys)
     assert code == 2 and "Traceback" not in err
     assert f"{tmp_path / 'idx'}: exists and is not a directory" in err
+    code, _, err = run(index_cli([docs], tmp_path / "idx" / "sub"), capsys)
+    assert code == 2 and f"{tmp_path / 'idx'} is a file, not a folder" in err
 
 
 def test_a_failed_first_build_removes_the_folders_it_made(tmp_path):

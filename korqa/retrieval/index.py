@@ -209,6 +209,9 @@ def _create(out: Path, build: Callable[[Path], tuple[AddResult, int]]) -> tuple[
     and any parent folders made for it, so nothing is left that reads as a broken index."""
     absolute = out.resolve()
     made = [p for p in (absolute, *absolute.parents) if not p.exists()][1:]
+    existing = next(p for p in absolute.parents if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{out}: {existing} is a file, not a folder; choose another --out")
     absolute.parent.mkdir(parents=True, exist_ok=True)
     staging = absolute.with_name(f".{absolute.name}.building-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
