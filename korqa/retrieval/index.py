@@ -157,6 +157,8 @@ def _require_index(directory: Path) -> None:
 def _sync_sources(store: ParagraphStore, corpus_paths: Sequence[str | Path],
                   reading: TextReading | None, progress: bool) -> AddResult:
     total = AddResult(0, 0, 0)
+    if not corpus_paths:
+        return total
     with tqdm(desc="reading corpus", unit="par", disable=not progress,
               mininterval=1.0) as bar:
         for raw in corpus_paths:
