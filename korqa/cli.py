@@ -226,15 +226,43 @@ def _prune(args: argparse.Namespace) -> int:
 RETRIEVER_KINDS = ("bm25", "tfidf", "hybrid", "dense")
 
 
+ENCODING_HELP = (".txt/.md files that are not UTF-8 are read in this encoding (default: "
+                 "detected: UTF-8 with or without BOM, UTF-16 with BOM, else CP949/EUC-KR; "
+                 "each file not read as UTF-8 is named in a warning)")
+SKIP_BAD_HELP = ("skip .txt/.md files that cannot be read as text (binary files, unknown "
+                 "encodings) with a warning (default: such a file is an error)")
+
+
+def _add_reading_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encoding", metavar="NAME", help=ENCODING_HELP)
+    p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+
+
+def _reading(args: argparse.Namespace):  # -> TextReading, imported lazily
+    from korqa.corpus.text import TextReading
+
+    return TextReading(args.encoding, args.skip_bad)
+
+
 @_command
 def _add_index(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "index", help="build a retrieval index (paragraph store + retriever) over a corpus",
-        description="Read the corpus into OUT/paragraphs.sqlite (paragraphs already there are "
-                    "kept; same ids are updated) and (re)build the retriever in OUT/retriever/. "
-                    "Corpus paths: a folder of .txt/.md, KorQuAD/SQuAD .json, kowiki .jsonl(.xz).")
+        "index", help="build or update a retrieval index (paragraph store + retriever)",
+        description="Read the corpus into OUT/paragraphs.sqlite and (re)build the retriever in "
+                    "OUT/retriever/. Corpus paths: a folder of .txt/.md, KorQuAD/SQuAD .json, "
+                    "kowiki .jsonl(.xz). On an existing OUT, each corpus path given makes the "
+                    "index hold what that path holds now: a changed document replaces all of "
+                    "its paragraphs and documents deleted from it leave the index; documents "
+                    "of other paths (and those added through `korqa serve`) stay. "
+                    "`korqa documents` lists the documents, `korqa remove` drops some. A new "
+                    "OUT is built beside it and renamed into place, and changes to an existing "
+                    "one commit only once the retriever is rebuilt: a failed run leaves OUT "
+                    "as it was. Headings (# 제목, a line underlined with ===/---, and in .txt "
+                    "a short title line above a paragraph) title the paragraphs under them "
+                    "(\"한라산 › 등산로\") and are not paragraphs themselves.")
     p.add_argument("--corpus", nargs="+", default=[], metavar="PATH",
-                   help="corpus files/folders to add (none: rebuild over what OUT holds)")
+                   help="corpus files/folders to index (none: rebuild the retriever over what "
+                        "OUT holds)")
     p.add_argument("--out", required=True, metavar="DIR", help="index directory")
     p.add_argument("--retriever", choices=RETRIEVER_KINDS, default="bm25",
                    help="hybrid fuses bm25 with tfidf, or with dense given --encoder; "
@@ -243,6 +271,7 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fusion", choices=["rrf", "weighted"], help="hybrid fusion (default: tuned)")
     p.add_argument("--no-morphemes", dest="morphemes", action="store_false",
                    help="character n-grams only (Kiwi morphemes take hours on all of kowiki)")
+    _add_reading_options(p)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_index)
 
@@ -252,13 +281,72 @@ def _index(args: argparse.Namespace) -> int:
 
     from korqa.retrieval.index import build_index, make_retriever
 
+    reading = _reading(args)
     options = {"fusion": args.fusion} if args.retriever == "hybrid" and args.fusion else {}
     retriever = make_retriever(args.retriever, args.encoder, args.morphemes, **options)
     start = time.perf_counter()
-    added, total = build_index(args.out, args.corpus, retriever, progress=args.progress)
+    added, total = build_index(args.out, args.corpus, retriever, progress=args.progress,
+                               reading=reading)
     _print_json({"out": args.out, "retriever": args.retriever, "paragraphs": total,
                  "added": added.added, "updated": added.updated, "unchanged": added.unchanged,
+                 "removed": added.removed, "removed_documents": added.removed_documents,
                  "seconds": round(time.perf_counter() - start, 2)})
+    return 0
+
+
+# ---- documents, remove --------------------------------------------------------------------
+
+DOC_ID_HELP = ("document ids as `korqa documents` lists them: a folder's file by its path "
+               "inside the folder (sub/busan.txt), a single .txt/.md file by its name, a "
+               "KorQuAD article by its title, a kowiki article by its id")
+
+
+@_command
+def _add_documents(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "documents", help="list the documents of an index (id, paragraphs, title, source)",
+        description="One line per document: id, paragraph count, title and the corpus path it "
+                    "was read from (- for documents added through `korqa serve`). " + DOC_ID_HELP
+                    + ".")
+    p.add_argument("--index", required=True, metavar="DIR", help="an index built by `korqa index`")
+    p.add_argument("--json", action="store_true", help="print a JSON list of {id, title, "
+                                                       "paragraphs, source}")
+    p.set_defaults(handler=_documents)
+
+
+def _documents(args: argparse.Namespace) -> int:
+    from korqa.retrieval.index import list_documents
+
+    documents = list_documents(args.index)
+    if args.json:
+        _print_json([{"id": d.doc_id, "title": d.title, "paragraphs": d.paragraphs,
+                      "source": d.source} for d in documents])
+        return 0
+    for d in documents:
+        print(f"{d.doc_id}\t{d.paragraphs}\t{d.title}\t{d.source or '-'}")
+    return 0
+
+
+@_command
+def _add_remove(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "remove", help="drop documents from an index and rebuild its retriever",
+        description="Delete the documents' paragraphs and rebuild the retriever with the "
+                    "settings it was built with. An unknown id changes nothing. Re-indexing a "
+                    "folder that still holds a removed file brings it back. " + DOC_ID_HELP
+                    + ".")
+    p.add_argument("--index", required=True, metavar="DIR", help="an index built by `korqa index`")
+    p.add_argument("ids", nargs="+", metavar="ID", help="document ids (`korqa documents`)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(handler=_remove)
+
+
+def _remove(args: argparse.Namespace) -> int:
+    from korqa.retrieval.index import remove_documents
+
+    removed, total = remove_documents(args.index, args.ids, progress=args.progress)
+    _print_json({"index": args.index, "removed_documents": len(set(args.ids)),
+                 "removed": removed, "paragraphs": total})
     return 0
 
 
@@ -285,6 +373,7 @@ def _add_retrieval_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", metavar="DIR", help="with --corpus: e5 encoder (dense, hybrid)")
     p.add_argument("--no-morphemes", dest="morphemes", action="store_false",
                    help="with --corpus: character n-grams only")
+    _add_reading_options(p)
     p.add_argument("--split", choices=["test", "validation", "all"], default="test",
                    help="test = articles whose index is 4 mod 5; validation = the others")
     p.add_argument("--k", default="1,5,10,20", help="comma-separated cut-offs")
@@ -310,7 +399,8 @@ def _retrieval_eval(args: argparse.Namespace) -> int:
         if directory is None:
             directory = scratch
             retriever = make_retriever(args.retriever, args.encoder, args.morphemes)
-            build_index(scratch, args.corpus, retriever, progress=args.progress)
+            build_index(scratch, args.corpus, retriever, progress=args.progress,
+                        reading=_reading(args))
         with Index(directory) as index:
             result = evaluate_recall(index.retriever, index.store, questions, ks, args.rule,
                                      progress=args.progress)
@@ -532,6 +622,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, metavar="T",
                    help="reader score under which the answer is 'don't know' (default 0.1)")
     _add_engine_options(p)
+    _add_reading_options(p)
 
 
 def _open_pipeline(args: argparse.Namespace):  # -> QAPipeline, imported lazily
@@ -542,7 +633,7 @@ def _open_pipeline(args: argparse.Namespace):  # -> QAPipeline, imported lazily
                                            fusion_weight=args.weight, read_gate=args.read_gate,
                                            threshold=args.threshold)
     return open_pipeline(args.index, args.corpus, args.faq, args.model, config,
-                         progress=sys.stderr.isatty())
+                         progress=sys.stderr.isatty(), reading=_reading(args))
 
 
 @_command

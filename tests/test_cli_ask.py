@@ -122,3 +122,24 @@ def test_chat_ends_cleanly_at_end_of_input(files: dict[str, Path],
     assert code == 0 and err == ""
     assert out.splitlines()[0] == "고생 많았어요."
     assert "1. 오늘 너무 힘들다 → 고생 많았어요." in out
+
+
+def test_ask_reads_a_cp949_folder_with_headings(files: dict[str, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from test_pipeline import DOCS
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, title, (text,) in DOCS:
+        (folder / f"{name}_cp949.txt").write_bytes(f"# {title}\n\n{text}\n".encode("cp949"))
+    (folder / "scan.txt").write_bytes(b"\x00\x01\x02\x03" * 16)
+    argv = ["ask", "한라산의 높이는 얼마인가?", "--corpus", str(folder),
+            "--model", str(files["model"]), "--threshold", "0", "--json"]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "scan.txt: cannot be read as text" in err and "--skip-bad" in err
+    code, out, _ = run([*argv, "--skip-bad"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    # The heading is the title (not the file stem, not a paragraph); the text decoded intact.
+    assert data["title"] == "한라산" and data["context"] == DOCS[1][2][0]
+    assert data["paragraph_id"] == "file:halla_cp949.txt:1"

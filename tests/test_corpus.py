@@ -92,9 +92,10 @@ def test_folder_loader_splits_on_blank_lines(tmp_path):
     (folder / "sub" / "메모.md").write_text("# 제목\n\n본문이다.", encoding="utf-8")
     (folder / "skip.csv").write_text("a,b", encoding="utf-8")
     paragraphs = list(iter_text_folder(folder))
+    # The heading titles the paragraph under it; its block number stays taken, so the
+    # paragraph keeps the id it had when headings were paragraphs.
     assert [(p.id, p.title, p.text) for p in paragraphs] == [
-        ("file:sub/메모.md:0", "메모", "# 제목"),
-        ("file:sub/메모.md:1", "메모", "본문이다."),
+        ("file:sub/메모.md:1", "제목", "본문이다."),
         ("file:한국.txt:0", "한국", "첫 문단이다.\n둘째 줄."),
         ("file:한국.txt:1", "한국", "둘째 문단."),
     ]
@@ -150,3 +151,53 @@ def test_store_rejects_other_sqlite_files(tmp_path):
         ParagraphStore(path)
     with pytest.raises(FileNotFoundError):
         ParagraphStore(tmp_path / "none.sqlite", readonly=True)
+
+
+def p(doc_id, index, text, kind="file"):
+    return Paragraph(f"{kind}:{doc_id}:{index}", doc_id, text, doc_id)
+
+
+def test_sync_source_replaces_documents_whole_and_drops_vanished_ones(tmp_path):
+    with ParagraphStore(tmp_path / "s.sqlite") as store:
+        store.sync_source([p("a", 0, "가"), p("a", 1, "나"), p("b", 0, "다")], "/docs")
+        store.sync_source([p("c", 0, "라")], "/other")
+        store.add([p("x", 0, "마", kind="api")])  # added without a source (the server's API)
+        # a.txt now has one paragraph, b.txt was deleted, d.txt is new.
+        result = store.sync_source([p("a", 0, "가!"), p("d", 0, "바")], "/docs", batch_size=1)
+        assert (result.added, result.updated, result.unchanged) == (1, 1, 0)
+        assert (result.removed, result.removed_documents) == (2, 1)
+        assert [q.id for q in store] == ["file:a:0", "file:c:0", "api:x:0", "file:d:0"]
+        assert [(d.doc_id, d.paragraphs, d.source) for d in store.documents()] == [
+            ("a", 1, "/docs"), ("c", 1, "/other"), ("x", 1, None), ("d", 1, "/docs")]
+        assert store.remove_documents(["c", "x"]) == 2
+        with pytest.raises(KeyError, match="'nope'"):
+            store.remove_documents(["a", "nope"])
+        assert [q.id for q in store] == ["file:a:0", "file:d:0"]
+
+
+def test_sync_source_rolls_back_inside_a_failed_transaction(tmp_path):
+    with ParagraphStore(tmp_path / "s.sqlite") as store:
+        store.sync_source([p("a", 0, "가"), p("b", 0, "나")], "/docs")
+
+        def failing():
+            yield p("a", 0, "새 가")
+            raise ValueError("bad file")
+
+        with pytest.raises(ValueError, match="bad file"), store.transaction():
+            store.sync_source(failing(), "/docs")
+        assert [(q.id, q.text) for q in store] == [("file:a:0", "가"), ("file:b:0", "나")]
+
+
+def test_stores_without_the_documents_table_still_open_and_list(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:  # a store as korqa wrote it before sources were kept
+        conn.executescript("CREATE TABLE paragraphs (seq INTEGER PRIMARY KEY, id TEXT NOT NULL "
+                           "UNIQUE, title TEXT NOT NULL, text TEXT NOT NULL, doc_id TEXT NOT "
+                           "NULL); PRAGMA user_version = 1;")
+        conn.execute("INSERT INTO paragraphs (id, title, text, doc_id) "
+                     "VALUES ('file:a:0', 'a', '가', 'a')")
+    with ParagraphStore(path, readonly=True) as store:
+        assert [(d.doc_id, d.source) for d in store.documents()] == [("a", None)]
+    with ParagraphStore(path) as store:  # the first write adds the table
+        store.sync_source([p("b", 0, "나")], "/docs")
+        assert [(d.doc_id, d.source) for d in store.documents()] == [("a", None), ("b", "/docs")]

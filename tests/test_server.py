@@ -389,6 +389,12 @@ def test_the_servers_own_index_keeps_added_documents_when_the_corpus_grows(
     with Index(target) as index:
         assert len(index.store) == len(DOCS) + 1
         assert index.store.get(["api:x:0"])[0].text == "새 문단"
+    # A document deleted from the corpus leaves the server's index; the API's stays.
+    write_corpus(corpus, DOCS[1:])
+    prepare_index(None, [corpus], data)
+    with Index(target) as index:
+        assert [d.doc_id for d in index.store.documents()] == \
+            [name for name, _, _ in DOCS[1:2]] + ["x"] + [name for name, _, _ in DOCS[2:]]
     with pytest.raises(ValueError, match="not both"):
         prepare_index(tmp_path, [corpus], data)
 

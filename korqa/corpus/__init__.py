@@ -8,12 +8,15 @@ from korqa.corpus.loaders import (
     load_corpus,
 )
 from korqa.corpus.paragraph import Paragraph, paragraph_id
-from korqa.corpus.store import AddResult, ParagraphStore
+from korqa.corpus.store import AddResult, DocumentInfo, ParagraphStore
+from korqa.corpus.text import TextReading
 
 __all__ = [
     "AddResult",
+    "DocumentInfo",
     "Paragraph",
     "ParagraphStore",
+    "TextReading",
     "iter_jsonl",
     "iter_squad",
     "iter_text_file",

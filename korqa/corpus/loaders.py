@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import lzma
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 from korqa.corpus.paragraph import Paragraph, paragraph_id
+from korqa.corpus.text import TextReading, read_text, text_paragraphs
 
 TEXT_SUFFIXES = (".txt", ".md")
-_BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
 
 
 def iter_squad(path: str | Path) -> Iterator[Paragraph]:
@@ -78,39 +77,48 @@ def iter_jsonl(path: str | Path) -> Iterator[Paragraph]:
                     yield Paragraph(paragraph_id("kowiki", doc_id, index), title, text, doc_id)
 
 
-def iter_text_file(path: str | Path, doc_id: str | None = None) -> Iterator[Paragraph]:
-    """Paragraphs of one .txt/.md file, split on blank lines; the title is the file stem."""
+def iter_text_file(
+    path: str | Path, doc_id: str | None = None, reading: TextReading | None = None
+) -> Iterator[Paragraph]:
+    """Paragraphs of one .txt/.md file, split on blank lines; headings title them and the
+    document's title is its first heading, else the file stem (`korqa.corpus.text`).
+
+    The file is decoded as `reading` says (UTF-8, else CP949, with a warning); an unreadable
+    file yields nothing under `reading.skip_bad` and raises ValueError otherwise.
+    """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    text = read_text(path, reading or TextReading())
+    if text is None:
+        return
     doc_id = doc_id or path.name
-    blocks = _BLANK_LINES.split(text.replace("\r\n", "\n"))
-    for index, block in enumerate(b.strip() for b in blocks if b.strip()):
-        yield Paragraph(paragraph_id("file", doc_id, index), path.stem, block, doc_id)
+    for index, title, block in text_paragraphs(text, path.stem, markdown=path.suffix == ".md"):
+        yield Paragraph(paragraph_id("file", doc_id, index), title, block, doc_id)
 
 
-def iter_text_folder(folder: str | Path) -> Iterator[Paragraph]:
+def iter_text_folder(folder: str | Path, reading: TextReading | None = None) -> Iterator[Paragraph]:
     """Paragraphs of every .txt/.md file under `folder` (recursively, in sorted path order).
 
-    The doc id is the path relative to the folder, so moving the folder keeps the ids.
+    The doc id is the path relative to the folder (`sub/busan.txt`), so moving the folder keeps
+    the ids.
     """
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
     if not files:
         raise ValueError(f"{folder}: no {'/'.join(TEXT_SUFFIXES)} files in this folder")
     for file in files:
-        yield from iter_text_file(file, doc_id=file.relative_to(folder).as_posix())
+        yield from iter_text_file(file, file.relative_to(folder).as_posix(), reading)
 
 
-def load_corpus(paths: Iterable[str | Path]) -> Iterator[Paragraph]:
+def load_corpus(
+    paths: Iterable[str | Path], reading: TextReading | None = None
+) -> Iterator[Paragraph]:
     """Paragraphs of every path, dispatched by kind: a folder, `.json` (SQuAD/KorQuAD),
-    `.jsonl`/`.jsonl.xz` (kowiki), or a single `.txt`/`.md` file."""
+    `.jsonl`/`.jsonl.xz` (kowiki), or a single `.txt`/`.md` file. `reading` says how .txt/.md
+    files are decoded (JSON is always UTF-8)."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from iter_text_folder(path)
+            yield from iter_text_folder(path, reading)
         elif not path.exists():
             raise FileNotFoundError(f"{path}: corpus path not found")
         elif path.name.endswith((".jsonl", ".jsonl.xz")):
@@ -118,7 +126,7 @@ def load_corpus(paths: Iterable[str | Path]) -> Iterator[Paragraph]:
         elif path.suffix == ".json":
             yield from iter_squad(path)
         elif path.suffix in TEXT_SUFFIXES:
-            yield from iter_text_file(path)
+            yield from iter_text_file(path, reading=reading)
         else:
             raise ValueError(
                 f"{path}: unknown corpus kind (expected a folder, .json, .jsonl, .jsonl.xz, "

@@ -1,9 +1,11 @@
-"""A persistent paragraph store in SQLite: add (one row per id), get by ids, count, iterate."""
+"""A persistent paragraph store in SQLite: add (one row per id), get by ids, count, iterate;
+documents replaced whole, per corpus source, or removed by id."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -21,6 +23,22 @@ CREATE TABLE IF NOT EXISTS paragraphs (
 );
 CREATE INDEX IF NOT EXISTS paragraphs_title ON paragraphs (title);
 """
+# Added to stores of version 1 on their first write (older korqa ignores both): which corpus
+# path each document was read from, so re-indexing that path can drop what it no longer holds.
+_SOURCES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS paragraphs_doc ON paragraphs (doc_id);
+"""
+_UPSERT = (
+    "INSERT INTO paragraphs (id, title, text, doc_id) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(id) DO UPDATE SET title = excluded.title, "
+    "text = excluded.text, doc_id = excluded.doc_id "
+    "WHERE title != excluded.title OR text != excluded.text "
+    "OR doc_id != excluded.doc_id"
+)
 # SQLite's default limit on bound parameters is 999 in old builds; stay below it.
 _IN_BATCH = 500
 
@@ -32,6 +50,19 @@ class AddResult:
     added: int
     updated: int
     unchanged: int
+    removed: int = 0  # paragraphs dropped: of documents gone from their source, or now shorter
+    removed_documents: int = 0
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """One stored document: its id, the title of its first paragraph, paragraph count, and the
+    corpus path it was read from (None for documents added otherwise, e.g. through the API)."""
+
+    doc_id: str
+    title: str
+    paragraphs: int
+    source: str | None
 
 
 class ParagraphStore:
@@ -39,6 +70,8 @@ class ParagraphStore:
 
     Adding a paragraph whose id is already stored replaces its title/text/doc id, so re-adding
     an edited source file updates the store in place; its position (`seq`) is kept.
+    `sync_source` goes further: each document read replaces all of its stored paragraphs, and
+    documents last read from the same source but absent now are removed.
     """
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
@@ -50,6 +83,7 @@ class ParagraphStore:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path)
+        self._in_transaction = False
         self._check_or_create(readonly)
 
     def _check_or_create(self, readonly: bool) -> None:
@@ -60,15 +94,48 @@ class ParagraphStore:
         except sqlite3.DatabaseError as error:
             raise ValueError(f"{self.path}: not a SQLite paragraph store ({error})") from None
         if not tables and not readonly:
-            self._conn.executescript(_SCHEMA)
+            self._conn.executescript(_SCHEMA + _SOURCES_SCHEMA)
             self._conn.execute(f"PRAGMA user_version = {STORE_VERSION}")
             self._conn.commit()
+            self._has_sources = True
             return
         if "paragraphs" not in tables or version != STORE_VERSION:
             raise ValueError(
                 f"{self.path}: not a korqa paragraph store of version {STORE_VERSION} "
                 f"(user_version={version}, tables={sorted(tables)})"
             )
+        self._has_sources = "documents" in tables
+        if not readonly and not self._has_sources:
+            self._conn.executescript(_SOURCES_SCHEMA)
+            self._has_sources = True
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything written inside commits together at the end, or not at all on an error.
+
+        Reads on this store inside the block see the uncommitted writes, so a retriever can be
+        built over the new state before it is committed.
+        """
+        if self._in_transaction:
+            raise RuntimeError(f"{self.path}: a transaction is already open")
+        self._in_transaction = True
+        try:
+            yield
+            self._conn.commit()
+        except BaseException:
+            self._conn.rollback()
+            raise
+        finally:
+            self._in_transaction = False
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        # Inside `transaction()` the outer block commits; otherwise each write commits itself.
+        if self._in_transaction:
+            yield
+        else:
+            with self._conn:
+                yield
 
     # ---- writing ------------------------------------------------------------------------
 
@@ -79,19 +146,86 @@ class ParagraphStore:
         iterator = iter(paragraphs)
         while batch := list(islice(iterator, batch_size)):
             start = self._conn.total_changes
-            with self._conn:
-                self._conn.executemany(
-                    "INSERT INTO paragraphs (id, title, text, doc_id) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET title = excluded.title, "
-                    "text = excluded.text, doc_id = excluded.doc_id "
-                    "WHERE title != excluded.title OR text != excluded.text "
-                    "OR doc_id != excluded.doc_id",
-                    [(p.id, p.title, p.text, p.doc_id) for p in batch],
-                )
+            with self._writing():
+                self._conn.executemany(_UPSERT, [(p.id, p.title, p.text, p.doc_id) for p in batch])
             changed += self._conn.total_changes - start
             seen += len(batch)
         added = len(self) - before
         return AddResult(added=added, updated=changed - added, unchanged=seen - changed)
+
+    def sync_source(
+        self, paragraphs: Iterable[Paragraph], source: str, batch_size: int = 10_000
+    ) -> AddResult:
+        """Store every document of `paragraphs` (all read from `source`, e.g. a folder's
+        resolved path) as it is now, and drop what `source` no longer holds.
+
+        A document read replaces all of its stored paragraphs: ids it no longer yields are
+        removed. Documents recorded for `source` that were not read this time (the file was
+        deleted) are removed whole. Documents of other sources are left alone.
+        """
+        self._require_sources()
+        conn = self._conn
+        before = len(self)
+        changed = seen = 0
+        with self._writing():
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS sync_docs (doc_id TEXT PRIMARY KEY)")
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS sync_ids (id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM temp.sync_docs")
+            conn.execute("DELETE FROM temp.sync_ids")
+            iterator = iter(paragraphs)
+            while batch := list(islice(iterator, batch_size)):
+                start = conn.total_changes
+                conn.executemany(_UPSERT, [(p.id, p.title, p.text, p.doc_id) for p in batch])
+                changed += conn.total_changes - start
+                seen += len(batch)
+                conn.executemany("INSERT OR IGNORE INTO temp.sync_ids (id) VALUES (?)",
+                                 [(p.id,) for p in batch])
+                docs = [(d,) for d in dict.fromkeys(p.doc_id for p in batch)]
+                conn.executemany("INSERT OR IGNORE INTO temp.sync_docs (doc_id) VALUES (?)", docs)
+                conn.executemany(
+                    "INSERT INTO documents (doc_id, source) VALUES (?, ?) "
+                    "ON CONFLICT(doc_id) DO UPDATE SET source = excluded.source",
+                    [(d, source) for (d,) in docs])
+            added = len(self) - before
+            gone = [row[0] for row in conn.execute(
+                "SELECT doc_id FROM documents WHERE source = ? "
+                "AND doc_id NOT IN (SELECT doc_id FROM temp.sync_docs)", (source,))]
+            start = conn.total_changes
+            conn.execute(
+                "DELETE FROM paragraphs WHERE doc_id IN (SELECT doc_id FROM temp.sync_docs) "
+                "AND id NOT IN (SELECT id FROM temp.sync_ids)")
+            removed = conn.total_changes - start
+            removed += self._delete_documents(gone)
+            conn.execute("DELETE FROM temp.sync_docs")
+            conn.execute("DELETE FROM temp.sync_ids")
+        return AddResult(added=added, updated=changed - added, unchanged=seen - changed,
+                         removed=removed, removed_documents=len(gone))
+
+    def remove_documents(self, doc_ids: Sequence[str]) -> int:
+        """Delete documents whole (paragraphs and source); returns the paragraphs removed.
+        An id that is not stored raises KeyError naming it, before anything is deleted."""
+        known = {d.doc_id for d in self.documents()}
+        missing = [d for d in doc_ids if d not in known]
+        if missing:
+            raise KeyError(f"{self.path}: document id {missing[0]!r} not in the store")
+        self._require_sources()
+        with self._writing():
+            return self._delete_documents(list(dict.fromkeys(doc_ids)))
+
+    def _delete_documents(self, doc_ids: list[str]) -> int:
+        removed = 0
+        for start in range(0, len(doc_ids), _IN_BATCH):
+            chunk = doc_ids[start:start + _IN_BATCH]
+            marks = ",".join("?" * len(chunk))
+            before = self._conn.total_changes
+            self._conn.execute(f"DELETE FROM paragraphs WHERE doc_id IN ({marks})", chunk)
+            removed += self._conn.total_changes - before
+            self._conn.execute(f"DELETE FROM documents WHERE doc_id IN ({marks})", chunk)
+        return removed
+
+    def _require_sources(self) -> None:
+        if not self._has_sources:
+            raise ValueError(f"{self.path}: opened read-only: documents cannot be changed")
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -142,6 +276,16 @@ class ParagraphStore:
         while rows := cursor.fetchmany(5_000):
             for row in rows:
                 yield Paragraph(*row)
+
+    def documents(self) -> list[DocumentInfo]:
+        """Every stored document, in the order its first paragraph was stored."""
+        source = "documents.source" if self._has_sources else "NULL"
+        join = "LEFT JOIN documents USING (doc_id)" if self._has_sources else ""
+        # The bare `title` column comes from the row of MIN(seq): SQLite's documented rule.
+        rows = self._conn.execute(
+            f"SELECT doc_id, title, COUNT(*), {source}, MIN(seq) AS first FROM paragraphs "
+            f"{join} GROUP BY doc_id ORDER BY first")
+        return [DocumentInfo(row[0], row[1], row[2], row[3]) for row in rows]
 
     def ids(self) -> list[str]:
         return [row[0] for row in self._conn.execute("SELECT id FROM paragraphs ORDER BY seq")]

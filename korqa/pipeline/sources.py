@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import korqa
+from korqa.corpus.text import TEXT_RULES_VERSION, TextReading
 from korqa.faq import FAQIndex
 from korqa.paths import cache_dir, resolve_reader_dir, sample_corpus_path
 from korqa.pipeline.qa import PipelineConfig, QAPipeline, Reader
@@ -19,12 +20,13 @@ from korqa.retrieval.manifest import FORMAT_VERSION, MANIFEST_FILE
 
 def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] = (),
                   faq: str | Path | None = None, model: str | Path | None = None,
-                  config: PipelineConfig | None = None, progress: bool = False) -> QAPipeline:
+                  config: PipelineConfig | None = None, progress: bool = False,
+                  reading: TextReading | None = None) -> QAPipeline:
     """A ready pipeline. Paragraphs come from `index` (a `korqa index` dir), else from `corpus`
-    files indexed into the cache on first use, else from the shipped sample corpus. The reader
-    (`model`, else `korqa.paths.default_reader_dir()`) is loaded on the first question that
-    needs it, so FAQ answers work without one."""
-    paragraphs = open_index(index, corpus, progress)
+    files indexed into the cache on first use (.txt/.md decoded as `reading` says), else from
+    the shipped sample corpus. The reader (`model`, else `korqa.paths.default_reader_dir()`) is
+    loaded on the first question that needs it, so FAQ answers work without one."""
+    paragraphs = open_index(index, corpus, progress, reading)
     faq_index = FAQIndex.from_file(faq) if faq else None
 
     def load_reader() -> Reader:
@@ -37,26 +39,28 @@ def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] 
 
 
 def open_index(index: str | Path | None = None, corpus: Sequence[str | Path] = (),
-               progress: bool = False) -> Index:
+               progress: bool = False, reading: TextReading | None = None) -> Index:
     """The paragraph index to answer from (see `open_pipeline`)."""
     if index and corpus:
         raise ValueError("give either an index directory or corpus paths, not both")
     if index:
         return Index(index)
-    return Index(cached_index(list(corpus) or [sample_corpus_path()], progress))
+    return Index(cached_index(list(corpus) or [sample_corpus_path()], progress, reading))
 
 
-def cached_index(paths: Sequence[str | Path], progress: bool = False) -> Path:
+def cached_index(paths: Sequence[str | Path], progress: bool = False,
+                 reading: TextReading | None = None) -> Path:
     """An index of `paths` under the cache dir, built on first use and reused while the files
-    (paths, sizes, modification times) and korqa's index format stay the same."""
-    target = cache_dir() / "indexes" / corpus_fingerprint(paths)
+    (paths, sizes, modification times), how text is read and korqa's index format stay the
+    same."""
+    target = cache_dir() / "indexes" / corpus_fingerprint(paths, reading)
     if _complete(target):
         return target
     # Built beside the target and renamed into place, so a crash or a concurrent build never
     # leaves a half-written index under the name later runs will trust.
     staging = target.with_name(f"{target.name}.building-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    build_index(staging, [Path(p) for p in paths], progress=progress)
+    build_index(staging, [Path(p) for p in paths], progress=progress, reading=reading)
     (staging / "sources.json").write_text(
         json.dumps([str(Path(p).resolve()) for p in paths], ensure_ascii=False, indent=1) + "\n",
         encoding="utf-8")
@@ -68,9 +72,12 @@ def cached_index(paths: Sequence[str | Path], progress: bool = False) -> Path:
     return target
 
 
-def corpus_fingerprint(paths: Sequence[str | Path]) -> str:
-    """A short hash of the corpus files' resolved paths, sizes and mtimes, and korqa's version."""
-    entries: list[list[object]] = [[korqa.__version__, FORMAT_VERSION]]
+def corpus_fingerprint(paths: Sequence[str | Path], reading: TextReading | None = None) -> str:
+    """A short hash of the corpus files' resolved paths, sizes and mtimes, and korqa's version
+    (and of `reading`, when it is not the default)."""
+    entries: list[list[object]] = [[korqa.__version__, FORMAT_VERSION, TEXT_RULES_VERSION]]
+    if reading is not None and reading != TextReading():
+        entries.append([reading.encoding, reading.skip_bad])
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():

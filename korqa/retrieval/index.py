@@ -4,16 +4,20 @@
                               reloads the source files
     DIR/retriever/            the retriever's files and its manifest (hashes, params, count)
 
-Indexing into an existing DIR adds the new paragraphs to the store and rebuilds the retriever
-over the whole store; the new retriever is written beside the old one and swapped in last, so
-an interrupted build leaves the previous index usable.
+Indexing a corpus path into an existing DIR makes the store hold what that path holds now
+(changed documents replaced whole, deleted ones removed; other paths' documents kept) and
+rebuilds the retriever over the whole store. The store changes commit only once the new
+retriever is saved beside the old one, which it then replaces, and a new DIR is built beside
+its final name: an interrupted build leaves the previous index usable, or none at all.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import astuple, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,8 @@ from tqdm import tqdm
 
 from korqa.corpus.loaders import load_corpus
 from korqa.corpus.paragraph import Paragraph
-from korqa.corpus.store import AddResult, ParagraphStore
+from korqa.corpus.store import AddResult, DocumentInfo, ParagraphStore
+from korqa.corpus.text import TextReading
 from korqa.retrieval.base import Hit, Retriever
 from korqa.retrieval.registry import load_retriever, retriever_class
 from korqa.retrieval.terms import TermConfig
@@ -81,34 +86,155 @@ def build_index(
     retriever: Retriever | str = "bm25",
     encoder: str | Path | None = None,
     progress: bool = True,
+    reading: TextReading | None = None,
 ) -> tuple[AddResult, int]:
-    """Add the corpus to `out`'s store, then (re)build and save the retriever over all of it.
+    """Make `out` index what `corpus_paths` hold now, and (re)build its retriever over the
+    whole store. Without corpus paths only the retriever is rebuilt.
 
-    Returns what the store add did and how many paragraphs the retriever indexes.
+    Each corpus path is a source: every document read from it replaces all of its stored
+    paragraphs, and documents it held at its last indexing but holds no longer (deleted
+    files) are removed. Documents of other sources (other paths, documents added through
+    `korqa serve`) stay. `reading` says how .txt/.md files are decoded.
+
+    A new `out` is built in a directory beside it and renamed into place; an existing index
+    is changed in one store transaction, committed only once the new retriever is saved. So
+    a failure leaves `out` as it was, or absent. Returns what changed in the store and how
+    many paragraphs the retriever indexes.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a directory; --out names the index "
+                         "directory to create or update")
     if isinstance(retriever, str):
         retriever = make_retriever(retriever, encoder)
-    out.mkdir(parents=True, exist_ok=True)
-    with ParagraphStore(out / STORE_FILE) as store:
-        added = AddResult(0, 0, 0)
-        if corpus_paths:
-            paragraphs = tqdm(load_corpus(corpus_paths), desc="reading corpus", unit="par",
-                              disable=not progress, mininterval=1.0)
-            added = store.add(paragraphs)
-        total = len(store)
-        if total == 0:
-            raise ValueError(f"{out / STORE_FILE}: no paragraphs to index (give --corpus PATH)")
-        retriever.index(store, total=total, progress=progress)
-    staging = out / (RETRIEVER_DIR + ".new")
-    if staging.exists():
-        shutil.rmtree(staging)
-    retriever.save(staging)
-    target = out / RETRIEVER_DIR
+
+    def read(store: ParagraphStore) -> AddResult:
+        return _sync_sources(store, corpus_paths, reading, progress)
+
+    if (out / STORE_FILE).is_file():
+        return _rebuild(out, retriever, read, progress, name=out)
+    return _create(out, lambda staging: _rebuild(staging, retriever, read, progress, name=out))
+
+
+def remove_documents(directory: str | Path, doc_ids: Sequence[str],
+                     progress: bool = False) -> tuple[int, int]:
+    """Drop documents by id (`list_documents` gives them) and rebuild the retriever with its
+    saved settings. Returns (paragraphs removed, paragraphs left); fails, changing nothing,
+    on an unknown id or when no paragraph would be left."""
+    directory = Path(directory)
+    _require_index(directory)
+    retriever = load_retriever(directory / RETRIEVER_DIR, verify=False)
+
+    def remove(store: ParagraphStore) -> AddResult:
+        try:
+            removed = store.remove_documents(doc_ids)
+        except KeyError as error:
+            raise ValueError(f"{error.args[0]} (`korqa documents --index {directory}` lists "
+                             "the document ids)") from None
+        if len(store) == 0:
+            raise ValueError(f"{directory}: removing these documents would leave the index "
+                             "empty; delete the directory instead")
+        return AddResult(0, 0, 0, removed=removed, removed_documents=len(set(doc_ids)))
+
+    result, total = _rebuild(directory, retriever, remove, progress, name=directory)
+    return result.removed, total
+
+
+def list_documents(directory: str | Path) -> list[DocumentInfo]:
+    """The documents of an index: id, title, paragraph count, source path."""
+    directory = Path(directory)
+    _require_index(directory)
+    with ParagraphStore(directory / STORE_FILE, readonly=True) as store:
+        return store.documents()
+
+
+def _require_index(directory: Path) -> None:
+    if not (directory / STORE_FILE).is_file():
+        raise FileNotFoundError(f"{directory / STORE_FILE}: not an index directory "
+                                "(build one with `korqa index --corpus PATH --out DIR`)")
+
+
+def _sync_sources(store: ParagraphStore, corpus_paths: Sequence[str | Path],
+                  reading: TextReading | None, progress: bool) -> AddResult:
+    total = AddResult(0, 0, 0)
+    if not corpus_paths:
+        return total
+    with tqdm(desc="reading corpus", unit="par", disable=not progress,
+              mininterval=1.0) as bar:
+        for raw in corpus_paths:
+            path = Path(raw)
+            paragraphs = _counted(load_corpus([path], reading), bar)
+            done = store.sync_source(paragraphs, str(path.resolve()))
+            total = AddResult(*(a + b for a, b in zip(astuple(total), astuple(done),
+                                                      strict=True)))
+    return total
+
+
+def _counted(paragraphs: Iterator[Paragraph], bar: tqdm) -> Iterator[Paragraph]:
+    for paragraph in paragraphs:
+        bar.update()
+        yield paragraph
+
+
+def _rebuild(
+    directory: Path,
+    retriever: Retriever,
+    change: Callable[[ParagraphStore], AddResult],
+    progress: bool,
+    name: Path,
+) -> tuple[AddResult, int]:
+    """Apply `change` to the store and index the result, all in one store transaction that
+    commits only after the new retriever is saved beside the old one, which it then replaces."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = directory / (RETRIEVER_DIR + ".new")
+    try:
+        with ParagraphStore(directory / STORE_FILE) as store, store.transaction():
+            result = change(store)
+            total = len(store)
+            if total == 0:
+                raise ValueError(f"{name}: no paragraphs to index (give --corpus PATH)")
+            retriever.index(store, total=total, progress=progress)
+            shutil.rmtree(staging, ignore_errors=True)
+            retriever.save(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    target = directory / RETRIEVER_DIR
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
-    return added, total
+    return result, total
+
+
+def _create(out: Path, build: Callable[[Path], tuple[AddResult, int]]) -> tuple[AddResult, int]:
+    """Run `build` in a directory beside `out` and rename it into place; on failure remove it,
+    and any parent folders made for it, so nothing is left that reads as a broken index."""
+    absolute = out.resolve()
+    made = [p for p in (absolute, *absolute.parents) if not p.exists()][1:]
+    existing = next(p for p in absolute.parents if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{out}: {existing} is a file, not a folder; choose another --out")
+    absolute.parent.mkdir(parents=True, exist_ok=True)
+    staging = absolute.with_name(f".{absolute.name}.building-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        result = build(staging)
+        if absolute.exists():  # an empty or unrelated folder: put the index files into it
+            for child in staging.iterdir():
+                dest = absolute / child.name
+                if dest.is_dir():
+                    shutil.rmtree(dest)
+                child.replace(dest)
+            staging.rmdir()
+        else:
+            staging.rename(absolute)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return result
 
 
 class Index:

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from korqa.corpus.paragraph import Paragraph, paragraph_id
 from korqa.corpus.store import ParagraphStore
+from korqa.corpus.text import TextReading
 from korqa.pipeline import PipelineConfig, QAPipeline
 from korqa.retrieval.index import STORE_FILE
 from korqa.server.engine import Busy, Engine, NoIndex, repair_index
@@ -409,16 +410,19 @@ class ServerSettings:
     max_queue: int = 64
     threads: int | None = None
     log_level: str = "info"
+    encoding: str | None = None  # of --corpus .txt/.md files that are not UTF-8
+    skip_bad: bool = False  # skip --corpus .txt/.md files that are not text
 
 
 def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
-                  data_dir: Path) -> Path:
+                  data_dir: Path, reading: TextReading | None = None) -> Path:
     """The index directory the server answers from and adds documents to.
 
     `index` is used in place. Otherwise the server keeps its own copy in `data_dir/index`
     (added documents must not go into the shared cache, which mirrors a corpus): made from
-    the cached index of `corpus` (or of the sample corpus) on first start, and extended when
-    `corpus` changes; documents added through the API stay.
+    the cached index of `corpus` (or of the sample corpus) on first start, and brought up to
+    date with `corpus` when its files change (`build_index`); documents added through the API
+    stay.
     """
     from korqa.paths import sample_corpus_path
     from korqa.pipeline.sources import cached_index, corpus_fingerprint
@@ -430,20 +434,20 @@ def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
             raise ValueError("give either an index directory or corpus paths, not both")
         return Path(index)
     paths = [str(Path(p).resolve()) for p in corpus] or [str(sample_corpus_path())]
-    fingerprint = corpus_fingerprint(paths)
+    fingerprint = corpus_fingerprint(paths, reading)
     target = data_dir / "index"
     marker = target / "server-corpus.json"
     if not (target / STORE_FILE).is_file():
         staging = data_dir / "index.copying"
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(cached_index(paths), staging)
+        shutil.copytree(cached_index(paths, reading=reading), staging)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     else:
         known = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
         if known.get("fingerprint") != fingerprint:
             build_index(target, paths, load_retriever(target / RETRIEVER_DIR, verify=False),
-                        progress=False)
+                        progress=False, reading=reading)
     marker.write_text(json.dumps({"fingerprint": fingerprint, "paths": paths},
                                  ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return target
@@ -461,7 +465,8 @@ def serve(settings: ServerSettings) -> int:
         torch.set_num_threads(settings.threads)
     data_dir = Path(settings.data_dir or DEFAULT_DATA_DIR).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
-    index_dir = prepare_index(settings.index, settings.corpus, data_dir)
+    index_dir = prepare_index(settings.index, settings.corpus, data_dir,
+                              TextReading(settings.encoding, settings.skip_bad))
     repair_index(index_dir)
     config = PipelineConfig.with_overrides(
         top_k=settings.top_k, int8=settings.int8, engine=settings.engine,
