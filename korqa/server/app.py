@@ -33,7 +33,13 @@ from korqa.corpus.text import TextReading
 from korqa.pipeline import PipelineConfig, QAPipeline
 from korqa.retrieval.index import STORE_FILE
 from korqa.server.engine import Busy, Engine, NoIndex, repair_index
-from korqa.server.feedback import FEEDBACK_FILE, Feedback, FeedbackStore, locate_span
+from korqa.server.feedback import (
+    FEEDBACK_FILE,
+    Feedback,
+    FeedbackFull,
+    FeedbackStore,
+    locate_span,
+)
 
 log = logging.getLogger("korqa.server")
 
@@ -47,6 +53,7 @@ MAX_PARAGRAPHS = 1000  # per document
 MAX_PARAGRAPH_CHARS = 20_000
 MAX_TEXT_CHARS = 200_000
 MAX_ANSWER = 2_000
+MAX_OFFSET = 2**31 - 1  # a character offset; SQLite's integers stop at 2**63 - 1
 # The page loads its script and style from this server only; nothing inline, nothing remote.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
@@ -124,10 +131,10 @@ class FeedbackRequest(_Strict):
     answer: Annotated[str, Field(max_length=MAX_ANSWER)]
     paragraph_id: Annotated[str, Field(min_length=1, max_length=300)]
     verdict: Literal["correct", "wrong"]
-    answer_start: Annotated[int | None, Field(ge=0, description="where the shown answer "
-                                                                "starts in the paragraph")] = None
+    answer_start: Annotated[int | None, Field(ge=0, le=MAX_OFFSET, description="where the "
+                                              "shown answer starts in the paragraph")] = None
     corrected_answer: Annotated[str | None, Field(min_length=1, max_length=MAX_ANSWER)] = None
-    corrected_start: Annotated[int | None, Field(ge=0)] = None
+    corrected_start: Annotated[int | None, Field(ge=0, le=MAX_OFFSET)] = None
 
     @model_validator(mode="after")
     def _consistent(self) -> FeedbackRequest:
@@ -316,8 +323,12 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
     @app.post("/feedback", status_code=201, responses={**errors})
     async def add_feedback(body: FeedbackRequest) -> dict[str, Any]:
         """Record a verdict on an answer, and the right span when the user selected one."""
-        item = await run_in_threadpool(_checked_feedback, engine.index_dir, body)
-        return {"id": await run_in_threadpool(feedback.add, item)}
+        item = await run_in_threadpool(_checked_feedback, engine.index_dir,
+                                       engine.faq_answers, body)
+        try:
+            return {"id": await run_in_threadpool(feedback.add, item)}
+        except FeedbackFull as error:
+            raise ApiError(503, f"feedback is full: {error}") from None
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -362,12 +373,20 @@ def _paragraphs(body: AddDocumentsRequest) -> tuple[list[Paragraph], list[dict[s
     return paragraphs, documents
 
 
-def _checked_feedback(index_dir: Path | None, body: FeedbackRequest) -> Feedback:
+def _checked_feedback(index_dir: Path | None, faq_answers: dict[str, str],
+                      body: FeedbackRequest) -> Feedback:
     """`body` as stored feedback, with the paragraph's text; ApiError for spans that are not
-    in the paragraph (checked now, while the user can still fix the selection)."""
+    in the paragraph, and for FAQ entries this server does not have (checked now, while the
+    user can still fix the selection)."""
     item = Feedback(body.question, body.answer, body.paragraph_id, body.verdict,
                     body.answer_start, body.corrected_answer, body.corrected_start)
     if body.paragraph_id.startswith("faq:"):
+        if body.paragraph_id not in faq_answers:
+            raise ApiError(422, f"unknown FAQ entry {body.paragraph_id!r}")
+        if body.answer != faq_answers[body.paragraph_id]:
+            raise ApiError(422, f"the answer is not the answer of {body.paragraph_id!r}")
+        if body.corrected_answer is not None:
+            raise ApiError(422, "an FAQ answer has no paragraph to select a correction from")
         return item  # an FAQ answer: no paragraph, nothing to locate
     if index_dir is None:
         raise ApiError(422, f"unknown paragraph_id {body.paragraph_id!r}")

@@ -70,6 +70,7 @@ class Engine:
         self.retriever_kind: str | None = None
         self.reader_loaded = False
         self.faq_entries = 0
+        self.faq_answers: dict[str, str] = {}  # FAQ paragraph_id → its answer, for feedback
         self.indexing = False
         self.generation = 0  # bumped each time a rebuilt index is swapped in
 
@@ -157,6 +158,8 @@ class Engine:
             self.paragraphs = len(index.store)
             self.retriever_kind = index.retriever.kind
         self.faq_entries = len(pipeline.faq) if pipeline.faq is not None else 0
+        entries = pipeline.faq.entries if pipeline.faq is not None else []
+        self.faq_answers = {f"faq:{entry.id}": entry.answer for entry in entries}
         if index is not None:
             pipeline.reader  # noqa: B018 - the property loads the model: fail at start, not later
             self.reader_loaded = True
