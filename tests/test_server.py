@@ -101,8 +101,9 @@ BAD_BODIES = {
     "a JSON list": (b'["question"]', "application/json", 422),
     "a JSON string": (b'"question"', "application/json", 422),
     "binary": (bytes(range(256)) * 4, "application/json", 400),
-    "binary as octet-stream": (bytes(range(256)), "application/octet-stream", 422),
-    "form data": (b"question=abc", "application/x-www-form-urlencoded", 422),
+    "binary as octet-stream": (bytes(range(256)), "application/octet-stream", 415),
+    "form data": (b"question=abc", "application/x-www-form-urlencoded", 415),
+    "JSON as text/plain": (b'{"question": "abc"', "text/plain", 415),
     "empty question": (b'{"question": ""}', "application/json", 422),
     "blank question": (b'{"question": "  \\n "}', "application/json", 422),
     "too long question": (json.dumps({"question": "가" * (MAX_QUESTION + 1)}).encode(),
@@ -130,6 +131,17 @@ def test_bad_requests_get_a_4xx_json_error(client: TestClient, name: str) -> Non
     error = response.json()["error"]
     assert isinstance(error, str) and error
     assert len(response.content) < 4000  # the offending input is not echoed back
+
+
+def test_a_body_that_is_not_json_is_told_to_send_json(client: TestClient) -> None:
+    response = client.post("/ask", content=b"question=abc")  # no Content-Type at all
+    assert response.status_code == 415
+    assert "Content-Type: application/json" in response.json()["error"]
+
+
+def test_head_of_the_page_is_allowed(client: TestClient) -> None:
+    response = client.head("/")
+    assert response.status_code == 200 and "text/html" in response.headers["content-type"]
 
 
 def test_an_oversized_body_without_a_length_is_cut_off(client: TestClient) -> None:

@@ -282,7 +282,11 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
         return _error(error.status, error.message, error.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method == "POST" and media_type != "application/json":
+            return _error(415, f"send the body as JSON with 'Content-Type: application/json' "
+                               f"(got {media_type or 'no Content-Type'!r})")
         return _validation_response(error)
 
     @app.exception_handler(HTTPException)
@@ -335,7 +339,7 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
         """Whether the model and index are loaded, the paragraph count, the queue."""
         return {**engine.health(), "feedback": await run_in_threadpool(len, feedback)}
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
 
