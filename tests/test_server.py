@@ -24,7 +24,13 @@ from korqa.cli import build_parser
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval.index import STORE_FILE, Index
-from korqa.server.app import MAX_QUESTION, create_app, prepare_index
+from korqa.server.app import (
+    MAX_PARAGRAPH_CHARS,
+    MAX_QUESTION,
+    DocumentIn,
+    create_app,
+    prepare_index,
+)
 from korqa.server.engine import Busy, Engine, repair_index
 
 HALLA = "한라산의 높이는 얼마인가?"
@@ -361,6 +367,44 @@ def test_documents_split_on_blank_lines_and_update_by_id(tmp_path: Path,
         with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
             assert store.get(["api:list:1"])[0].text == "셋"
             assert store.get([split["paragraph_ids"][1]])[0].text == "둘째 문단이다."
+
+
+def test_reposting_a_document_replaces_it_and_delete_removes_it(tmp_path: Path,
+                                                               model_dir: Path) -> None:
+    index_dir = build_tiny_index(tmp_path / "index")
+    app = create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0), tmp_path / "data")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        three = ["파란여우 마을의 우체국장은 남궁별이다.", "뷁뷁 둘째 문단.", "꽯꽯 셋째 문단."]
+        assert client.post("/documents", json={"documents": [
+            {"title": "마을", "paragraphs": three, "id": "shrink"}]}).status_code == 200
+        one = client.post("/documents", json={"documents": [
+            {"title": "연구소", "paragraphs": ["은빛수달 연구소의 소장은 제갈현무이다."],
+             "id": "shrink"}]}).json()
+        assert (one["updated"], one["removed"], one["paragraphs"]) == (1, 2, len(DOCS) + 1)
+        with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
+            assert [p.id for p in store if p.id.startswith("api:")] == ["api:shrink:0"]
+        found = client.post("/ask", json={"question": "뷁뷁 꽯꽯 파란여우"}).json()
+        assert all(not hit["paragraph_id"].startswith("api:shrink:")
+                   or hit["paragraph_id"] == "api:shrink:0" for hit in found["retrieved"])
+
+        gone = client.delete("/documents/shrink")
+        assert gone.status_code == 200 and gone.json()["removed"] == 1
+        assert gone.json()["paragraphs"] == len(DOCS)
+        with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
+            assert not [p.id for p in store if p.id.startswith("api:")]
+        assert client.delete("/documents/shrink").status_code == 404
+        assert client.delete("/documents/a%3Ab").status_code == 422
+        assert client.get("/health").json()["paragraphs"] == len(DOCS)
+
+
+def test_a_long_text_is_cut_to_the_paragraph_limit() -> None:
+    sentence = "가나다라마바사 아자차카타파하. "
+    long_text = sentence * (MAX_PARAGRAPH_CHARS // len(sentence) * 3)
+    document = DocumentIn(title="긴 글", text=long_text + "\n\n짧은 문단.")
+    assert len(document.paragraphs) == 4  # three pieces of about the limit, and the short one
+    assert all(len(p) <= MAX_PARAGRAPH_CHARS for p in document.paragraphs)
+    assert all(p.endswith(".") for p in document.paragraphs)
+    assert "".join(document.paragraphs[:-1]).replace(" ", "") == long_text.replace(" ", "")
 
 
 def test_restart_repairs_a_retriever_that_missed_stored_paragraphs(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
+from fastapi import Path as UrlPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
@@ -53,11 +54,28 @@ MAX_PARAGRAPHS = 1000  # per document
 MAX_PARAGRAPH_CHARS = 20_000
 MAX_TEXT_CHARS = 200_000
 MAX_ANSWER = 2_000
+API_DOC_PREFIX = "api:"  # the store's document id of an API document
 MAX_OFFSET = 2**31 - 1  # a character offset; SQLite's integers stop at 2**63 - 1
 # The page loads its script and style from this server only; nothing inline, nothing remote.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n")
+DOC_ID_PATTERN = r"^[\w.\-]+$"
+_SENTENCE_END = re.compile(r"[.?!。]\s")
+
+
+def _cut(text: str, limit: int) -> list[str]:
+    """`text` in pieces of at most `limit` characters, each ending at a sentence end (else a
+    space) where one falls in the second half of the piece."""
+    pieces = []
+    while len(text) > limit:
+        window = text[:limit]
+        ends = [m.end() for m in _SENTENCE_END.finditer(window)] or \
+            [i + 1 for i, c in enumerate(window) if c.isspace()]
+        cut = ends[-1] if ends and ends[-1] > limit // 2 else limit
+        pieces.append(text[:cut].strip())
+        text = text[cut:].strip()
+    return [p for p in [*pieces, text] if p]
 
 
 # ---- request bodies -------------------------------------------------------------------------
@@ -97,13 +115,15 @@ class AskRequest(_Strict):
 class DocumentIn(_Strict):
     title: Annotated[str, Field(min_length=1, max_length=200)]
     text: Annotated[str | None, Field(max_length=MAX_TEXT_CHARS,
-                                      description="split into paragraphs on blank lines")] = None
+                                      description="split into paragraphs on blank lines, "
+                                                  "a longer one cut to the paragraph "
+                                                  "limit")] = None
     paragraphs: Annotated[
         list[Annotated[str, Field(max_length=MAX_PARAGRAPH_CHARS)]] | None,
         Field(max_length=MAX_PARAGRAPHS)] = None
     id: Annotated[str | None, Field(
-        min_length=1, max_length=100, pattern=r"^[\w.\-]+$",
-        description="document id; re-adding an id updates its paragraphs in place "
+        min_length=1, max_length=100, pattern=DOC_ID_PATTERN,
+        description="document id; re-adding an id replaces all of its paragraphs "
                     "(default: a hash of the title and paragraphs)")] = None
 
     @model_validator(mode="after")
@@ -115,10 +135,14 @@ class DocumentIn(_Strict):
             raise ValueError("title is empty")
         blocks = _BLANK_LINES.split(self.text.replace("\r\n", "\n")) if self.text is not None \
             else self.paragraphs or []
-        self.paragraphs = [p for p in (_clean_text(b, "paragraph") for b in blocks) if p]
+        cleaned = (_clean_text(b, "paragraph") for b in blocks)
+        self.paragraphs = [piece for p in cleaned if p for piece in _cut(p, MAX_PARAGRAPH_CHARS)]
         self.text = None
         if not self.paragraphs:
             raise ValueError("the document has no text")
+        if len(self.paragraphs) > MAX_PARAGRAPHS:
+            raise ValueError(f"the document has {len(self.paragraphs)} paragraphs; at most "
+                             f"{MAX_PARAGRAPHS}")
         return self
 
 
@@ -324,6 +348,22 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
         result = await asyncio.shield(asyncio.wrap_future(future))
         return {**result, "documents": documents}
 
+    @app.delete("/documents/{doc_id}", responses={404: {"model": ErrorOut},
+                                                  409: {"model": ErrorOut}})
+    async def delete_document(
+            doc_id: Annotated[str, UrlPath(max_length=100, pattern=DOC_ID_PATTERN)],
+    ) -> dict[str, Any]:
+        """Remove a document added through POST /documents, all of its paragraphs."""
+        try:
+            future = engine.remove_documents([API_DOC_PREFIX + doc_id])
+        except NoIndex as error:
+            raise ApiError(409, str(error)) from None
+        try:
+            result = await asyncio.shield(asyncio.wrap_future(future))
+        except KeyError:
+            raise ApiError(404, f"no document {doc_id!r} was added here") from None
+        return {**result, "id": doc_id}
+
     @app.post("/feedback", status_code=201, responses={**errors})
     async def add_feedback(body: FeedbackRequest) -> dict[str, Any]:
         """Record a verdict on an answer, and the right span when the user selected one."""
@@ -346,7 +386,7 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
     app.mount("/static", _StaticFolder(directory=STATIC_DIR), name="static")
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
-                           allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Content-Type"])
     app.add_middleware(BodyLimit, max_bytes=max_body)
     return app
 
@@ -371,7 +411,9 @@ def _paragraphs(body: AddDocumentsRequest) -> tuple[list[Paragraph], list[dict[s
             json.dumps([document.title, texts], ensure_ascii=False).encode("utf-8")
         ).hexdigest()[:16]
         ids = [paragraph_id("api", doc_id, i) for i in range(len(texts))]
-        paragraphs += [Paragraph(pid, document.title, text, doc_id)
+        # Stored apart from corpus documents, so that re-indexing a folder holding a file of
+        # the same name never touches it.
+        paragraphs += [Paragraph(pid, document.title, text, API_DOC_PREFIX + doc_id)
                        for pid, text in zip(ids, texts, strict=True)]
         documents.append({"id": doc_id, "title": document.title, "paragraph_ids": ids})
     return paragraphs, documents
