@@ -874,6 +874,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                                           "default: same origin only)")
     p.add_argument("--max-queue", type=int, default=64, metavar="N",
                    help="questions waiting at most; more get 503 (default 64)")
+    p.add_argument("--deadline", type=float, default=10.0, metavar="SECONDS",
+                   help="a question not answered in this time, queueing included, gets 504 "
+                        "(default 10)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])

@@ -462,3 +462,53 @@ def test_the_cli_parses_serve_and_feedback_export() -> None:
         ("127.0.0.1", 8000, ["http://a", "http://b"], 5)
     args = build_parser().parse_args(["feedback", "export", "--db", "f.sqlite", "--out", "o"])
     assert (args.db, args.out) == ("f.sqlite", "o")
+
+
+def test_a_question_past_its_deadline_answers_504_and_is_not_read(tmp_path: Path) -> None:
+    blocking = _BlockingPipeline()
+    asked: list[str] = []
+    original = blocking.ask
+
+    def recording(question: str, top_k: int | None = None) -> object:
+        asked.append(question)
+        return original(question, top_k)
+
+    blocking.ask = recording  # type: ignore[method-assign]
+    app = create_app(lambda: blocking, tmp_path, deadline=0.5)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        first = threading.Thread(target=client.post, args=("/ask",),
+                                 kwargs={"json": {"question": "first"}})
+        first.start()
+        assert blocking.started.wait(10)
+        late = client.post("/ask", json={"question": "queued"})  # waits behind "first"
+        assert late.status_code == 504 and "0.5 s" in late.json()["error"]
+        blocking.release.set()
+        first.join(10)
+        assert client.post("/ask", json={"question": "after"}).status_code == 200
+    assert asked == ["first", "after"]  # the queued one was dropped, never read
+
+
+def test_a_question_whose_client_left_is_dropped_before_it_is_read(tmp_path: Path) -> None:
+    blocking = _BlockingPipeline()
+    asked: list[str] = []
+    original = blocking.ask
+
+    def recording(question: str, top_k: int | None = None) -> object:
+        asked.append(question)
+        return original(question, top_k)
+
+    blocking.ask = recording  # type: ignore[method-assign]
+    app = create_app(lambda: blocking, tmp_path)
+    with LiveServer(app) as server:
+        first = threading.Thread(target=httpx.post, args=(f"{server.url}/ask",),
+                                 kwargs={"json": {"question": "first"}, "timeout": 30})
+        first.start()
+        assert blocking.started.wait(10)
+        with pytest.raises(httpx.ReadTimeout):  # this client gives up and closes
+            httpx.post(f"{server.url}/ask", json={"question": "abandoned"}, timeout=0.5)
+        time.sleep(1.0)  # the server notices the closed connection
+        blocking.release.set()
+        first.join(10)
+        answer = httpx.post(f"{server.url}/ask", json={"question": "after"}, timeout=30)
+        assert answer.json() == {"answer": "after"}
+    assert asked == ["first", "after"]

@@ -54,6 +54,8 @@ MAX_PARAGRAPHS = 1000  # per document
 MAX_PARAGRAPH_CHARS = 20_000
 MAX_TEXT_CHARS = 200_000
 MAX_ANSWER = 2_000
+DEFAULT_DEADLINE = 10.0  # seconds a question may take, queueing included
+DISCONNECT_POLL = 0.25  # seconds between checks that a waiting client is still there
 API_DOC_PREFIX = "api:"  # the store's document id of an API document
 MAX_OFFSET = 2**31 - 1  # a character offset; SQLite's integers stop at 2**63 - 1
 # The page loads its script and style from this server only; nothing inline, nothing remote.
@@ -280,9 +282,10 @@ class BodyLimit:
 
 def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
                allow_origins: Sequence[str] = (), max_queue: int = 64,
-               max_body: int = MAX_BODY) -> FastAPI:
+               max_body: int = MAX_BODY, deadline: float = DEFAULT_DEADLINE) -> FastAPI:
     """The API and page over the pipeline `open_pipeline()` returns (opened on the engine's
-    worker thread). Feedback goes to `data_dir/feedback.sqlite`."""
+    worker thread). Feedback goes to `data_dir/feedback.sqlite`. A question not answered
+    within `deadline` seconds answers 504."""
     engine = Engine(open_pipeline, max_queue=max_queue)
     feedback = FeedbackStore(Path(data_dir) / FEEDBACK_FILE)
 
@@ -324,15 +327,30 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
 
     @app.post("/ask", response_model=None,
               responses={200: {"model": AnswerOut}, 503: {"model": ErrorOut}, **errors})
-    async def ask(body: AskRequest) -> JSONResponse:
+    async def ask(body: AskRequest, request: Request) -> JSONResponse:
         """Answer one question: `korqa ask --json`'s object."""
         try:
             future = engine.ask(body.question, body.top_k)
         except Busy as error:
             raise ApiError(503, f"the server is busy ({error}); retry shortly",
                            {"Retry-After": "1"}) from None
+        answer = asyncio.wrap_future(future)
+        give_up = asyncio.get_running_loop().time() + deadline
+        # A question still queued when its client leaves, or past its deadline, is dropped
+        # before the reader spends time on it.
+        while not answer.done():
+            await asyncio.wait({answer}, timeout=DISCONNECT_POLL)
+            if answer.done():
+                break
+            if await request.is_disconnected():
+                future.cancel()
+                return JSONResponse({"error": "the client went away"}, status_code=499)
+            if asyncio.get_running_loop().time() >= give_up:
+                future.cancel()
+                raise ApiError(504, f"no answer within {deadline:g} s; the server is "
+                                    "overloaded or the question too long")
         try:
-            return JSONResponse(await asyncio.wrap_future(future))
+            return JSONResponse(answer.result())
         except ValueError as error:  # the pipeline's own rejection of a question
             raise ApiError(422, str(error)) from None
 
@@ -473,6 +491,7 @@ class ServerSettings:
     all_windows: bool = False  # read every window, not only up to the first confident one
     allow_origins: list[str] = field(default_factory=list)
     max_queue: int = 64
+    deadline: float = DEFAULT_DEADLINE  # seconds a question may take before it answers 504
     threads: int | None = None
     log_level: str = "info"
     encoding: str | None = None  # of --corpus .txt/.md files that are not UTF-8
@@ -538,7 +557,8 @@ def serve(settings: ServerSettings) -> int:
         all_windows=settings.all_windows, fusion_weight=settings.weight,
         read_gate=settings.read_gate, threshold=settings.threshold)
     app = create_app(lambda: open_pipeline(index_dir, (), settings.faq, settings.model, config),
-                     data_dir, settings.allow_origins, settings.max_queue)
+                     data_dir, settings.allow_origins, settings.max_queue,
+                     deadline=settings.deadline)
     # Started here, so a missing model is one clear error before the port opens.
     app.state.engine.start()
     if not _is_loopback(settings.host):
