@@ -874,6 +874,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                                           "default: same origin only)")
     p.add_argument("--max-queue", type=int, default=64, metavar="N",
                    help="questions waiting at most; more get 503 (default 64)")
+    p.add_argument("--allowed-hosts", nargs="+", default=[], metavar="NAME",
+                   help="Host header names to answer besides localhost, 127.0.0.1, ::1 and "
+                        "--host (\"*\": any); other names get 421, which stops DNS "
+                        "rebinding (default: none)")
+    p.add_argument("--api-key", metavar="KEY",
+                   help="required as 'Authorization: Bearer KEY' to add or remove documents; "
+                        "mandatory with a --host other machines reach (default: "
+                        "$KORQA_API_KEY, else none on loopback)")
     p.add_argument("--deadline", type=float, default=10.0, metavar="SECONDS",
                    help="a question not answered in this time, queueing included, gets 504 "
                         "(default 10)")

@@ -212,7 +212,8 @@ def test_selecting_the_right_span_sends_a_correction(browser: webdriver.Chrome,
     corrected = turn.find_element(By.CSS_SELECTOR, "mark.corrected-span")
     assert corrected.get_attribute("textContent") == target
     db = sqlite3.connect(server.data_dir / FEEDBACK_FILE)
-    row = db.execute("SELECT verdict, corrected_answer, corrected_start, context FROM feedback "
+    row = db.execute("SELECT verdict, corrected_answer, corrected_start, context "
+                     "FROM feedback JOIN shown_paragraphs ON digest = paragraph_digest "
                      "ORDER BY id DESC LIMIT 1").fetchone()
     db.close()
     assert row == ("wrong", target, start, HALLA_TEXT)

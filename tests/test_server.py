@@ -28,8 +28,11 @@ from korqa.server.app import (
     MAX_PARAGRAPH_CHARS,
     MAX_QUESTION,
     DocumentIn,
+    ServerSettings,
+    allowed_host_names,
     create_app,
     prepare_index,
+    serve,
 )
 from korqa.server.engine import Busy, Engine, repair_index
 
@@ -512,3 +515,44 @@ def test_a_question_whose_client_left_is_dropped_before_it_is_read(tmp_path: Pat
         answer = httpx.post(f"{server.url}/ask", json={"question": "after"}, timeout=30)
         assert answer.json() == {"answer": "after"}
     assert asked == ["first", "after"]
+
+
+def test_other_host_names_are_refused_so_dns_rebinding_cannot_reach_the_api(
+        tmp_path: Path) -> None:
+    app = create_app(lambda: _BlockingPipeline(), tmp_path,
+                     allowed_hosts=allowed_host_names("127.0.0.1", []))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/health", headers={"Host": "localhost:8000"}).status_code == 200
+        assert client.get("/health", headers={"Host": "[::1]:8000"}).status_code == 200
+        for host in ("attacker.example", "attacker.example:8000", "127.0.0.1.attacker.example",
+                     ""):
+            response = client.post("/documents", headers={"Host": host},
+                                   json={"documents": [{"title": "t", "text": "x"}]})
+            assert response.status_code == 421 and "--allowed-hosts" in response.json()["error"]
+    assert allowed_host_names("0.0.0.0", ["Box.lan"]) == ["localhost", "127.0.0.1", "::1",
+                                                          "box.lan"]
+    assert allowed_host_names("0.0.0.0", ["*"]) is None
+
+
+def test_with_an_api_key_only_its_holder_adds_or_removes_documents(tmp_path: Path,
+                                                                  model_dir: Path) -> None:
+    index_dir = build_tiny_index(tmp_path / "index")
+    app = create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0), tmp_path / "data",
+                     api_key="s3cret")
+    document = {"documents": [{"title": "t", "text": "뷁뷁 꽯꽯", "id": "keyed"}]}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            response = client.post("/documents", json=document, headers=headers)
+            assert response.status_code == 401 and "Bearer" in response.json()["error"]
+            assert client.delete("/documents/keyed", headers=headers).status_code == 401
+        right = {"Authorization": "Bearer s3cret"}
+        assert client.post("/documents", json=document, headers=right).status_code == 200
+        assert client.delete("/documents/keyed", headers=right).status_code == 200
+        assert client.post("/ask", json={"question": HALLA}).status_code == 200  # reads: open
+
+
+def test_serving_beyond_loopback_needs_an_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KORQA_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="--api-key"):
+        serve(ServerSettings(host="0.0.0.0"))  # refused before anything loads

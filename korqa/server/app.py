@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import ipaddress
 import json
 import logging
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Request
 from fastapi import Path as UrlPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -54,6 +55,8 @@ MAX_PARAGRAPHS = 1000  # per document
 MAX_PARAGRAPH_CHARS = 20_000
 MAX_TEXT_CHARS = 200_000
 MAX_ANSWER = 2_000
+API_KEY_ENV = "KORQA_API_KEY"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 DEFAULT_DEADLINE = 10.0  # seconds a question may take, queueing included
 DISCONNECT_POLL = 0.25  # seconds between checks that a waiting client is still there
 API_DOC_PREFIX = "api:"  # the store's document id of an API document
@@ -245,6 +248,45 @@ def _validation_response(error: RequestValidationError) -> JSONResponse:
     return _error(422, f"invalid request: {summary}", fields=fields)
 
 
+class HostAllowList:
+    """Answer only requests whose Host header names this server: a page on another site that
+    rebinds its DNS name to 127.0.0.1 still sends its own name, and is refused."""
+
+    def __init__(self, app: ASGIApp, hosts: Sequence[str]) -> None:
+        self.app = app
+        self.hosts = {host.lower() for host in hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope.get("headers") or ()).get(b"host", b"").decode("latin-1")
+            if _host_name(host) not in self.hosts:
+                response = _error(421, "this server does not answer for that host name; "
+                                       "`korqa serve --allowed-hosts` lists the names it does")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """The name of a Host header without its port: `[::1]:8000` → `::1`, `a:80` → `a`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def check_api_key(expected: str | None, authorization: str | None) -> None:
+    """Writes need `Authorization: Bearer KEY` when the server has a key."""
+    if expected is None:
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                             expected.encode()):
+        raise ApiError(401, "this endpoint needs 'Authorization: Bearer <api key>' "
+                            "(the key korqa serve was started with)",
+                       {"WWW-Authenticate": "Bearer"})
+
+
 class BodyLimit:
     """Refuse request bodies over `max_bytes` with 413, whether or not they declare a length."""
 
@@ -282,10 +324,13 @@ class BodyLimit:
 
 def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
                allow_origins: Sequence[str] = (), max_queue: int = 64,
-               max_body: int = MAX_BODY, deadline: float = DEFAULT_DEADLINE) -> FastAPI:
+               max_body: int = MAX_BODY, deadline: float = DEFAULT_DEADLINE,
+               allowed_hosts: Sequence[str] | None = None,
+               api_key: str | None = None) -> FastAPI:
     """The API and page over the pipeline `open_pipeline()` returns (opened on the engine's
     worker thread). Feedback goes to `data_dir/feedback.sqlite`. A question not answered
-    within `deadline` seconds answers 504."""
+    within `deadline` seconds answers 504. With `allowed_hosts`, other Host headers get 421;
+    with `api_key`, adding and removing documents needs it."""
     engine = Engine(open_pipeline, max_queue=max_queue)
     feedback = FeedbackStore(Path(data_dir) / FEEDBACK_FILE)
 
@@ -355,8 +400,11 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
             raise ApiError(422, str(error)) from None
 
     @app.post("/documents", responses={409: {"model": ErrorOut}, **errors})
-    async def add_documents(body: AddDocumentsRequest) -> dict[str, Any]:
-        """Add (or update, by id) documents; returns once the retriever indexes them."""
+    async def add_documents(body: AddDocumentsRequest,
+                            authorization: Annotated[str | None, Header()] = None,
+                            ) -> dict[str, Any]:
+        """Add (or replace, by id) documents; returns once the retriever indexes them."""
+        check_api_key(api_key, authorization)
         paragraphs, documents = _paragraphs(body)
         try:
             future = engine.add_paragraphs(paragraphs)
@@ -370,8 +418,10 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
                                                   409: {"model": ErrorOut}})
     async def delete_document(
             doc_id: Annotated[str, UrlPath(max_length=100, pattern=DOC_ID_PATTERN)],
+            authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         """Remove a document added through POST /documents, all of its paragraphs."""
+        check_api_key(api_key, authorization)
         try:
             future = engine.remove_documents([API_DOC_PREFIX + doc_id])
         except NoIndex as error:
@@ -404,8 +454,11 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
     app.mount("/static", _StaticFolder(directory=STATIC_DIR), name="static")
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
-                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Content-Type"])
+                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Content-Type", "Authorization"])
     app.add_middleware(BodyLimit, max_bytes=max_body)
+    if allowed_hosts is not None:
+        app.add_middleware(HostAllowList, hosts=allowed_hosts)
     return app
 
 
@@ -492,6 +545,8 @@ class ServerSettings:
     allow_origins: list[str] = field(default_factory=list)
     max_queue: int = 64
     deadline: float = DEFAULT_DEADLINE  # seconds a question may take before it answers 504
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names beyond loopback's
+    api_key: str | None = None  # needed to add or remove documents; else $KORQA_API_KEY
     threads: int | None = None
     log_level: str = "info"
     encoding: str | None = None  # of --corpus .txt/.md files that are not UTF-8
@@ -543,6 +598,12 @@ def serve(settings: ServerSettings) -> int:
 
     from korqa.pipeline import open_pipeline
 
+    api_key = settings.api_key or os.environ.get(API_KEY_ENV) or None
+    if not _is_loopback(settings.host) and api_key is None:
+        raise ValueError(f"--host {settings.host} is reachable from other machines: give "
+                         f"--api-key KEY (or set {API_KEY_ENV}) so that only you can add "
+                         "and remove documents")
+    hosts = allowed_host_names(settings.host, settings.allowed_hosts)
     if settings.threads:
         import torch
 
@@ -558,14 +619,22 @@ def serve(settings: ServerSettings) -> int:
         read_gate=settings.read_gate, threshold=settings.threshold)
     app = create_app(lambda: open_pipeline(index_dir, (), settings.faq, settings.model, config),
                      data_dir, settings.allow_origins, settings.max_queue,
-                     deadline=settings.deadline)
+                     deadline=settings.deadline, allowed_hosts=hosts, api_key=api_key)
     # Started here, so a missing model is one clear error before the port opens.
     app.state.engine.start()
-    if not _is_loopback(settings.host):
-        log.warning("listening on %s: reachable from other machines, with no authentication",
-                    settings.host)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
+
+
+def allowed_host_names(host: str, extra: Sequence[str]) -> list[str] | None:
+    """The Host names `korqa serve --host HOST` answers for: loopback's, HOST itself (unless
+    it is a wildcard address), and `extra`; None (any) when `extra` holds "*"."""
+    if "*" in extra:
+        return None
+    names = [*LOOPBACK_NAMES, *(_host_name(name) for name in extra)]
+    if host not in ("0.0.0.0", "::", ""):
+        names.append(_host_name(host))
+    return names
 
 
 def _is_loopback(host: str) -> bool:
