@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -556,3 +557,29 @@ def test_serving_beyond_loopback_needs_an_api_key(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("KORQA_API_KEY", raising=False)
     with pytest.raises(ValueError, match="--api-key"):
         serve(ServerSettings(host="0.0.0.0"))  # refused before anything loads
+
+
+def test_a_damaged_store_is_found_at_start_and_answers_503_later(tmp_path: Path) -> None:
+    index_dir = build_tiny_index(tmp_path / "index")
+    store_file = index_dir / STORE_FILE
+    with ParagraphStore(store_file, readonly=True) as store:
+        store.check()  # a sound store passes
+    data = bytearray(store_file.read_bytes())
+    page = 4096
+    assert len(data) >= 3 * page
+    data[page + 100:2 * page] = b"\xff" * (page - 100)  # a page of garbage
+    store_file.write_bytes(bytes(data))
+    with ParagraphStore(store_file, readonly=True) as store, \
+            pytest.raises(ValueError, match=r"(?s)paragraphs\.sqlite is damaged.*korqa index"):
+        store.check()
+
+    class DamagedPipeline(_BlockingPipeline):
+        def ask(self, question: str, top_k: int | None = None) -> object:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+    app = create_app(lambda: DamagedPipeline(), tmp_path / "data")
+    app.state.engine.index_dir = index_dir
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/ask", json={"question": HALLA})
+    assert response.status_code == 503
+    assert str(store_file) in response.json()["error"]

@@ -309,6 +309,16 @@ class ParagraphStore:
 
     # ---- lifetime -----------------------------------------------------------------------
 
+    def check(self) -> None:
+        """SQLite's quick_check of every page; ValueError naming the file when it fails."""
+        try:
+            problems = [row[0] for row in self._conn.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as error:
+            problems = [str(error)]
+        if problems != ["ok"]:
+            raise ValueError(f"{self.path} is damaged ({'; '.join(problems[:3])}): rebuild the "
+                             f"index with `korqa index`, or restore the file from a copy")
+
     def close(self) -> None:
         self._conn.close()
 

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import sqlite3
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -398,6 +399,10 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
             return JSONResponse(answer.result())
         except ValueError as error:  # the pipeline's own rejection of a question
             raise ApiError(422, str(error)) from None
+        except sqlite3.DatabaseError as error:
+            store = engine.index_dir / STORE_FILE if engine.index_dir else "the index"
+            raise ApiError(503, f"{store} could not be read ({error}); rebuild it with "
+                                "`korqa index`") from None
 
     @app.post("/documents", responses={409: {"model": ErrorOut}, **errors})
     async def add_documents(body: AddDocumentsRequest,
@@ -612,6 +617,8 @@ def serve(settings: ServerSettings) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     index_dir = prepare_index(settings.index, settings.corpus, data_dir,
                               TextReading(settings.encoding, settings.skip_bad))
+    with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
+        store.check()
     repair_index(index_dir)
     config = PipelineConfig.with_overrides(
         top_k=settings.top_k, int8=settings.int8, engine=settings.engine,
