@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +39,9 @@ from korqa.server.feedback import FEEDBACK_FILE, Feedback, FeedbackStore, locate
 log = logging.getLogger("korqa.server")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Swagger UI as fastapi-offline ships it: FastAPI's own /docs loads it from a CDN,
+# which a machine without internet cannot reach.
+DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 DEFAULT_DATA_DIR = Path("~/.local/share/korqa/server")
 MAX_QUESTION = 500  # characters
 MAX_TOP_K = 20
@@ -263,7 +268,8 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
             await run_in_threadpool(engine.stop)
             feedback.close()
 
-    app = FastAPI(title="korqa", version="1", lifespan=lifespan,
+    app = FastAPI(title="korqa", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  swagger_ui_oauth2_redirect_url=None,
                   description="Korean question answering: retriever + reader over an index.")
     app.state.engine = engine
     app.state.feedback = feedback
@@ -327,12 +333,35 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml",
+                            headers=PAGE_HEADERS)
+
+    _add_docs_pages(app)
     app.mount("/static", _StaticFolder(directory=STATIC_DIR), name="static")
+    app.mount("/docs-assets", _StaticFolder(directory=DOCS_ASSETS), name="docs-assets")
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
                            allow_methods=["GET", "POST"], allow_headers=["Content-Type"])
     app.add_middleware(BodyLimit, max_bytes=max_body)
     return app
+
+
+def _add_docs_pages(app: FastAPI) -> None:
+    """/docs: Swagger UI over /openapi.json, every asset served from here. (No /redoc: ReDoc
+    loads its logo from its CDN whatever the options.)"""
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title="korqa API",
+            swagger_js_url=f"{root}/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs-assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/static/favicon.svg", oauth2_redirect_url=None,
+            # No badge from the online validator: the page must not reach outside.
+            swagger_ui_parameters={"validatorUrl": None})
 
 
 class _StaticFolder(StaticFiles):
