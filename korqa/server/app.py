@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import ipaddress
 import json
@@ -10,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -480,6 +482,7 @@ def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
 
 def serve(settings: ServerSettings) -> int:
     """Load everything, then serve until interrupted (Ctrl-C)."""
+    check_port(settings.host, settings.port)  # before seconds of loading, not after
     import uvicorn
 
     from korqa.pipeline import open_pipeline
@@ -505,6 +508,24 @@ def serve(settings: ServerSettings) -> int:
                     settings.host)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
+
+
+def check_port(host: str, port: int) -> None:
+    """ValueError naming the port and --port when `host:port` cannot be listened on (in use,
+    no permission, no such address). Binds the way uvicorn will, then lets go."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ValueError(f"port {port} on {host} is in use; stop what uses it or "
+                                 "choose another port with --port") from None
+            raise ValueError(f"cannot listen on {host} port {port} ({error.strerror or error}); "
+                             "check --host and --port") from None
+        except OverflowError:
+            raise ValueError(f"--port {port}: a port is a number from 0 to 65535") from None
 
 
 def _is_loopback(host: str) -> bool:
