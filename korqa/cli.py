@@ -950,6 +950,12 @@ def build_parser() -> argparse.ArgumentParser:
                 action.help = SHARED_HELP.get(action.option_strings[-1])
     parser.description = _command_list(sub)
     sub.help = argparse.SUPPRESS  # listed by group in the description instead
+    # "invalid choice" errors list the commands in the same order (in place: the same dict
+    # maps names to parsers).
+    rank = {name: i for i, name in enumerate(n for _, names in COMMAND_GROUPS for n in names)}
+    ordered = sorted(sub.choices.items(), key=lambda item: rank.get(item[0], len(rank)))
+    sub.choices.clear()
+    sub.choices.update(ordered)
     return parser
 
 

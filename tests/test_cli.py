@@ -60,6 +60,7 @@ def test_help_lists_everyday_commands_first_then_evaluation_then_training() -> N
     commands = next(action for action in build_parser()._actions
                     if isinstance(action, argparse._SubParsersAction)).choices
     assert sorted(listed) == sorted(commands)  # each command once, none hidden
+    assert list(commands) == listed  # and "invalid choice" errors name them in that order
     assert "usage: korqa [-h] [--version] COMMAND ..." in text
 
 
