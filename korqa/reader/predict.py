@@ -123,7 +123,7 @@ def read_logits(
     while queues:
         reading = [queue.pop(0)[0] for queue in queues.values()]
         logits = compute_logits(model, [features[i] for i in reading], tokenizer.pad_id,
-                                config.batch_size, device, bar or False)
+                                config.batch_size, device, False if bar is None else bar)
         for index, window in zip(reading, logits, strict=True):
             results[index] = window
             example = features[index].example_index
@@ -202,7 +202,8 @@ def compute_logits(
         batch_size = 1
     order = sorted(range(len(features)), key=lambda i: len(features[i].input_ids))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    bar = _window_bar(len(features)) if progress is True else progress or None
+    own_bar = isinstance(progress, bool)
+    bar = (_window_bar(len(features)) if progress else None) if own_bar else progress
     results: list[WindowLogits | None] = [None] * len(features)
     # Toggling modes walks every submodule (~13 ms on e5): only do it when needed.
     was_training = model.training
@@ -225,7 +226,7 @@ def compute_logits(
     finally:
         if was_training:
             model.train()
-        if progress is True and bar is not None:
+        if own_bar and bar is not None:
             bar.close()
     return results  # type: ignore[return-value]
 
