@@ -986,7 +986,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return _run(argv)
         finally:
-            sys.stdout.flush()  # a closed pipe raises here, not in Python's exit
+            if sys.stdout is not None:  # None when started with stdout closed (>&-)
+                sys.stdout.flush()  # a closed pipe raises here, not in Python's exit
     except BrokenPipeError:
         # `korqa … | head` closed our output: stop quietly, as `cat` does. Python flushes
         # stdout once more at exit, so it points at /dev/null from here on.

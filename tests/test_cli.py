@@ -118,6 +118,15 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path, buffered: bool) 
         assert done.returncode == 141, args
 
 
+def test_a_closed_stdout_is_no_error() -> None:
+    # `korqa --version >&-`: Python starts with sys.stdout None.
+    run_closed = ("import os, sys; os.close(1); "
+                  "os.execv(sys.executable, [sys.executable, '-m', 'korqa', '--version'])")
+    done = subprocess.run([sys.executable, "-c", run_closed], stderr=subprocess.PIPE,
+                          timeout=120, cwd=REPO)
+    assert (done.returncode, done.stderr.decode()) == (0, "")
+
+
 def test_serve_refuses_a_busy_port_before_loading_anything(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with socket.socket() as busy:
