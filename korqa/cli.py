@@ -8,22 +8,106 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Iterator
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
-INT8_HELP = ("read with smoothed int8 linear layers on the CPU (the model must ship the "
-             "calibration `korqa calibrate` writes): ~1.4x faster; the shipped reader scores "
-             "1.0 F1 lower on validation, 0.6 on test")
+INT8_HELP = ("read with smoothed int8 linear layers on the CPU: faster, slightly less accurate "
+             "(the model must ship the calibration `korqa calibrate` writes)")
 ALL_WINDOWS_HELP = ("read every window of a paragraph longer than one; by default the windows "
                     "holding most of the question are read first and reading stops at the first "
-                    "confident one (validation: 26%% fewer tokens at F1 80.02 against 79.90)")
+                    "confident one")
 ENGINE_HELP = ("what runs the reader: torch, onnx (the same model traced once for ONNX Runtime, "
                "CPU only: same answers, faster), or auto (default: onnx on the CPU when "
                "onnxruntime is installed)")
+
+# `korqa --help` lists the commands in these groups, in this order; a command missing here is
+# listed under "other commands", so none is ever hidden.
+COMMAND_GROUPS = (
+    ("everyday use", ("index", "ask", "chat", "serve", "documents", "remove", "feedback")),
+    ("evaluation", ("evaluate", "score", "retrieval-eval", "split")),
+    ("training", ("train", "cloze", "average", "prune", "calibrate", "export", "import-e5",
+                  "vocab", "pretrain")),
+)
+# Options many commands share, explained once: build_parser() gives them to any command that
+# adds the option without a help text of its own.
+SHARED_HELP = {
+    "--no-progress": "hide the progress bars",
+    "--seed": "random seed",
+    "--device": "auto uses CUDA when it is available",
+    "--precision": "auto: bf16 (or fp16) autocast on CUDA, fp32 on the CPU",
+    "--dtype": "how the weights are stored",
+    "--lr": "peak learning rate",
+    "--weight-decay": "AdamW weight decay",
+    "--out": "directory to write",
+}
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, adding "(default: X)" to options whose help does not mention
+    their default. Flags and options without a default get nothing: "(default: False)" on a
+    --no-* flag reads backwards."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        default = action.default
+        if (not action.option_strings or action.nargs == 0 or default is None or default == []
+                or default is argparse.SUPPRESS or "default" in help_text.lower()):
+            return action.help
+        return f"{help_text} (default: %(default)s)".lstrip()
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose subcommands (and theirs) use HelpFormatter."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class _TopFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    """For `korqa --help`: the grouped command list in the description keeps its layout."""
+
+
+class _Version(argparse.Action):
+    """--version, read only when asked: the package metadata costs tens of milliseconds."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"korqa {version()}")
+        parser.exit()
+
+
+def version() -> str:
+    """The installed distribution's version; the package's own in a tree never installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("korqa")
+    except PackageNotFoundError:
+        from korqa import __version__
+
+        return __version__
+
+
+def iter_parsers(parser: argparse.ArgumentParser,
+                 name: str = "korqa") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """`parser` and every subcommand parser under it, with its full command name."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                yield from iter_parsers(sub, f"{name} {command}")
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -58,21 +142,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["train", "train+validation"], default="train",
                    help="train: hold out --validation-fold; train+validation: train on all 112 "
                         "non-test articles")
-    p.add_argument("--validation-fold", type=int, default=0)
+    p.add_argument("--validation-fold", type=int, default=0,
+                   help="group-k-fold fold of the non-test articles to validate on")
     p.add_argument("--validation-data", help="SQuAD file to validate on instead of the fold")
     p.add_argument("--extra-data", nargs="+", default=[], metavar="FILE",
                    help="more SQuAD files for training only (test-split overlaps are dropped)")
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=2, help="passes over the training questions")
     p.add_argument("--max-steps", type=int, help="train this many steps instead of --epochs")
     p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="windows per micro-batch")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
     p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps, or steps if >= 1")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="0 = no clipping")
-    p.add_argument("--max-seq-length", type=int, default=384)
-    p.add_argument("--doc-stride", type=int, default=128)
-    p.add_argument("--max-query-length", type=int, default=64)
+    p.add_argument("--max-seq-length", type=int, default=384,
+                   help="tokens per window: question, paragraph part and specials")
+    p.add_argument("--doc-stride", type=int, default=128,
+                   help="paragraph tokens between the starts of two windows")
+    p.add_argument("--max-query-length", type=int, default=64,
+                   help="question tokens kept at most")
     p.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
                    help="validate every N steps too (always at each epoch end)")
     p.add_argument("--eval-limit", type=int, metavar="N", help="validate on N questions")
@@ -83,8 +171,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     p.add_argument("--freeze-layers", type=int, default=0, metavar="N",
                    help="freeze the embeddings and the N lowest layers (faster on CPU)")
-    p.add_argument("--freeze-embeddings", action="store_true")
-    p.add_argument("--layer-lr-decay", type=float, default=1.0)
+    p.add_argument("--freeze-embeddings", action="store_true", help="freeze the embeddings only")
+    p.add_argument("--layer-lr-decay", type=float, default=1.0,
+                   help="each layer below the head trains at this times the learning rate "
+                        "of the layer above; 1: one rate for all")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-trim", dest="trim_particles", action="store_false",
                    help="validate without cutting particles off answers (no kiwipiepy needed)")
@@ -120,7 +210,8 @@ def _add_cloze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="SQuAD JSON to write (.json.gz ok)")
     p.add_argument("--max-questions", type=int, default=20_000, metavar="N",
                    help="in all, shared equally between the corpus paths (default 20000)")
-    p.add_argument("--per-paragraph", type=int, default=2, metavar="N")
+    p.add_argument("--per-paragraph", type=int, default=2, metavar="N",
+                   help="questions per paragraph at most")
     p.add_argument("--exclude", nargs="+", default=[], metavar="FILE",
                    help="SQuAD files whose article titles are never drawn from (KorQuAD dev)")
     p.add_argument("--seed", type=int, default=0)
@@ -152,7 +243,8 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
         description="Write the uniform weight average of several readers (e.g. the best/ of "
                     "runs with other seeds or schedules from one start): a 'model soup'. "
                     "They must share config and tokenizer.")
-    p.add_argument("--models", nargs="+", required=True, metavar="DIR")
+    p.add_argument("--models", nargs="+", required=True, metavar="DIR",
+                   help="reader directories to average")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32")
     p.set_defaults(handler=_average)
@@ -377,7 +469,8 @@ def _add_retrieval_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["test", "validation", "all"], default="test",
                    help="test = articles whose index is 4 mod 5; validation = the others")
     p.add_argument("--k", default="1,5,10,20", help="comma-separated cut-offs")
-    p.add_argument("--rule", choices=["auto", "context", "title-answer"], default="auto")
+    p.add_argument("--rule", choices=["auto", "context", "title-answer"], default="auto",
+                   help="which paragraphs count as gold, as described above")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_retrieval_eval)
@@ -435,8 +528,9 @@ def _add_split(sub: argparse._SubParsersAction) -> None:
                     "numbers its articles afresh, so cut no further split from it by index.")
     p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
     p.add_argument("--scheme", default="korquad",
-                   choices=["korquad", "group-kfold", "kfold", "stratified", "shuffle"])
-    p.add_argument("--folds", type=int, default=5)
+                   choices=["korquad", "group-kfold", "kfold", "stratified", "shuffle"],
+                   help="how to cut the non-test articles, as described above")
+    p.add_argument("--folds", type=int, default=5, help="number of folds")
     p.add_argument("--fold", type=int, help="write only this fold (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR")
@@ -466,7 +560,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                     "token F1. Scores are percentages.")
     p.add_argument("--data", required=True, help="SQuAD-format JSON with the gold answers")
     p.add_argument("--predictions", required=True, help='JSON object {"question id": "answer"}')
-    p.add_argument("--metric", choices=["korquad", "squad"], default="korquad")
+    p.add_argument("--metric", choices=["korquad", "squad"], default="korquad",
+                   help="korquad: F1 over characters; squad: F1 over tokens")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_score)
 
@@ -510,7 +605,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="a reader saved with save_pretrained, its tokenizer beside it "
                         "(default: the shipped reader, or $KORQA_MODEL)")
     p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
-    p.add_argument("--split", choices=["test", "validation", "all"], default="test")
+    p.add_argument("--split", choices=["test", "validation", "all"], default="test",
+                   help="questions to score, as described above")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", metavar="DIR", help="write predictions and the error analysis")
     p.add_argument("--no-trim", dest="trim_particles", action="store_false",
@@ -519,8 +615,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seq-length", type=int, help=window + "384)")
     p.add_argument("--doc-stride", type=int, help=window + "128)")
     p.add_argument("--max-query-length", type=int, help=window + "64)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--n-best", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    p.add_argument("--n-best", type=int, default=20,
+                   help="candidate answers kept per question (nbest.json)")
     p.add_argument("--max-answer-length", type=int, default=30, help="in tokens")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     _add_engine_options(p)
@@ -771,7 +868,8 @@ def _add_vocab(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--max-docs", type=int, metavar="N",
                    help="read N documents in all, spread evenly over the .jsonl files")
-    p.add_argument("--min-frequency", type=int, default=2)
+    p.add_argument("--min-frequency", type=int, default=2,
+                   help="pairs seen fewer times are never merged into one piece")
     p.add_argument("--limit-alphabet", type=int, default=6_000,
                    help="most frequent characters kept as the initial alphabet")
     p.add_argument("--eval-data", nargs="+", metavar="FILE",
@@ -809,17 +907,19 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                    help="tiny, small, base, or a config.json (vocab_size: the tokenizer's)")
     p.add_argument("--tokenizer", required=True, metavar="DIR", help="from `korqa vocab`")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory")
-    p.add_argument("--max-steps", type=int, default=10_000)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-steps", type=int, default=10_000,
+                   help="optimizer steps; the learning-rate schedule is planned for them")
+    p.add_argument("--batch-size", type=int, default=32, help="sequence pairs per micro-batch")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--warmup", type=float, default=0.01,
                    help="fraction of steps, or steps if >= 1")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="0 = no clipping")
-    p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--short-seq-prob", type=float, default=0.1)
-    p.add_argument("--mask-prob", type=float, default=0.15)
+    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per sequence pair")
+    p.add_argument("--short-seq-prob", type=float, default=0.1,
+                   help="share of pairs cut shorter than --max-seq-length, as BERT does")
+    p.add_argument("--mask-prob", type=float, default=0.15, help="share of tokens masked")
     p.add_argument("--max-predictions", type=int, metavar="N",
                    help="masked tokens per sequence at most (default ceil(length * mask-prob))")
     p.add_argument("--whole-word-mask", action="store_true",
@@ -828,12 +928,14 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                    help="sentence-order prediction (swap A/B) instead of a random B")
     p.add_argument("--doc-buffer", type=int, default=1000, help="documents shuffled together")
     p.add_argument("--instance-buffer", type=int, default=2000, help="instances shuffled together")
-    p.add_argument("--max-docs-per-file", type=int, metavar="N")
+    p.add_argument("--max-docs-per-file", type=int, metavar="N",
+                   help="read only the first N documents of each file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--save-every", type=int, default=1000, metavar="STEPS")
+    p.add_argument("--save-every", type=int, default=1000, metavar="STEPS",
+                   help="write OUT/last every N steps, and at the end")
     p.add_argument("--stop-at-step", type=int, metavar="STEP",
                    help="stop at this step (after saving OUT/last); continue with --resume")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT/last")
@@ -865,7 +967,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                     "goes to DATA_DIR/feedback.sqlite (`korqa feedback export` reads it).")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default loopback; there is no authentication)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     _add_pipeline_options(p)
     p.add_argument("--data-dir", metavar="DIR",
                    help="feedback and the server's own index (default ~/.local/share/korqa/server)")
@@ -887,7 +989,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                         "(default 10)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
     p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
+                   choices=["critical", "error", "warning", "info", "debug"],
+                   help="what the server logs")
     p.set_defaults(handler=_serve)
 
 
@@ -936,16 +1039,66 @@ def _feedback_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="korqa", description="Korean question answering on BERT")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="korqa", formatter_class=_TopFormatter,
+                     usage="korqa [-h] [--version] COMMAND ...",
+                     epilog="`korqa COMMAND --help` documents each command's options.")
+    parser.add_argument("--version", action=_Version, help="print korqa's version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="korqa")
     for add in _COMMANDS:
         add(sub)
+    for _, command in iter_parsers(parser):
+        for action in command._actions:
+            if action.help is None and action.option_strings:
+                action.help = SHARED_HELP.get(action.option_strings[-1])
+    parser.description = _command_list(sub)
+    sub.help = argparse.SUPPRESS  # listed by group in the description instead
+    # "invalid choice" errors list the commands in the same order (in place: the same dict
+    # maps names to parsers).
+    rank = {name: i for i, name in enumerate(n for _, names in COMMAND_GROUPS for n in names)}
+    ordered = sorted(sub.choices.items(), key=lambda item: rank.get(item[0], len(rank)))
+    sub.choices.clear()
+    sub.choices.update(ordered)
     return parser
 
 
+def _command_list(sub: argparse._SubParsersAction) -> str:
+    """The subcommands and their one-line help, grouped as COMMAND_GROUPS says."""
+    helps = {action.dest: action.help or "" for action in sub._choices_actions}
+    grouped = [name for _, names in COMMAND_GROUPS for name in names]
+    groups = [(title, [name for name in names if name in helps])
+              for title, names in COMMAND_GROUPS]
+    groups.append(("other commands", [name for name in helps if name not in grouped]))
+    width = max(map(len, helps)) + 4
+    columns = max(min(shutil.get_terminal_size().columns, 100) - 2, width + 30)
+    lines = textwrap.wrap("Korean question answering on BERT: index documents, ask in Korean, "
+                          "and train and evaluate readers.", columns) + [""]
+    for title, names in groups:
+        if names:
+            lines.append(f"{title}:")
+            for name in names:
+                lines += textwrap.wrap(helps[name], columns,
+                                       initial_indent=f"  {name:<{width - 2}}",
+                                       subsequent_indent=" " * width)
+            lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        try:
+            return _run(argv)
+        finally:
+            if sys.stdout is not None:  # None when started with stdout closed (>&-)
+                sys.stdout.flush()  # a closed pipe raises here, not in Python's exit
+    except BrokenPipeError:
+        # `korqa … | head` closed our output: stop quietly, as `cat` does. Python flushes
+        # stdout once more at exit, so it points at /dev/null from here on.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # what a shell reports for a command that SIGPIPE ended
+
+
+def _run(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except (FileNotFoundError, ValueError) as error:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -93,16 +96,75 @@ def test_health_page_static_files_and_schema(client: TestClient) -> None:
     assert "AnswerOut" in json.dumps(paths["/ask"])
 
 
-@pytest.mark.parametrize("path", [
+HOSTILE_PATHS = [
     "/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py",
     "/static/%2e%2e%2f%2e%2e%2fcli.py", "/static//etc/passwd", "/static/%00", "/nothing",
-])
+    "/static/%ff", "/static/a%00b.js", "/static/app.js%00", "/%00", "/%ff", "/static/",
+    "/static", "/static/..\\app.py", "/static/..%5capp.py", "/static/%5c%5cserver%5cshare",
+    "/static/%c0%af", "/static/%c0%ae%c0%ae/app.py", "/static/%ed%a0%80", "/static/%",
+    "/static/%zz", "/static/%0d%0aSet-Cookie:%20a=b", "/static/..;/app.py",
+    "/static/%ED%95%9C%EB%9D%BC%EC%82%B0.js", "/static/%e2%80%ae", "/static/con",
+    "/static/" + "../" * 40 + "etc/passwd", "/static/" + "a" * 10_000, "/" + "a" * 10_000,
+    "/static/" + "%ff" * 3_000, "/static/" + "a/" * 2_000, "/docs/%00", "/docs%00",
+    "/docs-assets/%00", "/docs-assets/../core.py", "/docs-assets/%2e%2e/core.py",
+    "/favicon.ico%00", "/ask%00", "/ask/%00", "/health%00", "/documents/..%2f..%2fapp.py",
+    "/feedback/%ff", "/redoc", "//", "///etc/passwd",
+]
+
+
+@pytest.mark.parametrize("path", HOSTILE_PATHS)
 def test_no_path_leaves_the_static_folder(client: TestClient, path: str) -> None:
     # httpx would normalise "..", so the raw path goes through the transport as written.
     response = client.request("GET", client.base_url.copy_with(raw_path=path.encode()))
     assert response.status_code == 404
     assert "error" in response.json()
-    assert "import" not in response.text
+    assert "import" not in response.text and "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/ask?question=%00", 405), ("GET", "/ask?question=%ff%fe&top_k=%00", 405),
+    ("POST", "/static/%00", 405), ("PUT", "/ask%00", 404), ("DELETE", "/health", 405),
+    ("POST", "/docs-assets/%00", 405), ("GET", "/health?%00=%ff", 200),
+    ("POST", "/ask?question=%00", 415),  # the body is what counts, and there is none
+])
+def test_hostile_queries_and_methods_get_a_clean_answer(client: TestClient, method: str,
+                                                        path: str, status: int) -> None:
+    response = client.request(method, client.base_url.copy_with(raw_path=path.encode()))
+    assert response.status_code == status
+    assert "Traceback" not in response.text and "internal" not in response.text
+
+
+def test_raw_bytes_no_client_library_would_send_get_a_400(tmp_path: Path) -> None:
+    # Unescaped UTF-8, control bytes and NULs in the request line: uvicorn refuses them before
+    # the app sees them; the point is that nothing answers 500 or hangs.
+    with LiveServer(create_app(_BlockingPipeline, tmp_path)) as live:
+        for target in ["/static/한라산".encode(), b"/static/\xff\xfe", b"/static/a\x00b",
+                       b"/ask?question=\x00", b"/static/\x7f", b"/static/a\tb"]:
+            with socket.create_connection(("127.0.0.1", live.port), timeout=30) as sock:
+                sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                             b"Connection: close\r\n\r\n")
+                reply = b""
+                while chunk := sock.recv(65536):
+                    reply += chunk
+            assert reply.startswith(b"HTTP/1.1 400 "), (target, reply[:100])
+            assert b"Traceback" not in reply
+
+
+def test_the_favicon_and_offline_api_docs(client: TestClient) -> None:
+    page = client.get("/")
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page.text
+    for path in ["/favicon.ico", "/static/favicon.svg"]:
+        icon = client.get(path)
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+        assert ElementTree.fromstring(icon.content).tag == "{http://www.w3.org/2000/svg}svg"
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    # Nothing the page loads comes from elsewhere (FastAPI's default uses a CDN).
+    assert "cdn" not in docs.text and "https://" not in docs.text
+    assets = re.findall(r'(?:href|src)="(/[^"]+)"', docs.text)
+    assert len(assets) == 3  # script, style, icon
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
 
 
 BAD_BODIES = {

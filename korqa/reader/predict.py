@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from korqa.reader.features import (
 from korqa.reader.josa import particle_cut
 from korqa.reader.squad import SquadExample
 from korqa.tokenization import Tokenizer
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 # A question's windows are read most promising first, and reading stops at the first window
 # whose best span has at least this probability, once no unread window holds TIE_SHARE of
@@ -106,6 +110,8 @@ def read_logits(
     if config.stop_confidence is None:
         return compute_logits(model, features, tokenizer.pad_id, config.batch_size, device,
                               progress)
+    # One bar for all rounds: it counts windows read or skipped, so it ends at every window.
+    bar = _window_bar(len(features)) if progress else None
     weights = tokenizer.piece_weights()
     queues: dict[int, list[tuple[int, float]]] = {}  # example -> (window, match), best first
     best_match: dict[int, float] = {}
@@ -114,12 +120,10 @@ def read_logits(
         queues[example] = sorted(zip(indices, match, strict=True), key=lambda item: -item[1])
         best_match[example] = queues[example][0][1]
     results: list[WindowLogits | None] = [None] * len(features)
-    first_round = True
     while queues:
         reading = [queue.pop(0)[0] for queue in queues.values()]
         logits = compute_logits(model, [features[i] for i in reading], tokenizer.pad_id,
-                                config.batch_size, device, progress and first_round)
-        first_round = False
+                                config.batch_size, device, False if bar is None else bar)
         for index, window in zip(reading, logits, strict=True):
             results[index] = window
             example = features[index].example_index
@@ -129,7 +133,17 @@ def read_logits(
                                                   config.max_answer_length)
                             >= config.stop_confidence):
                 del queues[example]
+                if bar is not None:
+                    bar.update(len(left))  # windows it will not need
+    if bar is not None:
+        bar.close()
     return results
+
+
+def _window_bar(total: int) -> tqdm:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="predict", unit="window")
 
 
 def question_match(windows: list[InputFeatures], piece_weights: np.ndarray) -> list[float]:
@@ -169,9 +183,10 @@ def compute_logits(
     pad_id: int,
     batch_size: int = 32,
     device: str = "cpu",
-    progress: bool = False,
+    progress: bool | tqdm = False,
 ) -> list[WindowLogits]:
-    """The model's logits for every window, in `features` order.
+    """The model's logits for every window, in `features` order. `progress`: a bar of its
+    own (True), or a caller's bar that counts the windows on (as `read_logits` passes).
 
     Windows are batched by length, so each batch pads only to its own longest window. The model
     is put in eval mode for the pass and left in the mode it came in.
@@ -187,10 +202,8 @@ def compute_logits(
         batch_size = 1
     order = sorted(range(len(features)), key=lambda i: len(features[i].input_ids))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(batches, desc="predict", unit="batch")
+    own_bar = isinstance(progress, bool)
+    bar = (_window_bar(len(features)) if progress else None) if own_bar else progress
     results: list[WindowLogits | None] = [None] * len(features)
     # Toggling modes walks every submodule (~13 ms on e5): only do it when needed.
     was_training = model.training
@@ -208,9 +221,13 @@ def compute_logits(
                     length = len(features[index].input_ids)
                     results[index] = WindowLogits(start_rows[row, :length],
                                                   end_rows[row, :length])
+                if bar is not None:
+                    bar.update(len(batch_indices))
     finally:
         if was_training:
             model.train()
+        if own_bar and bar is not None:
+            bar.close()
     return results  # type: ignore[return-value]
 
 
@@ -219,6 +236,7 @@ def decode_predictions(
     features: list[InputFeatures],
     logits: list[WindowLogits | None],
     config: PredictConfig,
+    progress: bool = False,
 ) -> dict[str, list[Candidate]]:
     """n-best spans per question over its windows, with a score comparable anywhere.
 
@@ -250,7 +268,14 @@ def decode_predictions(
                          f"{config.n_best} and {config.max_answer_length}")
     by_example = _windows_by_example(features)
     predictions: dict[str, list[Candidate]] = {}
-    for example_index, example in enumerate(examples):
+    questions = enumerate(examples)
+    if progress:  # trimming asks Kiwi about every candidate, which takes a while
+        from tqdm import tqdm
+
+        questions = tqdm(questions, total=len(examples), unit="question",
+                         desc="answers, particles trimmed" if config.trim_particles
+                         else "answers")
+    for example_index, example in questions:
         indices = by_example.get(example_index, [])
         if not indices:
             raise ValueError(f"question {example.qid!r}: no features were made for it")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import hmac
 import ipaddress
@@ -11,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -19,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import fastapi_offline
 from fastapi import FastAPI, Header, Request
 from fastapi import Path as UrlPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
@@ -47,6 +51,9 @@ from korqa.server.feedback import (
 log = logging.getLogger("korqa.server")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Swagger UI as fastapi-offline ships it: FastAPI's own /docs loads it from a CDN,
+# which a machine without internet cannot reach.
+DOCS_ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 DEFAULT_DATA_DIR = Path("~/.local/share/korqa/server")
 MAX_QUESTION = 500  # characters
 MAX_TOP_K = 20
@@ -344,7 +351,8 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
             await run_in_threadpool(engine.stop)
             feedback.close()
 
-    app = FastAPI(title="korqa", version="1", lifespan=lifespan,
+    app = FastAPI(title="korqa", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  swagger_ui_oauth2_redirect_url=None,
                   description="Korean question answering: retriever + reader over an index.")
     app.state.engine = engine
     app.state.feedback = feedback
@@ -456,7 +464,14 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml",
+                            headers=PAGE_HEADERS)
+
+    _add_docs_pages(app)
     app.mount("/static", _StaticFolder(directory=STATIC_DIR), name="static")
+    app.mount("/docs-assets", _StaticFolder(directory=DOCS_ASSETS), name="docs-assets")
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
                            allow_methods=["GET", "POST", "DELETE"],
@@ -465,6 +480,22 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
     if allowed_hosts is not None:
         app.add_middleware(HostAllowList, hosts=allowed_hosts)
     return app
+
+
+def _add_docs_pages(app: FastAPI) -> None:
+    """/docs: Swagger UI over /openapi.json, every asset served from here. (No /redoc: ReDoc
+    loads its logo from its CDN whatever the options.)"""
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title="korqa API",
+            swagger_js_url=f"{root}/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs-assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/static/favicon.svg", oauth2_redirect_url=None,
+            # No badge from the online validator: the page must not reach outside.
+            swagger_ui_parameters={"validatorUrl": None})
 
 
 class _StaticFolder(StaticFiles):
@@ -599,15 +630,16 @@ def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
 
 def serve(settings: ServerSettings) -> int:
     """Load everything, then serve until interrupted (Ctrl-C)."""
-    import uvicorn
-
-    from korqa.pipeline import open_pipeline
-
     api_key = settings.api_key or os.environ.get(API_KEY_ENV) or None
     if not _is_loopback(settings.host) and api_key is None:
         raise ValueError(f"--host {settings.host} is reachable from other machines: give "
                          f"--api-key KEY (or set {API_KEY_ENV}) so that only you can add "
                          "and remove documents")
+    check_port(settings.host, settings.port)  # before seconds of loading, not after
+    import uvicorn
+
+    from korqa.pipeline import open_pipeline
+
     hosts = allowed_host_names(settings.host, settings.allowed_hosts)
     if settings.threads:
         import torch
@@ -642,6 +674,24 @@ def allowed_host_names(host: str, extra: Sequence[str]) -> list[str] | None:
     if host not in ("0.0.0.0", "::", ""):
         names.append(_host_name(host))
     return names
+
+
+def check_port(host: str, port: int) -> None:
+    """ValueError naming the port and --port when `host:port` cannot be listened on (in use,
+    no permission, no such address). Binds the way uvicorn will, then lets go."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ValueError(f"port {port} on {host} is in use; stop what uses it or "
+                                 "choose another port with --port") from None
+            raise ValueError(f"cannot listen on {host} port {port} ({error.strerror or error}); "
+                             "check --host and --port") from None
+        except OverflowError:
+            raise ValueError(f"--port {port}: a port is a number from 0 to 65535") from None
 
 
 def _is_loopback(host: str) -> bool:
