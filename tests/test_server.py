@@ -14,6 +14,8 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from server_support import (
     DOCS,
@@ -23,14 +25,17 @@ from server_support import (
     one_torch_thread,
     tiny_pipeline,
 )
+from starlette.exceptions import HTTPException
 
 from korqa.cli import build_parser
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval.index import STORE_FILE, Index
 from korqa.server.app import (
+    HEADER_TIMEOUT,
     MAX_PARAGRAPH_CHARS,
     MAX_QUESTION,
+    BodyLimit,
     DocumentIn,
     ServerSettings,
     allowed_host_names,
@@ -645,3 +650,53 @@ def test_a_damaged_store_is_found_at_start_and_answers_503_later(tmp_path: Path)
         response = client.post("/ask", json={"question": HALLA})
     assert response.status_code == 503
     assert str(store_file) in response.json()["error"]
+
+
+def test_a_client_that_never_finishes_its_headers_is_disconnected(tmp_path: Path) -> None:
+    app = create_app(lambda: _BlockingPipeline(), tmp_path)
+    with LiveServer(app) as server, socket.create_connection(("127.0.0.1", server.port)) as loris:
+        loris.settimeout(HEADER_TIMEOUT + 5)
+        loris.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        started = time.monotonic()
+        closed = False
+        while time.monotonic() - started < HEADER_TIMEOUT + 5:
+            try:
+                loris.sendall(b"X-Slow: 1\r\n")  # a header line now and then, never the end
+                if loris.recv(1024) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                break
+            except OSError:
+                closed = True
+                break
+        assert closed and time.monotonic() - started < HEADER_TIMEOUT + 5
+        assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+
+
+def test_a_body_trickled_past_its_time_is_refused_with_408() -> None:
+    inner = FastAPI()
+
+    @inner.post("/echo")
+    async def echo(body: dict) -> dict:
+        return body
+
+    @inner.exception_handler(HTTPException)
+    async def as_json(_: object, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": error.detail}, status_code=error.status_code)
+
+    app = BodyLimit(inner, max_bytes=1_000_000, max_seconds=1.0)
+
+    def trickle() -> Iterator[bytes]:
+        yield b'{"a": "'
+        for _ in range(30):
+            time.sleep(0.1)
+            yield b"x"
+        yield b'"}'
+
+    with LiveServer(app) as server:
+        response = httpx.post(f"{server.url}/echo", content=trickle(), timeout=30,
+                              headers={"Content-Type": "application/json"})
+        assert response.status_code == 408 and "1 s" in response.json()["error"]
+        fast = httpx.post(f"{server.url}/echo", json={"a": "x"}, timeout=30)
+        assert fast.json() == {"a": "x"}

@@ -65,6 +65,8 @@ MAX_TEXT_CHARS = 200_000
 MAX_ANSWER = 2_000
 API_KEY_ENV = "KORQA_API_KEY"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+HEADER_TIMEOUT = 5  # seconds a connection may take to send its request headers
+BODY_TIMEOUT = 30.0  # seconds a request body may take to arrive
 DEFAULT_DEADLINE = 10.0  # seconds a question may take, queueing included
 DISCONNECT_POLL = 0.25  # seconds between checks that a waiting client is still there
 API_DOC_PREFIX = "api:"  # the store's document id of an API document
@@ -296,11 +298,13 @@ def check_api_key(expected: str | None, authorization: str | None) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413, whether or not they declare a length."""
+    """Refuse request bodies over `max_bytes` with 413, whether or not they declare a length,
+    and bodies still arriving `max_seconds` after they began with 408."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_seconds: float = BODY_TIMEOUT) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -312,16 +316,20 @@ class BodyLimit:
             await response(scope, receive, send)
             return
         seen = 0
+        give_up = asyncio.get_running_loop().time() + self.max_seconds
 
         async def limited() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                # FastAPI re-raises HTTPExceptions from reading the body; our handler turns
+                # them into the JSON error.
                 if seen > self.max_bytes:
-                    # FastAPI re-raises HTTPExceptions from reading the body; our handler
-                    # turns it into the JSON error.
                     raise HTTPException(413, f"request body over {self.max_bytes} bytes")
+                if message.get("more_body") and asyncio.get_running_loop().time() > give_up:
+                    raise HTTPException(408, f"request body still arriving after "
+                                             f"{self.max_seconds:g} s")
             return message
 
         await self.app(scope, limited, send)
@@ -636,7 +644,7 @@ def serve(settings: ServerSettings) -> int:
                          f"--api-key KEY (or set {API_KEY_ENV}) so that only you can add "
                          "and remove documents")
     check_port(settings.host, settings.port)  # before seconds of loading, not after
-    import uvicorn
+    from hypercorn.asyncio import serve as serve_asgi
 
     from korqa.pipeline import open_pipeline
 
@@ -661,8 +669,23 @@ def serve(settings: ServerSettings) -> int:
                      deadline=settings.deadline, allowed_hosts=hosts, api_key=api_key)
     # Started here, so a missing model is one clear error before the port opens.
     app.state.engine.start()
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    asyncio.run(serve_asgi(app, server_config(settings.host, settings.port,
+                                              settings.log_level)))
     return 0
+
+
+def server_config(host: str, port: int, log_level: str = "info"):  # -> hypercorn Config
+    """Hypercorn, not uvicorn: it closes a connection that has not finished its request
+    headers within HEADER_TIMEOUT, where uvicorn holds a slowloris client forever (BodyLimit
+    bounds a trickled body)."""
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.keep_alive_timeout = HEADER_TIMEOUT  # idle, or still sending its headers
+    config.read_timeout = HEADER_TIMEOUT  # nothing at all arrived for this long
+    config.loglevel = log_level.upper()
+    return config
 
 
 def allowed_host_names(host: str, extra: Sequence[str]) -> list[str] | None:
@@ -678,7 +701,7 @@ def allowed_host_names(host: str, extra: Sequence[str]) -> list[str] | None:
 
 def check_port(host: str, port: int) -> None:
     """ValueError naming the port and --port when `host:port` cannot be listened on (in use,
-    no permission, no such address). Binds the way uvicorn will, then lets go."""
+    no permission, no such address). Binds the way the server will, then lets go."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
