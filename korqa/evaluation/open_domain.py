@@ -87,8 +87,10 @@ def build_open_sets(data: str | Path, chitchat: str | Path, split: str,
     entries = rng.sample(entries, min(count, len(entries)))
     sets = [OpenQuestion("answerable", e.qid, e.question, [a.text for a in e.answers], e.title)
             for e in examples]
-    sets += [OpenQuestion("unanswerable", e.qid, e.question, [], e.title, e.title)
-             for e in examples]
+    # Gold answers stay with the unanswerable twin: a guess from another article can still be
+    # right (about one in ten on validation), and the confidence is P(right).
+    sets += [OpenQuestion("unanswerable", e.qid, e.question, [a.text for a in e.answers],
+                          e.title, e.title) for e in examples]
     sets += [OpenQuestion("offtopic", f"chitchat-{e.id}", e.question, [], f"chitchat-{e.id}")
              for e in entries]
     return sets
@@ -153,7 +155,8 @@ def collect(pipeline: QAPipeline, search: WithoutArticle, questions: Sequence[Op
             out.flush()
             done[question.key] = record
     search.exclude_title = None
-    return [done[q.key] for q in questions]
+    # The read is the cache's; what the question is (answers, group) is today's set definition.
+    return [{**done[q.key], **asdict(q)} for q in questions]
 
 
 def read_cache(path: str | Path) -> list[dict[str, Any]]:
@@ -193,7 +196,8 @@ def is_right(text: str, answers: Sequence[str]) -> tuple[float, float]:
 def fitting_rows(records: Iterable[dict[str, Any]], pipeline: QAPipeline,
                  ) -> tuple[list[dict[str, float]], list[bool], list[str], list[str]]:
     """(features of each question's best guess, whether it is exactly right, its group, its
-    set), for every question with something read."""
+    set), for every question with something read. An unanswerable question's guess is right
+    when it matches the gold answer anyway (read from another article)."""
     from korqa.pipeline.confidence import candidate_features
 
     rows, right, groups, kinds = [], [], [], []
@@ -221,7 +225,11 @@ def replay(records: Iterable[dict[str, Any]], pipeline: QAPipeline) -> list[dict
         guess = answer.candidates[0].answer if answer.candidates else ""
         em, f1 = is_right(answer.answer if answer.known else "", record["answers"])
         guess_em, guess_f1 = is_right(guess, record["answers"])
+        # Whether a gold answer's text is in a retrieved paragraph all the same (unanswerable
+        # set: another article repeats it), so its "don't know" may not be the right reply.
+        elsewhere = any(a in r.paragraph.text for r in retrieved for a in record["answers"])
         rows.append({"kind": record["kind"], "known": answer.known, "score": answer.score,
+                     "gold_retrieved": elsewhere,
                      "em": em, "f1": f1, "guess_em": guess_em, "guess_f1": guess_f1,
                      "guess_score": answer.candidates[0].score if answer.candidates else 0.0})
     return rows
@@ -231,7 +239,9 @@ def replay(records: Iterable[dict[str, Any]], pipeline: QAPipeline) -> list[dict
 
 
 def summarise(rows: Sequence[dict[str, Any]], bins: int = 10) -> dict[str, Any]:
-    """EM/F1 on the answerable set (a "don't know" scores 0), abstention rates on each set, and
+    """EM/F1 on the answerable set (a "don't know" scores 0), abstention rates on each set (for
+    the unanswerable one also where no retrieved paragraph holds a gold answer's text: strict),
+    and
     AUROC and ECE of the shown confidence of the best guess against its being exactly right
     (every set pooled; an unanswerable question's guess is always wrong)."""
     out: dict[str, Any] = {}
@@ -241,6 +251,11 @@ def summarise(rows: Sequence[dict[str, Any]], bins: int = 10) -> dict[str, Any]:
             continue
         entry: dict[str, Any] = {"questions": len(part),
                                  "abstention": _pct(sum(not r["known"] for r in part), len(part))}
+        if kind == "unanswerable":
+            strict = [r for r in part if not r.get("gold_retrieved")]
+            entry.update(answered_right=_pct(sum(r["em"] for r in part), len(part)),
+                         strict_questions=len(strict),
+                         strict_abstention=_pct(sum(not r["known"] for r in strict), len(strict)))
         if kind == "answerable":
             entry.update(exact_match=_pct(sum(r["em"] for r in part), len(part)),
                          f1=_pct(sum(r["f1"] for r in part), len(part)),
@@ -387,7 +402,7 @@ def calibrate_confidence(data: str | Path, chitchat: str | Path, model: str | Pa
     with pipeline:
         records = collect(pipeline, search, questions, cache, progress)
         rows, right, groups, kinds = fitting_rows(records, pipeline)
-    fit = fit_confidence(rows, right, groups, precision)
+    fit = fit_confidence(rows, [k == "answerable" for k in kinds], right, groups, precision)
     held_out = fit.held_out
     answered = held_out >= fit.confidence.threshold
     stats: dict[str, Any] = {"questions": Counter(kinds), "right": int(sum(right)),

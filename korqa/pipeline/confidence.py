@@ -43,8 +43,10 @@ FEATURES: tuple[str, ...] = (
     "retrieval_score",  # the answer's paragraph, divided by the top one's
     "retrieval_gap",  # 1 − second paragraph / first: a lone clear hit or a crowd
     "piece_coverage",  # share of the question's pieces (by weight) found in the paragraph
-    "missing_piece",  # weight of the most telling question piece the paragraph lacks
     "bigram_coverage",  # share of the question's character bigrams found in the paragraph
+    "local_piece_coverage",  # the same two within LOCAL_RADIUS characters of the answer:
+    "local_bigram_coverage",  # a question is asked about the sentence holding its answer
+    "longest_match",  # longest run of the question's characters found as is near the answer
     "answer_digit",  # the answer holds a digit
     "log_answer_chars",
     "type_mismatch",  # 언제 without a date, 몇 without a number, 누구/어디 with digits
@@ -57,6 +59,8 @@ FEATURES: tuple[str, ...] = (
 _DATE = re.compile(r"\d|년|월|일|세기|시대|시절|때|초|말|무렵|전후")
 _NUMBER = re.compile(r"\d|[한두세네]\s?[가-힣]|여러|수십|수백|수천|수만|절반|첫|하나|둘|셋|넷")
 _WORD = re.compile(r"[0-9A-Za-z가-힣]+")
+# Characters either side of an answer that count as its neighbourhood (about a sentence each).
+LOCAL_RADIUS = 80
 
 
 class PieceTokenizer(Protocol):
@@ -150,12 +154,13 @@ def _floats(values: np.ndarray) -> list[float]:
 
 
 def question_coverage(question: str, title: str, text: str,
-                      tokenizer: PieceTokenizer) -> tuple[float, float, float]:
-    """(piece coverage, heaviest missing piece, bigram coverage) of a question in a paragraph.
+                      tokenizer: PieceTokenizer) -> tuple[float, float]:
+    """(piece coverage, bigram coverage): how much of a question a paragraph holds.
 
     Pieces are the reader's tokenizer's, weighted by −log p (a name weighs ~12, a particle ~5),
-    so "에베레스트산의 높이는?" over a paragraph about 북한산's 높이 keeps a heavy missing piece.
-    The title counts as part of the paragraph (a page about 세종대왕 may never repeat the name).
+    so "에베레스트산의 높이는?" over a paragraph about 북한산's 높이 misses a heavy piece.
+    Bigrams are of the question's characters within each word. The title counts as part of
+    the paragraph (a page about 세종대왕 may never repeat the name).
     """
     question_enc, title_enc, text_enc = tokenizer.encode_batch([question, title or " ", text])
     weights = tokenizer.piece_weights()
@@ -163,17 +168,29 @@ def question_coverage(question: str, title: str, text: str,
     present = set(title_enc.ids) | set(text_enc.ids)
     total = float(sum(weights[i] for i in asked))
     covered = float(sum(weights[i] for i in asked & present))
-    missing = max((float(weights[i]) for i in asked - present), default=0.0)
     bigrams = {word[i:i + 2] for word in _WORD.findall(question) for i in range(len(word) - 1)}
     haystack = f"{title}\n{text}"
     found = sum(bigram in haystack for bigram in bigrams)
-    return (covered / total if total else 0.0, missing,
-            found / len(bigrams) if bigrams else 0.0)
+    return covered / total if total else 0.0, found / len(bigrams) if bigrams else 0.0
+
+
+def longest_match(question: str, text: str) -> float:
+    """The longest run of the question's characters (spaces ignored) found in `text`, as a
+    share of the question: KorQuAD-style questions copy phrases of their answer's sentence."""
+    from difflib import SequenceMatcher
+
+    asked = "".join(question.split())
+    if not asked:
+        return 0.0
+    matcher = SequenceMatcher(None, asked, "".join(text.split()), autojunk=False)
+    return matcher.find_longest_match(0, len(asked), 0, matcher.b and len(matcher.b)).size \
+        / len(asked)
 
 
 def answer_features(question: str, answer: str, span: float, null: float, margin: float,
                     retrieval_score: float, retrieval_gap: float,
-                    coverage: tuple[float, float, float]) -> dict[str, float]:
+                    coverage: tuple[float, float], local: tuple[float, float],
+                    longest: float = 0.0) -> dict[str, float]:
     """The verifier's inputs for one answer (see FEATURES)."""
     kind = question_type(question)
     digit = any(ch.isdigit() for ch in answer)
@@ -183,7 +200,8 @@ def answer_features(question: str, answer: str, span: float, null: float, margin
     values = {"log_span": math.log(max(span, 1e-6)), "log_null": math.log(max(null, 1e-6)),
               "span_margin": margin, "retrieval_score": retrieval_score,
               "retrieval_gap": retrieval_gap, "piece_coverage": coverage[0],
-              "missing_piece": coverage[1], "bigram_coverage": coverage[2],
+              "bigram_coverage": coverage[1], "local_piece_coverage": local[0],
+              "local_bigram_coverage": local[1], "longest_match": longest,
               "answer_digit": float(digit), "log_answer_chars": math.log(1 + len(answer)),
               "type_mismatch": float(mismatch)}
     values.update({f"type_{name}": float(kind == name) for name in QUESTION_TYPES})
@@ -198,16 +216,19 @@ def candidate_features(question: str, ranked: Sequence[AnswerCandidate],
     null = {item.paragraph.id: (candidates[0].null_score if candidates else 1.0)
             for item, candidates in zip(retrieved, readings, strict=True)}
     gap = 1.0 - retrieved[1].retrieval_score if len(retrieved) > 1 else 1.0
-    coverage: dict[str, tuple[float, float, float]] = {}
+    coverage: dict[str, tuple[float, float]] = {}
     out = []
     for index, c in enumerate(ranked):
         if c.paragraph_id not in coverage:
             coverage[c.paragraph_id] = question_coverage(question, c.title, c.context, tokenizer)
+        near = c.context[max(0, c.start - LOCAL_RADIUS):c.end + LOCAL_RADIUS]
+        local = question_coverage(question, "", near, tokenizer)
+        longest = longest_match(question, near)
         others = [o.reader_score or 0.0 for j, o in enumerate(ranked) if j != index]
         span = c.reader_score or 0.0
         out.append(answer_features(question, c.answer, span, null.get(c.paragraph_id, 1.0),
                                    span - max(others, default=0.0), c.retrieval_score, gap,
-                                   coverage[c.paragraph_id]))
+                                   coverage[c.paragraph_id], local, longest))
     return out
 
 
@@ -222,26 +243,34 @@ class Fit:
     held_out: np.ndarray  # calibrated probability of each row, from a model that never saw it
 
 
-def fit_confidence(rows: Sequence[dict[str, float]], right: Sequence[bool],
-                   groups: Sequence[str], precision: float, folds: int = 5,
-                   c: float = 1.0) -> Fit:
-    """Fit the verifier on `rows` (features of each question's best answer) against `right`
-    (the answer is an exact match; always False for a question with no answer in the index).
+def fit_confidence(rows: Sequence[dict[str, float]], answerable: Sequence[bool],
+                   right: Sequence[bool], groups: Sequence[str], precision: float,
+                   folds: int = 5, c: float = 1.0) -> Fit:
+    """Fit the verifier on `rows` (features of each question's best answer).
 
-    The logistic regression is fitted `folds` times on all but one group fold (groups: the
-    article, so one article's questions never judge each other) to get every row's held-out
-    probability; the isotonic map is fitted on those, and the final regression on every row.
-    The threshold is the lowest held-out probability at which the answered rows are right at
-    `precision` or better.
+    The logistic regression learns `answerable` (the index holds the question's article: the
+    answer is there to be found), and the isotonic map turns its probability into the rate of
+    `right` (the best answer is an exact match). Fitted on exact match directly, the regression
+    spends its weights on telling exact from partial answers, which no feature here sees well;
+    on the validation sets it then told answerable from unanswerable questions at AUROC 0.930,
+    against 0.958 this way, at the same calibration.
+
+    The regression is fitted `folds` times on all but one group fold (groups: the article, so
+    one article's questions never judge each other) to get every row's held-out probability;
+    the isotonic map is fitted on those, and the final regression on every row. The threshold
+    is the lowest held-out probability at which the answered rows are right at `precision` or
+    better.
     """
     from sklearn.isotonic import IsotonicRegression
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
 
     x = np.array([[row[name] for name in FEATURES] for row in rows], dtype=np.float64)
+    a = np.asarray(answerable, dtype=np.int64)
     y = np.asarray(right, dtype=np.int64)
-    if len(set(y.tolist())) < 2:
-        raise ValueError("fitting the confidence needs both right and wrong answers")
+    if len(set(a.tolist())) < 2 or len(set(y.tolist())) < 2:
+        raise ValueError("fitting the confidence needs answerable and unanswerable questions, "
+                         "and right and wrong answers")
     if not 0.0 < precision <= 1.0:
         raise ValueError(f"precision must be in (0, 1], got {precision}")
     mean, scale = x.mean(axis=0), x.std(axis=0)
@@ -252,11 +281,11 @@ def fit_confidence(rows: Sequence[dict[str, float]], right: Sequence[bool],
         return LogisticRegression(C=c, max_iter=2000)
 
     verifier_held_out = np.zeros(len(y))
-    for train, test in GroupKFold(n_splits=folds).split(z, y, groups):
-        verifier_held_out[test] = regression().fit(z[train], y[train]).predict_proba(z[test])[:, 1]
+    for train, test in GroupKFold(n_splits=folds).split(z, a, groups):
+        verifier_held_out[test] = regression().fit(z[train], a[train]).predict_proba(z[test])[:, 1]
     isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
     calibrated = isotonic.fit(verifier_held_out, y).predict(verifier_held_out)
-    final = regression().fit(z, y)
+    final = regression().fit(z, a)
     threshold = threshold_for_precision(calibrated, y.astype(bool), precision)
     confidence = Confidence(FEATURES, mean, scale, final.coef_[0], float(final.intercept_[0]),
                             np.asarray(isotonic.X_thresholds_, dtype=np.float64),
