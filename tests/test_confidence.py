@@ -73,14 +73,14 @@ def test_longest_match_is_the_longest_copied_run_of_the_question():
 
 
 def test_answer_type_against_the_question_word():
-    when = answer_features("세종은 언제 태어났나?", "조선", 0.9, 0.01, 0.5, 1.0, 0.3, (1, 1),
+    when = answer_features("세종은 언제 태어났나?", "조선", 0.9, 0.01, 0.5, (1, 1),
                            (1, 1))
     assert when["type_mismatch"] == 1.0 and when["type_언제"] == 1.0
-    dated = answer_features("세종은 언제 태어났나?", "1397년", 0.9, 0.01, 0.5, 1.0, 0.3, (1, 1),
+    dated = answer_features("세종은 언제 태어났나?", "1397년", 0.9, 0.01, 0.5, (1, 1),
                             (1, 1))
     assert dated["type_mismatch"] == 0.0 and dated["answer_digit"] == 1.0
-    who = answer_features("한글을 만든 사람은 누구인가?", "1443년", 0.9, 0.01, 0.5, 1.0, 0.3,
-                          (1, 1), (1, 1))
+    who = answer_features("한글을 만든 사람은 누구인가?", "1443년", 0.9, 0.01, 0.5, (1, 1),
+                          (1, 1))
     assert who["type_mismatch"] == 1.0
     assert set(when) == set(FEATURES)
 

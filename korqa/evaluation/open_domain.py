@@ -357,7 +357,7 @@ def _pct(part: float, whole: int) -> float:
 
 
 def open_pipeline_for(data: str | Path, model: str | Path | None, progress: bool = False,
-                      ) -> tuple[QAPipeline, WithoutArticle]:
+                      confidence: bool = True) -> tuple[QAPipeline, WithoutArticle]:
     """`korqa ask`'s pipeline (BM25 over the KorQuAD dev paragraphs, default top-k, weight and
     gate) over a `WithoutArticle` view of the index, and that view."""
     from korqa.paths import resolve_reader_dir
@@ -367,7 +367,7 @@ def open_pipeline_for(data: str | Path, model: str | Path | None, progress: bool
 
     index = Index(cached_index([data], progress=progress))
     search = WithoutArticle(index, largest_article(index))
-    reader = Reader.load(resolve_reader_dir(model))
+    reader = Reader.load(resolve_reader_dir(model), confidence=confidence)
     return QAPipeline(search, reader), search
 
 
@@ -398,7 +398,7 @@ def calibrate_confidence(data: str | Path, chitchat: str | Path, model: str | Pa
     questions = build_open_sets(data, chitchat, "validation", answerable, offtopic, seed)
     cache = Path(cache) if cache else default_cache(model, data, "validation")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    pipeline, search = open_pipeline_for(data, model, progress)
+    pipeline, search = open_pipeline_for(data, model, progress, confidence=False)
     with pipeline:
         records = collect(pipeline, search, questions, cache, progress)
         rows, right, groups, kinds = fitting_rows(records, pipeline)
@@ -436,7 +436,7 @@ def evaluate_open(data: str | Path, chitchat: str | Path, model: str | Path | No
     questions = build_open_sets(data, chitchat, split, answerable, offtopic, seed)
     cache = Path(cache) if cache else default_cache(model, data, split)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    pipeline, search = open_pipeline_for(data, model, progress)
+    pipeline, search = open_pipeline_for(data, model, progress, confidence=confidence is None)
     reader = pipeline.reader
     with pipeline:
         records = collect(pipeline, search, questions, cache, progress)

@@ -239,7 +239,7 @@ class Reader:
 
     @classmethod
     def load(cls, directory: str | Path, int8: bool = False, engine: str = "auto",
-             device: str = "cpu", **options: Any) -> Reader:
+             device: str = "cpu", confidence: bool = True, **options: Any) -> Reader:
         """The model and tokenizer of a HF-format directory (see `korqa.paths`).
 
         int8: read with smoothed int8 linears (CPU only; the directory must hold the
@@ -260,7 +260,8 @@ class Reader:
         model = load_reader_model(directory, int8, engine, device)
         reader = cls(model, Tokenizer.from_pretrained(directory), window.max_seq_length,
                      window.doc_stride, window.max_query_length, **options)
-        reader.confidence = load_confidence(directory)
+        # confidence=False: refitting it must not need the old file to be readable.
+        reader.confidence = load_confidence(directory) if confidence else None
         return reader
 
     def read(self, question: str, contexts: Sequence[str], n_best: int = 5,
