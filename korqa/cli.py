@@ -717,7 +717,8 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="read only paragraphs whose retrieval score is at least G times the "
                         "top one's (default 0.9; 0 reads all --top-k)")
     p.add_argument("--threshold", type=float, metavar="T",
-                   help="reader score under which the answer is 'don't know' (default 0.1)")
+                   help="confidence under which the answer is 'don't know' (default: the "
+                        "threshold fitted with the reader's confidence.json)")
     _add_engine_options(p)
     _add_reading_options(p)
 
@@ -1032,6 +1033,150 @@ def _feedback_export(args: argparse.Namespace) -> int:
     db = args.db or Path(args.data_dir or "~/.local/share/korqa/server").expanduser() / \
         FEEDBACK_FILE
     _print_json(export_squad(db, args.out))
+    return 0
+
+
+# ---- open-sets / calibrate-confidence / evaluate-open (knowing when it doesn't know) ------
+
+
+def _add_open_set_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="KorQuAD 1.0 dev JSON (questions, paragraphs)")
+    p.add_argument("--chitchat", required=True, metavar="FILE",
+                   help="small-talk questions: ChatbotData.csv[.gz] (Q,A columns)")
+    p.add_argument("--answerable", type=int, metavar="N",
+                   help="KorQuAD questions drawn (seeded; default all of the split); the "
+                        "unanswerable set asks the same ones")
+    p.add_argument("--offtopic", type=int, metavar="N",
+                   help="small-talk questions drawn (default half as many as --answerable)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_open_read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="DIR",
+                   help="reader directory (default: the shipped reader, or $KORQA_MODEL)")
+    p.add_argument("--cache", metavar="FILE",
+                   help="JSON lines of the pipeline's reads, reused across runs (default: "
+                        "under ~/.cache/korqa/open-domain, per reader and split)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the reader")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+@_command
+def _add_open_sets(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "open-sets", help="write the answerable / unanswerable / off-topic question sets",
+        description="answerable: KorQuAD questions over the dev paragraphs, their own "
+                    "included; unanswerable: the same questions with their article's "
+                    "paragraphs left out of the search (exclude_title); offtopic: ChatbotData "
+                    "small talk. --split test: the KorQuAD test articles (index 4 mod 5) and "
+                    "chitchat rows 4 mod 5; validation: the reader's held-out fold 0 and the "
+                    "other chitchat rows. One JSON object a line.")
+    _add_open_set_options(p)
+    p.add_argument("--split", choices=["test", "validation"], default="test")
+    p.add_argument("--out", required=True, metavar="FILE", help="JSON lines to write")
+    p.set_defaults(handler=_open_sets)
+
+
+def _open_sets(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from korqa.evaluation.open_domain import build_open_sets, write_sets
+
+    questions = build_open_sets(args.data, args.chitchat, args.split, args.answerable,
+                                args.offtopic, args.seed)
+    write_sets(questions, args.out)
+    _print_json({"out": args.out, "split": args.split,
+                 "questions": dict(Counter(q.kind for q in questions))})
+    return 0
+
+
+@_command
+def _add_calibrate_confidence(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate-confidence",
+        help="fit the confidence (P(answer exactly right)) and the don't-know threshold",
+        description="Reads the validation sets of `korqa open-sets` through the pipeline "
+                    "(BM25 over the --data paragraphs, top-3), fits a logistic regression over "
+                    "reader, retrieval and question-overlap features of each best answer, "
+                    "calibrates it with an isotonic map on held-out folds (grouped by "
+                    "article), and picks the lowest threshold whose answered questions are "
+                    "exactly right at --precision. Writes MODEL/confidence.json (or --out), "
+                    "which ask, chat and serve then use. Never reads a test question.")
+    _add_open_set_options(p)
+    _add_open_read_options(p)
+    p.add_argument("--precision", type=float, default=0.7,
+                   help="share of answered validation questions (all three sets) that must "
+                        "be exactly right (default 0.7)")
+    p.add_argument("--out", metavar="FILE", help="default: MODEL/confidence.json")
+    p.set_defaults(handler=_calibrate_confidence)
+
+
+def _calibrate_confidence(args: argparse.Namespace) -> int:
+    from korqa.evaluation.open_domain import calibrate_confidence
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    _print_json(calibrate_confidence(
+        args.data, args.chitchat, args.model, args.out, args.cache, args.answerable,
+        args.offtopic, args.precision, args.seed, args.progress))
+    return 0
+
+
+@_command
+def _add_evaluate_open(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate-open",
+        help="answerable EM/F1, abstention on unanswerable and off-topic questions, AUROC, ECE",
+        description="Runs the three sets of `korqa open-sets` through the whole pipeline "
+                    "(BM25 over the --data paragraphs, top-3) and reports, with the reader's "
+                    "confidence and with the rule before it: EM/F1 on the answerable set "
+                    "with a don't-know counted wrong, the abstention rate of each set, and "
+                    "AUROC and ECE (10 bins) of the shown confidence against the best guess "
+                    "being exactly right. --report DIR writes reliability.png, "
+                    "coverage_accuracy.png and summary.json.")
+    _add_open_set_options(p)
+    _add_open_read_options(p)
+    p.add_argument("--split", choices=["test", "validation"], default="test")
+    p.add_argument("--confidence", metavar="FILE", help="default: MODEL/confidence.json")
+    p.add_argument("--report", metavar="DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_evaluate_open)
+
+
+def _evaluate_open(args: argparse.Namespace) -> int:
+    from korqa.evaluation.open_domain import evaluate_open
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = evaluate_open(args.data, args.chitchat, args.model, args.split, args.confidence,
+                           args.cache, args.answerable, args.offtopic, args.report, args.seed,
+                           args.progress)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"split {args.split}; don't know under confidence {result['threshold']:.3f} "
+          f"(chosen for precision {result['precision_chosen_for']:.2f} on validation)")
+    print(f"{'':34}{'before':>10}{'calibrated':>12}")
+    before, now = result["before"], result["calibrated"]
+    lines = [("answerable: EM (don't know = 0)", "answerable", "exact_match"),
+             ("answerable: F1 (don't know = 0)", "answerable", "f1"),
+             ("answerable: abstention %", "answerable", "abstention"),
+             ("unanswerable: abstention %", "unanswerable", "abstention"),
+             ("off-topic: abstention %", "offtopic", "abstention"),
+             ("AUROC of the shown confidence", "confidence", "auroc"),
+             ("ECE of the shown confidence", "confidence", "ece")]
+    for label, part, key in lines:
+        if part in now:
+            print(f"{label:<34}{before[part][key]:>10}{now[part][key]:>12}")
+    for kind in ("answerable", "unanswerable", "offtopic"):
+        if kind in now:
+            print(f"  {kind}: {now[kind]['questions']} questions")
+    for path in result.get("report_files", []):
+        print(f"  wrote {path}")
     return 0
 
 

@@ -60,6 +60,9 @@ class Candidate:
     score: float
     start_logit: float
     end_logit: float
+    # The "no answer" event's share of the same softmax (one value per question): high when
+    # the reader thinks the paragraph does not hold the answer. The pipeline's confidence uses it.
+    null_score: float = 0.0
 
 
 @dataclass
@@ -324,6 +327,7 @@ def _example_nbest(
     log_z = _logsumexp(np.array([null_logit, *log_masses]))
 
     spans.sort(key=lambda span: -span[0])
+    null_score = float(np.exp(null_logit - log_z))
     nbest: list[Candidate] = []
     seen: set[str] = set()
     for logit, start_logit, end_logit, (char_start, _), (_, char_end) in spans:
@@ -334,13 +338,13 @@ def _example_nbest(
             continue
         seen.add(text)
         nbest.append(Candidate(text, char_start, char_end, float(np.exp(logit - log_z)),
-                               start_logit, end_logit))
+                               start_logit, end_logit, null_score))
         if len(nbest) == config.n_best:
             break
 
     threshold = config.no_answer_threshold
     if not nbest or (threshold is not None and nbest[0].score < threshold):
-        empty = Candidate("", 0, 0, float(np.exp(null_logit - log_z)), null_start, null_end)
+        empty = Candidate("", 0, 0, null_score, null_start, null_end, null_score)
         nbest = [empty, *nbest][: config.n_best]
     return nbest
 
