@@ -31,8 +31,10 @@ ENGINE_HELP = ("what runs the reader: torch, onnx (the same model traced once fo
 # listed under "other commands", so none is ever hidden.
 COMMAND_GROUPS = (
     ("everyday use", ("index", "ask", "chat", "serve", "documents", "remove", "feedback")),
-    ("evaluation", ("evaluate", "score", "retrieval-eval", "split")),
-    ("training", ("train", "cloze", "average", "prune", "calibrate", "export", "import-e5",
+    ("evaluation", ("evaluate", "evaluate-open", "score", "retrieval-eval", "open-sets",
+                    "split")),
+    ("training", ("train", "cloze", "average", "prune", "calibrate", "calibrate-confidence",
+                  "export", "import-e5",
                   "vocab", "pretrain")),
 )
 # Options many commands share, explained once: build_parser() gives them to any command that
@@ -1072,7 +1074,9 @@ def _add_open_sets(sub: argparse._SubParsersAction) -> None:
                     "chitchat rows 4 mod 5; validation: the reader's held-out fold 0 and the "
                     "other chitchat rows. One JSON object a line.")
     _add_open_set_options(p)
-    p.add_argument("--split", choices=["test", "validation"], default="test")
+    p.add_argument("--split", choices=["test", "validation"], default="test",
+                   help="test: the test articles and chitchat rows; validation: the reader's "
+                        "held-out fold, for fitting")
     p.add_argument("--out", required=True, metavar="FILE", help="JSON lines to write")
     p.set_defaults(handler=_open_sets)
 
@@ -1104,9 +1108,9 @@ def _add_calibrate_confidence(sub: argparse._SubParsersAction) -> None:
                     "which ask, chat and serve then use. Never reads a test question.")
     _add_open_set_options(p)
     _add_open_read_options(p)
-    p.add_argument("--precision", type=float, default=0.7,
+    p.add_argument("--precision", type=float, default=0.5,
                    help="share of answered validation questions (all three sets) that must "
-                        "be exactly right (default 0.7)")
+                        "be exactly right (default 0.5: the shipped confidence.json)")
     p.add_argument("--out", metavar="FILE", help="default: MODEL/confidence.json")
     p.set_defaults(handler=_calibrate_confidence)
 
@@ -1138,9 +1142,12 @@ def _add_evaluate_open(sub: argparse._SubParsersAction) -> None:
                     "coverage_accuracy.png and summary.json.")
     _add_open_set_options(p)
     _add_open_read_options(p)
-    p.add_argument("--split", choices=["test", "validation"], default="test")
+    p.add_argument("--split", choices=["test", "validation"], default="test",
+                   help="which sets of `korqa open-sets` to run")
     p.add_argument("--confidence", metavar="FILE", help="default: MODEL/confidence.json")
-    p.add_argument("--report", metavar="DIR")
+    p.add_argument("--report", metavar="DIR",
+                   help="write reliability.png, coverage_accuracy.png and summary.json here "
+                        "(default: none)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_evaluate_open)
 
