@@ -830,6 +830,29 @@ def _feedback_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- verify -------------------------------------------------------------------------------
+
+
+@_command
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify", help="check an index in full: every file's sha256 and the SQLite store",
+        description="Hash every retriever file against its manifest and run SQLite's integrity "
+                    "check on the paragraph store. Answering (ask, chat, serve) only compares "
+                    "file sizes and modification times, and hashes a file only when its time "
+                    "changed; run this after copying an index or when in doubt. Exits 2 naming "
+                    "the first file that fails.")
+    p.add_argument("--index", required=True, metavar="DIR", help="an index built by `korqa index`")
+    p.set_defaults(handler=_verify)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from korqa.retrieval.index import verify_index
+
+    _print_json({**verify_index(args.index), "ok": True})
+    return 0
+
+
 # ---- commands end -------------------------------------------------------------------------
 
 

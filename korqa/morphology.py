@@ -1,15 +1,45 @@
 """One Kiwi morphological analyser per process, shared by retrieval (morpheme terms) and the
 reader (particle trimming): building one takes ~2 s and its first analysis loads its language
-model (~3 s more), so two private copies made a first `korqa ask` wait twice."""
+model (~1.5 s more), so two private copies made a first `korqa ask` wait twice.
+
+`warm_up` starts that work on a thread as soon as a step is known to need Kiwi (an index whose
+terms include morphemes), so it overlaps with loading the reader; Kiwi's native code releases
+the GIL while it loads. Every caller gets the same analyser, however many threads ask at once.
+"""
 
 from __future__ import annotations
 
-from functools import cache
+import threading
+
+_lock = threading.Lock()
+_kiwi = None
+_builds = 0  # how many analysers this process built: 1 at most (tests check it)
 
 
-@cache
 def kiwi():  # noqa: ANN201 - kiwipiepy is imported lazily
-    """The shared analyser, built on first use."""
-    from kiwipiepy import Kiwi
+    """The shared analyser, built (and its language model loaded) on first use."""
+    global _kiwi, _builds
+    if _kiwi is not None:
+        return _kiwi
+    with _lock:  # a second thread asking meanwhile waits for this build, never starts its own
+        if _kiwi is None:
+            from kiwipiepy import Kiwi
 
-    return Kiwi()
+            analyser = Kiwi()
+            analyser.tokenize("가")  # the first analysis loads the language model
+            _builds += 1
+            _kiwi = analyser
+    return _kiwi
+
+
+def warm_up() -> None:
+    """Build the shared analyser on a thread, unless it is built or being built."""
+    if _kiwi is not None or _lock.locked():
+        return
+    # Not a daemon: interpreter shutdown must not stop the native build half-way.
+    threading.Thread(target=kiwi, name="korqa-kiwi", daemon=False).start()
+
+
+def builds() -> int:
+    """How many Kiwi analysers this process has built (0 or 1)."""
+    return _builds

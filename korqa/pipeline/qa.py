@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -220,14 +221,16 @@ class Reader:
     @property
     def quantized(self) -> bool:
         """Whether the model reads with int8 linears (then it stays on the CPU)."""
-        from korqa.modeling.quantize import is_quantized
+        from korqa.modeling.engines import is_quantized
 
         return is_quantized(self.model)
 
     @property
     def engine(self) -> str:
         """"onnx" when ONNX Runtime runs the model, else "torch"."""
-        return "torch" if next(self.model.parameters(), None) is not None else "onnx"
+        from korqa.modeling.engines import is_onnx
+
+        return "onnx" if is_onnx(self.model) else "torch"
 
     @classmethod
     def load(cls, directory: str | Path, int8: bool = False, engine: str = "auto",
@@ -240,7 +243,7 @@ class Reader:
         `device` is the CPU). Windows default to
         those the model was trained on (its reader_config.json), else 384/128/64.
         """
-        from korqa.modeling import load_reader_model
+        from korqa.modeling.engines import load_reader_model
         from korqa.reader.features import FeatureConfig
 
         # Windows as the model was trained on unless `options` say otherwise.
@@ -342,6 +345,7 @@ class QAPipeline:
         self.faq = faq
         self.config = config or PipelineConfig()
         self._reader = reader
+        self._loading: Future[Reader] | None = None  # the reader, loading on a thread
 
     def close(self) -> None:
         """Close the index's paragraph store (if it has one to close)."""
@@ -359,9 +363,24 @@ class QAPipeline:
     def reader(self) -> Reader:
         if self._reader is None:
             raise ValueError("this pipeline has no reader")
+        if self._loading is not None:
+            loading, self._loading = self._loading, None
+            self._reader = loading.result()
         if not isinstance(self._reader, Reader):
             self._reader = self._reader()
         return self._reader
+
+    def _load_reader_meanwhile(self) -> None:
+        """Start loading the reader on a thread, if it is not loaded: the retriever's search
+        (with Kiwi's first load) and the reader's load are each a second or more of mostly
+        native code that releases the GIL, so on two cores they overlap."""
+        if self._reader is None or isinstance(self._reader, Reader) or self._loading is not None:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="korqa-reader")
+        self._loading = pool.submit(self._reader)
+        pool.shutdown(wait=False)
 
     def ask(self, question: str, top_k: int | None = None) -> Answer:
         """The best answer to `question`: from the FAQ when a stored question is close enough,
@@ -389,6 +408,7 @@ class QAPipeline:
         k = self.config.top_k if top_k is None else top_k
         if k < 1:
             raise ValueError(f"top_k must be at least 1, got {k}")
+        self._load_reader_meanwhile()
         hits = self.index.search(question, k)
         normalised = normalise_retrieval([score for _, score in hits])
         retrieved = [RetrievedParagraph(p, raw, norm)

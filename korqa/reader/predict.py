@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from korqa.modeling.quantize import is_quantized
+from korqa.modeling.engines import is_onnx, is_quantized
 from korqa.reader.features import (
     FeatureConfig,
     InputFeatures,
-    collate,
     convert_examples_to_features,
     max_context_among,
+    pad_batch,
 )
 from korqa.reader.josa import particle_cut
 from korqa.reader.squad import SquadExample
 from korqa.tokenization import Tokenizer
+
+if TYPE_CHECKING:  # torch is loaded only for a torch model; ONNX Runtime reads numpy
+    import torch
 
 # A question's windows are read most promising first, and reading stops at the first window
 # whose best span has at least this probability, once no unread window holds TIE_SHARE of
@@ -67,7 +71,7 @@ class WindowLogits:
 
 
 def predict(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Any,
     tokenizer: Tokenizer,
     examples: list[SquadExample],
     feature_config: FeatureConfig,
@@ -82,7 +86,7 @@ def predict(
 
 
 def read_logits(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Any,
     features: list[InputFeatures],
     tokenizer: Tokenizer,
     config: PredictConfig,
@@ -164,7 +168,7 @@ def window_confidence(feature: InputFeatures, window: WindowLogits,
 
 
 def compute_logits(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Any,
     features: list[InputFeatures],
     pad_id: int,
     batch_size: int = 32,
@@ -191,27 +195,50 @@ def compute_logits(
         from tqdm import tqdm
 
         batches = tqdm(batches, desc="predict", unit="batch")
+    forward = _onnx_forward if is_onnx(model) else _torch_forward
+    arrays = ((indices, pad_batch([features[i] for i in indices], pad_id))
+              for indices in batches)
     results: list[WindowLogits | None] = [None] * len(features)
+    for batch_indices, start_rows, end_rows in forward(model, arrays, device):
+        for row, index in enumerate(batch_indices):
+            length = len(features[index].input_ids)
+            results[index] = WindowLogits(start_rows[row, :length], end_rows[row, :length])
+    return results  # type: ignore[return-value]
+
+
+# (window indices, a `pad_batch` batch of them) in; (the indices, float64 start and end
+# logits [B, L]) out.
+Batches = Iterable[tuple[list[int], dict[str, np.ndarray]]]
+Logits = Iterator[tuple[list[int], np.ndarray, np.ndarray]]
+
+
+def _onnx_forward(model: Any, batches: Batches, device: str) -> Logits:
+    """ONNX Runtime reads the `pad_batch` arrays as they are."""
+    for indices, batch in batches:
+        start, end = model.run(batch)
+        yield indices, start.astype(np.float64), end.astype(np.float64)
+
+
+def _torch_forward(model: torch.nn.Module, batches: Batches, device: str) -> Logits:
+    """A torch model reads tensors on `device` under inference mode, in eval mode for the pass
+    and left in the mode it came in."""
+    import torch
+
     # Toggling modes walks every submodule (~13 ms on e5): only do it when needed.
     was_training = model.training
     if was_training:
         model.eval()
     try:
         with torch.inference_mode():
-            for batch_indices in batches:
-                batch = collate([features[i] for i in batch_indices], pad_id, False)
-                batch = {name: tensor.to(device) for name, tensor in batch.items()}
-                start_logits, end_logits = model(**batch)[:2]
-                start_rows = start_logits.float().cpu().numpy().astype(np.float64)
-                end_rows = end_logits.float().cpu().numpy().astype(np.float64)
-                for row, index in enumerate(batch_indices):
-                    length = len(features[index].input_ids)
-                    results[index] = WindowLogits(start_rows[row, :length],
-                                                  end_rows[row, :length])
+            for indices, batch in batches:
+                tensors = {name: torch.from_numpy(array).to(device)
+                           for name, array in batch.items()}
+                start, end = model(**tensors)[:2]
+                yield (indices, start.float().cpu().numpy().astype(np.float64),
+                       end.float().cpu().numpy().astype(np.float64))
     finally:
         if was_training:
             model.train()
-    return results  # type: ignore[return-value]
 
 
 def decode_predictions(

@@ -1,0 +1,216 @@
+"""Cold start: how long one `korqa ask` takes as a fresh process, and what korqa holds in memory.
+
+    python3 bench/cold_start.py                      # sample corpus, KorQuAD (built here), serve
+    python3 bench/cold_start.py --index idx/korquad  # an existing KorQuAD index
+    python3 bench/cold_start.py --runs 9 --no-serve
+
+Each command runs as a new process, `--runs` times after one untimed warm-up run (which fills
+the caches: the ONNX trace, the sample corpus's index), and the median wall time is printed
+beside the named peer `python -c "import korqa"`, measured in the same run: the ratio is
+korqa's start-up overhead, which is what stays comparable on a noisy machine. The rows:
+
+  - import korqa:      the peer: an interpreter starting and importing korqa's package;
+  - kiwi build:        building the shared Kiwi analyser and loading its language model, alone
+                       (what any question over a morpheme index, or any particle trimming, costs);
+  - ask (sample):      `korqa ask QUESTION` over the shipped sample corpus;
+  - ask (KorQuAD):     `korqa ask` over a hybrid index of the 961 KorQuAD dev paragraphs (built
+                       in a temporary directory with the README's command unless --index is
+                       given; skipped when the shared data is absent).
+
+Peak RSS is each process's own ru_maxrss (from wait4). Then `korqa serve` over the sample
+corpus is started on a free loopback port with a temporary data directory, asked one question
+over HTTP, and its VmRSS (now) and VmHWM (peak) are read from /proc before it is stopped.
+
+Threads: ONNX Runtime and torch use one per physical core by default (2 on this project's
+machine); `--threads N` sets OMP_NUM_THREADS for every run and `korqa serve --threads N`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+KORQUAD = REPO.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"
+SAMPLE_QUESTION = "한라산의 높이는 얼마인가?"
+KORQUAD_QUESTION = "임종석이 여의도 농민 폭력 시위를 주도한 혐의로 지명수배 된 날은?"
+
+
+def korqa_command() -> list[str]:
+    """The `korqa` console script of this interpreter's environment, else `python -m`."""
+    script = Path(sys.executable).parent / "korqa"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "korqa.cli"]
+
+
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, this child's peak RSS in MB (wait4's rusage) and its stdout."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} exited {process.returncode}:\n"
+                               f"{err.read().decode(errors='replace')[-2000:]}")
+        return wall, usage.ru_maxrss / 1024, out.read().decode(errors="replace")
+
+
+def measure(name: str, command: list[str], env: dict[str, str], runs: int) -> dict:
+    timed(command, env)  # warm-up: caches filled, files in the page cache
+    walls, peaks = [], []
+    output = ""
+    for _ in range(runs):
+        wall, peak, output = timed(command, env)
+        walls.append(wall)
+        peaks.append(peak)
+        print(f"  {name}: {wall:.2f} s, {peak:.0f} MB", file=sys.stderr)
+    return {"name": name, "median_s": statistics.median(walls), "min_s": min(walls),
+            "max_s": max(walls), "peak_rss_mb": max(peaks), "output": output.strip()}
+
+
+def korquad_index(args: argparse.Namespace, env: dict[str, str], scratch: Path) -> Path | None:
+    if args.index:
+        return Path(args.index)
+    if not args.korquad.is_file():
+        print(f"skipping the KorQuAD row: {args.korquad} not found (give --korquad FILE or "
+              "--index DIR)", file=sys.stderr)
+        return None
+    out = scratch / "idx-korquad"
+    print(f"building {out} (korqa index --retriever hybrid) …", file=sys.stderr)
+    subprocess.run([*korqa_command(), "index", "--corpus", str(args.korquad), "--out", str(out),
+                    "--retriever", "hybrid", "--no-progress"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def proc_memory_mb(pid: int) -> dict[str, float]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024  # kB
+    return fields
+
+
+def measure_serve(env: dict[str, str], scratch: Path, threads: int | None) -> dict:
+    port = free_port()
+    command = [*korqa_command(), "serve", "--port", str(port), "--data-dir",
+               str(scratch / "serve-data"), "--log-level", "warning"]
+    if threads:
+        command += ["--threads", str(threads)]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"korqa serve exited {process.returncode}:\n"
+                                   f"{process.stderr.read().decode(errors='replace')[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5) as reply:
+                    if json.load(reply).get("status") == "ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("korqa serve did not come up within 300 s")
+            time.sleep(0.2)
+        ready = time.perf_counter() - start
+        loaded = proc_memory_mb(process.pid)
+        request = urllib.request.Request(
+            f"{base}/ask", data=json.dumps({"question": SAMPLE_QUESTION}).encode(),
+            headers={"Content-Type": "application/json"})
+        asked = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            answer = json.load(reply)["answer"]
+        first_answer = time.perf_counter() - asked
+        answered = proc_memory_mb(process.pid)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return {"ready_s": ready, "first_answer_s": first_answer, "answer": answer,
+            "rss_loaded_mb": loaded["VmRSS"], "rss_mb": answered["VmRSS"],
+            "hwm_mb": answered["VmHWM"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per command (default 5)")
+    parser.add_argument("--index", metavar="DIR", help="a KorQuAD index (default: build one)")
+    parser.add_argument("--korquad", type=Path, default=KORQUAD, metavar="FILE",
+                        help=f"KorQuAD dev JSON to index (default {KORQUAD})")
+    parser.add_argument("--threads", type=int, help="torch/ORT threads (default: theirs)")
+    parser.add_argument("--no-serve", dest="serve", action="store_false",
+                        help="skip the `korqa serve` memory measurement")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    korqa = korqa_command()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="korqa-cold-") as scratch_name:
+        scratch = Path(scratch_name)
+        rows.append(measure("import korqa", [sys.executable, "-c", "import korqa"], env,
+                            args.runs))
+        rows.append(measure("kiwi build", [sys.executable, "-c", "from korqa.morphology "
+                                           "import kiwi; kiwi().tokenize('가')"], env, args.runs))
+        rows.append(measure("ask (sample)", [*korqa, "ask", SAMPLE_QUESTION], env, args.runs))
+        index = korquad_index(args, env, scratch)
+        if index is not None:
+            rows.append(measure("ask (KorQuAD)", [*korqa, "ask", KORQUAD_QUESTION, "--index",
+                                                  str(index)], env, args.runs))
+        serve = measure_serve(env, scratch, args.threads) if args.serve else None
+        shutil.rmtree(scratch / "serve-data", ignore_errors=True)
+
+    peer = rows[0]["median_s"]
+    print(f"{len(os.sched_getaffinity(0))} CPUs available; median of {args.runs} runs each")
+    print(f"{'command':<16} {'median s':>9} {'min–max s':>13} {'× import':>9} {'peak RSS MB':>12}")
+    for row in rows:
+        spread = f"{row['min_s']:.2f}–{row['max_s']:.2f}"
+        print(f"{row['name']:<16} {row['median_s']:>9.2f} {spread:>13} "
+              f"{row['median_s'] / peer:>9.2f} {row['peak_rss_mb']:>12.0f}")
+    for row in rows[2:]:
+        first = row["output"].splitlines()[0] if row["output"] else ""
+        print(f"  {row['name']} answered: {first}")
+    if serve is not None:
+        print(f"korqa serve (sample corpus): ready in {serve['ready_s']:.1f} s, RSS "
+              f"{serve['rss_loaded_mb']:.0f} MB loaded, {serve['rss_mb']:.0f} MB after one "
+              f"answer ({serve['first_answer_s']:.2f} s: {serve['answer']}), peak "
+              f"{serve['hwm_mb']:.0f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "serve": serve},
+                                              ensure_ascii=False, indent=2) + "\n",
+                                   encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
