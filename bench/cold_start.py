@@ -17,7 +17,9 @@ korqa's start-up overhead, which is what stays comparable on a noisy machine. Th
                        in a temporary directory with the README's command unless --index is
                        given; skipped when the shared data is absent).
 
-Peak RSS is each process's own ru_maxrss (from wait4). Then `korqa serve` over the sample
+CPU s is the median user + system time of a run (it exceeds the wall time where threads
+overlap, and is steadier than wall time on a shared machine); peak RSS is each process's own
+ru_maxrss. Both come from wait4. Then `korqa serve` over the sample
 corpus is started on a free loopback port with a temporary data directory, asked one question
 over HTTP, and its VmRSS (now) and VmHWM (peak) are read from /proc before it is stopped.
 
@@ -53,8 +55,9 @@ def korqa_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "korqa.cli"]
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, this child's peak RSS in MB (wait4's rusage) and its stdout."""
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds (user + system), peak RSS in MB (both from wait4's rusage of
+    this child) and its stdout."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
@@ -66,20 +69,23 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
         if process.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} exited {process.returncode}:\n"
                                f"{err.read().decode(errors='replace')[-2000:]}")
-        return wall, usage.ru_maxrss / 1024, out.read().decode(errors="replace")
+        return (wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+                out.read().decode(errors="replace"))
 
 
 def measure(name: str, command: list[str], env: dict[str, str], runs: int) -> dict:
     timed(command, env)  # warm-up: caches filled, files in the page cache
-    walls, peaks = [], []
+    walls, cpus, peaks = [], [], []
     output = ""
     for _ in range(runs):
-        wall, peak, output = timed(command, env)
+        wall, cpu, peak, output = timed(command, env)
         walls.append(wall)
+        cpus.append(cpu)
         peaks.append(peak)
-        print(f"  {name}: {wall:.2f} s, {peak:.0f} MB", file=sys.stderr)
+        print(f"  {name}: {wall:.2f} s, {cpu:.2f} s CPU, {peak:.0f} MB", file=sys.stderr)
     return {"name": name, "median_s": statistics.median(walls), "min_s": min(walls),
-            "max_s": max(walls), "peak_rss_mb": max(peaks), "output": output.strip()}
+            "max_s": max(walls), "cpu_s": statistics.median(cpus), "peak_rss_mb": max(peaks),
+            "output": output.strip()}
 
 
 def korquad_index(args: argparse.Namespace, env: dict[str, str], scratch: Path) -> Path | None:
@@ -192,11 +198,12 @@ def main() -> int:
 
     peer = rows[0]["median_s"]
     print(f"{len(os.sched_getaffinity(0))} CPUs available; median of {args.runs} runs each")
-    print(f"{'command':<16} {'median s':>9} {'min–max s':>13} {'× import':>9} {'peak RSS MB':>12}")
+    print(f"{'command':<16} {'median s':>9} {'min–max s':>13} {'× import':>9} {'CPU s':>7} "
+          f"{'peak RSS MB':>12}")
     for row in rows:
         spread = f"{row['min_s']:.2f}–{row['max_s']:.2f}"
         print(f"{row['name']:<16} {row['median_s']:>9.2f} {spread:>13} "
-              f"{row['median_s'] / peer:>9.2f} {row['peak_rss_mb']:>12.0f}")
+              f"{row['median_s'] / peer:>9.2f} {row['cpu_s']:>7.2f} {row['peak_rss_mb']:>12.0f}")
     for row in rows[2:]:
         first = row["output"].splitlines()[0] if row["output"] else ""
         print(f"  {row['name']} answered: {first}")
