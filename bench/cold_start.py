@@ -3,6 +3,7 @@
     python3 bench/cold_start.py                      # sample corpus, KorQuAD (built here), serve
     python3 bench/cold_start.py --index idx/korquad  # an existing KorQuAD index
     python3 bench/cold_start.py --runs 9 --no-serve
+    python3 bench/cold_start.py --baseline /tmp/korqa-old   # `git archive OLD | tar -x -C …`
 
 Each command runs as a new process, `--runs` times after one untimed warm-up run (which fills
 the caches: the ONNX trace, the sample corpus's index), and the median wall time is printed
@@ -19,9 +20,12 @@ korqa's start-up overhead, which is what stays comparable on a noisy machine. Th
 
 CPU s is the median user + system time of a run (it exceeds the wall time where threads
 overlap, and is steadier than wall time on a shared machine); peak RSS is each process's own
-ru_maxrss. Both come from wait4. Then `korqa serve` over the sample
-corpus is started on a free loopback port with a temporary data directory, asked one question
-over HTTP, and its VmRSS (now) and VmHWM (peak) are read from /proc before it is stopped.
+ru_maxrss. Both come from wait4. Then `korqa serve` over the sample corpus is started (per
+tree) on a free loopback port with a temporary data directory, asked one question over HTTP,
+and its VmRSS (now) and VmHWM (peak) are read from /proc before it is stopped.
+
+`--baseline DIR` runs every command also with korqa imported from another source tree (through
+PYTHONPATH), in turns with this one, so that a before/after comparison sees the same load.
 
 Threads: ONNX Runtime and torch use one per physical core by default (2 on this project's
 machine); `--threads N` sets OMP_NUM_THREADS for every run and `korqa serve --threads N`.
@@ -32,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -73,19 +76,27 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float,
                 out.read().decode(errors="replace"))
 
 
-def measure(name: str, command: list[str], env: dict[str, str], runs: int) -> dict:
-    timed(command, env)  # warm-up: caches filled, files in the page cache
-    walls, cpus, peaks = [], [], []
-    output = ""
+def measure(name: str, command: list[str], trees: dict[str, dict[str, str]],
+            runs: int) -> list[dict]:
+    """`runs` timed runs of `command` under each tree's environment, taken in turns (A, B, A,
+    B, …) so that both see the same machine load; one row per tree."""
+    for env in trees.values():
+        timed(command, env)  # warm-up: caches filled, files in the page cache
+    series: dict[str, list[tuple[float, float, float, str]]] = {tree: [] for tree in trees}
     for _ in range(runs):
-        wall, cpu, peak, output = timed(command, env)
-        walls.append(wall)
-        cpus.append(cpu)
-        peaks.append(peak)
-        print(f"  {name}: {wall:.2f} s, {cpu:.2f} s CPU, {peak:.0f} MB", file=sys.stderr)
-    return {"name": name, "median_s": statistics.median(walls), "min_s": min(walls),
-            "max_s": max(walls), "cpu_s": statistics.median(cpus), "peak_rss_mb": max(peaks),
-            "output": output.strip()}
+        for tree, env in trees.items():
+            result = timed(command, env)
+            series[tree].append(result)
+            print(f"  {name} [{tree}]: {result[0]:.2f} s, {result[1]:.2f} s CPU, "
+                  f"{result[2]:.0f} MB", file=sys.stderr)
+    rows = []
+    for tree, results in series.items():
+        walls = [r[0] for r in results]
+        rows.append({"name": name, "tree": tree, "median_s": statistics.median(walls),
+                     "min_s": min(walls), "max_s": max(walls),
+                     "cpu_s": statistics.median(r[1] for r in results),
+                     "peak_rss_mb": max(r[2] for r in results), "output": results[-1][3].strip()})
+    return rows
 
 
 def korquad_index(args: argparse.Namespace, env: dict[str, str], scratch: Path) -> Path | None:
@@ -119,6 +130,7 @@ def proc_memory_mb(pid: int) -> dict[str, float]:
 
 
 def measure_serve(env: dict[str, str], scratch: Path, threads: int | None) -> dict:
+    scratch.mkdir(parents=True, exist_ok=True)
     port = free_port()
     command = [*korqa_command(), "serve", "--port", str(port), "--data-dir",
                str(scratch / "serve-data"), "--log-level", "warning"]
@@ -174,44 +186,55 @@ def main() -> int:
     parser.add_argument("--threads", type=int, help="torch/ORT threads (default: theirs)")
     parser.add_argument("--no-serve", dest="serve", action="store_false",
                         help="skip the `korqa serve` memory measurement")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run korqa from this source tree (e.g. `git archive` of an "
+                             "older commit), in turns with this one")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
 
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
+    trees = {"this": env}
+    if args.baseline:
+        trees["baseline"] = {**env, "PYTHONPATH": str(Path(args.baseline).resolve())}
     korqa = korqa_command()
-    rows = []
+    rows: list[dict] = []
+    serve: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="korqa-cold-") as scratch_name:
         scratch = Path(scratch_name)
-        rows.append(measure("import korqa", [sys.executable, "-c", "import korqa"], env,
-                            args.runs))
-        rows.append(measure("kiwi build", [sys.executable, "-c", "from korqa.morphology "
-                                           "import kiwi; kiwi().tokenize('가')"], env, args.runs))
-        rows.append(measure("ask (sample)", [*korqa, "ask", SAMPLE_QUESTION], env, args.runs))
+        rows += measure("import korqa", [sys.executable, "-c", "import korqa"], trees, args.runs)
+        rows += measure("kiwi build", [sys.executable, "-c", "from korqa.morphology import "
+                                       "kiwi; kiwi().tokenize('가')"], trees, args.runs)
+        rows += measure("ask (sample)", [*korqa, "ask", SAMPLE_QUESTION], trees, args.runs)
         index = korquad_index(args, env, scratch)
         if index is not None:
-            rows.append(measure("ask (KorQuAD)", [*korqa, "ask", KORQUAD_QUESTION, "--index",
-                                                  str(index)], env, args.runs))
-        serve = measure_serve(env, scratch, args.threads) if args.serve else None
-        shutil.rmtree(scratch / "serve-data", ignore_errors=True)
+            rows += measure("ask (KorQuAD)", [*korqa, "ask", KORQUAD_QUESTION, "--index",
+                                              str(index)], trees, args.runs)
+        if args.serve:
+            for tree, tree_env in trees.items():
+                serve[tree] = measure_serve(tree_env, scratch / tree, args.threads)
 
-    peer = rows[0]["median_s"]
-    print(f"{len(os.sched_getaffinity(0))} CPUs available; median of {args.runs} runs each")
-    print(f"{'command':<16} {'median s':>9} {'min–max s':>13} {'× import':>9} {'CPU s':>7} "
-          f"{'peak RSS MB':>12}")
+    print(f"{len(os.sched_getaffinity(0))} CPUs available; median of {args.runs} runs each"
+          + (f"; baseline = korqa from {args.baseline}, runs taken in turns" if args.baseline
+             else ""))
+    print(f"{'command':<16} {'tree':<9} {'median s':>9} {'min–max s':>13} {'× import':>9} "
+          f"{'CPU s':>7} {'peak RSS MB':>12}")
+    peers = {row["tree"]: row["median_s"] for row in rows if row["name"] == "import korqa"}
     for row in rows:
         spread = f"{row['min_s']:.2f}–{row['max_s']:.2f}"
-        print(f"{row['name']:<16} {row['median_s']:>9.2f} {spread:>13} "
-              f"{row['median_s'] / peer:>9.2f} {row['cpu_s']:>7.2f} {row['peak_rss_mb']:>12.0f}")
-    for row in rows[2:]:
-        first = row["output"].splitlines()[0] if row["output"] else ""
-        print(f"  {row['name']} answered: {first}")
-    if serve is not None:
-        print(f"korqa serve (sample corpus): ready in {serve['ready_s']:.1f} s, RSS "
-              f"{serve['rss_loaded_mb']:.0f} MB loaded, {serve['rss_mb']:.0f} MB after one "
-              f"answer ({serve['first_answer_s']:.2f} s: {serve['answer']}), peak "
-              f"{serve['hwm_mb']:.0f} MB")
+        print(f"{row['name']:<16} {row['tree']:<9} {row['median_s']:>9.2f} {spread:>13} "
+              f"{row['median_s'] / peers[row['tree']]:>9.2f} {row['cpu_s']:>7.2f} "
+              f"{row['peak_rss_mb']:>12.0f}")
+    for row in rows:
+        if row["name"].startswith("ask"):
+            first = row["output"].splitlines()[0] if row["output"] else ""
+            print(f"  {row['name']} [{row['tree']}] answered: {first}")
+    for tree, result in serve.items():
+        print(f"korqa serve (sample corpus) [{tree}]: ready in {result['ready_s']:.1f} s, RSS "
+              f"{result['rss_loaded_mb']:.0f} MB loaded, {result['rss_mb']:.0f} MB after one "
+              f"answer ({result['first_answer_s']:.2f} s: {result['answer']}), peak "
+              f"{result['hwm_mb']:.0f} MB")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "serve": serve},
                                               ensure_ascii=False, indent=2) + "\n",
