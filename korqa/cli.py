@@ -535,12 +535,6 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
 
 
 def _open_pipeline(args: argparse.Namespace):  # -> QAPipeline, imported lazily
-    if not args.faq:
-        # Every answer is read from paragraphs, and the reader trims particles with Kiwi (as
-        # the default index's query terms need it): build it while the rest loads.
-        from korqa.morphology import warm_up
-
-        warm_up()
     from korqa.pipeline import PipelineConfig, open_pipeline
 
     config = PipelineConfig.with_overrides(top_k=args.top_k, int8=args.int8, engine=args.engine,

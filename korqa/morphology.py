@@ -1,10 +1,8 @@
 """One Kiwi morphological analyser per process, shared by retrieval (morpheme terms) and the
-reader (particle trimming): building one takes ~2 s and its first analysis loads its language
-model (~1.5 s more), so two private copies made a first `korqa ask` wait twice.
-
-`warm_up` starts that work on a thread as soon as a step is known to need Kiwi (an index whose
-terms include morphemes), so it overlaps with loading the reader; Kiwi's native code releases
-the GIL while it loads. Every caller gets the same analyser, however many threads ask at once.
+reader (particle trimming): building one takes ~1 s and its first analysis loads its language
+model (~1.5 s more), holding the GIL throughout, so two private copies made a first `korqa ask`
+wait twice. Threads that ask for it at once (the server's worker and index writer) wait for the
+one build.
 """
 
 from __future__ import annotations
@@ -30,14 +28,6 @@ def kiwi():  # noqa: ANN201 - kiwipiepy is imported lazily
             _builds += 1
             _kiwi = analyser
     return _kiwi
-
-
-def warm_up() -> None:
-    """Build the shared analyser on a thread, unless it is built or being built."""
-    if _kiwi is not None or _lock.locked():
-        return
-    # Not a daemon: interpreter shutdown must not stop the native build half-way.
-    threading.Thread(target=kiwi, name="korqa-kiwi", daemon=False).start()
 
 
 def builds() -> int:

@@ -60,7 +60,7 @@ def test_a_cache_miss_traces_with_torch_and_still_answers(tmp_path: Path) -> Non
 def test_kiwi_is_built_once_however_many_threads_ask_at_once() -> None:
     code = ("import threading; from korqa import morphology; "
             "from korqa.retrieval.terms import TermAnalyzer, TermConfig; "
-            "morphology.warm_up(); analyzer = TermAnalyzer(TermConfig(morphemes=True)); "
+            "analyzer = TermAnalyzer(TermConfig(morphemes=True)); "
             "seen = []; threads = [threading.Thread(target=lambda: seen.append("
             "id(morphology.kiwi()))) for _ in range(4)]; "
             "[t.start() for t in threads]; [t.join() for t in threads]; "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -345,7 +344,6 @@ class QAPipeline:
         self.faq = faq
         self.config = config or PipelineConfig()
         self._reader = reader
-        self._loading: Future[Reader] | None = None  # the reader, loading on a thread
 
     def close(self) -> None:
         """Close the index's paragraph store (if it has one to close)."""
@@ -363,24 +361,9 @@ class QAPipeline:
     def reader(self) -> Reader:
         if self._reader is None:
             raise ValueError("this pipeline has no reader")
-        if self._loading is not None:
-            loading, self._loading = self._loading, None
-            self._reader = loading.result()
         if not isinstance(self._reader, Reader):
             self._reader = self._reader()
         return self._reader
-
-    def _load_reader_meanwhile(self) -> None:
-        """Start loading the reader on a thread, if it is not loaded: the retriever's search
-        (with Kiwi's first load) and the reader's load are each a second or more of mostly
-        native code that releases the GIL, so on two cores they overlap."""
-        if self._reader is None or isinstance(self._reader, Reader) or self._loading is not None:
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(1, thread_name_prefix="korqa-reader")
-        self._loading = pool.submit(self._reader)
-        pool.shutdown(wait=False)
 
     def ask(self, question: str, top_k: int | None = None) -> Answer:
         """The best answer to `question`: from the FAQ when a stored question is close enough,
@@ -408,7 +391,6 @@ class QAPipeline:
         k = self.config.top_k if top_k is None else top_k
         if k < 1:
             raise ValueError(f"top_k must be at least 1, got {k}")
-        self._load_reader_meanwhile()
         hits = self.index.search(question, k)
         normalised = normalise_retrieval([score for _, score in hits])
         retrieved = [RetrievedParagraph(p, raw, norm)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from korqa.morphology import kiwi, warm_up
+from korqa.morphology import kiwi
 
 _WORD = re.compile(r"\w+")
 # Morpheme terms get a prefix that no n-gram can contain (n-grams are made of \w characters
@@ -90,8 +90,6 @@ class TermAnalyzer:
     def __init__(self, config: TermConfig | None = None) -> None:
         self.config = config or TermConfig()
         self._tags = frozenset(self.config.morpheme_tags)
-        if self.config.morphemes:  # the first text will need Kiwi: load it meanwhile
-            warm_up()
 
     def __call__(self, text: str) -> list[str]:
         return self.many([text])[0]
