@@ -15,14 +15,15 @@ korqa's start-up overhead, which is what stays comparable on a noisy machine. Th
                        (what any question over a morpheme index, or any particle trimming, costs);
   - ask (sample):      `korqa ask QUESTION` over the shipped sample corpus;
   - ask (KorQuAD):     `korqa ask` over a hybrid index of the 961 KorQuAD dev paragraphs (built
-                       in a temporary directory with the README's command unless --index is
-                       given; skipped when the shared data is absent).
+                       in a temporary directory with the README's command, by each tree's own
+                       korqa, unless --index is given; skipped when the shared data is absent).
 
 CPU s is the median user + system time of a run (it exceeds the wall time where threads
 overlap, and is steadier than wall time on a shared machine); peak RSS is each process's own
 ru_maxrss. Both come from wait4. Then `korqa serve` over the sample corpus is started (per
 tree) on a free loopback port with a temporary data directory, asked one question over HTTP,
-and its VmRSS (now) and VmHWM (peak) are read from /proc before it is stopped.
+and its VmRSS (now) and VmHWM (peak) are read from /proc before it is stopped. Last, one
+process loads what the server holds part by part (this tree only), so each part's share shows.
 
 `--baseline DIR` runs every command also with korqa imported from another source tree (through
 PYTHONPATH), in turns with this one, so that a before/after comparison sees the same load.
@@ -76,16 +77,18 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float,
                 out.read().decode(errors="replace"))
 
 
-def measure(name: str, command: list[str], trees: dict[str, dict[str, str]],
-            runs: int) -> list[dict]:
-    """`runs` timed runs of `command` under each tree's environment, taken in turns (A, B, A,
-    B, …) so that both see the same machine load; one row per tree."""
-    for env in trees.values():
-        timed(command, env)  # warm-up: caches filled, files in the page cache
+def measure(name: str, command: list[str] | dict[str, list[str]],
+            trees: dict[str, dict[str, str]], runs: int) -> list[dict]:
+    """`runs` timed runs of `command` (or of each tree's own command) under each tree's
+    environment, taken in turns (A, B, A, B, …) so that both see the same machine load; one
+    row per tree."""
+    commands = command if isinstance(command, dict) else dict.fromkeys(trees, command)
+    for tree, env in trees.items():
+        timed(commands[tree], env)  # warm-up: caches filled, files in the page cache
     series: dict[str, list[tuple[float, float, float, str]]] = {tree: [] for tree in trees}
     for _ in range(runs):
         for tree, env in trees.items():
-            result = timed(command, env)
+            result = timed(commands[tree], env)
             series[tree].append(result)
             print(f"  {name} [{tree}]: {result[0]:.2f} s, {result[1]:.2f} s CPU, "
                   f"{result[2]:.0f} MB", file=sys.stderr)
@@ -100,6 +103,8 @@ def measure(name: str, command: list[str], trees: dict[str, dict[str, str]],
 
 
 def korquad_index(args: argparse.Namespace, env: dict[str, str], scratch: Path) -> Path | None:
+    """The KorQuAD index to ask over: --index, else one built under `scratch` by the korqa
+    that `env` imports (each tree reads the index format it writes)."""
     if args.index:
         return Path(args.index)
     if not args.korquad.is_file():
@@ -107,6 +112,7 @@ def korquad_index(args: argparse.Namespace, env: dict[str, str], scratch: Path) 
               "--index DIR)", file=sys.stderr)
         return None
     out = scratch / "idx-korquad"
+    scratch.mkdir(parents=True, exist_ok=True)
     print(f"building {out} (korqa index --retriever hybrid) …", file=sys.stderr)
     subprocess.run([*korqa_command(), "index", "--corpus", str(args.korquad), "--out", str(out),
                     "--retriever", "hybrid", "--no-progress"], check=True, env=env,
@@ -177,6 +183,38 @@ def measure_serve(env: dict[str, str], scratch: Path, threads: int | None) -> di
             "hwm_mb": answered["VmHWM"]}
 
 
+# Loads what `korqa serve` holds one part at a time, printing VmRSS after each: what each costs.
+BREAKDOWN = """
+import json, sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+stages = [("python", rss())]
+import korqa.server.app
+stages.append(("server modules (fastapi, numpy, scipy.sparse, tokenizers)", rss()))
+from korqa.pipeline import open_pipeline
+pipeline = open_pipeline()
+stages.append(("sample index open", rss()))
+from korqa.morphology import kiwi
+kiwi()
+stages.append(("Kiwi built", rss()))
+pipeline.reader
+stages.append(("reader loaded (" + pipeline.reader.engine + ")", rss()))
+pipeline.ask(sys.argv[1])
+stages.append(("one question answered", rss()))
+import torch
+stages.append(("torch imported (what the torch engine adds first)", rss()))
+print(json.dumps(stages, ensure_ascii=False))
+"""
+
+
+def measure_breakdown(env: dict[str, str]) -> list[tuple[str, float]]:
+    done = subprocess.run([sys.executable, "-c", BREAKDOWN, SAMPLE_QUESTION], env=env,
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per command (default 5)")
@@ -207,13 +245,17 @@ def main() -> int:
         rows += measure("kiwi build", [sys.executable, "-c", "from korqa.morphology import "
                                        "kiwi; kiwi().tokenize('가')"], trees, args.runs)
         rows += measure("ask (sample)", [*korqa, "ask", SAMPLE_QUESTION], trees, args.runs)
-        index = korquad_index(args, env, scratch)
-        if index is not None:
-            rows += measure("ask (KorQuAD)", [*korqa, "ask", KORQUAD_QUESTION, "--index",
-                                              str(index)], trees, args.runs)
+        indexes = {tree: korquad_index(args, tree_env, scratch / tree)
+                   for tree, tree_env in trees.items()}
+        if all(index is not None for index in indexes.values()):
+            rows += measure("ask (KorQuAD)", {tree: [*korqa, "ask", KORQUAD_QUESTION, "--index",
+                                                     str(index)]
+                                              for tree, index in indexes.items()},
+                            trees, args.runs)
         if args.serve:
             for tree, tree_env in trees.items():
                 serve[tree] = measure_serve(tree_env, scratch / tree, args.threads)
+            breakdown = measure_breakdown(env)
 
     print(f"{len(os.sched_getaffinity(0))} CPUs available; median of {args.runs} runs each"
           + (f"; baseline = korqa from {args.baseline}, runs taken in turns" if args.baseline
@@ -235,8 +277,15 @@ def main() -> int:
               f"{result['rss_loaded_mb']:.0f} MB loaded, {result['rss_mb']:.0f} MB after one "
               f"answer ({result['first_answer_s']:.2f} s: {result['answer']}), peak "
               f"{result['hwm_mb']:.0f} MB")
+    if args.serve:
+        print("what `korqa serve` holds [this], VmRSS after each part is loaded in turn:")
+        previous = 0.0
+        for stage, mb in breakdown:
+            print(f"  {stage:<58} {mb:>6.0f} MB  (+{mb - previous:.0f})")
+            previous = mb
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "serve": serve},
+        Path(args.json).write_text(json.dumps({"rows": rows, "serve": serve,
+                                               "breakdown": breakdown if args.serve else None},
                                               ensure_ascii=False, indent=2) + "\n",
                                    encoding="utf-8")
     return 0

@@ -15,6 +15,7 @@ from korqa.paths import cache_dir, resolve_reader_dir, sample_corpus_path
 from korqa.pipeline.qa import PipelineConfig, QAPipeline, Reader
 from korqa.retrieval.index import RETRIEVER_DIR, STORE_FILE, Index, build_index
 from korqa.retrieval.manifest import FORMAT_VERSION, MANIFEST_FILE
+from korqa.retrieval.terms import TermConfig
 
 
 def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] = (),
@@ -70,7 +71,9 @@ def cached_index(paths: Sequence[str | Path], progress: bool = False) -> Path:
 
 def corpus_fingerprint(paths: Sequence[str | Path]) -> str:
     """A short hash of the corpus files' resolved paths, sizes and mtimes, and korqa's version."""
-    entries: list[list[object]] = [[korqa.__version__, FORMAT_VERSION]]
+    # The default terms are part of what a cached index is: a change of them rebuilds it.
+    entries: list[list[object]] = [[korqa.__version__, FORMAT_VERSION,
+                                    TermConfig().to_dict()]]
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():

@@ -178,8 +178,8 @@ def verify_index(directory: str | Path) -> dict[str, Any]:
         if problems != ["ok"]:
             raise ValueError(f"{directory / STORE_FILE}: SQLite integrity check failed "
                              f"({'; '.join(problems[:3])}): rebuild the index")
-        files = [p for p in (directory / RETRIEVER_DIR).rglob("*")
-                 if p.is_file() and p.name != MANIFEST_FILE]
+        top = directory / RETRIEVER_DIR / MANIFEST_FILE  # the one file no manifest hashes
+        files = [p for p in (directory / RETRIEVER_DIR).rglob("*") if p.is_file() and p != top]
         return {"index": str(directory), "retriever": index.retriever.kind,
                 "paragraphs": len(index.store), "files_hashed": len(files),
                 "bytes_hashed": sum(p.stat().st_size for p in files)}
