@@ -25,8 +25,9 @@ tree) on a free loopback port with a temporary data directory, asked one questio
 and its VmRSS (now) and VmHWM (peak) are read from /proc before it is stopped. Last, one
 process loads what the server holds part by part (this tree only), so each part's share shows.
 
-`--baseline DIR` runs every command also with korqa imported from another source tree (through
-PYTHONPATH), in turns with this one, so that a before/after comparison sees the same load.
+Each run imports korqa from this checkout (PYTHONPATH, from a neutral working directory).
+`--baseline DIR` runs every command also with korqa imported from another source tree, in
+turns with this one, so that a before/after comparison sees the same load.
 
 Threads: ONNX Runtime and torch use one per physical core by default (2 on this project's
 machine); `--threads N` sets OMP_NUM_THREADS for every run and `korqa serve --threads N`.
@@ -64,7 +65,10 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float,
     this child) and its stdout."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        # Run from a neutral folder: `python -c` puts the working directory first on sys.path,
+        # which would shadow the tree that PYTHONPATH names.
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env,
+                                   cwd=tempfile.gettempdir())
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -116,6 +120,7 @@ def korquad_index(args: argparse.Namespace, env: dict[str, str], scratch: Path) 
     print(f"building {out} (korqa index --retriever hybrid) …", file=sys.stderr)
     subprocess.run([*korqa_command(), "index", "--corpus", str(args.korquad), "--out", str(out),
                     "--retriever", "hybrid", "--no-progress"], check=True, env=env,
+                   cwd=tempfile.gettempdir(),
                    stdout=subprocess.DEVNULL)
     return out
 
@@ -144,7 +149,7 @@ def measure_serve(env: dict[str, str], scratch: Path, threads: int | None) -> di
         command += ["--threads", str(threads)]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=env)
+                               env=env, cwd=tempfile.gettempdir())
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -211,6 +216,7 @@ print(json.dumps(stages, ensure_ascii=False))
 
 def measure_breakdown(env: dict[str, str]) -> list[tuple[str, float]]:
     done = subprocess.run([sys.executable, "-c", BREAKDOWN, SAMPLE_QUESTION], env=env,
+                          cwd=tempfile.gettempdir(),
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -233,7 +239,7 @@ def main() -> int:
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
-    trees = {"this": env}
+    trees = {"this": {**env, "PYTHONPATH": str(REPO)}}
     if args.baseline:
         trees["baseline"] = {**env, "PYTHONPATH": str(Path(args.baseline).resolve())}
     korqa = korqa_command()
@@ -255,7 +261,7 @@ def main() -> int:
         if args.serve:
             for tree, tree_env in trees.items():
                 serve[tree] = measure_serve(tree_env, scratch / tree, args.threads)
-            breakdown = measure_breakdown(env)
+            breakdown = measure_breakdown(trees["this"])
 
     print(f"{len(os.sched_getaffinity(0))} CPUs available; median of {args.runs} runs each"
           + (f"; baseline = korqa from {args.baseline}, runs taken in turns" if args.baseline
