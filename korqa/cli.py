@@ -840,8 +840,9 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
         description="Hash every retriever file against its manifest and run SQLite's integrity "
                     "check on the paragraph store. Answering (ask, chat, serve) only compares "
                     "file sizes and modification times, and hashes a file only when its time "
-                    "changed; run this after copying an index or when in doubt. Exits 2 naming "
-                    "the first file that fails.")
+                    "changed (copy indexes with `cp -p` to keep the times), so a file corrupted "
+                    "in place is caught here: run it after copying an index or when in doubt. "
+                    "Exits 2 naming the first file that fails.")
     p.add_argument("--index", required=True, metavar="DIR", help="an index built by `korqa index`")
     p.set_defaults(handler=_verify)
 
