@@ -1,14 +1,15 @@
 """One Kiwi morphological analyser per process, shared by retrieval (morpheme terms) and the
-reader (particle trimming): building one takes ~1 s and its first analysis loads its language
-model (~1.5 s more), holding the GIL throughout, so two private copies made a first `korqa ask`
-wait twice. Threads that ask for it at once (the server's worker and index writer) wait for the
-one build.
+reader (particle trimming): building one and loading its language model (on the first
+analysis) takes a second or more, holding the GIL throughout, so two private copies made a
+first `korqa ask` wait twice. Threads that ask for it at once (the server's worker and index
+writer) wait for the one build.
 
 Kiwi is built without its multi-word dictionary (multi-word proper nouns such as "제럴드 포드"
-as one morpheme). That dictionary cost 1.1 s of CPU and 190 MB of memory per process, for 3 of
-5,774 KorQuAD dev questions found at BM25 recall@1 (0.9345 against 0.9340) and the same reader
-EM/F1 on the test split (69.43 / 82.37 either way). Indexes whose morpheme terms were made with
-it (`TermConfig.multi_words`, korqa before this change) still get queries analysed with it.
+as one morpheme): that dictionary doubled the build's CPU time and added a third to its memory,
+while without it the reader's EM/F1 on KorQuAD stayed the same and retrieval recall moved by a
+handful of questions (the numbers are in the commit that made the change). Indexes whose
+morpheme terms were made with it (`TermConfig.multi_words`: korqa before that change) still
+get queries analysed with it.
 """
 
 from __future__ import annotations
