@@ -69,6 +69,8 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float,
         # which would shadow the tree that PYTHONPATH names.
         process = subprocess.Popen(command, stdout=out, stderr=err, env=env,
                                    cwd=tempfile.gettempdir())
+        # Linux carries ru_maxrss over from the parent at fork; this script stays far smaller
+        # than what it measures, so the peak is the child's own.
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
