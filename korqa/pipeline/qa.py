@@ -228,14 +228,16 @@ class Reader:
     @property
     def quantized(self) -> bool:
         """Whether the model reads with int8 linears (then it stays on the CPU)."""
-        from korqa.modeling.quantize import is_quantized
+        from korqa.modeling.engines import is_quantized
 
         return is_quantized(self.model)
 
     @property
     def engine(self) -> str:
         """"onnx" when ONNX Runtime runs the model, else "torch"."""
-        return "torch" if next(self.model.parameters(), None) is not None else "onnx"
+        from korqa.modeling.engines import is_onnx
+
+        return "onnx" if is_onnx(self.model) else "torch"
 
     @classmethod
     def load(cls, directory: str | Path, int8: bool = False, engine: str = "auto",
@@ -248,7 +250,7 @@ class Reader:
         `device` is the CPU). Windows default to
         those the model was trained on (its reader_config.json), else 384/128/64.
         """
-        from korqa.modeling import load_reader_model
+        from korqa.modeling.engines import load_reader_model
         from korqa.reader.features import FeatureConfig
 
         # Windows as the model was trained on unless `options` say otherwise.

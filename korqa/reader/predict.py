@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from korqa.modeling.quantize import is_quantized
+from korqa.modeling.engines import is_onnx, is_quantized
 from korqa.reader.features import (
     FeatureConfig,
     InputFeatures,
-    collate,
     convert_examples_to_features,
     max_context_among,
+    pad_batch,
 )
 from korqa.reader.josa import particle_cut
 from korqa.reader.squad import SquadExample
 from korqa.tokenization import Tokenizer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is loaded only for a torch model; ONNX Runtime reads numpy
+    import torch
     from tqdm import tqdm
 
 # A question's windows are read most promising first, and reading stops at the first window
@@ -74,7 +75,7 @@ class WindowLogits:
 
 
 def predict(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Any,
     tokenizer: Tokenizer,
     examples: list[SquadExample],
     feature_config: FeatureConfig,
@@ -89,7 +90,7 @@ def predict(
 
 
 def read_logits(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Any,
     features: list[InputFeatures],
     tokenizer: Tokenizer,
     config: PredictConfig,
@@ -181,7 +182,7 @@ def window_confidence(feature: InputFeatures, window: WindowLogits,
 
 
 def compute_logits(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Any,
     features: list[InputFeatures],
     pad_id: int,
     batch_size: int = 32,
@@ -207,31 +208,56 @@ def compute_logits(
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     own_bar = isinstance(progress, bool)
     bar = (_window_bar(len(features)) if progress else None) if own_bar else progress
+    forward = _onnx_forward if is_onnx(model) else _torch_forward
+    arrays = ((indices, pad_batch([features[i] for i in indices], pad_id))
+              for indices in batches)
     results: list[WindowLogits | None] = [None] * len(features)
+    try:
+        for batch_indices, start_rows, end_rows in forward(model, arrays, device):
+            for row, index in enumerate(batch_indices):
+                length = len(features[index].input_ids)
+                results[index] = WindowLogits(start_rows[row, :length], end_rows[row, :length])
+            if bar is not None:
+                bar.update(len(batch_indices))
+    finally:
+        if own_bar and bar is not None:
+            bar.close()
+    return results  # type: ignore[return-value]
+
+
+# (window indices, a `pad_batch` batch of them) in; (the indices, float64 start and end
+# logits [B, L]) out.
+Batches = Iterable[tuple[list[int], dict[str, np.ndarray]]]
+Logits = Iterator[tuple[list[int], np.ndarray, np.ndarray]]
+
+
+def _onnx_forward(model: Any, batches: Batches, device: str) -> Logits:
+    """ONNX Runtime reads the `pad_batch` arrays as they are."""
+    for indices, batch in batches:
+        start, end = model.run(batch)
+        yield indices, start.astype(np.float64), end.astype(np.float64)
+
+
+def _torch_forward(model: torch.nn.Module, batches: Batches, device: str) -> Logits:
+    """A torch model reads tensors on `device` under inference mode, in eval mode for the pass
+    and left in the mode it came in."""
+    import torch
+
     # Toggling modes walks every submodule (~13 ms on e5): only do it when needed.
     was_training = model.training
     if was_training:
         model.eval()
     try:
         with torch.inference_mode():
-            for batch_indices in batches:
-                batch = collate([features[i] for i in batch_indices], pad_id, False)
-                batch = {name: tensor.to(device) for name, tensor in batch.items()}
-                start_logits, end_logits = model(**batch)[:2]
-                start_rows = start_logits.float().cpu().numpy().astype(np.float64)
-                end_rows = end_logits.float().cpu().numpy().astype(np.float64)
-                for row, index in enumerate(batch_indices):
-                    length = len(features[index].input_ids)
-                    results[index] = WindowLogits(start_rows[row, :length],
-                                                  end_rows[row, :length])
-                if bar is not None:
-                    bar.update(len(batch_indices))
+            for indices, batch in batches:
+                tensors = {name: torch.from_numpy(array).to(device)
+                           for name, array in batch.items()}
+                start, end = model(**tensors)[:2]
+                yield (indices, start.float().cpu().numpy().astype(np.float64),
+                       end.float().cpu().numpy().astype(np.float64))
     finally:
         if was_training:
             model.train()
-        if own_bar and bar is not None:
-            bar.close()
-    return results  # type: ignore[return-value]
 
 
 def decode_predictions(

@@ -609,7 +609,7 @@ def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
     """
     from korqa.paths import sample_corpus_path
     from korqa.pipeline.sources import cached_index, corpus_fingerprint
-    from korqa.retrieval.index import RETRIEVER_DIR, build_index
+    from korqa.retrieval.index import RETRIEVER_DIR, build_index, verify_index
     from korqa.retrieval.registry import load_retriever
 
     if index:
@@ -624,6 +624,7 @@ def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
         staging = data_dir / "index.copying"
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(cached_index(paths, reading=reading), staging)
+        verify_index(staging)  # a copy is where a file goes bad unseen: hash it once here
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     else:
@@ -650,9 +651,13 @@ def serve(settings: ServerSettings) -> int:
 
     hosts = allowed_host_names(settings.host, settings.allowed_hosts)
     if settings.threads:
-        import torch
+        from korqa.modeling.onnx_engine import set_default_threads
 
-        torch.set_num_threads(settings.threads)
+        set_default_threads(settings.threads)  # ONNX Runtime's sessions
+        if settings.engine == "torch":
+            import torch  # only for the torch engine: it alone holds ~200 MB
+
+            torch.set_num_threads(settings.threads)
     data_dir = Path(settings.data_dir or DEFAULT_DATA_DIR).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
     index_dir = prepare_index(settings.index, settings.corpus, data_dir,
