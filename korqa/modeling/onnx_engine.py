@@ -116,6 +116,9 @@ class OnnxReaderModel:
         # within a run and stop at its end.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         options.add_session_config_entry("session.force_spinning_stop", "1")
+        # The arena keeps the largest batch's activations allocated for good; a server
+        # reading one window at a time does not need them kept (bench/cold_start.py).
+        options.enable_cpu_mem_arena = False
         self.path = Path(path)
         self.int8 = int8  # read by korqa.modeling.engines.is_quantized
         self.session = ort.InferenceSession(str(path), options,
