@@ -302,7 +302,7 @@ def test_an_int8_model_reads_one_window_at_a_time(tmp_path):
     model = _PointsAt(tokenizer.token_to_id("차"))
     compute_logits(model, features, tokenizer.pad_id, batch_size=3)
     assert model.batches == [3]
-    model.int8 = True  # what korqa.modeling.quantize.is_quantized reads on an ONNX int8 reader
+    model.int8 = True  # what korqa.modeling.engines.is_quantized reads on an ONNX int8 reader
     model.batches.clear()
     compute_logits(model, features, tokenizer.pad_id, batch_size=3)
     assert model.batches == [1, 1, 1]

@@ -47,7 +47,7 @@ def evaluate_model(
     way it ran.
     """
     from korqa.modeling import load_reader_model
-    from korqa.modeling.quantize import is_quantized, resolve_engine
+    from korqa.modeling.engines import is_quantized, resolve_engine
     from korqa.paths import resolve_reader_dir
 
     if split not in EVALUATION_SPLITS:

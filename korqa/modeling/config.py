@@ -14,6 +14,11 @@ logger = logging.getLogger("korqa.modeling.bert")
 # the tanh approximation (HF computes them with slightly different formulas, equal to ~1e-7).
 ACTIVATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
 
+# The int8 calibration beside a model (`korqa calibrate`) and SmoothQuant's α
+# (`korqa.modeling.quantize` says how it was chosen): both engines' int8 and the ONNX cache key.
+ABSMAX_FILE = "activation_absmax.safetensors"
+DEFAULT_ALPHA = 0.85
+
 
 @dataclass
 class BertConfig:

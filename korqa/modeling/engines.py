@@ -11,10 +11,6 @@ from pathlib import Path
 from typing import Any
 
 ENGINES = ("auto", "torch", "onnx")
-# The int8 calibration beside a model (`korqa calibrate`) and SmoothQuant's α
-# (`korqa.modeling.quantize` says how it was chosen); here because the ONNX cache key needs them.
-ABSMAX_FILE = "activation_absmax.safetensors"
-DEFAULT_ALPHA = 0.85
 
 
 def resolve_engine(engine: str, device: str = "cpu") -> str:

@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from korqa.modeling.config import BertConfig
-from korqa.modeling.engines import ABSMAX_FILE, DEFAULT_ALPHA
+from korqa.modeling.config import ABSMAX_FILE, DEFAULT_ALPHA, BertConfig
 
 if TYPE_CHECKING:
     from torch import nn

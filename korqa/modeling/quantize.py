@@ -32,15 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-# Re-exported: they lived here before the torch-free engine choice moved to `engines`.
-from korqa.modeling.engines import (  # noqa: F401
-    ABSMAX_FILE,
-    DEFAULT_ALPHA,
-    ENGINES,
-    is_quantized,
-    load_reader_model,
-    resolve_engine,
-)
+from korqa.modeling.config import ABSMAX_FILE, DEFAULT_ALPHA
 
 _EPS = 1e-5
 # The FFN's second linear, encoder.layer.N.output.dense (not attention.output.dense).
