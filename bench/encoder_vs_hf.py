@@ -18,6 +18,7 @@ import torch
 import transformers
 
 from korqa.modeling import BertConfig, BertModel
+from korqa.modeling.checkpoint import load_model
 
 # intfloat/multilingual-e5-small's encoder shape (XLM-R vocabulary).
 E5_SMALL = BertConfig(vocab_size=250037, hidden_size=384, num_hidden_layers=12,
@@ -27,7 +28,7 @@ E5_SMALL = BertConfig(vocab_size=250037, hidden_size=384, num_hidden_layers=12,
 
 def build(model_dir: str | None) -> tuple[BertModel, transformers.BertModel]:
     torch.manual_seed(0)
-    ours = BertModel.from_pretrained(model_dir) if model_dir else BertModel(E5_SMALL)
+    ours = load_model(BertModel, model_dir) if model_dir else BertModel(E5_SMALL)
     ours.eval()
     hf_config = transformers.BertConfig(**ours.config.to_dict(), attn_implementation="sdpa")
     hf = transformers.BertModel(hf_config).eval()

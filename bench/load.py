@@ -58,6 +58,7 @@ def make_tiny_reader(directory: Path) -> Path:
     import torch
 
     from korqa.modeling import BertConfig, BertForQuestionAnswering
+    from korqa.modeling.checkpoint import save_pretrained
     from korqa.paths import sample_corpus_path
 
     text = sample_corpus_path().read_text(encoding="utf-8") + "".join(QUESTIONS)
@@ -69,7 +70,7 @@ def make_tiny_reader(directory: Path) -> Path:
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
                         num_attention_heads=2, intermediate_size=64,
                         max_position_embeddings=128)
-    BertForQuestionAnswering(config).save_pretrained(directory)
+    save_pretrained(BertForQuestionAnswering(config), directory)
     return directory
 
 
@@ -259,6 +260,7 @@ def batching_main(args: argparse.Namespace) -> int:
     import torch
 
     from korqa.modeling import BertForQuestionAnswering
+    from korqa.modeling.checkpoint import load_model
     from korqa.pipeline import (
         PipelineConfig,
         QAPipeline,
@@ -274,7 +276,7 @@ def batching_main(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads or torch.get_num_threads())
     with tempfile.TemporaryDirectory(prefix="korqa-batching-") as scratch:
         model_dir = args.model or make_tiny_reader(Path(scratch) / "tiny")
-        model = BertForQuestionAnswering.from_pretrained(model_dir)
+        model = load_model(BertForQuestionAnswering, model_dir)
         reader = Reader(model, Tokenizer.from_pretrained(model_dir), trim_particles=False)
     index = open_index(args.index)
     pipeline = QAPipeline(index, reader, config=PipelineConfig(threshold=0.0))

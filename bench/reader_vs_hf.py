@@ -40,6 +40,7 @@ import torch
 
 from korqa.evaluation.korquad_metric import score_example
 from korqa.modeling import BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.modeling.quantize import load_input_absmax
 from korqa.paths import resolve_reader_dir
 from korqa.pipeline import Reader
@@ -61,7 +62,7 @@ def hf_pipeline(model_dir: Path, workdir: Path):  # -> transformers.QuestionAnsw
     if int(transformers.__version__.split(".")[0]) >= 5:
         sys.exit("reader_vs_hf: needs transformers<5 (5.x removed the question-answering "
                  "pipeline); pip install 'transformers<5'")
-    BertForQuestionAnswering.from_pretrained(model_dir).save_pretrained(workdir, dtype="fp32")
+    save_pretrained(load_model(BertForQuestionAnswering, model_dir), workdir, dtype="fp32")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         if (model_dir / name).is_file():
             shutil.copy(model_dir / name, workdir / name)

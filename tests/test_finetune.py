@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from korqa.cli import build_parser, main
 from korqa.evaluation.korquad_metric import evaluate_predictions
 from korqa.modeling import BertConfig, BertForQuestionAnswering, BertModel
+from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.reader.features import FeatureConfig
 from korqa.reader.predict import PredictConfig, predict
 from korqa.reader.squad import read_squad
@@ -86,7 +87,7 @@ def workspace(tmp_path_factory) -> Path:
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
     init = root / "init"
-    BertModel(config).save_pretrained(init)
+    save_pretrained(BertModel(config), init)
     tokenizer.save(init)
     return root
 
@@ -140,7 +141,7 @@ def test_best_checkpoint_loads_and_predicts(overfit_run, workspace):
     examples = read_squad(workspace / "squad.json")
 
     def scores(model_dir: Path, qids: list[str]) -> dict[str, float]:
-        model = BertForQuestionAnswering.from_pretrained(model_dir)
+        model = load_model(BertForQuestionAnswering, model_dir)
         tokenizer = Tokenizer.from_pretrained(model_dir)
         chosen = [example for example in examples if example.qid in set(qids)]
         # The windows the run trained on travel with the model (reader_config.json).
@@ -229,7 +230,7 @@ def test_resume_after_a_stop_ends_with_the_same_weights(workspace):
     b = load_file(workspace / "resumed" / "last" / "model.safetensors")
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
-    initial = BertForQuestionAnswering.from_pretrained(workspace / "init").state_dict()
+    initial = load_model(BertForQuestionAnswering, workspace / "init").state_dict()
     assert (a["bert.encoder.layer.0.output.dense.weight"]
             - initial["bert.encoder.layer.0.output.dense.weight"]).abs().max() > 1e-3
 
@@ -318,9 +319,9 @@ def test_two_processes_follow_one_at_the_same_global_batch(workspace, tmp_path, 
     # weights, up to summation order. (Micro-batches, not one batch of 4: a batch is padded to
     # its longest window, and padding moves the loss.)
     init = tmp_path / "init"
-    model = BertForQuestionAnswering.from_pretrained(workspace / "init")
+    model = load_model(BertForQuestionAnswering, workspace / "init")
     model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
-    model.bert.save_pretrained(init)
+    save_pretrained(model.bert, init)
     Tokenizer.from_pretrained(workspace / "init").save(init)
     steps = 3  # within the first epoch: its last step is short, and a short step is split
     one = finetune(config_for(workspace, str(tmp_path / "one"), model=str(init), batch_size=2,

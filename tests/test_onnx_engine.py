@@ -11,6 +11,7 @@ from test_quantize import ANSWER, CONTEXT, QUESTION, tiny_reader  # noqa: F401 (
 
 from korqa.cli import main
 from korqa.modeling import BertConfig, BertForQuestionAnswering, load_reader_model, onnx_engine
+from korqa.modeling.checkpoint import save_pretrained
 from korqa.modeling.engines import is_quantized, resolve_engine
 from korqa.modeling.onnx_engine import OnnxReaderModel, build_onnx_reader
 from korqa.modeling.quantize import fold_attention_output_smoothing
@@ -25,7 +26,7 @@ def random_reader(tmp_path):
     model = BertForQuestionAnswering(BertConfig(
         vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=64, max_position_embeddings=64))
-    model.save_pretrained(tmp_path / "model")
+    save_pretrained(model, tmp_path / "model")
     return model.eval(), tmp_path / "model"
 
 
@@ -67,7 +68,7 @@ def test_the_traced_graph_is_cached_by_the_model_files(random_reader, tmp_path, 
     assert build_onnx_reader(model_dir, cache=cache).path == first.path
     with torch.no_grad():  # new weights in the same directory: a new graph
         model.qa_outputs.bias.add_(1.0)
-    model.save_pretrained(model_dir)
+    save_pretrained(model, model_dir)
     monkeypatch.undo()
     assert build_onnx_reader(model_dir, cache=cache).path != first.path
 

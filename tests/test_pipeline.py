@@ -12,6 +12,7 @@ import torch
 from korqa.corpus.paragraph import Paragraph
 from korqa.faq import FAQEntry, FAQIndex
 from korqa.modeling import BertConfig, BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.pipeline import (
     PipelineConfig,
     QAPipeline,
@@ -62,7 +63,7 @@ def make_tiny_reader(directory: Path, seed: int = 0) -> Path:
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
                         num_attention_heads=2, intermediate_size=64,
                         max_position_embeddings=128)
-    BertForQuestionAnswering(config).save_pretrained(directory)
+    save_pretrained(BertForQuestionAnswering(config), directory)
     return directory
 
 
@@ -81,7 +82,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
 @pytest.fixture(scope="module")
 def reader(tiny_dir: Path) -> Reader:
     # Particle trimming loads Kiwi (seconds); the CLI tests cover it, these tests need speed.
-    model = BertForQuestionAnswering.from_pretrained(tiny_dir)
+    model = load_model(BertForQuestionAnswering, tiny_dir)
     return Reader(model, Tokenizer.from_pretrained(tiny_dir), trim_particles=False)
 
 
@@ -106,7 +107,7 @@ def test_span_offsets_index_the_shown_paragraph_exactly(index: Index, reader: Re
 def test_top_retrieved_paragraph_wins_when_the_reader_is_indifferent(tiny_dir: Path,
                                                                       index: Index) -> None:
     # All-zero QA weights give every span the same logit, so only retrieval can separate them.
-    model = BertForQuestionAnswering.from_pretrained(tiny_dir)
+    model = load_model(BertForQuestionAnswering, tiny_dir)
     torch.nn.init.zeros_(model.qa_outputs.weight)
     torch.nn.init.zeros_(model.qa_outputs.bias)
     flat = Reader(model, Tokenizer.from_pretrained(tiny_dir), trim_particles=False)

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from korqa.cli import main
 from korqa.modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model, load_pretrained
 from korqa.pretraining.data import (
     InstanceStream,
     PairConfig,
@@ -265,7 +266,7 @@ def test_final_checkpoint_loads_as_reader_and_in_transformers(trained):
     input_ids, token_type_ids = torch.tensor([ids]), torch.tensor([types])
     mask = torch.ones_like(input_ids)
 
-    ours = BertForPreTraining.from_pretrained(final)
+    ours = load_model(BertForPreTraining, final)
     theirs = transformers.BertForPreTraining.from_pretrained(final).eval()
     with torch.no_grad():
         scores, nsp = ours(input_ids, token_type_ids, mask)
@@ -273,7 +274,7 @@ def test_final_checkpoint_loads_as_reader_and_in_transformers(trained):
     torch.testing.assert_close(scores, output.prediction_logits, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(nsp, output.seq_relationship_logits, atol=1e-4, rtol=1e-4)
 
-    reader, report = BertForQuestionAnswering.from_pretrained(final, output_loading_info=True)
+    reader, report = load_pretrained(BertForQuestionAnswering, final)
     assert report.missing_keys == ["qa_outputs.weight", "qa_outputs.bias"]
     with torch.no_grad():
         encoded, _ = ours.bert(input_ids, token_type_ids, mask, output_all_encoded_layers=False)

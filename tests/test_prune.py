@@ -11,6 +11,7 @@ from test_average import make_reader
 from korqa.cli import main
 from korqa.evaluation.korquad_metric import score_example
 from korqa.modeling import BertConfig, BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.reader.features import FeatureConfig
 from korqa.reader.predict import PredictConfig, predict
 from korqa.reader.squad import Answer, SquadExample
@@ -28,7 +29,7 @@ def three_layer_reader(directory, seed: int = 0) -> BertForQuestionAnswering:
     config = BertConfig(**{**TINY, "vocab_size": BertConfig.from_json_file(
         directory / "config.json").vocab_size})
     model = BertForQuestionAnswering(config).eval()
-    model.save_pretrained(directory)
+    save_pretrained(model, directory)
     return model
 
 
@@ -58,7 +59,7 @@ def test_pruned_reader_round_trips_with_its_tokenizer_and_windows(tmp_path):
     model = three_layer_reader(tmp_path / "r")
     (tmp_path / "r" / "activation_absmax.safetensors").write_bytes(b"calibration")
     out = prune_reader(tmp_path / "r", tmp_path / "p", [2])
-    pruned = BertForQuestionAnswering.from_pretrained(out)
+    pruned = load_model(BertForQuestionAnswering, out)
     assert pruned.config.num_hidden_layers == 2
     ids = torch.tensor([[2, 5, 6, 3, 7, 8, 3]])
     with torch.no_grad():
@@ -87,7 +88,7 @@ def test_probe_scores_each_drop_as_the_pruned_reader_would(tmp_path):
     for layer in (None, 1):
         directory = tmp_path / "r" if layer is None else prune_reader(
             tmp_path / "r", tmp_path / f"p{layer}", [layer])
-        model = BertForQuestionAnswering.from_pretrained(directory)
+        model = load_model(BertForQuestionAnswering, directory)
         answers = predict(model, tokenizer, examples, FeatureConfig.for_model(directory), config)
         f1 = 100 * sum(score_example(answers[e.qid][0].text, e)[1] for e in examples) / 4
         assert scores[layer] == pytest.approx(f1)

@@ -11,6 +11,7 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
 from korqa.cli import main
 from korqa.modeling import BertConfig, BertForQuestionAnswering, load_reader_model
+from korqa.modeling.checkpoint import save_pretrained
 from korqa.modeling.config import ABSMAX_FILE
 from korqa.modeling.engines import is_quantized
 from korqa.modeling.quantize import (
@@ -110,7 +111,7 @@ def tiny_reader(tmp_path):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    model.save_pretrained(tmp_path)
+    save_pretrained(model, tmp_path)
     tokenizer.save(tmp_path)
     articles = [{"title": f"a{i}", "paragraphs": [{"context": CONTEXT, "qas": [
         {"id": f"q{i}", "question": QUESTION,

@@ -120,6 +120,7 @@ def test_chunked_bm25_weights_equal_bm25s_index():
 def test_tiny_random_dense_encoder(tmp_path):
     torch = pytest.importorskip("torch")
     from korqa.modeling import BertConfig, BertModel
+    from korqa.modeling.checkpoint import save_pretrained
     from korqa.retrieval.dense import DenseRetriever
 
     chars = sorted({c for t in [*DOCS.values(), "query: passage:"] for c in t if not c.isspace()})
@@ -130,7 +131,7 @@ def test_tiny_random_dense_encoder(tmp_path):
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(encoder)
+    save_pretrained(BertModel(config), encoder)
 
     retriever = DenseRetriever(encoder, max_length=128, batch_size=4)
     retriever.index(paragraphs(), progress=False)

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Self
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from korqa.modeling.config import ACTIVATIONS, BertConfig  # noqa: F401 (BertConfig re-exported)
-
-if TYPE_CHECKING:
-    from korqa.modeling.checkpoint import LoadReport
-
 
 
 class BertEmbeddings(nn.Module):
@@ -172,22 +165,6 @@ class BertPreTrainedModel(nn.Module):
         if isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-
-    @classmethod
-    def from_pretrained(cls, name_or_dir: str | Path, output_loading_info: bool = False,
-                        ) -> Self | tuple[Self, LoadReport]:
-        """Load `config.json` + weights from a directory or a hub name; returns the model in eval
-        mode, or `(model, LoadReport)` with the missing/unexpected keys if `output_loading_info`."""
-        from korqa.modeling.checkpoint import load_pretrained  # it imports this module
-
-        model, report = load_pretrained(cls, name_or_dir)
-        return (model, report) if output_loading_info else model
-
-    def save_pretrained(self, directory: str | Path, dtype: str = "fp32") -> None:
-        """Write `config.json` + `model.safetensors` (fp32, fp16 or int8) with HF key names."""
-        from korqa.modeling.checkpoint import save_pretrained
-
-        save_pretrained(self, directory, dtype)
 
 
 class BertModel(BertPreTrainedModel):

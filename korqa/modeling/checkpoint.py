@@ -9,11 +9,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from korqa.modeling.bert import BertConfig, BertPreTrainedModel
+
+M = TypeVar("M", bound=BertPreTrainedModel)
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +182,13 @@ def load_pretrained(model_cls: type[BertPreTrainedModel], name_or_dir: str | Pat
     model = model_cls(config)
     report = load_state(model, read_weights(weights), source=str(weights))
     return model.eval(), report
+
+
+def load_model(model_cls: type[M], name_or_dir: str | Path) -> M:
+    """`model_cls` with the weights of a directory or hub model, in eval mode; keys the
+    checkpoint lacks or has beyond the model are logged (`load_pretrained` returns them)."""
+    model, _ = load_pretrained(model_cls, name_or_dir)
+    return model  # type: ignore[return-value]
 
 
 SAVE_DTYPES = ("fp32", "fp16", "int8")

@@ -18,6 +18,7 @@ import torch
 from tokenizers import Tokenizer as HFTokenizer
 
 from korqa.modeling.bert import BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.modeling.e5 import pieces_to_keep, used_piece_ids
 from korqa.tokenization import Tokenizer
 
@@ -59,7 +60,7 @@ def export_reader(model_dir: str | Path, out: str | Path, dtype: str = "int8",
                   trim_texts: Iterable[str] | None = None) -> ExportSummary:
     """Load a reader from `model_dir`, optionally trim its vocabulary, write it to `out`."""
     tokenizer = Tokenizer.from_pretrained(model_dir)
-    model = BertForQuestionAnswering.from_pretrained(model_dir)
+    model = load_model(BertForQuestionAnswering, model_dir)
     before = model.config.vocab_size
     if trim_texts is not None:
         tokenizer, keep = trim_unigram(tokenizer, trim_texts)
@@ -68,7 +69,7 @@ def export_reader(model_dir: str | Path, out: str | Path, dtype: str = "int8",
         embeddings.weight = torch.nn.Parameter(rows)
         embeddings.num_embeddings = len(keep)
         model.config.vocab_size = len(keep)
-    model.save_pretrained(out, dtype=dtype)
+    save_pretrained(model, out, dtype=dtype)
     tokenizer.save(out)
     size_mb = (Path(out) / "model.safetensors").stat().st_size / 1e6
     return ExportSummary(Path(out), dtype, before, model.config.vocab_size, size_mb)

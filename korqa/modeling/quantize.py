@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from korqa.modeling.checkpoint import load_model
 from korqa.modeling.config import ABSMAX_FILE, DEFAULT_ALPHA
 
 _EPS = 1e-5
@@ -186,7 +187,7 @@ def load_torch_reader(directory: str | Path, int8: bool = False) -> nn.Module:
     `FLOAT_LAYERS`) smoothed and quantised by the calibration saved beside it."""
     from korqa.modeling.bert import BertForQuestionAnswering
 
-    model = BertForQuestionAnswering.from_pretrained(directory).eval()
+    model = load_model(BertForQuestionAnswering, directory).eval()
     if not int8:
         return model
     absmax = load_input_absmax(directory)

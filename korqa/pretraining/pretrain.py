@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from korqa.modeling import BertConfig, BertForPreTraining
+from korqa.modeling.checkpoint import load_model
 from korqa.pretraining.data import InstanceStream, PairConfig, TrainingInstance, collate
 from korqa.tokenization import Tokenizer
 from korqa.training.checkpointing import capture_rng, load_state, restore_rng
@@ -239,7 +240,7 @@ def pretrain(config: PretrainConfig) -> dict:
 
     tokenizer = Tokenizer.from_pretrained(resume_from or config.tokenizer)
     if resume_from:
-        model = BertForPreTraining.from_pretrained(resume_from)
+        model = load_model(BertForPreTraining, resume_from)
     else:
         model = BertForPreTraining(model_config(config.config, tokenizer))
     if config.max_seq_length > model.config.max_position_embeddings:

@@ -70,9 +70,10 @@ class DenseRetriever(Retriever):
                 raise FileNotFoundError(f"{self.encoder_dir}: no encoder here (config.json is "
                                         "missing); pass the e5 model directory")
             from korqa.modeling import BertModel
+            from korqa.modeling.checkpoint import load_model
             from korqa.tokenization import Tokenizer
 
-            model = BertModel.from_pretrained(self.encoder_dir)
+            model = load_model(BertModel, self.encoder_dir)
             self._model = model.to(self.device).eval()
             self._tokenizer = Tokenizer.from_pretrained(self.encoder_dir)
         return self._model, self._tokenizer

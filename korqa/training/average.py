@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from korqa.modeling import BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.reader.features import FeatureConfig
 from korqa.tokenization import Tokenizer
 
@@ -25,21 +26,21 @@ def average_readers(model_dirs: Sequence[str | Path], out: str | Path,
     dirs = [Path(d) for d in model_dirs]
     if len(dirs) < 2:
         raise ValueError("averaging needs at least two readers")
-    first = BertForQuestionAnswering.from_pretrained(dirs[0])
+    first = load_model(BertForQuestionAnswering, dirs[0])
     vocabulary = (dirs[0] / TOKENIZER_FILE).read_bytes()
     total = {key: value.detach().double() for key, value in first.state_dict().items()}
     for directory in dirs[1:]:
         if (directory / TOKENIZER_FILE).read_bytes() != vocabulary:
             raise ValueError(f"{directory}: its tokenizer differs from {dirs[0]}'s; readers "
                              "with different vocabularies cannot be averaged")
-        other = BertForQuestionAnswering.from_pretrained(directory)
+        other = load_model(BertForQuestionAnswering, directory)
         if other.config.to_dict() != first.config.to_dict():
             raise ValueError(f"{directory}: its config differs from {dirs[0]}'s")
         for key, value in other.state_dict().items():
             total[key] += value.detach().double()
     first.load_state_dict({key: (value / len(dirs)).float() for key, value in total.items()})
     out = Path(out)
-    first.save_pretrained(out, dtype=dtype)
+    save_pretrained(first, out, dtype=dtype)
     Tokenizer.from_pretrained(dirs[0]).save(out)
     FeatureConfig.for_model(dirs[0]).save(out)
     return out

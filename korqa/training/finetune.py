@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from korqa.evaluation.korquad_metric import evaluate_predictions
 from korqa.modeling import BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model
 from korqa.reader.features import (
     FeatureConfig,
     InputFeatures,
@@ -301,7 +302,7 @@ def finetune(config: FinetuneConfig) -> dict:
 
     source = resume_from or Path(config.model)
     tokenizer = Tokenizer.from_pretrained(source)
-    model = BertForQuestionAnswering.from_pretrained(source).to(device)
+    model = load_model(BertForQuestionAnswering, source).to(device)
     data = load_training_data(config)
     feature_config = FeatureConfig(config.max_seq_length, config.doc_stride,
                                    config.max_query_length)

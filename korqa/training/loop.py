@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from korqa.modeling.checkpoint import save_pretrained
 from korqa.training.checkpointing import resume_source, save_state, staged_directory
 from korqa.training.plot import read_log
 
@@ -297,7 +298,7 @@ def save_model_dir(directory: Path, model: torch.nn.Module, tokenizer, state: di
     """A self-contained model dir (weights, config, tokenizer, and the windows a reader was
     trained on) plus training state, atomically."""
     with staged_directory(directory) as staging:
-        model.save_pretrained(staging)
+        save_pretrained(model, staging)
         tokenizer.save(staging)
         if feature_config is not None:
             feature_config.save(staging)

@@ -18,6 +18,7 @@ from pathlib import Path
 from torch import nn
 
 from korqa.modeling import BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.reader.features import FeatureConfig
 from korqa.reader.squad import SquadExample
 from korqa.tokenization import Tokenizer
@@ -45,9 +46,9 @@ def prune_reader(model_dir: str | Path, out: str | Path, layers: Iterable[int],
                  dtype: str = "fp32") -> Path:
     """Write the reader in `model_dir` without the encoder layers `layers` to `out`, with its
     tokenizer and windows (not its int8 calibration: recalibrate the result)."""
-    model = drop_layers(BertForQuestionAnswering.from_pretrained(model_dir), layers)
+    model = drop_layers(load_model(BertForQuestionAnswering, model_dir), layers)
     out = Path(out)
-    model.save_pretrained(out, dtype=dtype)
+    save_pretrained(model, out, dtype=dtype)
     Tokenizer.from_pretrained(model_dir).save(out)
     FeatureConfig.for_model(model_dir).save(out)
     return out
@@ -67,7 +68,7 @@ def layer_drop_scores(model_dir: str | Path, examples: Sequence[SquadExample],
 
     if not examples:
         raise ValueError("the probe needs at least one question")
-    model = BertForQuestionAnswering.from_pretrained(model_dir).eval()
+    model = load_model(BertForQuestionAnswering, model_dir).eval()
     tokenizer = Tokenizer.from_pretrained(model_dir)
     window = FeatureConfig.for_model(model_dir)
     # Every window is read: a dropped layer changes how sure the reader is, and stopping at
