@@ -24,7 +24,7 @@ from korqa.evaluation.open_domain import WithoutArticle, largest_article
 from korqa.pipeline.sources import cached_index
 from korqa.reader.squad import load_json, read_squad
 from korqa.retrieval.index import Index, build_index
-from korqa.training.splits import is_test_article
+from korqa.splits import is_test_article
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "korquad" / \
     "KorQuAD_v1.0_dev.json"

@@ -9,12 +9,12 @@ import pytest
 
 from korqa.cli import main
 from korqa.reader.squad import Answer, SquadExample, read_squad
+from korqa.splits import title_key
 from korqa.training.splits import (
     cv_folds,
     korquad_split,
     question_type,
     select_split,
-    title_key,
     train_validation_test,
 )
 

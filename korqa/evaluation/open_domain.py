@@ -39,11 +39,9 @@ from korqa.pipeline.qa import (
     passes_gate,
 )
 from korqa.reader.predict import Candidate
+from korqa.splits import is_test_article
 
 KINDS = ("answerable", "unanswerable", "offtopic")
-# ChatbotData rows whose index is 4 mod 5 are the off-topic test questions, like KorQuAD's
-# articles; the others are for fitting.
-CHITCHAT_TEST_REMAINDER = 4
 
 
 @dataclass
@@ -80,8 +78,8 @@ def build_open_sets(data: str | Path, chitchat: str | Path, split: str,
     examples = select_split(read_squad(data), split)
     if answerable is not None and answerable < len(examples):
         examples = sorted(rng.sample(examples, answerable), key=examples.index)
-    entries = [e for e in load_faq(chitchat)
-               if (e.id % 5 == CHITCHAT_TEST_REMAINDER) == (split == "test")]
+    # ChatbotData rows split by KorQuAD's article rule: rows 4 mod 5 are the test questions.
+    entries = [e for e in load_faq(chitchat) if is_test_article(e.id) == (split == "test")]
     # Repeated small-talk questions ("…싶다" in many spellings) would count twice.
     entries = list({e.question: e for e in entries}.values())
     count = len(examples) // 2 if offtopic is None else offtopic

@@ -28,6 +28,7 @@ import numpy as np
 
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval.base import Hit, Retriever
+from korqa.splits import is_test_article, title_key
 
 SPLITS = ("test", "validation", "all")
 RULES = ("auto", "context", "title-answer")
@@ -47,8 +48,7 @@ def in_split(article_index: int, split: str) -> bool:
     """The project's split: test = articles whose index in `data` is ≡ 4 (mod 5)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
-    is_test = article_index % 5 == 4
-    return split == "all" or (split == "test") == is_test
+    return split == "all" or (split == "test") == is_test_article(article_index)
 
 
 def load_questions(path: str | Path, split: str = "all") -> list[Question]:
@@ -106,7 +106,7 @@ class GoldJudge:
         """Whether any corpus paragraph is gold (else no retriever can find it)."""
         if self.rule == "context":
             return bool(self.gold_ids(question))
-        variants = dict.fromkeys([question.title, same_title_key(question.title)])
+        variants = dict.fromkeys([question.title, title_key(question.title)])
         return any(self._title_answer(question, p.title, p.text)
                    for title in variants for p in self.store.by_title(title))
 
@@ -121,13 +121,8 @@ class GoldJudge:
 
     @staticmethod
     def _title_answer(question: Question, title: str, text: str) -> bool:
-        return (same_title_key(title) == same_title_key(question.title)
+        return (title_key(title) == title_key(question.title)
                 and any(answer in text for answer in question.answers))
-
-
-def same_title_key(title: str) -> str:
-    """A title as compared across dumps: underscores are spaces, runs of spaces are one."""
-    return " ".join(title.replace("_", " ").split())
 
 
 @dataclass(frozen=True)

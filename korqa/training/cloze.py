@@ -24,7 +24,7 @@ from typing import Any
 
 from korqa.corpus.loaders import load_corpus
 from korqa.corpus.paragraph import Paragraph
-from korqa.training.splits import title_key
+from korqa.splits import title_key
 
 CLOZE_VERSION = "korqa-cloze-1"  # the "version" field of the SQuAD files written here
 _TIME_UNITS = {"년", "월", "일", "세기", "년대", "시", "분기"}

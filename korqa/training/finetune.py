@@ -27,6 +27,7 @@ from korqa.reader.features import (
 )
 from korqa.reader.predict import PredictConfig, predict
 from korqa.reader.squad import SquadExample, read_squad
+from korqa.splits import title_key
 from korqa.tokenization import Tokenizer
 from korqa.training.checkpointing import capture_rng, load_state, restore_rng
 from korqa.training.loop import (
@@ -42,7 +43,7 @@ from korqa.training.loop import (
     warmup_steps,
 )
 from korqa.training.plot import plot_curves
-from korqa.training.splits import title_key, train_validation_test
+from korqa.training.splits import train_validation_test
 
 SPLITS = ("train", "train+validation")
 

@@ -12,24 +12,11 @@ from sklearn.model_selection import GroupKFold, KFold, ShuffleSplit, StratifiedK
 
 from korqa.questions import QUESTION_TYPES, question_type  # noqa: F401 (re-exported)
 from korqa.reader.squad import SquadExample, load_json, read_squad_json, subset_dataset
+from korqa.splits import is_test_article
 
 SCHEMES = ("korquad", "group-kfold", "kfold", "stratified", "shuffle")
 SPLIT_NAMES = ("train", "validation", "test", "all")
 FORMATS = ("ids", "squad")
-
-# The fixed KorQuAD rule: articles whose index in `data` is 4 mod 5 are the test set.
-TEST_MODULUS = 5
-TEST_REMAINDER = 4
-
-
-def title_key(title: str) -> str:
-    """A title as both KorQuAD ("노아의_방주") and Wikipedia dumps ("노아의 방주") spell it."""
-    return " ".join(title.replace("_", " ").split())
-
-
-def is_test_article(article_index: int) -> bool:
-    return article_index % TEST_MODULUS == TEST_REMAINDER
-
 
 def korquad_split(
     examples: list[SquadExample],
