@@ -166,13 +166,18 @@ def test_the_server_hashes_the_index_it_copies(tmp_path: Path,
         prepare_index(None, [corpus], tmp_path / "server")
 
 
-def test_indexes_saved_before_multi_word_terms_keep_their_analyser(index_dir: Path) -> None:
+def test_indexes_saved_before_lean_kiwi_keep_their_analyser(index_dir: Path) -> None:
     from korqa.retrieval.registry import load_retriever
 
     path = index_dir / "retriever" / "manifest.json"
     written = json.loads(path.read_text(encoding="utf-8"))
-    assert written["params"]["terms"]["multi_words"] is False  # new indexes: the lighter Kiwi
-    del written["params"]["terms"]["multi_words"]  # as korqa wrote them before
+    assert written["params"]["terms"]["kiwi_dictionaries"] == []  # new indexes: the lean Kiwi
+    del written["params"]["terms"]["kiwi_dictionaries"]  # as korqa wrote them before
     path.write_text(json.dumps(written), encoding="utf-8")
-    # Their morpheme terms came from Kiwi with its multi-word dictionary: queries must too.
-    assert load_retriever(index_dir / "retriever", verify=False).terms.multi_words is True
+    # Their morpheme terms came from Kiwi with all its dictionaries: queries must too.
+    assert load_retriever(index_dir / "retriever", verify=False).terms.kiwi_dictionaries == (
+        "default", "typo", "multi")
+    written["params"]["terms"]["multi_words"] = False  # as korqa wrote them for a while
+    path.write_text(json.dumps(written), encoding="utf-8")
+    assert load_retriever(index_dir / "retriever", verify=False).terms.kiwi_dictionaries == (
+        "default", "typo")

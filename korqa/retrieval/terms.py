@@ -33,15 +33,16 @@ class TermConfig:
                  kept whole, so one-syllable words are never lost.
     words:       also emit each whole word.
     morphemes:   also emit Kiwi content morphemes (slow: ~30k chars/s; fine for small corpora).
-    multi_words: analyse with Kiwi's multi-word dictionary (`korqa.morphology` says why not);
-                 True for indexes saved before this field existed, which were built with it.
+    kiwi_dictionaries: which of Kiwi's own dictionaries the morpheme analyser loads
+                 (`korqa.morphology` says why none); indexes saved before this field were
+                 built with them.
     """
 
     ngrams: tuple[int, ...] = (1, 2)
     words: bool = False
     morphemes: bool = False
     morpheme_tags: tuple[str, ...] = field(default=CONTENT_TAGS)
-    multi_words: bool = False
+    kiwi_dictionaries: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.ngrams and not self.words and not self.morphemes:
@@ -54,17 +55,23 @@ class TermConfig:
         data = asdict(self)
         data["ngrams"] = list(self.ngrams)
         data["morpheme_tags"] = list(self.morpheme_tags)
+        data["kiwi_dictionaries"] = list(self.kiwi_dictionaries)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TermConfig:
-        known = {"ngrams", "words", "morphemes", "morpheme_tags", "multi_words"}
+        known = {"ngrams", "words", "morphemes", "morpheme_tags", "kiwi_dictionaries",
+                 "multi_words"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"TermConfig: unknown field(s) {sorted(unknown)}")
         values = dict(data)
-        values.setdefault("multi_words", True)  # saved before the field: built with them
-        for key in ("ngrams", "morpheme_tags"):
+        # Saved before kiwi_dictionaries: with every dictionary, or (for a while) all but the
+        # multi-word one when multi_words was false.
+        multi_words = values.pop("multi_words", True)
+        values.setdefault("kiwi_dictionaries",
+                          ("default", "typo", "multi") if multi_words else ("default", "typo"))
+        for key in ("ngrams", "morpheme_tags", "kiwi_dictionaries"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -126,7 +133,7 @@ class TermAnalyzer:
                     terms.append(word)
             out.append(terms)
         if config.morphemes:
-            analysed = kiwi(config.multi_words).tokenize([normalize(t) for t in texts])
+            analysed = kiwi(config.kiwi_dictionaries).tokenize([normalize(t) for t in texts])
             for terms, tokens in zip(out, analysed, strict=True):
                 terms.extend(MORPHEME_PREFIX + tok.form for tok in tokens if tok.tag in self._tags)
         return out
