@@ -28,11 +28,17 @@ from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import AddResult, DocumentInfo, ParagraphStore
 from korqa.corpus.text import TextReading
 from korqa.retrieval.base import Hit, Retriever
+from korqa.retrieval.manifest import read_manifest
 from korqa.retrieval.registry import load_retriever, retriever_class
 from korqa.retrieval.terms import TermConfig
 
 STORE_FILE = "paragraphs.sqlite"
 RETRIEVER_DIR = "retriever"
+STAGING_DIR = RETRIEVER_DIR + ".new"  # the rebuilt retriever, until it is swapped in
+OLD_DIR = RETRIEVER_DIR + ".old"  # the replaced one, during the swap
+# Test-only: "POINT:FILE" makes a rebuild that reaches POINT (see `_rebuild`) create FILE and
+# then wait to be killed, so tests can SIGKILL a real server at a known point of a write.
+PAUSE_ENV = "KORQA_TEST_PAUSE_AT"
 
 
 # The tuned presets (bench/retrieval.py; tuned on KorQuAD dev's non-test questions). The
@@ -182,28 +188,150 @@ def _rebuild(
     change: Callable[[ParagraphStore], AddResult],
     progress: bool,
     name: Path,
+    swap_guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> tuple[AddResult, int]:
     """Apply `change` to the store and index the result, all in one store transaction that
-    commits only after the new retriever is saved beside the old one, which it then replaces."""
+    commits only after the new retriever is saved beside the old one, which it then replaces.
+
+    The saved retriever records the store generation it indexed, so whatever a crash
+    interrupts, the next open can tell which retriever belongs to the committed store
+    (`current_retriever`). `swap_guard`, when given, is entered just before the commit and
+    left after the swap (the server pauses its questions there)."""
     directory.mkdir(parents=True, exist_ok=True)
-    staging = directory / (RETRIEVER_DIR + ".new")
-    try:
-        with ParagraphStore(directory / STORE_FILE) as store, store.transaction():
-            result = change(store)
-            total = len(store)
-            if total == 0:
-                raise ValueError(f"{name}: no paragraphs to index (give --corpus PATH)")
-            retriever.index(store, total=total, progress=progress)
+    finish_swap(directory)  # a swap a crash interrupted, before this change builds on it
+    staging = directory / STAGING_DIR
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(ParagraphStore(directory / STORE_FILE))
+        try:
+            with store.transaction():
+                result = change(store)
+                total = len(store)
+                if total == 0:
+                    raise ValueError(f"{name}: no paragraphs to index (give --corpus PATH)")
+                retriever.index(store, total=total, progress=progress)
+                shutil.rmtree(staging, ignore_errors=True)
+                retriever.save(staging, store_generation=store.generation)
+                _sync_tree(staging)
+                _test_pause("saved")
+                if swap_guard is not None:
+                    stack.enter_context(swap_guard())
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-            retriever.save(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    target = directory / RETRIEVER_DIR
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+            raise
+        _test_pause("committed")
+        _swap(directory)
     return result, total
+
+
+def _swap(directory: Path) -> None:
+    """retriever.new → retriever by two renames; a crash between them leaves retriever.old and
+    retriever.new, which `finish_swap` (or the next rebuild) completes."""
+    target, staging, old = (directory / RETRIEVER_DIR, directory / STAGING_DIR,
+                            directory / OLD_DIR)
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    _test_pause("swapping")
+    staging.rename(target)
+    _sync_tree(directory, files=False)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sync_tree(root: Path, files: bool = True) -> None:
+    """fsync the files under `root` (when `files`) and its folders, so that a power cut after
+    the store's commit cannot leave a retriever whose manifest outlived its data."""
+    paths = sorted(root.rglob("*")) if files else []
+    for path in [*paths, root]:
+        if path.is_dir() or files:
+            flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+            fd = os.open(path, flags)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _test_pause(point: str) -> None:
+    """Test-only (see PAUSE_ENV): at `point`, create the named file and wait to be killed."""
+    wanted = os.environ.get(PAUSE_ENV)
+    if not wanted or wanted.split(":", 1)[0] != point:
+        return
+    import time
+
+    Path(wanted.split(":", 1)[1]).touch()
+    while True:
+        time.sleep(1)
+
+
+def _manifest_or_none(directory: Path) -> dict[str, Any] | None:
+    try:
+        return read_manifest(directory, verify=False)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def current_retriever(directory: Path, generation: str | None, count: int) -> Path:
+    """The saved retriever of `directory` that indexes its store as committed: `retriever/`,
+    or a complete `retriever.new/` whose swap a crash interrupted. `generation` and `count`
+    describe the store.
+
+    A retriever recording another generation of the store is stale: ValueError naming the
+    command that rebuilds it. Without a recorded generation on either side (an index older
+    than generations) it is `retriever/`, and the caller's paragraph count check decides.
+    """
+    target, staging = directory / RETRIEVER_DIR, directory / STAGING_DIR
+    manifests = {path: _manifest_or_none(path) for path in (target, staging)}
+    if generation is not None:
+        for path, manifest in manifests.items():
+            if manifest is not None and manifest.get("store_generation") == generation:
+                return path
+    manifest = manifests[target]
+    if manifest is None:
+        new = manifests[staging]
+        if new is not None and new.get("store_generation") is None \
+                and new["paragraph_count"] == count:
+            return staging  # an older korqa's swap, interrupted
+        if new is not None or target.exists():
+            raise ValueError(f"{target}: incomplete, and {staging} does not match the store: "
+                             f"{REPAIR_HINT.format(directory=directory)}")
+        return target  # none at all: loading it names the missing manifest
+    recorded = manifest.get("store_generation")
+    if generation is None or recorded is None:
+        return target
+    raise ValueError(
+        f"{directory}: the retriever indexes generation {recorded.split('-')[0]} of the store, "
+        f"which is at generation {generation.split('-')[0]} (a write was interrupted): "
+        f"{REPAIR_HINT.format(directory=directory)}")
+
+
+REPAIR_HINT = ("rebuild the retriever with `korqa verify --index {directory} --repair` "
+               "(`korqa serve` does this at start)")
+
+
+def finish_swap(directory: str | Path) -> bool:
+    """Complete a retriever swap that a crash interrupted, and clear what a crash left behind
+    (a stale retriever.new/, a retriever.old/). Returns whether it swapped."""
+    directory = Path(directory)
+    staging, old = directory / STAGING_DIR, directory / OLD_DIR
+    if not staging.exists() and not old.exists():
+        return False
+    if not (directory / STORE_FILE).is_file():
+        for leftover in (staging, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        return False
+    with ParagraphStore(directory / STORE_FILE, readonly=True) as store:
+        generation, count = store.generation, len(store)
+    try:
+        chosen = current_retriever(directory, generation, count)
+    except ValueError:
+        chosen = None  # stale or incomplete: left for the caller's rebuild
+    swapped = chosen == staging
+    if swapped:
+        _swap(directory)
+    if chosen is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    return swapped
 
 
 def _create(out: Path, build: Callable[[Path], tuple[AddResult, int]]) -> tuple[AddResult, int]:
@@ -251,12 +379,20 @@ class Index:
             raise FileNotFoundError(f"{self.directory / STORE_FILE}: not an index directory "
                                     "(build one with `korqa index --corpus PATH --out DIR`)")
         self.store = ParagraphStore(self.directory / STORE_FILE, readonly=True)
-        self.retriever = load_retriever(self.directory / RETRIEVER_DIR, verify=verify)
-        stored, indexed = len(self.store), len(self.retriever)
+        try:
+            stored = len(self.store)
+            # Reads only: the swap itself is finished by the next writer or `korqa serve`.
+            chosen = current_retriever(self.directory, self.store.generation, stored)
+            self.retriever = load_retriever(chosen, verify=verify)
+        except BaseException:
+            self.store.close()
+            raise
+        indexed = len(self.retriever)
         if stored != indexed:
+            self.store.close()
             raise ValueError(
                 f"{self.directory}: the store has {stored} paragraphs but the retriever indexes "
-                f"{indexed}: re-run `korqa index --out {self.directory}` to rebuild it"
+                f"{indexed}: {REPAIR_HINT.format(directory=self.directory)}"
             )
 
     def search(self, query: str, k: int = 10) -> list[tuple[Paragraph, float]]:

@@ -6,17 +6,26 @@ import logging
 import queue
 import resource
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from korqa.corpus.paragraph import Paragraph
-from korqa.corpus.store import ParagraphStore
+from korqa.corpus.store import AddResult, ParagraphStore
 from korqa.pipeline import QAPipeline
-from korqa.retrieval.index import RETRIEVER_DIR, STORE_FILE, Index, build_index
-from korqa.retrieval.manifest import read_manifest
+from korqa.retrieval.index import (
+    RETRIEVER_DIR,
+    STORE_FILE,
+    Index,
+    build_index,
+    current_retriever,
+    finish_swap,
+)
+from korqa.retrieval.index import _rebuild as rebuild_index
+from korqa.retrieval.manifest import MANIFEST_FILE, read_manifest
 from korqa.retrieval.registry import load_retriever
 
 log = logging.getLogger("korqa.server")
@@ -226,22 +235,29 @@ class Engine:
             self._apply(batch)
 
     def _apply(self, batch: list[tuple[_Write, Future]]) -> None:
-        """Carry out the writes (one that fails alone hears of it), rebuild the retriever once
-        and swap it in; then answer each write."""
+        """Carry out the writes (one that fails alone hears of it) and rebuild the retriever,
+        in one store transaction that commits only once the new retriever is saved; swap it
+        in while the worker waits between two questions; then answer each write."""
         assert self.index_dir is not None
         done: list[tuple[Future, dict[str, int]]] = []
+
+        def change(store: ParagraphStore) -> AddResult:
+            for write, future in batch:
+                try:
+                    done.append((future, write(store)))
+                except (KeyError, ValueError) as error:
+                    future.set_exception(error)
+            if not done:
+                raise _NothingWritten
+            return AddResult(0, 0, 0)
+
         self.indexing = True
         try:
-            with ParagraphStore(self.index_dir / STORE_FILE) as store:
-                for write, future in batch:
-                    try:
-                        done.append((future, write(store)))
-                    except (KeyError, ValueError) as error:
-                        future.set_exception(error)
-            if not done:
-                return
-            total = rebuild_retriever(self.index_dir)
-            self._submit(self._reopen_index, counted=False).result()
+            retriever = load_retriever(self.index_dir / RETRIEVER_DIR, verify=False)
+            _, total = rebuild_index(self.index_dir, retriever, change, progress=False,
+                                     name=self.index_dir, swap_guard=self._questions_paused)
+        except _NothingWritten:
+            return
         except BaseException as error:  # noqa: BLE001 - every waiting request hears of it
             log.exception("writing documents failed")
             for _, future in batch:
@@ -252,6 +268,32 @@ class Engine:
             self.indexing = False
         for future, result in done:
             future.set_result({**result, "paragraphs": total})
+
+    @contextmanager
+    def _questions_paused(self) -> Iterator[None]:
+        """Hold the worker between two questions while the store commits and the retriever
+        is swapped, then have it reopen the index: no question reads the new store through
+        the old retriever (a deleted paragraph would be a KeyError)."""
+        parked, resume = threading.Event(), threading.Event()
+        swapped = False
+
+        def hold() -> None:
+            parked.set()
+            resume.wait()
+            if swapped:
+                self._reopen_index()
+
+        held = self._submit(hold, counted=False)
+        while not parked.wait(0.1):
+            if held.done():  # the worker ended: the job never ran
+                held.result()
+                raise RuntimeError("the question worker is not running")
+        try:
+            yield
+            swapped = True
+        finally:
+            resume.set()
+        held.result()
 
     # ---- status -------------------------------------------------------------------------
 
@@ -272,6 +314,10 @@ class Engine:
         }
 
 
+class _NothingWritten(Exception):
+    """Every write of a batch failed: there is nothing to commit or index."""
+
+
 def rebuild_retriever(directory: Path) -> int:
     """Re-index the whole paragraph store of `directory` with its retriever's own settings
     (read back from the saved retriever) and save it in place; returns the paragraph count."""
@@ -281,15 +327,29 @@ def rebuild_retriever(directory: Path) -> int:
 
 
 def repair_index(directory: Path) -> bool:
-    """Rebuild the retriever when the store holds paragraphs it does not index (the server
-    stopped between storing added documents and swapping in the rebuilt retriever).
-    Returns whether it rebuilt."""
+    """Make the saved retriever index the store as committed, whatever a crash interrupted:
+    finish a swap from a complete retriever.new/, or rebuild the retriever when it records
+    another store generation (an in-place update keeps the paragraph count) or, for an index
+    older than generations, another paragraph count. Returns whether it rebuilt or swapped."""
+    swapped = finish_swap(directory)
     with ParagraphStore(directory / STORE_FILE, readonly=True) as store:
-        stored = len(store)
-    indexed = read_manifest(directory / RETRIEVER_DIR, verify=False)["paragraph_count"]
-    if stored == indexed:
-        return False
-    log.warning("%s: the store has %d paragraphs, the retriever %d; rebuilding the retriever",
-                directory, stored, indexed)
+        generation, stored = store.generation, len(store)
+    try:
+        manifest = read_manifest(directory / RETRIEVER_DIR, verify=False)
+        current_retriever(directory, generation, stored)
+    except (FileNotFoundError, ValueError) as error:
+        if not (directory / RETRIEVER_DIR / MANIFEST_FILE).is_file():
+            raise  # nothing to read the retriever's settings from
+        log.warning("%s; rebuilding the retriever", error)
+        rebuild_retriever(directory)
+        return True
+    recorded, indexed = manifest.get("store_generation"), manifest["paragraph_count"]
+    if stored == indexed and (recorded == generation or generation is None):
+        return swapped
+    # Counts differ, or the retriever predates generations while the store has one: rebuild
+    # once, after which it records the store's generation.
+    log.warning("%s: the store (generation %s, %d paragraphs) and the retriever (generation "
+                "%s, %d) differ; rebuilding the retriever", directory, generation, stored,
+                recorded, indexed)
     rebuild_retriever(directory)
     return True
