@@ -96,6 +96,7 @@ class ParagraphStore:
             self._conn = sqlite3.connect(self.path)
         self._in_transaction = False
         self._has_meta = False
+        self._changed = 0  # paragraph rows the current write changed (see `_writing`)
         self._check_or_create(readonly)
 
     def _check_or_create(self, readonly: bool) -> None:
@@ -151,15 +152,16 @@ class ParagraphStore:
     def _writing(self) -> Iterator[None]:
         # Inside `transaction()` the outer block commits; otherwise each write commits itself.
         # Either way a change moves the generation on in the same transaction.
-        start = self._conn.total_changes
+        # (Counted by the writers, not by total_changes, which counts temp tables too.)
+        self._changed = 0
         if self._in_transaction:
             yield
-            if self._conn.total_changes != start:
+            if self._changed:
                 self._bump_generation()
         else:
             with self._conn:
                 yield
-                if self._conn.total_changes != start:
+                if self._changed:
                     self._bump_generation()
 
     def _bump_generation(self) -> None:
@@ -192,6 +194,7 @@ class ParagraphStore:
                 start = self._conn.total_changes
                 self._conn.executemany(_UPSERT, [(p.id, p.title, p.text, p.doc_id) for p in batch])
                 changed += self._conn.total_changes - start
+                self._changed += self._conn.total_changes - start
             seen += len(batch)
         added = len(self) - before
         return AddResult(added=added, updated=changed - added, unchanged=seen - changed)
@@ -244,6 +247,7 @@ class ParagraphStore:
             start = conn.total_changes
             conn.executemany(_UPSERT, [(p.id, p.title, p.text, p.doc_id) for p in batch])
             changed += conn.total_changes - start
+            self._changed += conn.total_changes - start
             seen += len(batch)
             conn.executemany("INSERT OR IGNORE INTO temp.sync_ids (id) VALUES (?)",
                              [(p.id,) for p in batch])
@@ -259,6 +263,7 @@ class ParagraphStore:
         conn.execute(
             "DELETE FROM paragraphs WHERE doc_id IN (SELECT doc_id FROM temp.sync_docs) "
             "AND id NOT IN (SELECT id FROM temp.sync_ids)")
+        self._changed += conn.total_changes - start
         return added, changed, seen, conn.total_changes - start
 
     def remove_documents(self, doc_ids: Sequence[str]) -> int:
@@ -280,6 +285,7 @@ class ParagraphStore:
             before = self._conn.total_changes
             self._conn.execute(f"DELETE FROM paragraphs WHERE doc_id IN ({marks})", chunk)
             removed += self._conn.total_changes - before
+            self._changed += self._conn.total_changes - before
             self._conn.execute(f"DELETE FROM documents WHERE doc_id IN ({marks})", chunk)
         return removed
 
