@@ -181,6 +181,18 @@ def test_every_write_moves_the_generation_on_and_a_rollback_does_not(tmp_path: P
     assert [int(g.split("-")[0]) for g in seen] == sorted(int(g.split("-")[0]) for g in seen)
 
 
+def test_readers_read_on_while_a_large_write_waits_for_its_retriever(tmp_path: Path) -> None:
+    # The server's write transaction stays open while the retriever is rebuilt: a write as
+    # large as a request body may be must not lock the question worker's reads out meanwhile.
+    index_dir = index_with_shrink(tmp_path / "index")
+    big = [Paragraph(f"api:big:{i}", "큰 글", "가나다라 " * 2_000, "api:big") for i in range(100)]
+    with ParagraphStore(index_dir / STORE_FILE) as store, store.transaction():
+        store.replace_documents(big)
+        with ParagraphStore(index_dir / STORE_FILE, readonly=True) as reader:
+            reader._conn.execute("PRAGMA busy_timeout = 100")
+            assert len(reader) == len(store) - len(big)
+
+
 # ---- a real server process, killed inside a rebuild ------------------------------------------
 
 SERVER = """

@@ -94,6 +94,10 @@ class ParagraphStore:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path)
+            # A transaction whose changes outgrow the page cache spills them to the file,
+            # which locks every reader out until the commit: room for a 10 MB API write in
+            # memory, so a server answers on while the retriever over it is rebuilt.
+            self._conn.execute("PRAGMA cache_size = -65536")
         self._in_transaction = False
         self._has_meta = False
         self._changed = 0  # paragraph rows the current write changed (see `_writing`)

@@ -129,7 +129,7 @@ def remove_documents(directory: str | Path, doc_ids: Sequence[str],
     on an unknown id or when no paragraph would be left."""
     directory = Path(directory)
     _require_index(directory)
-    retriever = load_retriever(directory / RETRIEVER_DIR, verify=False)
+    retriever = saved_retriever(directory)
 
     def remove(store: ParagraphStore) -> AddResult:
         try:
@@ -291,21 +291,28 @@ def current_retriever(directory: Path, generation: str | None, count: int) -> Pa
         if new is not None and new.get("store_generation") is None \
                 and new["paragraph_count"] == count:
             return staging  # an older korqa's swap, interrupted
-        if new is not None or target.exists():
-            raise ValueError(f"{target}: incomplete, and {staging} does not match the store: "
-                             f"{REPAIR_HINT.format(directory=directory)}")
-        return target  # none at all: loading it names the missing manifest
+        return target  # loading it names what is missing or wrong
     recorded = manifest.get("store_generation")
     if generation is None or recorded is None:
         return target
     raise ValueError(
-        f"{directory}: the retriever indexes generation {recorded.split('-')[0]} of the store, "
-        f"which is at generation {generation.split('-')[0]} (a write was interrupted): "
+        f"{directory}: the retriever indexes generation {recorded.split('-')[0]} of the store "
+        f"({manifest['paragraph_count']} paragraphs), which is at generation "
+        f"{generation.split('-')[0]} ({count} paragraphs; a write was interrupted, or the "
+        f"store was changed without rebuilding the retriever): "
         f"{REPAIR_HINT.format(directory=directory)}")
 
 
 REPAIR_HINT = ("rebuild the retriever with `korqa verify --index {directory} --repair` "
                "(`korqa serve` does this at start)")
+
+
+def saved_retriever(directory: str | Path) -> Retriever:
+    """The saved retriever of an index, to rebuild with its settings: finishes an interrupted
+    swap first (this writes), then loads it without hashing its files."""
+    directory = Path(directory)
+    finish_swap(directory)
+    return load_retriever(directory / RETRIEVER_DIR, verify=False)
 
 
 def finish_swap(directory: str | Path) -> bool:

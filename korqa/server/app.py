@@ -609,8 +609,7 @@ def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
     """
     from korqa.paths import sample_corpus_path
     from korqa.pipeline.sources import cached_index, corpus_fingerprint
-    from korqa.retrieval.index import RETRIEVER_DIR, build_index, verify_index
-    from korqa.retrieval.registry import load_retriever
+    from korqa.retrieval.index import build_index, saved_retriever, verify_index
 
     if index:
         if corpus:
@@ -630,8 +629,8 @@ def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
     else:
         known = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
         if known.get("fingerprint") != fingerprint:
-            build_index(target, paths, load_retriever(target / RETRIEVER_DIR, verify=False),
-                        progress=False, reading=reading)
+            build_index(target, paths, saved_retriever(target), progress=False,
+                        reading=reading)
     marker.write_text(json.dumps({"fingerprint": fingerprint, "paths": paths},
                                  ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return target

@@ -23,10 +23,10 @@ from korqa.retrieval.index import (
     build_index,
     current_retriever,
     finish_swap,
+    saved_retriever,
 )
 from korqa.retrieval.index import _rebuild as rebuild_index
 from korqa.retrieval.manifest import MANIFEST_FILE, read_manifest
-from korqa.retrieval.registry import load_retriever
 
 log = logging.getLogger("korqa.server")
 
@@ -253,7 +253,7 @@ class Engine:
 
         self.indexing = True
         try:
-            retriever = load_retriever(self.index_dir / RETRIEVER_DIR, verify=False)
+            retriever = saved_retriever(self.index_dir)
             _, total = rebuild_index(self.index_dir, retriever, change, progress=False,
                                      name=self.index_dir, swap_guard=self._questions_paused)
         except _NothingWritten:
@@ -321,8 +321,7 @@ class _NothingWritten(Exception):
 def rebuild_retriever(directory: Path) -> int:
     """Re-index the whole paragraph store of `directory` with its retriever's own settings
     (read back from the saved retriever) and save it in place; returns the paragraph count."""
-    retriever = load_retriever(directory / RETRIEVER_DIR, verify=False)
-    _, total = build_index(directory, (), retriever, progress=False)
+    _, total = build_index(directory, (), saved_retriever(directory), progress=False)
     return total
 
 
