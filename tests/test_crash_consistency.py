@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -158,6 +159,26 @@ def test_an_index_older_than_generations_opens_and_is_stamped_once(tmp_path: Pat
     assert repair_index(index_dir) is True  # the store has a generation: rebuild once
     assert "store_generation" in read_manifest(index_dir / RETRIEVER_DIR, verify=False)
     assert repair_index(index_dir) is False
+
+
+def test_a_store_older_than_generations_opens_and_gains_one_on_its_first_write(
+        tmp_path: Path) -> None:
+    index_dir = index_with_shrink(tmp_path / "index")
+    with sqlite3.connect(index_dir / STORE_FILE) as connection:
+        connection.execute("DROP TABLE meta")
+    manifest_path = index_dir / RETRIEVER_DIR / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    del manifest["store_generation"]
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    with Index(index_dir) as index:
+        assert index.store.generation is None and state_of(index) == "old"
+    assert repair_index(index_dir) is False  # read-only until something writes
+    update_in_place(index_dir)  # the first write adds the generation
+    with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
+        assert store.generation is not None and store.generation.startswith("2-")
+    assert repair_index(index_dir) is True
+    with Index(index_dir) as index:
+        assert state_of(index) == "new"
 
 
 def test_every_write_moves_the_generation_on_and_a_rollback_does_not(tmp_path: Path) -> None:

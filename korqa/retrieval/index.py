@@ -1,14 +1,17 @@
 """An index directory: the paragraph store (SQLite) plus one saved retriever over it.
 
     DIR/paragraphs.sqlite     every paragraph (id, title, text, doc id), so answering never
-                              reloads the source files
-    DIR/retriever/            the retriever's files and its manifest (hashes, params, count)
+                              reloads the source files, and the store's generation
+    DIR/retriever/            the retriever's files and its manifest (hashes, params, count,
+                              the store generation it indexed)
 
 Indexing a corpus path into an existing DIR makes the store hold what that path holds now
 (changed documents replaced whole, deleted ones removed; other paths' documents kept) and
 rebuilds the retriever over the whole store. The store changes commit only once the new
-retriever is saved beside the old one, which it then replaces, and a new DIR is built beside
-its final name: an interrupted build leaves the previous index usable, or none at all.
+retriever is saved beside the old one (DIR/retriever.new/), which then replaces it by two
+renames, and a new DIR is built beside its final name. Whatever a crash interrupts, the
+store's generation names the retriever that belongs to it: the old one, or a complete
+retriever.new/ whose swap the next writer finishes.
 """
 
 from __future__ import annotations
@@ -144,6 +147,21 @@ def remove_documents(directory: str | Path, doc_ids: Sequence[str],
 
     result, total = _rebuild(directory, retriever, remove, progress, name=directory)
     return result.removed, total
+
+
+def change_index(
+    directory: str | Path,
+    change: Callable[[ParagraphStore], AddResult],
+    swap_guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    progress: bool = False,
+) -> tuple[AddResult, int]:
+    """Apply `change` to the store of the index `directory` and rebuild its retriever with the
+    saved settings, committing both together (`_rebuild`; `swap_guard` as there). Returns
+    what `change` returned and how many paragraphs the retriever indexes."""
+    directory = Path(directory)
+    _require_index(directory)
+    return _rebuild(directory, saved_retriever(directory), change, progress, name=directory,
+                    swap_guard=swap_guard)
 
 
 def list_documents(directory: str | Path) -> list[DocumentInfo]:

@@ -21,11 +21,11 @@ from korqa.retrieval.index import (
     STORE_FILE,
     Index,
     build_index,
+    change_index,
     current_retriever,
     finish_swap,
     saved_retriever,
 )
-from korqa.retrieval.index import _rebuild as rebuild_index
 from korqa.retrieval.manifest import MANIFEST_FILE, read_manifest
 
 log = logging.getLogger("korqa.server")
@@ -55,10 +55,12 @@ class Engine:
     The pipeline is opened on the worker and used only there: the index's SQLite connection
     belongs to the thread that opened it, and one thread is also what the CPU wants, since
     torch already spreads a forward pass over the cores. Adding documents happens on a
-    second thread, which writes the paragraph store, rebuilds the retriever on disk and then
-    asks the worker to reopen the index between two questions: every question sees the old
-    index or the new one, never a mix. Additions that arrive during a rebuild are written
-    and indexed together by the next one.
+    second thread, which changes the paragraph store and rebuilds the retriever on disk in
+    one store transaction; it commits and swaps the retriever in while the worker waits
+    between two questions, and the worker then reopens the index: every question sees the
+    old index or the new one, never a mix, and a crash at any point leaves the store and a
+    retriever of the same generation (`repair_index` finishes what it interrupted).
+    Additions that arrive during a rebuild are written and indexed together by the next one.
 
     Micro-batching concurrent questions through one reader call was measured (see
     bench/load.py's docstring) and is not done: it helps a toy model only.
@@ -253,9 +255,7 @@ class Engine:
 
         self.indexing = True
         try:
-            retriever = saved_retriever(self.index_dir)
-            _, total = rebuild_index(self.index_dir, retriever, change, progress=False,
-                                     name=self.index_dir, swap_guard=self._questions_paused)
+            _, total = change_index(self.index_dir, change, swap_guard=self._questions_paused)
         except _NothingWritten:
             return
         except BaseException as error:  # noqa: BLE001 - every waiting request hears of it
