@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_support import build_tiny_index, make_tiny_reader, one_torch_thread
+from server_support import LiveServer, build_tiny_index, make_tiny_reader, one_torch_thread
 
 from korqa.cli import main as korqa_main
 from korqa.corpus.paragraph import Paragraph
@@ -332,3 +332,44 @@ def test_a_server_killed_inside_an_update_restarts_with_old_or_new_never_a_mix(
         finally:
             server.kill()
     assert repair_index(index_dir) is False  # nothing left to repair: a clean restart agrees
+
+
+# ---- what the soak (bench/load.py soak) found ----------------------------------------------------
+
+
+class _SlowPipeline:
+    """Stands in for a QAPipeline whose every question takes `seconds`."""
+
+    index = None
+    faq = None
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def ask(self, question: str, top_k: int | None = None) -> object:
+        time.sleep(self.seconds)
+        return type("A", (), {"to_json": lambda _: {"answer": question}})()
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_question_slower_than_the_header_timeout_still_gets_its_answer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # hypercorn's read timeout counts the silence of a client waiting for its answer: set to
+    # the header timeout, it closed the connection of every question that took longer, the
+    # server then dropped the question as abandoned, and the client got no answer at all
+    # (the soak's RemoteProtocolErrors, or a 499) instead of its answer, or 504 at the deadline.
+    import korqa.server.app
+    from korqa.server.app import create_app
+
+    monkeypatch.setattr(korqa.server.app, "HEADER_TIMEOUT", 1)
+    app = create_app(lambda: _SlowPipeline(2.5), tmp_path)
+    with LiveServer(app) as server:
+        answer = httpx.post(server.url + "/ask", json={"question": "느린 질문"}, timeout=30)
+        assert answer.status_code == 200 and answer.json() == {"answer": "느린 질문"}
+        with socket.create_connection(("127.0.0.1", server.port)) as silent:
+            silent.settimeout(10)
+            started = time.monotonic()
+            assert silent.recv(1) == b""  # one that sends nothing is still let go
+            assert time.monotonic() - started < 5

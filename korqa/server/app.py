@@ -674,11 +674,12 @@ def serve(settings: ServerSettings) -> int:
     # Started here, so a missing model is one clear error before the port opens.
     app.state.engine.start()
     asyncio.run(serve_asgi(app, server_config(settings.host, settings.port,
-                                              settings.log_level)))
+                                              settings.log_level, settings.deadline)))
     return 0
 
 
-def server_config(host: str, port: int, log_level: str = "info"):  # -> hypercorn Config
+def server_config(host: str, port: int, log_level: str = "info",
+                  deadline: float = DEFAULT_DEADLINE):  # -> hypercorn Config
     """Hypercorn, not uvicorn: it closes a connection that has not finished its request
     headers within HEADER_TIMEOUT, where uvicorn holds a slowloris client forever (BodyLimit
     bounds a trickled body)."""
@@ -687,7 +688,10 @@ def server_config(host: str, port: int, log_level: str = "info"):  # -> hypercor
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.keep_alive_timeout = HEADER_TIMEOUT  # idle, or still sending its headers
-    config.read_timeout = HEADER_TIMEOUT  # nothing at all arrived for this long
+    # Nothing at all arrived for this long. A client waiting for its answer is silent too, so
+    # this must outlast a question's deadline (else its connection is cut before the 504);
+    # headers are bounded by the idle timeout above and bodies by BodyLimit.
+    config.read_timeout = max(BODY_TIMEOUT, deadline) + HEADER_TIMEOUT
     config.loglevel = log_level.upper()
     return config
 
