@@ -407,8 +407,8 @@ class Index:
         try:
             stored = len(self.store)
             # Reads only: the swap itself is finished by the next writer or `korqa serve`.
-            chosen = current_retriever(self.directory, self.store.generation, stored)
-            self.retriever = load_retriever(chosen, verify=verify)
+            self.retriever_dir = current_retriever(self.directory, self.store.generation, stored)
+            self.retriever = load_retriever(self.retriever_dir, verify=verify)
         except BaseException:
             self.store.close()
             raise
@@ -465,8 +465,8 @@ def verify_index(directory: str | Path) -> dict[str, Any]:
         if problems != ["ok"]:
             raise ValueError(f"{directory / STORE_FILE}: SQLite integrity check failed "
                              f"({'; '.join(problems[:3])}): rebuild the index")
-        top = directory / RETRIEVER_DIR / MANIFEST_FILE  # the one file no manifest hashes
-        files = [p for p in (directory / RETRIEVER_DIR).rglob("*") if p.is_file() and p != top]
+        top = index.retriever_dir / MANIFEST_FILE  # the one file no manifest hashes
+        files = [p for p in index.retriever_dir.rglob("*") if p.is_file() and p != top]
         return {"index": str(directory), "retriever": index.retriever.kind,
                 "paragraphs": len(index.store), "files_hashed": len(files),
                 "bytes_hashed": sum(p.stat().st_size for p in files)}
