@@ -6,6 +6,10 @@
     python3 bench/load.py --url http://127.0.0.1:8000      # a server already running
     python3 bench/load.py batching --model DIR             # one reader call per question vs
                                                            # one per batch of questions
+    python3 bench/load.py soak --duration 60               # the askers, plus a writer posting,
+                                                           # replacing and deleting documents and
+                                                           # slowloris and abandoned clients; then
+                                                           # SIGKILL and check the index on disk
 
 Each client posts /ask (questions about the sample corpus, round robin) and waits for the
 answer before asking again. Reported: requests, throughput, p50/p90/p99 latency, errors (any
@@ -317,9 +321,229 @@ def batching_main(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- soak: questions while documents change, with slow and abandoned clients ------------------
+
+
+SOAK_SLOW = 100  # slowloris connections held open at once
+SOAK_DEADLINE = 10.0  # the server's default question deadline (`korqa serve --deadline`)
+
+
+def vm_rss_mb(pid: int) -> float | None:
+    """The process's resident set now (VmRSS) in MiB, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def soak_text(version: int, part: int) -> str:
+    """A paragraph no other paragraph resembles: syllables picked by its version and part."""
+    syllables = "".join(chr(0xAC00 + (version * 7919 + part * 104729 + i * 2741) % 11172)
+                        for i in range(8))
+    return f"소크 문서 {version}판 {part}째 문단의 암호는 {syllables}이다."
+
+
+async def soak_writer(http, stop: asyncio.Event, model: dict[str, list[str]],
+                      log: dict[str, int]) -> None:
+    """Post, replace (fewer paragraphs) and delete documents in turn; `model` holds what the
+    server acknowledged: doc id → its paragraphs' texts."""
+    version = 0
+    slot = 0
+    while not stop.is_set():
+        doc = f"soak{slot % 12}"
+        slot += 1
+        version += 1
+        if doc not in model:
+            op, texts = "post", [soak_text(version, k) for k in range(3)]
+        elif len(model[doc]) > 1:
+            op, texts = "replace", [soak_text(version, 0)]
+        else:
+            op, texts = "delete", []
+        try:
+            if op == "delete":
+                response = await http.delete(f"/documents/{doc}", timeout=300)
+            else:
+                response = await http.post("/documents", timeout=300, json={
+                    "documents": [{"id": doc, "title": f"소크 {doc}", "paragraphs": texts}]})
+        except Exception as failure:  # noqa: BLE001 - counted: an unacknowledged write
+            log[f"{op} {type(failure).__name__}"] = log.get(f"{op} {type(failure).__name__}",
+                                                            0) + 1
+            continue
+        if response.status_code == 200:
+            log[op] = log.get(op, 0) + 1
+            if op == "delete":
+                model.pop(doc, None)
+            else:
+                model[doc] = texts
+        else:
+            log[f"{op} HTTP {response.status_code}"] = \
+                log.get(f"{op} HTTP {response.status_code}", 0) + 1
+
+
+async def soak_hostile(port: int, stop: asyncio.Event, counts: dict[str, float]) -> None:
+    """Keep SOAK_SLOW slowloris connections open (a header line every 2 s, never finished) and
+    send abandoned questions (a whole request, closed before the answer) five times a second;
+    counts what was sent and how long the server let a slow connection live."""
+    request = json.dumps({"question": QUESTIONS[0]}, ensure_ascii=False).encode()
+    abandoned = (b"POST /ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(request)).encode() + b"\r\n\r\n" + request)
+
+    async def slow() -> None:
+        opened = time.monotonic()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            counts["slow_refused"] += 1
+            return
+        counts["slow_opened"] += 1
+        try:
+            writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            while not stop.is_set():
+                try:
+                    if await asyncio.wait_for(reader.read(1), 2.0) == b"":
+                        break  # the server closed it
+                except TimeoutError:
+                    writer.write(b"X-Slow: 1\r\n")
+                    await writer.drain()
+        except OSError:
+            pass
+        finally:
+            counts["slow_longest_s"] = max(counts["slow_longest_s"], time.monotonic() - opened)
+            writer.close()
+
+    async def slow_pool() -> None:
+        live: set[asyncio.Task] = set()
+        while not stop.is_set():
+            while len(live) < SOAK_SLOW:
+                task = asyncio.create_task(slow())
+                live.add(task)
+                task.add_done_callback(live.discard)
+            await asyncio.sleep(0.2)
+        await asyncio.gather(*live, return_exceptions=True)
+
+    async def abandon() -> None:
+        while not stop.is_set():
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(abandoned)
+                await writer.drain()
+                writer.close()
+                counts["abandoned"] += 1
+            except OSError:
+                counts["abandoned_refused"] += 1
+            await asyncio.sleep(0.2)
+
+    await asyncio.gather(slow_pool(), abandon())
+
+
+async def run_soak(url: str, pid: int, clients: int, duration: float) -> dict:
+    import httpx
+
+    port = urlsplit(url).port or 80
+    stop = asyncio.Event()
+    model: dict[str, list[str]] = {}
+    writes: dict[str, int] = {}
+    hostile = {"slow_opened": 0, "slow_refused": 0, "slow_longest_s": 0.0, "abandoned": 0,
+               "abandoned_refused": 0}
+    rss: list[float | None] = [vm_rss_mb(pid)]
+
+    async def sample_rss() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(5)
+            rss.append(vm_rss_mb(pid))
+
+    limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
+        background = [asyncio.create_task(soak_writer(http, stop, model, writes)),
+                      asyncio.create_task(soak_hostile(port, stop, hostile)),
+                      asyncio.create_task(sample_rss())]
+        # The same askers as `load`; 503 (queue full) and 504 (past the deadline) are the
+        # server's designed answers under overload, counted apart.
+        load = await run_load(url, clients, duration, None)
+        stop.set()
+        await asyncio.gather(*background)
+        by_design = {kind: n for kind, n in load["error_kinds"].items()
+                     if kind in ("HTTP 503", "HTTP 504")}
+        load["errors"] -= sum(by_design.values())
+        load["error_kinds"] = {k: n for k, n in load["error_kinds"].items() if k not in by_design}
+        load["by_design"] = by_design
+        # Every acknowledged write, asked for over HTTP: each live paragraph is the first hit
+        # for its own text, and no deleted or replaced text is found.
+        missing = 0
+        for doc, texts in model.items():
+            for k, text in enumerate(texts):
+                answer = (await http.post("/ask", json={"question": text, "top_k": 1})).json()
+                if [h["paragraph_id"] for h in answer["retrieved"]] != [f"api:{doc}:{k}"]:
+                    missing += 1
+        health = (await http.get("/health")).json()
+    rss.append(vm_rss_mb(pid))
+    return {**load, "writes": writes, "hostile": {**hostile, "slow_longest_s":
+                                                  round(hostile["slow_longest_s"], 1)},
+            "documents_live": len(model), "acknowledged_not_found_over_http": missing,
+            "rss_mb": {"start": rss[0], "end": rss[-1],
+                       "max": max((r for r in rss if r is not None), default=None),
+                       "samples": rss},
+            "paragraphs": health.get("paragraphs"), "model": model}
+
+
+def check_soak_on_disk(index_dir: Path, model: dict[str, list[str]]) -> dict:
+    """After the server was SIGKILLed: the index opens without repair and holds exactly the
+    acknowledged API documents, in its store and in its retriever."""
+    from korqa.retrieval.index import Index
+    from korqa.server.engine import repair_index
+
+    with Index(index_dir) as index:
+        stored = {}
+        for paragraph in index.store:
+            if paragraph.doc_id.startswith("api:"):
+                stored.setdefault(paragraph.doc_id[4:], []).append(paragraph.text)
+        indexed = {pid for pid in index.retriever.paragraph_ids if pid.startswith("api:")}
+    expected = {f"api:{doc}:{k}" for doc, texts in model.items() for k in range(len(texts))}
+    return {"store_matches_acknowledged": stored == model,
+            "retriever_matches_acknowledged": indexed == expected,
+            "repair_needed": repair_index(index_dir)}
+
+
+def soak_main(args: argparse.Namespace) -> int:
+    """`load`'s askers plus a writer and hostile clients against a server of our own; then
+    SIGKILL it and check the index on disk."""
+    import httpx
+
+    if not 0 < args.duration <= MAX_DURATION:
+        raise SystemExit(f"--duration must be in (0, {MAX_DURATION:.0f}] seconds")
+    if not 0 < args.clients <= MAX_CLIENTS:
+        raise SystemExit(f"--clients must be in [1, {MAX_CLIENTS}]")
+    with tempfile.TemporaryDirectory(prefix="korqa-soak-") as scratch:
+        process, url = start_server(args, Path(scratch))
+        try:
+            for question in QUESTIONS[:3]:
+                httpx.post(f"{url}/ask", json={"question": question}, timeout=300)
+            result = asyncio.run(run_soak(url, process.pid, args.clients, args.duration))
+            result["server_peak_rss_mb"] = peak_rss_mb(process.pid)
+        finally:
+            process.kill()  # SIGKILL: what is on disk must already be whole
+            process.wait(30)
+        model = result.pop("model")
+        result["on_disk_after_sigkill"] = check_soak_on_disk(Path(scratch) / "data" / "index",
+                                                             model)
+    p99 = result["latency_ms"]["p99"]
+    result["p99_within_deadline"] = p99 is not None and p99 <= 1000 * SOAK_DEADLINE
+    disk = result["on_disk_after_sigkill"]
+    ok = (result["errors"] == 0 and result["p99_within_deadline"]
+          and result["acknowledged_not_found_over_http"] == 0
+          and disk["store_matches_acknowledged"] and disk["retriever_matches_acknowledged"]
+          and not disk["repair_needed"])
+    result["ok"] = ok
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", nargs="?", choices=["load", "batching"], default="load")
+    parser.add_argument("mode", nargs="?", choices=["load", "batching", "soak"], default="load")
     parser.add_argument("--url", help="a running server (loopback only); default: start one")
     parser.add_argument("--model", help="reader dir for the server it starts (default: tiny)")
     parser.add_argument("--index", help="index dir for the server it starts (default: sample)")
@@ -335,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.mode == "soak":
+        return soak_main(args)
     return batching_main(args) if args.mode == "batching" else load_main(args)
 
 

@@ -1202,13 +1202,25 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
                     "in place is caught here: run it after copying an index or when in doubt. "
                     "Exits 2 naming the first file that fails.")
     p.add_argument("--index", required=True, metavar="DIR", help="an index built by `korqa index`")
+    p.add_argument("--repair", action="store_true",
+                   help="first make the retriever match the store if an interrupted write left "
+                        "them apart: finish the retriever's swap, or rebuild it with its saved "
+                        "settings (what `korqa serve` does at start)")
     p.set_defaults(handler=_verify)
 
 
 def _verify(args: argparse.Namespace) -> int:
     from korqa.retrieval.index import verify_index
 
-    _print_json({**verify_index(args.index), "ok": True})
+    repaired = False
+    if args.repair:
+        from pathlib import Path
+
+        from korqa.server.engine import repair_index
+
+        repaired = repair_index(Path(args.index))
+    _print_json({**verify_index(args.index), "ok": True,
+                 **({"repaired": repaired} if args.repair else {})})
     return 0
 
 

@@ -3,6 +3,7 @@ documents replaced whole, per corpus source, or removed by id."""
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,16 @@ CREATE TABLE IF NOT EXISTS documents (
     source TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS paragraphs_doc ON paragraphs (doc_id);
+"""
+# Added like `documents` (older korqa ignores it): the store's generation, a new value written in
+# the same transaction as every change, which the saved retriever records as the state it
+# indexed. "N-TOKEN": N counts the changes, the random TOKEN keeps two histories that reached
+# the same N (one rolled back, one committed) from looking alike.
+_META_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 _UPSERT = (
     "INSERT INTO paragraphs (id, title, text, doc_id) VALUES (?, ?, ?, ?) "
@@ -83,7 +94,13 @@ class ParagraphStore:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path)
+            # A transaction whose changes outgrow the page cache spills them to the file,
+            # which locks every reader out until the commit: room for a 10 MB API write in
+            # memory, so a server answers on while the retriever over it is rebuilt.
+            self._conn.execute("PRAGMA cache_size = -65536")
         self._in_transaction = False
+        self._has_meta = False
+        self._changed = 0  # paragraph rows the current write changed (see `_writing`)
         self._check_or_create(readonly)
 
     def _check_or_create(self, readonly: bool) -> None:
@@ -94,10 +111,11 @@ class ParagraphStore:
         except sqlite3.DatabaseError as error:
             raise ValueError(f"{self.path}: not a SQLite paragraph store ({error})") from None
         if not tables and not readonly:
-            self._conn.executescript(_SCHEMA + _SOURCES_SCHEMA)
+            self._conn.executescript(_SCHEMA + _SOURCES_SCHEMA + _META_SCHEMA)
             self._conn.execute(f"PRAGMA user_version = {STORE_VERSION}")
+            self._bump_generation()
             self._conn.commit()
-            self._has_sources = True
+            self._has_sources = self._has_meta = True
             return
         if "paragraphs" not in tables or version != STORE_VERSION:
             raise ValueError(
@@ -105,9 +123,15 @@ class ParagraphStore:
                 f"(user_version={version}, tables={sorted(tables)})"
             )
         self._has_sources = "documents" in tables
+        self._has_meta = "meta" in tables
         if not readonly and not self._has_sources:
             self._conn.executescript(_SOURCES_SCHEMA)
             self._has_sources = True
+        if not readonly and not self._has_meta:
+            self._conn.executescript(_META_SCHEMA)
+            with self._conn:
+                self._bump_generation()
+            self._has_meta = True
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -131,11 +155,36 @@ class ParagraphStore:
     @contextmanager
     def _writing(self) -> Iterator[None]:
         # Inside `transaction()` the outer block commits; otherwise each write commits itself.
+        # Either way a change moves the generation on in the same transaction.
+        # (Counted by the writers, not by total_changes, which counts temp tables too.)
+        self._changed = 0
         if self._in_transaction:
             yield
+            if self._changed:
+                self._bump_generation()
         else:
             with self._conn:
                 yield
+                if self._changed:
+                    self._bump_generation()
+
+    def _bump_generation(self) -> None:
+        current = self.generation
+        count = int(current.split("-")[0]) if current else 0
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('generation', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (f"{count + 1}-{secrets.token_hex(8)}",))
+
+    @property
+    def generation(self) -> str | None:
+        """The store's generation ("N-TOKEN"), new with every committed change, as this
+        connection sees it (inside `transaction()`: with its uncommitted changes). None for a
+        store that no korqa able to record it has written to."""
+        if not self._has_meta:
+            return None
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return row[0] if row else None
 
     # ---- writing ------------------------------------------------------------------------
 
@@ -145,10 +194,11 @@ class ParagraphStore:
         changed = seen = 0
         iterator = iter(paragraphs)
         while batch := list(islice(iterator, batch_size)):
-            start = self._conn.total_changes
             with self._writing():
+                start = self._conn.total_changes
                 self._conn.executemany(_UPSERT, [(p.id, p.title, p.text, p.doc_id) for p in batch])
-            changed += self._conn.total_changes - start
+                changed += self._conn.total_changes - start
+                self._changed += self._conn.total_changes - start
             seen += len(batch)
         added = len(self) - before
         return AddResult(added=added, updated=changed - added, unchanged=seen - changed)
@@ -201,6 +251,7 @@ class ParagraphStore:
             start = conn.total_changes
             conn.executemany(_UPSERT, [(p.id, p.title, p.text, p.doc_id) for p in batch])
             changed += conn.total_changes - start
+            self._changed += conn.total_changes - start
             seen += len(batch)
             conn.executemany("INSERT OR IGNORE INTO temp.sync_ids (id) VALUES (?)",
                              [(p.id,) for p in batch])
@@ -216,6 +267,7 @@ class ParagraphStore:
         conn.execute(
             "DELETE FROM paragraphs WHERE doc_id IN (SELECT doc_id FROM temp.sync_docs) "
             "AND id NOT IN (SELECT id FROM temp.sync_ids)")
+        self._changed += conn.total_changes - start
         return added, changed, seen, conn.total_changes - start
 
     def remove_documents(self, doc_ids: Sequence[str]) -> int:
@@ -237,6 +289,7 @@ class ParagraphStore:
             before = self._conn.total_changes
             self._conn.execute(f"DELETE FROM paragraphs WHERE doc_id IN ({marks})", chunk)
             removed += self._conn.total_changes - before
+            self._changed += self._conn.total_changes - before
             self._conn.execute(f"DELETE FROM documents WHERE doc_id IN ({marks})", chunk)
         return removed
 

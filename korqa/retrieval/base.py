@@ -67,8 +67,9 @@ class Retriever(ABC):
     def __len__(self) -> int:
         return len(self.paragraph_ids)
 
-    def save(self, directory: str | Path) -> None:
-        """Write the index files, the row → paragraph id list and a manifest with their hashes."""
+    def save(self, directory: str | Path, store_generation: str | None = None) -> None:
+        """Write the index files, the row → paragraph id list and a manifest with their hashes
+        (and `store_generation`, the generation of the paragraph store that was indexed)."""
         if not self.paragraph_ids:
             raise ValueError(f"{self.kind} retriever: nothing indexed, nothing to save")
         directory = Path(directory)
@@ -78,7 +79,7 @@ class Retriever(ABC):
             json.dumps(self.paragraph_ids, ensure_ascii=False), encoding="utf-8"
         )
         write_manifest(directory, self.kind, self.params(), len(self.paragraph_ids),
-                       [*files, IDS_FILE])
+                       [*files, IDS_FILE], store_generation=store_generation)
 
     @classmethod
     def load(cls, directory: str | Path, verify: bool | str = True) -> Self:

@@ -1,14 +1,17 @@
 """An index directory: the paragraph store (SQLite) plus one saved retriever over it.
 
     DIR/paragraphs.sqlite     every paragraph (id, title, text, doc id), so answering never
-                              reloads the source files
-    DIR/retriever/            the retriever's files and its manifest (hashes, params, count)
+                              reloads the source files, and the store's generation
+    DIR/retriever/            the retriever's files and its manifest (hashes, params, count,
+                              the store generation it indexed)
 
 Indexing a corpus path into an existing DIR makes the store hold what that path holds now
 (changed documents replaced whole, deleted ones removed; other paths' documents kept) and
 rebuilds the retriever over the whole store. The store changes commit only once the new
-retriever is saved beside the old one, which it then replaces, and a new DIR is built beside
-its final name: an interrupted build leaves the previous index usable, or none at all.
+retriever is saved beside the old one (DIR/retriever.new/), which then replaces it by two
+renames, and a new DIR is built beside its final name. Whatever a crash interrupts, the
+store's generation names the retriever that belongs to it: the old one, or a complete
+retriever.new/ whose swap the next writer finishes.
 """
 
 from __future__ import annotations
@@ -28,11 +31,17 @@ from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import AddResult, DocumentInfo, ParagraphStore
 from korqa.corpus.text import TextReading
 from korqa.retrieval.base import Hit, Retriever
+from korqa.retrieval.manifest import read_manifest
 from korqa.retrieval.registry import load_retriever, retriever_class
 from korqa.retrieval.terms import TermConfig
 
 STORE_FILE = "paragraphs.sqlite"
 RETRIEVER_DIR = "retriever"
+STAGING_DIR = RETRIEVER_DIR + ".new"  # the rebuilt retriever, until it is swapped in
+OLD_DIR = RETRIEVER_DIR + ".old"  # the replaced one, during the swap
+# Test-only: "POINT:FILE" makes a rebuild that reaches POINT (see `_rebuild`) create FILE and
+# then wait to be killed, so tests can SIGKILL a real server at a known point of a write.
+PAUSE_ENV = "KORQA_TEST_PAUSE_AT"
 
 
 # The tuned presets (bench/retrieval.py; tuned on KorQuAD dev's non-test questions). The
@@ -123,7 +132,7 @@ def remove_documents(directory: str | Path, doc_ids: Sequence[str],
     on an unknown id or when no paragraph would be left."""
     directory = Path(directory)
     _require_index(directory)
-    retriever = load_retriever(directory / RETRIEVER_DIR, verify=False)
+    retriever = saved_retriever(directory)
 
     def remove(store: ParagraphStore) -> AddResult:
         try:
@@ -138,6 +147,21 @@ def remove_documents(directory: str | Path, doc_ids: Sequence[str],
 
     result, total = _rebuild(directory, retriever, remove, progress, name=directory)
     return result.removed, total
+
+
+def change_index(
+    directory: str | Path,
+    change: Callable[[ParagraphStore], AddResult],
+    swap_guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    progress: bool = False,
+) -> tuple[AddResult, int]:
+    """Apply `change` to the store of the index `directory` and rebuild its retriever with the
+    saved settings, committing both together (`_rebuild`; `swap_guard` as there). Returns
+    what `change` returned and how many paragraphs the retriever indexes."""
+    directory = Path(directory)
+    _require_index(directory)
+    return _rebuild(directory, saved_retriever(directory), change, progress, name=directory,
+                    swap_guard=swap_guard)
 
 
 def list_documents(directory: str | Path) -> list[DocumentInfo]:
@@ -182,28 +206,157 @@ def _rebuild(
     change: Callable[[ParagraphStore], AddResult],
     progress: bool,
     name: Path,
+    swap_guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> tuple[AddResult, int]:
     """Apply `change` to the store and index the result, all in one store transaction that
-    commits only after the new retriever is saved beside the old one, which it then replaces."""
+    commits only after the new retriever is saved beside the old one, which it then replaces.
+
+    The saved retriever records the store generation it indexed, so whatever a crash
+    interrupts, the next open can tell which retriever belongs to the committed store
+    (`current_retriever`). `swap_guard`, when given, is entered just before the commit and
+    left after the swap (the server pauses its questions there)."""
     directory.mkdir(parents=True, exist_ok=True)
-    staging = directory / (RETRIEVER_DIR + ".new")
-    try:
-        with ParagraphStore(directory / STORE_FILE) as store, store.transaction():
-            result = change(store)
-            total = len(store)
-            if total == 0:
-                raise ValueError(f"{name}: no paragraphs to index (give --corpus PATH)")
-            retriever.index(store, total=total, progress=progress)
+    finish_swap(directory)  # a swap a crash interrupted, before this change builds on it
+    staging = directory / STAGING_DIR
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(ParagraphStore(directory / STORE_FILE))
+        try:
+            with store.transaction():
+                result = change(store)
+                total = len(store)
+                if total == 0:
+                    raise ValueError(f"{name}: no paragraphs to index (give --corpus PATH)")
+                retriever.index(store, total=total, progress=progress)
+                shutil.rmtree(staging, ignore_errors=True)
+                retriever.save(staging, store_generation=store.generation)
+                _sync_tree(staging)
+                _test_pause("saved")
+                if swap_guard is not None:
+                    stack.enter_context(swap_guard())
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-            retriever.save(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    target = directory / RETRIEVER_DIR
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+            raise
+        _test_pause("committed")
+        _swap(directory)
     return result, total
+
+
+def _swap(directory: Path) -> None:
+    """retriever.new → retriever by two renames; a crash between them leaves retriever.old and
+    retriever.new, which `finish_swap` (or the next rebuild) completes."""
+    target, staging, old = (directory / RETRIEVER_DIR, directory / STAGING_DIR,
+                            directory / OLD_DIR)
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    _test_pause("swapping")
+    staging.rename(target)
+    _sync_tree(directory, files=False)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sync_tree(root: Path, files: bool = True) -> None:
+    """fsync the files under `root` (when `files`) and its folders, so that a power cut after
+    the store's commit cannot leave a retriever whose manifest outlived its data."""
+    paths = sorted(root.rglob("*")) if files else []
+    for path in [*paths, root]:
+        if path.is_dir() or files:
+            flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+            fd = os.open(path, flags)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _test_pause(point: str) -> None:
+    """Test-only (see PAUSE_ENV): at `point`, create the named file and wait to be killed."""
+    wanted = os.environ.get(PAUSE_ENV)
+    if not wanted or wanted.split(":", 1)[0] != point:
+        return
+    import time
+
+    Path(wanted.split(":", 1)[1]).touch()
+    while True:
+        time.sleep(1)
+
+
+def _manifest_or_none(directory: Path) -> dict[str, Any] | None:
+    try:
+        return read_manifest(directory, verify=False)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def current_retriever(directory: Path, generation: str | None, count: int) -> Path:
+    """The saved retriever of `directory` that indexes its store as committed: `retriever/`,
+    or a complete `retriever.new/` whose swap a crash interrupted. `generation` and `count`
+    describe the store.
+
+    A retriever recording another generation of the store is stale: ValueError naming the
+    command that rebuilds it. Without a recorded generation on either side (an index older
+    than generations) it is `retriever/`, and the caller's paragraph count check decides.
+    """
+    target, staging = directory / RETRIEVER_DIR, directory / STAGING_DIR
+    manifests = {path: _manifest_or_none(path) for path in (target, staging)}
+    if generation is not None:
+        for path, manifest in manifests.items():
+            if manifest is not None and manifest.get("store_generation") == generation:
+                return path
+    manifest = manifests[target]
+    if manifest is None:
+        new = manifests[staging]
+        if new is not None and new.get("store_generation") is None \
+                and new["paragraph_count"] == count:
+            return staging  # an older korqa's swap, interrupted
+        return target  # loading it names what is missing or wrong
+    recorded = manifest.get("store_generation")
+    if generation is None or recorded is None:
+        return target
+    raise ValueError(
+        f"{directory}: the retriever indexes generation {recorded.split('-')[0]} of the store "
+        f"({manifest['paragraph_count']} paragraphs), which is at generation "
+        f"{generation.split('-')[0]} ({count} paragraphs; a write was interrupted, or the "
+        f"store was changed without rebuilding the retriever): "
+        f"{REPAIR_HINT.format(directory=directory)}")
+
+
+REPAIR_HINT = ("rebuild the retriever with `korqa verify --index {directory} --repair` "
+               "(`korqa serve` does this at start)")
+
+
+def saved_retriever(directory: str | Path) -> Retriever:
+    """The saved retriever of an index, to rebuild with its settings: finishes an interrupted
+    swap first (this writes), then loads it without hashing its files."""
+    directory = Path(directory)
+    finish_swap(directory)
+    return load_retriever(directory / RETRIEVER_DIR, verify=False)
+
+
+def finish_swap(directory: str | Path) -> bool:
+    """Complete a retriever swap that a crash interrupted, and clear what a crash left behind
+    (a stale retriever.new/, a retriever.old/). Returns whether it swapped."""
+    directory = Path(directory)
+    staging, old = directory / STAGING_DIR, directory / OLD_DIR
+    if not staging.exists() and not old.exists():
+        return False
+    if not (directory / STORE_FILE).is_file():
+        for leftover in (staging, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        return False
+    with ParagraphStore(directory / STORE_FILE, readonly=True) as store:
+        generation, count = store.generation, len(store)
+    try:
+        chosen = current_retriever(directory, generation, count)
+    except ValueError:
+        chosen = None  # stale or incomplete: left for the caller's rebuild
+    swapped = chosen == staging
+    if swapped:
+        _swap(directory)
+    if chosen is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    return swapped
 
 
 def _create(out: Path, build: Callable[[Path], tuple[AddResult, int]]) -> tuple[AddResult, int]:
@@ -251,12 +404,20 @@ class Index:
             raise FileNotFoundError(f"{self.directory / STORE_FILE}: not an index directory "
                                     "(build one with `korqa index --corpus PATH --out DIR`)")
         self.store = ParagraphStore(self.directory / STORE_FILE, readonly=True)
-        self.retriever = load_retriever(self.directory / RETRIEVER_DIR, verify=verify)
-        stored, indexed = len(self.store), len(self.retriever)
+        try:
+            stored = len(self.store)
+            # Reads only: the swap itself is finished by the next writer or `korqa serve`.
+            self.retriever_dir = current_retriever(self.directory, self.store.generation, stored)
+            self.retriever = load_retriever(self.retriever_dir, verify=verify)
+        except BaseException:
+            self.store.close()
+            raise
+        indexed = len(self.retriever)
         if stored != indexed:
+            self.store.close()
             raise ValueError(
                 f"{self.directory}: the store has {stored} paragraphs but the retriever indexes "
-                f"{indexed}: re-run `korqa index --out {self.directory}` to rebuild it"
+                f"{indexed}: {REPAIR_HINT.format(directory=self.directory)}"
             )
 
     def search(self, query: str, k: int = 10) -> list[tuple[Paragraph, float]]:
@@ -304,8 +465,8 @@ def verify_index(directory: str | Path) -> dict[str, Any]:
         if problems != ["ok"]:
             raise ValueError(f"{directory / STORE_FILE}: SQLite integrity check failed "
                              f"({'; '.join(problems[:3])}): rebuild the index")
-        top = directory / RETRIEVER_DIR / MANIFEST_FILE  # the one file no manifest hashes
-        files = [p for p in (directory / RETRIEVER_DIR).rglob("*") if p.is_file() and p != top]
+        top = index.retriever_dir / MANIFEST_FILE  # the one file no manifest hashes
+        files = [p for p in index.retriever_dir.rglob("*") if p.is_file() and p != top]
         return {"index": str(directory), "retriever": index.retriever.kind,
                 "paragraphs": len(index.store), "files_hashed": len(files),
                 "bytes_hashed": sum(p.stat().st_size for p in files)}

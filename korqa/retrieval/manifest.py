@@ -32,9 +32,11 @@ def sha256_file(path: Path, block: int = 1 << 22) -> str:
 
 
 def write_manifest(
-    directory: Path, kind: str, params: dict[str, Any], paragraph_count: int, files: list[str]
+    directory: Path, kind: str, params: dict[str, Any], paragraph_count: int, files: list[str],
+    store_generation: str | None = None,
 ) -> dict[str, Any]:
-    """Hash `files` (relative to `directory`) and write `manifest.json` beside them."""
+    """Hash `files` (relative to `directory`) and write `manifest.json` beside them;
+    `store_generation` is the paragraph store's generation the index was built from."""
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -46,6 +48,9 @@ def write_manifest(
         # manifests written before it still load (and are then hashed in full).
         "stats": {name: _stat(directory / name) for name in sorted(files)},
     }
+    if store_generation is not None:
+        # Optional like "stats": an index without it is checked by paragraph count alone.
+        manifest["store_generation"] = store_generation
     text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
     (directory / MANIFEST_FILE).write_text(text, encoding="utf-8")
     return manifest

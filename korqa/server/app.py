@@ -609,8 +609,7 @@ def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
     """
     from korqa.paths import sample_corpus_path
     from korqa.pipeline.sources import cached_index, corpus_fingerprint
-    from korqa.retrieval.index import RETRIEVER_DIR, build_index, verify_index
-    from korqa.retrieval.registry import load_retriever
+    from korqa.retrieval.index import build_index, saved_retriever, verify_index
 
     if index:
         if corpus:
@@ -630,8 +629,8 @@ def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
     else:
         known = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
         if known.get("fingerprint") != fingerprint:
-            build_index(target, paths, load_retriever(target / RETRIEVER_DIR, verify=False),
-                        progress=False, reading=reading)
+            build_index(target, paths, saved_retriever(target), progress=False,
+                        reading=reading)
     marker.write_text(json.dumps({"fingerprint": fingerprint, "paths": paths},
                                  ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return target
@@ -675,11 +674,12 @@ def serve(settings: ServerSettings) -> int:
     # Started here, so a missing model is one clear error before the port opens.
     app.state.engine.start()
     asyncio.run(serve_asgi(app, server_config(settings.host, settings.port,
-                                              settings.log_level)))
+                                              settings.log_level, settings.deadline)))
     return 0
 
 
-def server_config(host: str, port: int, log_level: str = "info"):  # -> hypercorn Config
+def server_config(host: str, port: int, log_level: str = "info",
+                  deadline: float = DEFAULT_DEADLINE):  # -> hypercorn Config
     """Hypercorn, not uvicorn: it closes a connection that has not finished its request
     headers within HEADER_TIMEOUT, where uvicorn holds a slowloris client forever (BodyLimit
     bounds a trickled body)."""
@@ -688,7 +688,10 @@ def server_config(host: str, port: int, log_level: str = "info"):  # -> hypercor
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.keep_alive_timeout = HEADER_TIMEOUT  # idle, or still sending its headers
-    config.read_timeout = HEADER_TIMEOUT  # nothing at all arrived for this long
+    # Nothing at all arrived for this long. A client waiting for its answer is silent too, so
+    # this must outlast a question's deadline (else its connection is cut before the 504);
+    # headers are bounded by the idle timeout above and bodies by BodyLimit.
+    config.read_timeout = max(BODY_TIMEOUT, deadline) + HEADER_TIMEOUT
     config.loglevel = log_level.upper()
     return config
 

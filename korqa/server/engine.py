@@ -6,18 +6,27 @@ import logging
 import queue
 import resource
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from korqa.corpus.paragraph import Paragraph
-from korqa.corpus.store import ParagraphStore
+from korqa.corpus.store import AddResult, ParagraphStore
 from korqa.pipeline import QAPipeline
-from korqa.retrieval.index import RETRIEVER_DIR, STORE_FILE, Index, build_index
-from korqa.retrieval.manifest import read_manifest
-from korqa.retrieval.registry import load_retriever
+from korqa.retrieval.index import (
+    RETRIEVER_DIR,
+    STORE_FILE,
+    Index,
+    build_index,
+    change_index,
+    current_retriever,
+    finish_swap,
+    saved_retriever,
+)
+from korqa.retrieval.manifest import MANIFEST_FILE, read_manifest
 
 log = logging.getLogger("korqa.server")
 
@@ -46,10 +55,12 @@ class Engine:
     The pipeline is opened on the worker and used only there: the index's SQLite connection
     belongs to the thread that opened it, and one thread is also what the CPU wants, since
     torch already spreads a forward pass over the cores. Adding documents happens on a
-    second thread, which writes the paragraph store, rebuilds the retriever on disk and then
-    asks the worker to reopen the index between two questions: every question sees the old
-    index or the new one, never a mix. Additions that arrive during a rebuild are written
-    and indexed together by the next one.
+    second thread, which changes the paragraph store and rebuilds the retriever on disk in
+    one store transaction; it commits and swaps the retriever in while the worker waits
+    between two questions, and the worker then reopens the index: every question sees the
+    old index or the new one, never a mix, and a crash at any point leaves the store and a
+    retriever of the same generation (`repair_index` finishes what it interrupted).
+    Additions that arrive during a rebuild are written and indexed together by the next one.
 
     Micro-batching concurrent questions through one reader call was measured (see
     bench/load.py's docstring) and is not done: it helps a toy model only.
@@ -226,22 +237,27 @@ class Engine:
             self._apply(batch)
 
     def _apply(self, batch: list[tuple[_Write, Future]]) -> None:
-        """Carry out the writes (one that fails alone hears of it), rebuild the retriever once
-        and swap it in; then answer each write."""
+        """Carry out the writes (one that fails alone hears of it) and rebuild the retriever,
+        in one store transaction that commits only once the new retriever is saved; swap it
+        in while the worker waits between two questions; then answer each write."""
         assert self.index_dir is not None
         done: list[tuple[Future, dict[str, int]]] = []
+
+        def change(store: ParagraphStore) -> AddResult:
+            for write, future in batch:
+                try:
+                    done.append((future, write(store)))
+                except (KeyError, ValueError) as error:
+                    future.set_exception(error)
+            if not done:
+                raise _NothingWritten
+            return AddResult(0, 0, 0)
+
         self.indexing = True
         try:
-            with ParagraphStore(self.index_dir / STORE_FILE) as store:
-                for write, future in batch:
-                    try:
-                        done.append((future, write(store)))
-                    except (KeyError, ValueError) as error:
-                        future.set_exception(error)
-            if not done:
-                return
-            total = rebuild_retriever(self.index_dir)
-            self._submit(self._reopen_index, counted=False).result()
+            _, total = change_index(self.index_dir, change, swap_guard=self._questions_paused)
+        except _NothingWritten:
+            return
         except BaseException as error:  # noqa: BLE001 - every waiting request hears of it
             log.exception("writing documents failed")
             for _, future in batch:
@@ -252,6 +268,32 @@ class Engine:
             self.indexing = False
         for future, result in done:
             future.set_result({**result, "paragraphs": total})
+
+    @contextmanager
+    def _questions_paused(self) -> Iterator[None]:
+        """Hold the worker between two questions while the store commits and the retriever
+        is swapped, then have it reopen the index: no question reads the new store through
+        the old retriever (a deleted paragraph would be a KeyError)."""
+        parked, resume = threading.Event(), threading.Event()
+        swapped = False
+
+        def hold() -> None:
+            parked.set()
+            resume.wait()
+            if swapped:
+                self._reopen_index()
+
+        held = self._submit(hold, counted=False)
+        while not parked.wait(0.1):
+            if held.done():  # the worker ended: the job never ran
+                held.result()
+                raise RuntimeError("the question worker is not running")
+        try:
+            yield
+            swapped = True
+        finally:
+            resume.set()
+        held.result()
 
     # ---- status -------------------------------------------------------------------------
 
@@ -272,24 +314,41 @@ class Engine:
         }
 
 
+class _NothingWritten(Exception):
+    """Every write of a batch failed: there is nothing to commit or index."""
+
+
 def rebuild_retriever(directory: Path) -> int:
     """Re-index the whole paragraph store of `directory` with its retriever's own settings
     (read back from the saved retriever) and save it in place; returns the paragraph count."""
-    retriever = load_retriever(directory / RETRIEVER_DIR, verify=False)
-    _, total = build_index(directory, (), retriever, progress=False)
+    _, total = build_index(directory, (), saved_retriever(directory), progress=False)
     return total
 
 
 def repair_index(directory: Path) -> bool:
-    """Rebuild the retriever when the store holds paragraphs it does not index (the server
-    stopped between storing added documents and swapping in the rebuilt retriever).
-    Returns whether it rebuilt."""
+    """Make the saved retriever index the store as committed, whatever a crash interrupted:
+    finish a swap from a complete retriever.new/, or rebuild the retriever when it records
+    another store generation (an in-place update keeps the paragraph count) or, for an index
+    older than generations, another paragraph count. Returns whether it rebuilt or swapped."""
+    swapped = finish_swap(directory)
     with ParagraphStore(directory / STORE_FILE, readonly=True) as store:
-        stored = len(store)
-    indexed = read_manifest(directory / RETRIEVER_DIR, verify=False)["paragraph_count"]
-    if stored == indexed:
-        return False
-    log.warning("%s: the store has %d paragraphs, the retriever %d; rebuilding the retriever",
-                directory, stored, indexed)
+        generation, stored = store.generation, len(store)
+    try:
+        manifest = read_manifest(directory / RETRIEVER_DIR, verify=False)
+        current_retriever(directory, generation, stored)
+    except (FileNotFoundError, ValueError) as error:
+        if not (directory / RETRIEVER_DIR / MANIFEST_FILE).is_file():
+            raise  # nothing to read the retriever's settings from
+        log.warning("%s; rebuilding the retriever", error)
+        rebuild_retriever(directory)
+        return True
+    recorded, indexed = manifest.get("store_generation"), manifest["paragraph_count"]
+    if stored == indexed and (recorded == generation or generation is None):
+        return swapped
+    # Counts differ, or the retriever predates generations while the store has one: rebuild
+    # once, after which it records the store's generation.
+    log.warning("%s: the store (generation %s, %d paragraphs) and the retriever (generation "
+                "%s, %d) differ; rebuilding the retriever", directory, generation, stored,
+                recorded, indexed)
     rebuild_retriever(directory)
     return True
