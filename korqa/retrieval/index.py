@@ -33,6 +33,8 @@ from korqa.retrieval.terms import TermConfig
 
 STORE_FILE = "paragraphs.sqlite"
 RETRIEVER_DIR = "retriever"
+# Indexes the store with the retriever in another way (e.g. on a cluster): same result.
+Indexer = Callable[[Retriever, ParagraphStore, int, bool], None]
 
 
 # The tuned presets (bench/retrieval.py; tuned on KorQuAD dev's non-test questions). The
@@ -87,6 +89,7 @@ def build_index(
     encoder: str | Path | None = None,
     progress: bool = True,
     reading: TextReading | None = None,
+    index_with: Indexer | None = None,
 ) -> tuple[AddResult, int]:
     """Make `out` index what `corpus_paths` hold now, and (re)build its retriever over the
     whole store. Without corpus paths only the retriever is rebuilt.
@@ -99,7 +102,8 @@ def build_index(
     A new `out` is built in a directory beside it and renamed into place; an existing index
     is changed in one store transaction, committed only once the new retriever is saved. So
     a failure leaves `out` as it was, or absent. Returns what changed in the store and how
-    many paragraphs the retriever indexes.
+    many paragraphs the retriever indexes. `index_with(retriever, store, total, progress)`
+    replaces `retriever.index(store, …)` (korqa.distributed.index: the same index on Ray).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -112,8 +116,9 @@ def build_index(
         return _sync_sources(store, corpus_paths, reading, progress)
 
     if (out / STORE_FILE).is_file():
-        return _rebuild(out, retriever, read, progress, name=out)
-    return _create(out, lambda staging: _rebuild(staging, retriever, read, progress, name=out))
+        return _rebuild(out, retriever, read, progress, name=out, index_with=index_with)
+    return _create(out, lambda staging: _rebuild(staging, retriever, read, progress, name=out,
+                                                 index_with=index_with))
 
 
 def remove_documents(directory: str | Path, doc_ids: Sequence[str],
@@ -182,6 +187,7 @@ def _rebuild(
     change: Callable[[ParagraphStore], AddResult],
     progress: bool,
     name: Path,
+    index_with: Indexer | None = None,
 ) -> tuple[AddResult, int]:
     """Apply `change` to the store and index the result, all in one store transaction that
     commits only after the new retriever is saved beside the old one, which it then replaces."""
@@ -193,7 +199,10 @@ def _rebuild(
             total = len(store)
             if total == 0:
                 raise ValueError(f"{name}: no paragraphs to index (give --corpus PATH)")
-            retriever.index(store, total=total, progress=progress)
+            if index_with is None:
+                retriever.index(store, total=total, progress=progress)
+            else:
+                index_with(retriever, store, total, progress)
             shutil.rmtree(staging, ignore_errors=True)
             retriever.save(staging)
     except BaseException:
