@@ -86,7 +86,7 @@ def index_on_ray(retriever: Retriever, store: ParagraphStore, total: int, progre
     global last_stats
     stats = IndexStats(workers=workers)
     # Several shards per worker, so that the work spreads evenly over them.
-    shard_size = max(50, min(shard_size, -(-total // (4 * workers))))
+    shard_size = max(1, min(shard_size, max(50, -(-total // (4 * workers)))))
     start = time.perf_counter()
     shards: list[Any] = []
     batch: list[tuple[str, str]] = []

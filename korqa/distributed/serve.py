@@ -35,6 +35,13 @@ from starlette.concurrency import run_in_threadpool
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval.index import STORE_FILE
+from korqa.server.app import (
+    AddDocumentsRequest,
+    ApiError,
+    FeedbackRequest,
+    _checked_feedback,
+    _paragraphs,
+)
 from korqa.server.engine import rebuild_retriever
 from korqa.server.feedback import FEEDBACK_FILE, Feedback, FeedbackStore
 
@@ -48,6 +55,7 @@ POLL_SECONDS = 0.5
 STALE_SECONDS = 5.0
 # How long POST /documents waits for every live replica to serve the new generation.
 SWITCH_TIMEOUT = 120.0
+SHUTDOWN_SECONDS = 60
 
 
 # ---- the single writer ------------------------------------------------------------------------
@@ -114,6 +122,7 @@ class KorqaReplica:
     """One reader: korqa's FastAPI app over its own pipeline, pinned to `threads` threads."""
 
     def __init__(self, options: dict[str, Any]) -> None:
+        self._stop = threading.Event()
         threads = int(options["threads"])
         # Before torch or ONNX Runtime start their pools (ONNX takes torch's thread count).
         os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -126,8 +135,7 @@ class KorqaReplica:
         context = serve.get_replica_context()
         self.name = context.replica_id.unique_id
         self.generation = 0
-        self.app: Any = None
-        self._stop = threading.Event()
+        self.korqa_app: Any = None  # `app` is Serve's own attribute
 
     def __serve_build_asgi_app__(self) -> Any:
         from korqa.pipeline import PipelineConfig, open_pipeline
@@ -143,12 +151,12 @@ class KorqaReplica:
                                                config),
                          options["data_dir"], options["allow_origins"], options["max_queue"])
         _route_writes(app, self)
-        self.app = app
+        self.korqa_app = app
         threading.Thread(target=self._follow, name="korqa-generation", daemon=True).start()
         return app
 
     def _info(self) -> dict[str, Any]:
-        engine = self.app.state.engine if self.app is not None else None
+        engine = self.korqa_app.state.engine if self.korqa_app is not None else None
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
                 "host": socket.gethostname(), "threads": self.threads,
                 "generation": self.generation,
@@ -160,7 +168,7 @@ class KorqaReplica:
         while not self._stop.wait(POLL_SECONDS):
             try:
                 wanted = ray.get(self.writer.heartbeat.remote(self.name, self._info()))
-                engine = self.app.state.engine
+                engine = self.korqa_app.state.engine
                 if wanted != self.generation and engine.reader_loaded:
                     engine.reopen_index().result()
                     self.generation = wanted
@@ -175,14 +183,7 @@ class KorqaReplica:
 def _route_writes(app: Any, replica: KorqaReplica) -> None:
     """Replace the app's write routes and /health with ones that go through the writer; the
     request bodies, validation and error handling stay create_app's."""
-    from korqa.server.app import (
-        AddDocumentsRequest,
-        ApiError,
-        FeedbackRequest,
-        _checked_feedback,
-        _paragraphs,
-    )
-
+    # The request models are module globals: FastAPI resolves the (string) annotations there.
     replaced = {("/documents", "POST"), ("/feedback", "POST"), ("/health", "GET")}
     app.router.routes = [r for r in app.router.routes
                          if not any((getattr(r, "path", None), m) in replaced
@@ -279,9 +280,12 @@ def serve_ray(settings: Any, address: str | None, replicas: int) -> int:
         while not stopping.wait(0.5):
             pass
     finally:
-        try:
-            serve.delete(APP_NAME)
-            serve.shutdown()
-        finally:
-            ray.shutdown()
+        # Serve's shutdown waits for the cluster; one that is going away (Ctrl-C reaches the
+        # processes of a local cluster too) must not keep this process from exiting.
+        closing = threading.Thread(target=serve.shutdown, daemon=True)
+        closing.start()
+        closing.join(SHUTDOWN_SECONDS)
+        if closing.is_alive():
+            log.warning("Ray Serve did not shut down within %d s", SHUTDOWN_SECONDS)
+        ray.shutdown()
     return 0
