@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -192,13 +193,15 @@ def _alive(pid: int) -> bool:
 class Processes:
     """Processes this test started, stopped with everything they started, even on failure."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
         self.started: list[subprocess.Popen] = []
         self.seen: set[int] = set()
 
     def start(self, command: list[str], log: Path, **env: str) -> subprocess.Popen:
         process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                   env={**os.environ, **env}, start_new_session=True)
+                                   env={**os.environ, **self.env, **env},
+                                   start_new_session=True)
         self.started.append(process)
         return process
 
@@ -241,11 +244,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pro
     pytest.importorskip("ray")
     logs = tmp_path_factory.mktemp("ray-logs")
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    processes = Processes()
+    # Ray's token authentication, with a token of this test's own (never ~/.ray's).
+    token = logs / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    processes = Processes({"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+                           "RAY_AUTH_TOKEN_PATH": str(token)})
     gcs = _free_port()
-    env = {"RAY_USAGE_STATS_ENABLED": "0"}
-    node = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
-            "--block"]
+    node = ["--num-cpus", "1", "--disable-usage-stats", "--block"]
 
     def ports() -> list[str]:  # two nodes on one machine must not share the agents' ports
         return ["--dashboard-agent-listen-port", str(_free_port()),
@@ -258,11 +263,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pro
     try:
         processes.start([ray_cli, "start", "--head", "--port", str(gcs),
                          "--include-dashboard", "false", *node, *ports()],
-                        logs / "head.log", **env)
+                        logs / "head.log")
         address = f"127.0.0.1:{gcs}"
         _wait_for_nodes(ray_cli, address, 1, processes, logs)
         processes.start([ray_cli, "start", "--address", address, *node, *ports()],
-                        logs / "worker.log", **env)
+                        logs / "worker.log")
         _wait_for_nodes(ray_cli, address, 2, processes, logs)
         yield address, processes
     finally:
@@ -281,7 +286,7 @@ def _wait_for_nodes(ray_cli: str, address: str, count: int, processes: Processes
                 raise RuntimeError(f"ray start exited: {process.args}\n" + "\n".join(
                     p.read_text()[-2000:] for p in logs.glob("*.log")))
         done = subprocess.run([sys.executable, "-c", code, address], capture_output=True,
-                              text=True, timeout=120)
+                              text=True, timeout=120, env={**os.environ, **processes.env})
         if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(count)]:
             return
         time.sleep(1)
