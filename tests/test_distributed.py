@@ -71,7 +71,7 @@ def test_the_default_path_never_imports_ray(tmp_path: Path) -> None:
 def local_ray() -> Iterator[None]:
     """One local Ray instance (2 CPUs) for the index tests, stopped at the end."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:

@@ -66,7 +66,9 @@ def ray_indexer(workers: int, address: str | None = None) -> Callable[..., None]
         started = not ray.is_initialized()
         if started:
             # A local cluster gets one CPU per worker; a running one is used as it is.
-            ray.init(address=address, num_cpus=workers if address is None else None,
+            # "local" always starts one: without it, Ray joins the last cluster started on
+            # this machine, or waits for it if it has stopped.
+            ray.init(address=address or "local", num_cpus=workers if address is None else None,
                      include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=False)
         try:

@@ -254,7 +254,9 @@ def serve_ray(settings: Any, address: str | None, replicas: int) -> int:
                    "all_windows": settings.all_windows, "fusion_weight": settings.weight,
                    "read_gate": settings.read_gate, "threshold": settings.threshold},
     }
-    ray.init(address=address, namespace=NAMESPACE, include_dashboard=False,
+    # "local" always starts a cluster of its own: without it, Ray joins the last cluster
+    # started on this machine, or waits for it if it has stopped.
+    ray.init(address=address or "local", namespace=NAMESPACE, include_dashboard=False,
              logging_level=logging.WARNING)
     stopping = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
