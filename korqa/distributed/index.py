@@ -43,6 +43,7 @@ class IndexStats:
     read_s: float = 0.0  # reading the store into shards
     index_s: float = 0.0  # the retriever's index(): analysis fed from the workers, counting
     wait_s: float = 0.0  # of index_s: waiting for the workers' next shard
+    ray_start_s: float = 0.0  # starting (or joining) the cluster
     per_component: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -64,6 +65,7 @@ def ray_indexer(workers: int, address: str | None = None) -> Callable[..., None]
 
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         started = not ray.is_initialized()
+        clock = time.perf_counter()
         if started:
             # A local cluster gets one CPU per worker; a running one is used as it is.
             # "local" always starts one: without it, Ray joins the last cluster started on
@@ -71,8 +73,9 @@ def ray_indexer(workers: int, address: str | None = None) -> Callable[..., None]
             ray.init(address=address or "local", num_cpus=workers if address is None else None,
                      include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=False)
+        joined = time.perf_counter() - clock
         try:
-            index_on_ray(retriever, store, total, progress, workers)
+            index_on_ray(retriever, store, total, progress, workers).ray_start_s = joined
         finally:
             if started:
                 ray.shutdown()

@@ -262,7 +262,11 @@ def serve_ray(settings: Any, address: str | None, replicas: int) -> int:
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stopping.set())
     try:
-        writer = IndexWriter.options(name=WRITER_NAME).remote(str(index_dir), str(data_dir))
+        # Restarted if its process dies: its state is the files, a counter and the replica
+        # table (refilled by the next heartbeats); the counter restarting only makes each
+        # replica reopen the index once more.
+        writer = IndexWriter.options(name=WRITER_NAME, max_restarts=-1).remote(
+            str(index_dir), str(data_dir))
         ray.get(writer.status.remote())
         serve.start(http_options={"host": settings.host, "port": settings.port},
                     proxy_location="HeadOnly")
