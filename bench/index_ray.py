@@ -1,7 +1,7 @@
 """`korqa index --ray` against a single-process build, on the first N paragraphs of a corpus.
 
     python3 bench/index_ray.py --corpus ../shared/data/kowiki/kowiki_00.jsonl.xz \\
-        --paragraphs 4000 --workers 1 2 --encoder models/korqa-reader --dense-paragraphs 200
+        --paragraphs 4000 --workers 1 2 1 2 --encoder models/korqa-reader --dense-paragraphs 200
 
 The sparse index is korqa's default BM25 (character 1-2 grams + Kiwi morphemes, with titles).
 Reported, for the single process and for Ray with each worker count: wall time, and for Ray the
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--paragraphs", type=int, default=4000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 1, 2],
+                        help="worker counts, run in this order (default 1 2 1 2: turns)")
     parser.add_argument("--encoder", help="a BERT directory for the dense encoding cost")
     parser.add_argument("--dense-paragraphs", type=int, default=200)
     args = parser.parse_args(argv)
@@ -87,15 +89,16 @@ def main(argv: list[str] | None = None) -> int:
                         index_with=ray_index.ray_indexer(workers))
             wall = time.perf_counter() - start
             stats = ray_index.last_stats
-            result[f"ray_{workers}"] = {
+            result.setdefault("ray", []).append({"workers": workers,
                 "wall_s": round(wall, 2), "waiting_for_workers_s": round(stats.wait_s, 2),
                 # Everything but waiting: reading the corpus into the store, shards, counting,
                 # weights, writing, and starting Ray (also given on its own).
                 "serial_s": round(wall - stats.wait_s, 2),
                 "ray_start_s": round(stats.ray_start_s, 2), "shards": stats.shards,
                 "identical_to_serial": same_files(root / "serial" / RETRIEVER_DIR,
-                                                  out / RETRIEVER_DIR)}
-            print(f"ray x{workers}: {result[f'ray_{workers}']}", file=sys.stderr, flush=True)
+                                                  out / RETRIEVER_DIR)})
+            shutil.rmtree(out)
+            print(f"ray x{workers}: {result['ray'][-1]}", file=sys.stderr, flush=True)
 
         if args.encoder:
             from korqa.retrieval.dense import PASSAGE_PREFIX, DenseRetriever
