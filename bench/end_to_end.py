@@ -119,7 +119,8 @@ def main() -> int:
     parser.add_argument("--gate", type=float,
                         help="read gate: skip paragraphs under gate × the top retrieval score "
                              "(default 0.9; 0 reads all top-k)")
-    parser.add_argument("--threshold", type=float, help="don't-know threshold (default 0.1)")
+    parser.add_argument("--threshold", type=float,
+                        help="don't-know threshold (default: the reader's confidence.json)")
     parser.add_argument("--int8", action="store_true",
                         help="read with smoothed int8 linears (the model must ship a calibration)")
     parser.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",

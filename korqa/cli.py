@@ -8,22 +8,109 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Iterator
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
-INT8_HELP = ("read with smoothed int8 linear layers on the CPU (the model must ship the "
-             "calibration `korqa calibrate` writes): ~1.4x faster; the shipped reader scores "
-             "1.0 F1 lower on validation, 0.6 on test")
+INT8_HELP = ("read with smoothed int8 linear layers on the CPU: faster, slightly less accurate "
+             "(the model must ship the calibration `korqa calibrate` writes)")
 ALL_WINDOWS_HELP = ("read every window of a paragraph longer than one; by default the windows "
                     "holding most of the question are read first and reading stops at the first "
-                    "confident one (validation: 26%% fewer tokens at F1 80.02 against 79.90)")
+                    "confident one")
 ENGINE_HELP = ("what runs the reader: torch, onnx (the same model traced once for ONNX Runtime, "
                "CPU only: same answers, faster), or auto (default: onnx on the CPU when "
                "onnxruntime is installed)")
+
+# `korqa --help` lists the commands in these groups, in this order; a command missing here is
+# listed under "other commands", so none is ever hidden.
+COMMAND_GROUPS = (
+    ("everyday use", ("index", "ask", "chat", "serve", "documents", "remove", "verify",
+                      "feedback")),
+    ("evaluation", ("evaluate", "evaluate-open", "score", "retrieval-eval", "open-sets",
+                    "split")),
+    ("training", ("train", "cloze", "average", "prune", "calibrate", "calibrate-confidence",
+                  "export", "import-e5",
+                  "vocab", "pretrain")),
+)
+# Options many commands share, explained once: build_parser() gives them to any command that
+# adds the option without a help text of its own.
+SHARED_HELP = {
+    "--no-progress": "hide the progress bars",
+    "--seed": "random seed",
+    "--device": "auto uses CUDA when it is available",
+    "--precision": "auto: bf16 (or fp16) autocast on CUDA, fp32 on the CPU",
+    "--dtype": "how the weights are stored",
+    "--lr": "peak learning rate",
+    "--weight-decay": "AdamW weight decay",
+    "--out": "directory to write",
+}
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, adding "(default: X)" to options whose help does not mention
+    their default. Flags and options without a default get nothing: "(default: False)" on a
+    --no-* flag reads backwards."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        default = action.default
+        if (not action.option_strings or action.nargs == 0 or default is None or default == []
+                or default is argparse.SUPPRESS or "default" in help_text.lower()):
+            return action.help
+        return f"{help_text} (default: %(default)s)".lstrip()
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose subcommands (and theirs) use HelpFormatter."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class _TopFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
+    """For `korqa --help`: the grouped command list in the description keeps its layout."""
+
+
+class _Version(argparse.Action):
+    """--version, read only when asked: the package metadata costs tens of milliseconds."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(f"korqa {version()}")
+        parser.exit()
+
+
+def version() -> str:
+    """The installed distribution's version; the package's own in a tree never installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("korqa")
+    except PackageNotFoundError:
+        from korqa import __version__
+
+        return __version__
+
+
+def iter_parsers(parser: argparse.ArgumentParser,
+                 name: str = "korqa") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """`parser` and every subcommand parser under it, with its full command name."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                yield from iter_parsers(sub, f"{name} {command}")
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -58,21 +145,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["train", "train+validation"], default="train",
                    help="train: hold out --validation-fold; train+validation: train on all 112 "
                         "non-test articles")
-    p.add_argument("--validation-fold", type=int, default=0)
+    p.add_argument("--validation-fold", type=int, default=0,
+                   help="group-k-fold fold of the non-test articles to validate on")
     p.add_argument("--validation-data", help="SQuAD file to validate on instead of the fold")
     p.add_argument("--extra-data", nargs="+", default=[], metavar="FILE",
                    help="more SQuAD files for training only (test-split overlaps are dropped)")
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=2, help="passes over the training questions")
     p.add_argument("--max-steps", type=int, help="train this many steps instead of --epochs")
     p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="windows per micro-batch")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
     p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps, or steps if >= 1")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="0 = no clipping")
-    p.add_argument("--max-seq-length", type=int, default=384)
-    p.add_argument("--doc-stride", type=int, default=128)
-    p.add_argument("--max-query-length", type=int, default=64)
+    p.add_argument("--max-seq-length", type=int, default=384,
+                   help="tokens per window: question, paragraph part and specials")
+    p.add_argument("--doc-stride", type=int, default=128,
+                   help="paragraph tokens between the starts of two windows")
+    p.add_argument("--max-query-length", type=int, default=64,
+                   help="question tokens kept at most")
     p.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
                    help="validate every N steps too (always at each epoch end)")
     p.add_argument("--eval-limit", type=int, metavar="N", help="validate on N questions")
@@ -83,8 +174,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     p.add_argument("--freeze-layers", type=int, default=0, metavar="N",
                    help="freeze the embeddings and the N lowest layers (faster on CPU)")
-    p.add_argument("--freeze-embeddings", action="store_true")
-    p.add_argument("--layer-lr-decay", type=float, default=1.0)
+    p.add_argument("--freeze-embeddings", action="store_true", help="freeze the embeddings only")
+    p.add_argument("--layer-lr-decay", type=float, default=1.0,
+                   help="each layer below the head trains at this times the learning rate "
+                        "of the layer above; 1: one rate for all")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-trim", dest="trim_particles", action="store_false",
                    help="validate without cutting particles off answers (no kiwipiepy needed)")
@@ -120,7 +213,8 @@ def _add_cloze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="SQuAD JSON to write (.json.gz ok)")
     p.add_argument("--max-questions", type=int, default=20_000, metavar="N",
                    help="in all, shared equally between the corpus paths (default 20000)")
-    p.add_argument("--per-paragraph", type=int, default=2, metavar="N")
+    p.add_argument("--per-paragraph", type=int, default=2, metavar="N",
+                   help="questions per paragraph at most")
     p.add_argument("--exclude", nargs="+", default=[], metavar="FILE",
                    help="SQuAD files whose article titles are never drawn from (KorQuAD dev)")
     p.add_argument("--seed", type=int, default=0)
@@ -152,7 +246,8 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
         description="Write the uniform weight average of several readers (e.g. the best/ of "
                     "runs with other seeds or schedules from one start): a 'model soup'. "
                     "They must share config and tokenizer.")
-    p.add_argument("--models", nargs="+", required=True, metavar="DIR")
+    p.add_argument("--models", nargs="+", required=True, metavar="DIR",
+                   help="reader directories to average")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32")
     p.set_defaults(handler=_average)
@@ -397,7 +492,8 @@ def _add_retrieval_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["test", "validation", "all"], default="test",
                    help="test = articles whose index is 4 mod 5; validation = the others")
     p.add_argument("--k", default="1,5,10,20", help="comma-separated cut-offs")
-    p.add_argument("--rule", choices=["auto", "context", "title-answer"], default="auto")
+    p.add_argument("--rule", choices=["auto", "context", "title-answer"], default="auto",
+                   help="which paragraphs count as gold, as described above")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(handler=_retrieval_eval)
@@ -455,8 +551,9 @@ def _add_split(sub: argparse._SubParsersAction) -> None:
                     "numbers its articles afresh, so cut no further split from it by index.")
     p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
     p.add_argument("--scheme", default="korquad",
-                   choices=["korquad", "group-kfold", "kfold", "stratified", "shuffle"])
-    p.add_argument("--folds", type=int, default=5)
+                   choices=["korquad", "group-kfold", "kfold", "stratified", "shuffle"],
+                   help="how to cut the non-test articles, as described above")
+    p.add_argument("--folds", type=int, default=5, help="number of folds")
     p.add_argument("--fold", type=int, help="write only this fold (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR")
@@ -486,7 +583,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                     "token F1. Scores are percentages.")
     p.add_argument("--data", required=True, help="SQuAD-format JSON with the gold answers")
     p.add_argument("--predictions", required=True, help='JSON object {"question id": "answer"}')
-    p.add_argument("--metric", choices=["korquad", "squad"], default="korquad")
+    p.add_argument("--metric", choices=["korquad", "squad"], default="korquad",
+                   help="korquad: F1 over characters; squad: F1 over tokens")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_score)
 
@@ -530,7 +628,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="a reader saved with save_pretrained, its tokenizer beside it "
                         "(default: the shipped reader, or $KORQA_MODEL)")
     p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
-    p.add_argument("--split", choices=["test", "validation", "all"], default="test")
+    p.add_argument("--split", choices=["test", "validation", "all"], default="test",
+                   help="questions to score, as described above")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", metavar="DIR", help="write predictions and the error analysis")
     p.add_argument("--no-trim", dest="trim_particles", action="store_false",
@@ -539,8 +638,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seq-length", type=int, help=window + "384)")
     p.add_argument("--doc-stride", type=int, help=window + "128)")
     p.add_argument("--max-query-length", type=int, help=window + "64)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--n-best", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    p.add_argument("--n-best", type=int, default=20,
+                   help="candidate answers kept per question (nbest.json)")
     p.add_argument("--max-answer-length", type=int, default=30, help="in tokens")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     _add_engine_options(p)
@@ -640,7 +740,8 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="read only paragraphs whose retrieval score is at least G times the "
                         "top one's (default 0.9; 0 reads all --top-k)")
     p.add_argument("--threshold", type=float, metavar="T",
-                   help="reader score under which the answer is 'don't know' (default 0.1)")
+                   help="confidence under which the answer is 'don't know' (default: the "
+                        "threshold fitted with the reader's confidence.json)")
     _add_engine_options(p)
     _add_reading_options(p)
 
@@ -791,7 +892,8 @@ def _add_vocab(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--max-docs", type=int, metavar="N",
                    help="read N documents in all, spread evenly over the .jsonl files")
-    p.add_argument("--min-frequency", type=int, default=2)
+    p.add_argument("--min-frequency", type=int, default=2,
+                   help="pairs seen fewer times are never merged into one piece")
     p.add_argument("--limit-alphabet", type=int, default=6_000,
                    help="most frequent characters kept as the initial alphabet")
     p.add_argument("--eval-data", nargs="+", metavar="FILE",
@@ -829,17 +931,19 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                    help="tiny, small, base, or a config.json (vocab_size: the tokenizer's)")
     p.add_argument("--tokenizer", required=True, metavar="DIR", help="from `korqa vocab`")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory")
-    p.add_argument("--max-steps", type=int, default=10_000)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-steps", type=int, default=10_000,
+                   help="optimizer steps; the learning-rate schedule is planned for them")
+    p.add_argument("--batch-size", type=int, default=32, help="sequence pairs per micro-batch")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--warmup", type=float, default=0.01,
                    help="fraction of steps, or steps if >= 1")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="0 = no clipping")
-    p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--short-seq-prob", type=float, default=0.1)
-    p.add_argument("--mask-prob", type=float, default=0.15)
+    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per sequence pair")
+    p.add_argument("--short-seq-prob", type=float, default=0.1,
+                   help="share of pairs cut shorter than --max-seq-length, as BERT does")
+    p.add_argument("--mask-prob", type=float, default=0.15, help="share of tokens masked")
     p.add_argument("--max-predictions", type=int, metavar="N",
                    help="masked tokens per sequence at most (default ceil(length * mask-prob))")
     p.add_argument("--whole-word-mask", action="store_true",
@@ -848,12 +952,14 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                    help="sentence-order prediction (swap A/B) instead of a random B")
     p.add_argument("--doc-buffer", type=int, default=1000, help="documents shuffled together")
     p.add_argument("--instance-buffer", type=int, default=2000, help="instances shuffled together")
-    p.add_argument("--max-docs-per-file", type=int, metavar="N")
+    p.add_argument("--max-docs-per-file", type=int, metavar="N",
+                   help="read only the first N documents of each file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--save-every", type=int, default=1000, metavar="STEPS")
+    p.add_argument("--save-every", type=int, default=1000, metavar="STEPS",
+                   help="write OUT/last every N steps, and at the end")
     p.add_argument("--stop-at-step", type=int, metavar="STEP",
                    help="stop at this step (after saving OUT/last); continue with --resume")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT/last")
@@ -885,7 +991,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                     "goes to DATA_DIR/feedback.sqlite (`korqa feedback export` reads it).")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default loopback; there is no authentication)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     _add_pipeline_options(p)
     p.add_argument("--data-dir", metavar="DIR",
                    help="feedback and the server's own index (default ~/.local/share/korqa/server)")
@@ -894,9 +1000,21 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                                           "default: same origin only)")
     p.add_argument("--max-queue", type=int, default=64, metavar="N",
                    help="questions waiting at most; more get 503 (default 64)")
+    p.add_argument("--allowed-hosts", nargs="+", default=[], metavar="NAME",
+                   help="Host header names to answer besides localhost, 127.0.0.1, ::1 and "
+                        "--host (\"*\": any); other names get 421, which stops DNS "
+                        "rebinding (default: none)")
+    p.add_argument("--api-key", metavar="KEY",
+                   help="required as 'Authorization: Bearer KEY' to add or remove documents; "
+                        "mandatory with a --host other machines reach (default: "
+                        "$KORQA_API_KEY, else none on loopback)")
+    p.add_argument("--deadline", type=float, default=10.0, metavar="SECONDS",
+                   help="a question not answered in this time, queueing included, gets 504 "
+                        "(default 10)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
     p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
+                   choices=["critical", "error", "warning", "info", "debug"],
+                   help="what the server logs")
     _add_ray_options(p)
     p.add_argument("--replicas", type=int, default=1, metavar="N",
                    help="with --ray: reader replicas, each with its share of --threads "
@@ -952,20 +1070,243 @@ def _feedback_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- open-sets / calibrate-confidence / evaluate-open (knowing when it doesn't know) ------
+
+
+def _add_open_set_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="KorQuAD 1.0 dev JSON (questions, paragraphs)")
+    p.add_argument("--chitchat", required=True, metavar="FILE",
+                   help="small-talk questions: ChatbotData.csv[.gz] (Q,A columns)")
+    p.add_argument("--answerable", type=int, metavar="N",
+                   help="KorQuAD questions drawn (seeded; default all of the split); the "
+                        "unanswerable set asks the same ones")
+    p.add_argument("--offtopic", type=int, metavar="N",
+                   help="small-talk questions drawn (default half as many as --answerable)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_open_read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="DIR",
+                   help="reader directory (default: the shipped reader, or $KORQA_MODEL)")
+    p.add_argument("--cache", metavar="FILE",
+                   help="JSON lines of the pipeline's reads, reused across runs (default: "
+                        "under ~/.cache/korqa/open-domain, per reader and split)")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for the reader")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+@_command
+def _add_open_sets(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "open-sets", help="write the answerable / unanswerable / off-topic question sets",
+        description="answerable: KorQuAD questions over the dev paragraphs, their own "
+                    "included; unanswerable: the same questions with their article's "
+                    "paragraphs left out of the search (exclude_title); offtopic: ChatbotData "
+                    "small talk. --split test: the KorQuAD test articles (index 4 mod 5) and "
+                    "chitchat rows 4 mod 5; validation: the reader's held-out fold 0 and the "
+                    "other chitchat rows. One JSON object a line.")
+    _add_open_set_options(p)
+    p.add_argument("--split", choices=["test", "validation"], default="test",
+                   help="test: the test articles and chitchat rows; validation: the reader's "
+                        "held-out fold, for fitting")
+    p.add_argument("--out", required=True, metavar="FILE", help="JSON lines to write")
+    p.set_defaults(handler=_open_sets)
+
+
+def _open_sets(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from korqa.evaluation.open_domain import build_open_sets, write_sets
+
+    questions = build_open_sets(args.data, args.chitchat, args.split, args.answerable,
+                                args.offtopic, args.seed)
+    write_sets(questions, args.out)
+    _print_json({"out": args.out, "split": args.split,
+                 "questions": dict(Counter(q.kind for q in questions))})
+    return 0
+
+
+@_command
+def _add_calibrate_confidence(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate-confidence",
+        help="fit the confidence (P(answer exactly right)) and the don't-know threshold",
+        description="Reads the validation sets of `korqa open-sets` through the pipeline "
+                    "(BM25 over the --data paragraphs, top-3), fits a logistic regression over "
+                    "reader, retrieval and question-overlap features of each best answer, "
+                    "calibrates it with an isotonic map on held-out folds (grouped by "
+                    "article), and picks the lowest threshold whose answered questions are "
+                    "exactly right at --precision. Writes MODEL/confidence.json (or --out), "
+                    "which ask, chat and serve then use. Never reads a test question.")
+    _add_open_set_options(p)
+    _add_open_read_options(p)
+    p.add_argument("--precision", type=float, default=0.5,
+                   help="share of answered validation questions (all three sets) that must "
+                        "be exactly right (default 0.5: the shipped confidence.json)")
+    p.add_argument("--out", metavar="FILE", help="default: MODEL/confidence.json")
+    p.set_defaults(handler=_calibrate_confidence)
+
+
+def _calibrate_confidence(args: argparse.Namespace) -> int:
+    from korqa.evaluation.open_domain import calibrate_confidence
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    _print_json(calibrate_confidence(
+        args.data, args.chitchat, args.model, args.out, args.cache, args.answerable,
+        args.offtopic, args.precision, args.seed, args.progress))
+    return 0
+
+
+@_command
+def _add_evaluate_open(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate-open",
+        help="answerable EM/F1, abstention on unanswerable and off-topic questions, AUROC, ECE",
+        description="Runs the three sets of `korqa open-sets` through the whole pipeline "
+                    "(BM25 over the --data paragraphs, top-3) and reports, with the reader's "
+                    "confidence and with the rule before it: EM/F1 on the answerable set "
+                    "with a don't-know counted wrong, the abstention rate of each set, and "
+                    "AUROC and ECE (10 bins) of the shown confidence against the best guess "
+                    "being exactly right. --report DIR writes reliability.png, "
+                    "coverage_accuracy.png and summary.json.")
+    _add_open_set_options(p)
+    _add_open_read_options(p)
+    p.add_argument("--split", choices=["test", "validation"], default="test",
+                   help="which sets of `korqa open-sets` to run")
+    p.add_argument("--confidence", metavar="FILE", help="default: MODEL/confidence.json")
+    p.add_argument("--report", metavar="DIR",
+                   help="write reliability.png, coverage_accuracy.png and summary.json here "
+                        "(default: none)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_evaluate_open)
+
+
+def _evaluate_open(args: argparse.Namespace) -> int:
+    from korqa.evaluation.open_domain import evaluate_open
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = evaluate_open(args.data, args.chitchat, args.model, args.split, args.confidence,
+                           args.cache, args.answerable, args.offtopic, args.report, args.seed,
+                           args.progress)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"split {args.split}; don't know under confidence {result['threshold']:.3f} "
+          f"(chosen for precision {result['precision_chosen_for']:.2f} on validation)")
+    print(f"{'':34}{'before':>10}{'calibrated':>12}")
+    before, now = result["before"], result["calibrated"]
+    lines = [("answerable: EM (don't know = 0)", "answerable", "exact_match"),
+             ("answerable: F1 (don't know = 0)", "answerable", "f1"),
+             ("answerable: abstention %", "answerable", "abstention"),
+             ("unanswerable: abstention %", "unanswerable", "abstention"),
+             ("off-topic: abstention %", "offtopic", "abstention"),
+             ("AUROC of the shown confidence", "confidence", "auroc"),
+             ("ECE of the shown confidence", "confidence", "ece")]
+    for label, part, key in lines:
+        if part in now:
+            print(f"{label:<34}{before[part][key]:>10}{now[part][key]:>12}")
+    for kind in ("answerable", "unanswerable", "offtopic"):
+        if kind in now:
+            print(f"  {kind}: {now[kind]['questions']} questions")
+    for path in result.get("report_files", []):
+        print(f"  wrote {path}")
+    return 0
+
+
+# ---- verify -------------------------------------------------------------------------------
+
+
+@_command
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify", help="check an index in full: every file's sha256 and the SQLite store",
+        description="Hash every retriever file against its manifest and run SQLite's integrity "
+                    "check on the paragraph store. Answering (ask, chat, serve) only compares "
+                    "file sizes and modification times, and hashes a file only when its time "
+                    "changed (copy indexes with `cp -p` to keep the times), so a file corrupted "
+                    "in place is caught here: run it after copying an index or when in doubt. "
+                    "Exits 2 naming the first file that fails.")
+    p.add_argument("--index", required=True, metavar="DIR", help="an index built by `korqa index`")
+    p.set_defaults(handler=_verify)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from korqa.retrieval.index import verify_index
+
+    _print_json({**verify_index(args.index), "ok": True})
+    return 0
+
+
 # ---- commands end -------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="korqa", description="Korean question answering on BERT")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="korqa", formatter_class=_TopFormatter,
+                     usage="korqa [-h] [--version] COMMAND ...",
+                     epilog="`korqa COMMAND --help` documents each command's options.")
+    parser.add_argument("--version", action=_Version, help="print korqa's version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="korqa")
     for add in _COMMANDS:
         add(sub)
+    for _, command in iter_parsers(parser):
+        for action in command._actions:
+            if action.help is None and action.option_strings:
+                action.help = SHARED_HELP.get(action.option_strings[-1])
+    parser.description = _command_list(sub)
+    sub.help = argparse.SUPPRESS  # listed by group in the description instead
+    # "invalid choice" errors list the commands in the same order (in place: the same dict
+    # maps names to parsers).
+    rank = {name: i for i, name in enumerate(n for _, names in COMMAND_GROUPS for n in names)}
+    ordered = sorted(sub.choices.items(), key=lambda item: rank.get(item[0], len(rank)))
+    sub.choices.clear()
+    sub.choices.update(ordered)
     return parser
 
 
+def _command_list(sub: argparse._SubParsersAction) -> str:
+    """The subcommands and their one-line help, grouped as COMMAND_GROUPS says."""
+    helps = {action.dest: action.help or "" for action in sub._choices_actions}
+    grouped = [name for _, names in COMMAND_GROUPS for name in names]
+    groups = [(title, [name for name in names if name in helps])
+              for title, names in COMMAND_GROUPS]
+    groups.append(("other commands", [name for name in helps if name not in grouped]))
+    width = max(map(len, helps)) + 4
+    columns = max(min(shutil.get_terminal_size().columns, 100) - 2, width + 30)
+    lines = textwrap.wrap("Korean question answering on BERT: index documents, ask in Korean, "
+                          "and train and evaluate readers.", columns) + [""]
+    for title, names in groups:
+        if names:
+            lines.append(f"{title}:")
+            for name in names:
+                lines += textwrap.wrap(helps[name], columns,
+                                       initial_indent=f"  {name:<{width - 2}}",
+                                       subsequent_indent=" " * width)
+            lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        try:
+            return _run(argv)
+        finally:
+            if sys.stdout is not None:  # None when started with stdout closed (>&-)
+                sys.stdout.flush()  # a closed pipe raises here, not in Python's exit
+    except BrokenPipeError:
+        # `korqa … | head` closed our output: stop quietly, as `cat` does. Python flushes
+        # stdout once more at exit, so it points at /dev/null from here on.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # what a shell reports for a command that SIGPIPE ended
+
+
+def _run(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except (FileNotFoundError, ValueError) as error:

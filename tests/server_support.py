@@ -1,7 +1,9 @@
-"""Helpers shared by the server tests: a tiny index and reader, and uvicorn on a loopback port."""
+"""Helpers shared by the server tests: a tiny index and reader, and a live server on a loopback
+port."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -10,13 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import uvicorn
 from fastapi import FastAPI
+from hypercorn.asyncio import serve as serve_asgi
 from test_pipeline import DOCS, make_tiny_reader, write_corpus
 
 from korqa.modeling import BertForQuestionAnswering
 from korqa.pipeline import PipelineConfig, QAPipeline, Reader
 from korqa.retrieval.index import Index, build_index, make_retriever
+from korqa.server.app import server_config
 from korqa.tokenization import Tokenizer
 
 __all__ = ["DOCS", "LiveServer", "build_tiny_index", "make_tiny_reader", "one_torch_thread",
@@ -56,12 +59,13 @@ def one_torch_thread() -> Iterator[None]:
 
 
 class LiveServer:
-    """`app` served by uvicorn on a free 127.0.0.1 port in a thread, for real HTTP clients."""
+    """`app` served as `korqa serve` serves it (hypercorn, its timeouts) on a free 127.0.0.1
+    port in a thread, for real HTTP clients."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.port = 0
-        self._server: uvicorn.Server | None = None
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
@@ -69,22 +73,30 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LiveServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))  # the kernel picks a free port; we keep the socket
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        daemon=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))  # the kernel picks a free port
+            self.port = probe.getsockname()[1]
+        config = server_config("127.0.0.1", self.port, "warning")
+
+        async def stopped() -> None:
+            while not self._stop.is_set():
+                await asyncio.sleep(0.05)
+
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(serve_asgi(self.app, config, shutdown_trigger=stopped),),
+            daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 60
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("the server did not start") from None
+                time.sleep(0.05)
 
     def __exit__(self, *exc: object) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.should_exit = True
+        assert self._thread is not None
+        self._stop.set()
         self._thread.join(timeout=60)

@@ -212,7 +212,32 @@ def test_selecting_the_right_span_sends_a_correction(browser: webdriver.Chrome,
     corrected = turn.find_element(By.CSS_SELECTOR, "mark.corrected-span")
     assert corrected.get_attribute("textContent") == target
     db = sqlite3.connect(server.data_dir / FEEDBACK_FILE)
-    row = db.execute("SELECT verdict, corrected_answer, corrected_start, context FROM feedback "
+    row = db.execute("SELECT verdict, corrected_answer, corrected_start, context "
+                     "FROM feedback JOIN shown_paragraphs ON digest = paragraph_digest "
                      "ORDER BY id DESC LIMIT 1").fetchone()
     db.close()
     assert row == ("wrong", target, start, HALLA_TEXT)
+
+
+def test_the_api_docs_render_from_this_server_alone(browser: webdriver.Chrome,
+                                                    server: LiveServer) -> None:
+    browser.get(server.url + "/docs")
+    WebDriverWait(browser, 60).until(  # Swagger UI listed the operations
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".swagger-ui .opblock-summary-path"))
+    assert "/ask" in browser.find_element(By.TAG_NAME, "body").text
+    # Every script, style, font and image came from korqa itself: it works offline.
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded and all(url.startswith(server.url + "/") for url in loaded), loaded
+
+
+def test_the_page_shows_its_favicon(browser: webdriver.Chrome, server: LiveServer) -> None:
+    _open(browser, server)
+    icon = browser.find_element(By.CSS_SELECTOR, "link[rel=icon]").get_attribute("href")
+    # Drawn by the browser under the page's Content-Security-Policy: a real SVG image.
+    size = browser.execute_async_script(
+        "const done = arguments[1]; const img = new Image();"
+        "img.onload = () => done([img.naturalWidth, img.naturalHeight]);"
+        "img.onerror = () => done(null); img.src = arguments[0];", icon)
+    assert size and size[0] > 0 and size[1] > 0
+    assert httpx.get(icon).headers["content-type"] == "image/svg+xml"

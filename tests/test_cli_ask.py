@@ -58,7 +58,7 @@ def test_ask_prints_the_answer_marked_in_its_paragraph(files: dict[str, Path],
                         "--model", str(files["model"]), "--threshold", "0"], capsys)
     assert code == 0
     first, scores, paragraph = out.splitlines()[:3]
-    assert "김치" in scores and "score" in scores
+    assert "김치" in scores and "confidence" in scores
     assert f"【{first}】" in paragraph  # brackets, not ANSI, when stdout is not a terminal
 
 

@@ -158,3 +158,26 @@ def test_outside_windows_and_breakdowns(tmp_path):
     assert worst["gold"] == ["임종석"] and worst["prediction"] == "가나"
     assert "{{가나}}" in worst["context_snippet"] and "[[임종석]]" in worst["context_snippet"]
     assert "outside_windows | 1 | 100.00" in render_markdown(report)
+
+
+def test_evaluate_shows_every_stage_and_is_silent_without_progress(tiny_model, tiny_dataset,
+                                                                   capsys, tmp_path):
+    # Short windows: each paragraph spans several, read in rounds.
+    args = ["evaluate", "--model", str(tiny_model), "--data", str(tiny_dataset), "--split",
+            "all", "--json", "--max-seq-length", "24", "--doc-stride", "4", "--engine", "torch",
+            "--report", str(tmp_path / "report")]
+    assert main([*args, "--no-progress"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.err == ""
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["windows"] > result["total"]
+    err = captured.err.replace("\r", "\n")
+    stages = ["korqa: 5 questions of the all split; loading the reader",
+              "korqa: cutting the questions' paragraphs into windows",
+              "predict: 100%", "answers, particles trimmed: 100%", "answers: 100%",
+              "korqa: writing predictions and the error analysis to"]
+    at = [err.find(stage) for stage in stages]
+    assert -1 not in at and at == sorted(at), err
+    assert f"{result['windows']}/{result['windows']}" in err  # one bar over every round

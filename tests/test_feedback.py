@@ -18,6 +18,7 @@ from korqa.server.app import create_app
 from korqa.server.feedback import (
     FEEDBACK_FILE,
     Feedback,
+    FeedbackFull,
     FeedbackStore,
     export_squad,
     locate_span,
@@ -145,9 +146,11 @@ def test_feedback_round_trip_to_a_squad_file_with_exact_offsets(client: TestClie
                 {**shown, "paragraph_id": "kowiki:nowhere:0", "verdict": "correct"}]:
         response = client.post("/feedback", json=bad)
         assert response.status_code == 422 and response.json()["error"], bad
+    # This server has no FAQ: an FAQ verdict names nothing it answered.
     faq = {"question": "인사", "answer": "안녕", "verdict": "correct", "paragraph_id": "faq:0"}
-    assert client.post("/feedback", json=faq).status_code == 201
-    assert client.get("/health").json()["feedback"] == 4
+    refused = client.post("/feedback", json=faq)
+    assert refused.status_code == 422 and "unknown FAQ entry" in refused.json()["error"]
+    assert client.get("/health").json()["feedback"] == 3
 
     out = tmp_path / "feedback-squad.json"
     assert main(["feedback", "export", "--data-dir", str(tmp_path / "data"),
@@ -165,3 +168,70 @@ def test_feedback_round_trip_to_a_squad_file_with_exact_offsets(client: TestClie
     assert height.context == HALLA_TEXT and height.title == "한라산"
     assert main(["feedback", "export", "--db", str(tmp_path / "none.sqlite"),
                  "--out", str(out)]) == 2
+
+
+def test_offsets_past_any_paragraph_are_refused_not_a_server_error(client: TestClient) -> None:
+    shown = {"question": HALLA_Q, "answer": "1947미터", "paragraph_id": HALLA_ID}
+    for field in ("answer_start", "corrected_start"):
+        body = {**shown, "verdict": "wrong" if field == "corrected_start" else "correct",
+                field: 2**63}
+        if field == "corrected_start":
+            body["corrected_answer"] = "1947미터"
+        response = client.post("/feedback", json=body)
+        assert response.status_code == 422 and field in response.json()["error"], field
+
+
+def test_verdicts_on_one_long_paragraph_keep_it_once(tmp_path: Path) -> None:
+    # 200 verdicts on a 100,000-character paragraph: one copy of it, not 200.
+    context = "가나다라마바사아자차. " * 8_000
+    db = tmp_path / FEEDBACK_FILE
+    with FeedbackStore(db) as store:
+        for i in range(200):
+            store.add(Feedback(f"질문 {i}", "가나다", "p", "correct", 0, title="긴 문서",
+                               context=context))
+    # Closed: the write-ahead log is checkpointed into the file.
+    assert db.stat().st_size < 2_000_000
+    counts = export_squad(db, tmp_path / "out.json")
+    assert counts["questions"] == 200
+    assert all(e.context == context for e in read_squad(tmp_path / "out.json"))
+
+
+def test_the_store_takes_no_more_than_its_limit(tmp_path: Path) -> None:
+    with FeedbackStore(tmp_path / FEEDBACK_FILE, max_rows=2) as store:
+        store.add(Feedback("q1", "a", "p", "correct", 0, title="t", context="a"))
+        store.add(Feedback("q2", "a", "p", "correct", 0, title="t", context="a"))
+        with pytest.raises(FeedbackFull, match="export"):
+            store.add(Feedback("q3", "a", "p", "correct", 0, title="t", context="a"))
+    with FeedbackStore(tmp_path / FEEDBACK_FILE, max_rows=2) as reopened:
+        assert len(reopened) == 2
+        with pytest.raises(FeedbackFull):
+            reopened.add(Feedback("q3", "a", "p", "correct", 0, title="t", context="a"))
+
+
+def test_a_version_1_store_exports_as_before_and_migrates_on_open(tmp_path: Path) -> None:
+    db = tmp_path / FEEDBACK_FILE
+    conn = sqlite3.connect(db)
+    conn.executescript("""
+        CREATE TABLE feedback (id INTEGER PRIMARY KEY, created REAL NOT NULL,
+            question TEXT NOT NULL, answer TEXT NOT NULL, paragraph_id TEXT NOT NULL,
+            verdict TEXT NOT NULL, answer_start INTEGER, corrected_answer TEXT,
+            corrected_start INTEGER, title TEXT, context TEXT);
+        PRAGMA user_version = 1;""")
+    rows = [(0.0, HALLA_Q, "1947미터", HALLA_ID, "correct", HALLA_TEXT.index("1947미터"), None,
+             None, "한라산", HALLA_TEXT),
+            (1.0, "인사", "안녕", "faq:0", "correct", 0, None, None, None, None)]
+    with conn:
+        conn.executemany("INSERT INTO feedback (created, question, answer, paragraph_id, "
+                         "verdict, answer_start, corrected_answer, corrected_start, title, "
+                         "context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.close()
+    before = export_squad(db, tmp_path / "before.json")
+    with FeedbackStore(db) as store:
+        assert len(store) == 2
+    after = export_squad(db, tmp_path / "after.json")
+    assert {**before, "out": ""} == {**after, "out": ""}
+    assert (tmp_path / "before.json").read_text() == (tmp_path / "after.json").read_text()
+    check = sqlite3.connect(db)
+    assert check.execute("SELECT COUNT(*) FROM feedback WHERE context IS NOT NULL").fetchone() \
+        == (0,)
+    check.close()

@@ -11,8 +11,9 @@ from test_quantize import ANSWER, CONTEXT, QUESTION, tiny_reader  # noqa: F401 (
 
 from korqa.cli import main
 from korqa.modeling import BertConfig, BertForQuestionAnswering, load_reader_model, onnx_engine
+from korqa.modeling.engines import is_quantized, resolve_engine
 from korqa.modeling.onnx_engine import OnnxReaderModel, build_onnx_reader
-from korqa.modeling.quantize import fold_attention_output_smoothing, is_quantized, resolve_engine
+from korqa.modeling.quantize import fold_attention_output_smoothing
 from korqa.pipeline import Reader
 from korqa.reader.features import InputFeatures
 from korqa.reader.predict import compute_logits

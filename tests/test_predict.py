@@ -243,6 +243,15 @@ def test_reading_stops_at_the_first_confident_window(tmp_path):
     assert (again.text, again.start, again.end) == (best.text, best.start, best.end)
 
 
+def test_the_progress_bar_counts_skipped_windows_to_the_end(tmp_path, capsys):
+    _, tokenizer, features = _spaced(tmp_path, "차")
+    model = _PointsAt(tokenizer.token_to_id("차"))
+    read_logits(model, features, tokenizer, PredictConfig(), progress=True)
+    assert model.windows_read == 1
+    bar = capsys.readouterr().err.replace("\r", "\n")
+    assert "predict: 100%" in bar and "3/3" in bar  # one read, two skipped: all settled
+
+
 def test_unsure_windows_are_all_read(tmp_path):
     _, tokenizer, features = _spaced(tmp_path, "차")
     model = _PointsAt(target=-1)  # every window says "not here" (CLS)
@@ -293,7 +302,7 @@ def test_an_int8_model_reads_one_window_at_a_time(tmp_path):
     model = _PointsAt(tokenizer.token_to_id("차"))
     compute_logits(model, features, tokenizer.pad_id, batch_size=3)
     assert model.batches == [3]
-    model.int8 = True  # what korqa.modeling.quantize.is_quantized reads on an ONNX int8 reader
+    model.int8 = True  # what korqa.modeling.engines.is_quantized reads on an ONNX int8 reader
     model.batches.clear()
     compute_logits(model, features, tokenizer.pad_id, batch_size=3)
     assert model.batches == [1, 1, 1]

@@ -11,10 +11,10 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
 from korqa.cli import main
 from korqa.modeling import BertConfig, BertForQuestionAnswering, load_reader_model
+from korqa.modeling.config import ABSMAX_FILE
+from korqa.modeling.engines import is_quantized
 from korqa.modeling.quantize import (
-    ABSMAX_FILE,
     SmoothedLinear,
-    is_quantized,
     load_input_absmax,
     quantize_linears,
     record_input_absmax,

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from server_support import (
     DOCS,
@@ -19,12 +25,24 @@ from server_support import (
     one_torch_thread,
     tiny_pipeline,
 )
+from starlette.exceptions import HTTPException
 
 from korqa.cli import build_parser
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval.index import STORE_FILE, Index
-from korqa.server.app import MAX_QUESTION, create_app, prepare_index
+from korqa.server.app import (
+    HEADER_TIMEOUT,
+    MAX_PARAGRAPH_CHARS,
+    MAX_QUESTION,
+    BodyLimit,
+    DocumentIn,
+    ServerSettings,
+    allowed_host_names,
+    create_app,
+    prepare_index,
+    serve,
+)
 from korqa.server.engine import Busy, Engine, repair_index
 
 HALLA = "한라산의 높이는 얼마인가?"
@@ -83,16 +101,75 @@ def test_health_page_static_files_and_schema(client: TestClient) -> None:
     assert "AnswerOut" in json.dumps(paths["/ask"])
 
 
-@pytest.mark.parametrize("path", [
+HOSTILE_PATHS = [
     "/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py",
     "/static/%2e%2e%2f%2e%2e%2fcli.py", "/static//etc/passwd", "/static/%00", "/nothing",
-])
+    "/static/%ff", "/static/a%00b.js", "/static/app.js%00", "/%00", "/%ff", "/static/",
+    "/static", "/static/..\\app.py", "/static/..%5capp.py", "/static/%5c%5cserver%5cshare",
+    "/static/%c0%af", "/static/%c0%ae%c0%ae/app.py", "/static/%ed%a0%80", "/static/%",
+    "/static/%zz", "/static/%0d%0aSet-Cookie:%20a=b", "/static/..;/app.py",
+    "/static/%ED%95%9C%EB%9D%BC%EC%82%B0.js", "/static/%e2%80%ae", "/static/con",
+    "/static/" + "../" * 40 + "etc/passwd", "/static/" + "a" * 10_000, "/" + "a" * 10_000,
+    "/static/" + "%ff" * 3_000, "/static/" + "a/" * 2_000, "/docs/%00", "/docs%00",
+    "/docs-assets/%00", "/docs-assets/../core.py", "/docs-assets/%2e%2e/core.py",
+    "/favicon.ico%00", "/ask%00", "/ask/%00", "/health%00", "/documents/..%2f..%2fapp.py",
+    "/feedback/%ff", "/redoc", "//", "///etc/passwd",
+]
+
+
+@pytest.mark.parametrize("path", HOSTILE_PATHS)
 def test_no_path_leaves_the_static_folder(client: TestClient, path: str) -> None:
     # httpx would normalise "..", so the raw path goes through the transport as written.
     response = client.request("GET", client.base_url.copy_with(raw_path=path.encode()))
     assert response.status_code == 404
     assert "error" in response.json()
-    assert "import" not in response.text
+    assert "import" not in response.text and "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/ask?question=%00", 405), ("GET", "/ask?question=%ff%fe&top_k=%00", 405),
+    ("POST", "/static/%00", 405), ("PUT", "/ask%00", 404), ("DELETE", "/health", 405),
+    ("POST", "/docs-assets/%00", 405), ("GET", "/health?%00=%ff", 200),
+    ("POST", "/ask?question=%00", 415),  # the body is what counts, and there is none
+])
+def test_hostile_queries_and_methods_get_a_clean_answer(client: TestClient, method: str,
+                                                        path: str, status: int) -> None:
+    response = client.request(method, client.base_url.copy_with(raw_path=path.encode()))
+    assert response.status_code == status
+    assert "Traceback" not in response.text and "internal" not in response.text
+
+
+def test_raw_bytes_no_client_library_would_send_get_a_400(tmp_path: Path) -> None:
+    # Unescaped UTF-8, control bytes and NULs in the request line: uvicorn refuses them before
+    # the app sees them; the point is that nothing answers 500 or hangs.
+    with LiveServer(create_app(_BlockingPipeline, tmp_path)) as live:
+        for target in ["/static/한라산".encode(), b"/static/\xff\xfe", b"/static/a\x00b",
+                       b"/ask?question=\x00", b"/static/\x7f", b"/static/a\tb"]:
+            with socket.create_connection(("127.0.0.1", live.port), timeout=30) as sock:
+                sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n"
+                             b"Connection: close\r\n\r\n")
+                reply = b""
+                while chunk := sock.recv(65536):
+                    reply += chunk
+            assert reply.startswith(b"HTTP/1.1 400 "), (target, reply[:100])
+            assert b"Traceback" not in reply
+
+
+def test_the_favicon_and_offline_api_docs(client: TestClient) -> None:
+    page = client.get("/")
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page.text
+    for path in ["/favicon.ico", "/static/favicon.svg"]:
+        icon = client.get(path)
+        assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+        assert ElementTree.fromstring(icon.content).tag == "{http://www.w3.org/2000/svg}svg"
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    # Nothing the page loads comes from elsewhere (FastAPI's default uses a CDN).
+    assert "cdn" not in docs.text and "https://" not in docs.text
+    assets = re.findall(r'(?:href|src)="(/[^"]+)"', docs.text)
+    assert len(assets) == 3  # script, style, icon
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
 
 
 BAD_BODIES = {
@@ -101,8 +178,9 @@ BAD_BODIES = {
     "a JSON list": (b'["question"]', "application/json", 422),
     "a JSON string": (b'"question"', "application/json", 422),
     "binary": (bytes(range(256)) * 4, "application/json", 400),
-    "binary as octet-stream": (bytes(range(256)), "application/octet-stream", 422),
-    "form data": (b"question=abc", "application/x-www-form-urlencoded", 422),
+    "binary as octet-stream": (bytes(range(256)), "application/octet-stream", 415),
+    "form data": (b"question=abc", "application/x-www-form-urlencoded", 415),
+    "JSON as text/plain": (b'{"question": "abc"', "text/plain", 415),
     "empty question": (b'{"question": ""}', "application/json", 422),
     "blank question": (b'{"question": "  \\n "}', "application/json", 422),
     "too long question": (json.dumps({"question": "가" * (MAX_QUESTION + 1)}).encode(),
@@ -130,6 +208,17 @@ def test_bad_requests_get_a_4xx_json_error(client: TestClient, name: str) -> Non
     error = response.json()["error"]
     assert isinstance(error, str) and error
     assert len(response.content) < 4000  # the offending input is not echoed back
+
+
+def test_a_body_that_is_not_json_is_told_to_send_json(client: TestClient) -> None:
+    response = client.post("/ask", content=b"question=abc")  # no Content-Type at all
+    assert response.status_code == 415
+    assert "Content-Type: application/json" in response.json()["error"]
+
+
+def test_head_of_the_page_is_allowed(client: TestClient) -> None:
+    response = client.head("/")
+    assert response.status_code == 200 and "text/html" in response.headers["content-type"]
 
 
 def test_an_oversized_body_without_a_length_is_cut_off(client: TestClient) -> None:
@@ -351,6 +440,44 @@ def test_documents_split_on_blank_lines_and_update_by_id(tmp_path: Path,
             assert store.get([split["paragraph_ids"][1]])[0].text == "둘째 문단이다."
 
 
+def test_reposting_a_document_replaces_it_and_delete_removes_it(tmp_path: Path,
+                                                               model_dir: Path) -> None:
+    index_dir = build_tiny_index(tmp_path / "index")
+    app = create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0), tmp_path / "data")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        three = ["파란여우 마을의 우체국장은 남궁별이다.", "뷁뷁 둘째 문단.", "꽯꽯 셋째 문단."]
+        assert client.post("/documents", json={"documents": [
+            {"title": "마을", "paragraphs": three, "id": "shrink"}]}).status_code == 200
+        one = client.post("/documents", json={"documents": [
+            {"title": "연구소", "paragraphs": ["은빛수달 연구소의 소장은 제갈현무이다."],
+             "id": "shrink"}]}).json()
+        assert (one["updated"], one["removed"], one["paragraphs"]) == (1, 2, len(DOCS) + 1)
+        with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
+            assert [p.id for p in store if p.id.startswith("api:")] == ["api:shrink:0"]
+        found = client.post("/ask", json={"question": "뷁뷁 꽯꽯 파란여우"}).json()
+        assert all(not hit["paragraph_id"].startswith("api:shrink:")
+                   or hit["paragraph_id"] == "api:shrink:0" for hit in found["retrieved"])
+
+        gone = client.delete("/documents/shrink")
+        assert gone.status_code == 200 and gone.json()["removed"] == 1
+        assert gone.json()["paragraphs"] == len(DOCS)
+        with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
+            assert not [p.id for p in store if p.id.startswith("api:")]
+        assert client.delete("/documents/shrink").status_code == 404
+        assert client.delete("/documents/a%3Ab").status_code == 422
+        assert client.get("/health").json()["paragraphs"] == len(DOCS)
+
+
+def test_a_long_text_is_cut_to_the_paragraph_limit() -> None:
+    sentence = "가나다라마바사 아자차카타파하. "
+    long_text = sentence * (MAX_PARAGRAPH_CHARS // len(sentence) * 3)
+    document = DocumentIn(title="긴 글", text=long_text + "\n\n짧은 문단.")
+    assert len(document.paragraphs) == 4  # three pieces of about the limit, and the short one
+    assert all(len(p) <= MAX_PARAGRAPH_CHARS for p in document.paragraphs)
+    assert all(p.endswith(".") for p in document.paragraphs)
+    assert "".join(document.paragraphs[:-1]).replace(" ", "") == long_text.replace(" ", "")
+
+
 def test_restart_repairs_a_retriever_that_missed_stored_paragraphs(tmp_path: Path) -> None:
     index_dir = build_tiny_index(tmp_path / "index")
     # What a crash between storing documents and swapping in the rebuilt retriever leaves.
@@ -406,3 +533,170 @@ def test_the_cli_parses_serve_and_feedback_export() -> None:
         ("127.0.0.1", 8000, ["http://a", "http://b"], 5)
     args = build_parser().parse_args(["feedback", "export", "--db", "f.sqlite", "--out", "o"])
     assert (args.db, args.out) == ("f.sqlite", "o")
+
+
+def test_a_question_past_its_deadline_answers_504_and_is_not_read(tmp_path: Path) -> None:
+    blocking = _BlockingPipeline()
+    asked: list[str] = []
+    original = blocking.ask
+
+    def recording(question: str, top_k: int | None = None) -> object:
+        asked.append(question)
+        return original(question, top_k)
+
+    blocking.ask = recording  # type: ignore[method-assign]
+    app = create_app(lambda: blocking, tmp_path, deadline=0.5)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        first = threading.Thread(target=client.post, args=("/ask",),
+                                 kwargs={"json": {"question": "first"}})
+        first.start()
+        assert blocking.started.wait(10)
+        late = client.post("/ask", json={"question": "queued"})  # waits behind "first"
+        assert late.status_code == 504 and "0.5 s" in late.json()["error"]
+        blocking.release.set()
+        first.join(10)
+        assert client.post("/ask", json={"question": "after"}).status_code == 200
+    assert asked == ["first", "after"]  # the queued one was dropped, never read
+
+
+def test_a_question_whose_client_left_is_dropped_before_it_is_read(tmp_path: Path) -> None:
+    blocking = _BlockingPipeline()
+    asked: list[str] = []
+    original = blocking.ask
+
+    def recording(question: str, top_k: int | None = None) -> object:
+        asked.append(question)
+        return original(question, top_k)
+
+    blocking.ask = recording  # type: ignore[method-assign]
+    app = create_app(lambda: blocking, tmp_path)
+    with LiveServer(app) as server:
+        first = threading.Thread(target=httpx.post, args=(f"{server.url}/ask",),
+                                 kwargs={"json": {"question": "first"}, "timeout": 30})
+        first.start()
+        assert blocking.started.wait(10)
+        with pytest.raises(httpx.ReadTimeout):  # this client gives up and closes
+            httpx.post(f"{server.url}/ask", json={"question": "abandoned"}, timeout=0.5)
+        time.sleep(1.0)  # the server notices the closed connection
+        blocking.release.set()
+        first.join(10)
+        answer = httpx.post(f"{server.url}/ask", json={"question": "after"}, timeout=30)
+        assert answer.json() == {"answer": "after"}
+    assert asked == ["first", "after"]
+
+
+def test_other_host_names_are_refused_so_dns_rebinding_cannot_reach_the_api(
+        tmp_path: Path) -> None:
+    app = create_app(lambda: _BlockingPipeline(), tmp_path,
+                     allowed_hosts=allowed_host_names("127.0.0.1", []))
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/health", headers={"Host": "localhost:8000"}).status_code == 200
+        assert client.get("/health", headers={"Host": "[::1]:8000"}).status_code == 200
+        for host in ("attacker.example", "attacker.example:8000", "127.0.0.1.attacker.example",
+                     ""):
+            response = client.post("/documents", headers={"Host": host},
+                                   json={"documents": [{"title": "t", "text": "x"}]})
+            assert response.status_code == 421 and "--allowed-hosts" in response.json()["error"]
+    assert allowed_host_names("0.0.0.0", ["Box.lan"]) == ["localhost", "127.0.0.1", "::1",
+                                                          "box.lan"]
+    assert allowed_host_names("0.0.0.0", ["*"]) is None
+
+
+def test_with_an_api_key_only_its_holder_adds_or_removes_documents(tmp_path: Path,
+                                                                  model_dir: Path) -> None:
+    index_dir = build_tiny_index(tmp_path / "index")
+    app = create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0), tmp_path / "data",
+                     api_key="s3cret")
+    document = {"documents": [{"title": "t", "text": "뷁뷁 꽯꽯", "id": "keyed"}]}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            response = client.post("/documents", json=document, headers=headers)
+            assert response.status_code == 401 and "Bearer" in response.json()["error"]
+            assert client.delete("/documents/keyed", headers=headers).status_code == 401
+        right = {"Authorization": "Bearer s3cret"}
+        assert client.post("/documents", json=document, headers=right).status_code == 200
+        assert client.delete("/documents/keyed", headers=right).status_code == 200
+        assert client.post("/ask", json={"question": HALLA}).status_code == 200  # reads: open
+
+
+def test_serving_beyond_loopback_needs_an_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KORQA_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="--api-key"):
+        serve(ServerSettings(host="0.0.0.0"))  # refused before anything loads
+
+
+def test_a_damaged_store_is_found_at_start_and_answers_503_later(tmp_path: Path) -> None:
+    index_dir = build_tiny_index(tmp_path / "index")
+    store_file = index_dir / STORE_FILE
+    with ParagraphStore(store_file, readonly=True) as store:
+        store.check()  # a sound store passes
+    data = bytearray(store_file.read_bytes())
+    page = 4096
+    assert len(data) >= 3 * page
+    data[page + 100:2 * page] = b"\xff" * (page - 100)  # a page of garbage
+    store_file.write_bytes(bytes(data))
+    with ParagraphStore(store_file, readonly=True) as store, \
+            pytest.raises(ValueError, match=r"(?s)paragraphs\.sqlite is damaged.*korqa index"):
+        store.check()
+
+    class DamagedPipeline(_BlockingPipeline):
+        def ask(self, question: str, top_k: int | None = None) -> object:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+    app = create_app(lambda: DamagedPipeline(), tmp_path / "data")
+    app.state.engine.index_dir = index_dir
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/ask", json={"question": HALLA})
+    assert response.status_code == 503
+    assert str(store_file) in response.json()["error"]
+
+
+def test_a_client_that_never_finishes_its_headers_is_disconnected(tmp_path: Path) -> None:
+    app = create_app(lambda: _BlockingPipeline(), tmp_path)
+    with LiveServer(app) as server, socket.create_connection(("127.0.0.1", server.port)) as loris:
+        loris.settimeout(HEADER_TIMEOUT + 5)
+        loris.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        started = time.monotonic()
+        closed = False
+        while time.monotonic() - started < HEADER_TIMEOUT + 5:
+            try:
+                loris.sendall(b"X-Slow: 1\r\n")  # a header line now and then, never the end
+                if loris.recv(1024) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                break
+            except OSError:
+                closed = True
+                break
+        assert closed and time.monotonic() - started < HEADER_TIMEOUT + 5
+        assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+
+
+def test_a_body_trickled_past_its_time_is_refused_with_408() -> None:
+    inner = FastAPI()
+
+    @inner.post("/echo")
+    async def echo(body: dict) -> dict:
+        return body
+
+    @inner.exception_handler(HTTPException)
+    async def as_json(_: object, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": error.detail}, status_code=error.status_code)
+
+    app = BodyLimit(inner, max_bytes=1_000_000, max_seconds=1.0)
+
+    def trickle() -> Iterator[bytes]:
+        yield b'{"a": "'
+        for _ in range(30):
+            time.sleep(0.1)
+            yield b"x"
+        yield b'"}'
+
+    with LiveServer(app) as server:
+        response = httpx.post(f"{server.url}/echo", content=trickle(), timeout=30,
+                              headers={"Content-Type": "application/json"})
+        assert response.status_code == 408 and "1 s" in response.json()["error"]
+        fast = httpx.post(f"{server.url}/echo", json={"a": "x"}, timeout=30)
+        assert fast.json() == {"a": "x"}

@@ -165,41 +165,58 @@ class ParagraphStore:
         """
         self._require_sources()
         conn = self._conn
+        with self._writing():
+            added, changed, seen, removed = self._replace(paragraphs, batch_size, source)
+            gone = [row[0] for row in conn.execute(
+                "SELECT doc_id FROM documents WHERE source = ? "
+                "AND doc_id NOT IN (SELECT doc_id FROM temp.sync_docs)", (source,))]
+            removed += self._delete_documents(gone)
+        return AddResult(added=added, updated=changed - added, unchanged=seen - changed,
+                         removed=removed, removed_documents=len(gone))
+
+    def replace_documents(self, paragraphs: Iterable[Paragraph],
+                          batch_size: int = 10_000) -> AddResult:
+        """Store every document of `paragraphs` as it is now: a document given replaces all
+        of its stored paragraphs (ids it no longer yields are removed). Other documents stay."""
+        self._require_sources()
+        with self._writing():
+            added, changed, seen, removed = self._replace(paragraphs, batch_size, None)
+        return AddResult(added=added, updated=changed - added, unchanged=seen - changed,
+                         removed=removed)
+
+    def _replace(self, paragraphs: Iterable[Paragraph], batch_size: int,
+                 source: str | None) -> tuple[int, int, int, int]:
+        """Upsert `paragraphs` and drop their documents' other paragraphs, inside the caller's
+        transaction; records `source` for each document when given. Leaves the documents it
+        saw in temp.sync_docs. Returns (added, changed, seen, removed) paragraph counts."""
+        conn = self._conn
         before = len(self)
         changed = seen = 0
-        with self._writing():
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS sync_docs (doc_id TEXT PRIMARY KEY)")
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS sync_ids (id TEXT PRIMARY KEY)")
-            conn.execute("DELETE FROM temp.sync_docs")
-            conn.execute("DELETE FROM temp.sync_ids")
-            iterator = iter(paragraphs)
-            while batch := list(islice(iterator, batch_size)):
-                start = conn.total_changes
-                conn.executemany(_UPSERT, [(p.id, p.title, p.text, p.doc_id) for p in batch])
-                changed += conn.total_changes - start
-                seen += len(batch)
-                conn.executemany("INSERT OR IGNORE INTO temp.sync_ids (id) VALUES (?)",
-                                 [(p.id,) for p in batch])
-                docs = [(d,) for d in dict.fromkeys(p.doc_id for p in batch)]
-                conn.executemany("INSERT OR IGNORE INTO temp.sync_docs (doc_id) VALUES (?)", docs)
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS sync_docs (doc_id TEXT PRIMARY KEY)")
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS sync_ids (id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.sync_docs")
+        conn.execute("DELETE FROM temp.sync_ids")
+        iterator = iter(paragraphs)
+        while batch := list(islice(iterator, batch_size)):
+            start = conn.total_changes
+            conn.executemany(_UPSERT, [(p.id, p.title, p.text, p.doc_id) for p in batch])
+            changed += conn.total_changes - start
+            seen += len(batch)
+            conn.executemany("INSERT OR IGNORE INTO temp.sync_ids (id) VALUES (?)",
+                             [(p.id,) for p in batch])
+            docs = [(d,) for d in dict.fromkeys(p.doc_id for p in batch)]
+            conn.executemany("INSERT OR IGNORE INTO temp.sync_docs (doc_id) VALUES (?)", docs)
+            if source is not None:
                 conn.executemany(
                     "INSERT INTO documents (doc_id, source) VALUES (?, ?) "
                     "ON CONFLICT(doc_id) DO UPDATE SET source = excluded.source",
                     [(d, source) for (d,) in docs])
-            added = len(self) - before
-            gone = [row[0] for row in conn.execute(
-                "SELECT doc_id FROM documents WHERE source = ? "
-                "AND doc_id NOT IN (SELECT doc_id FROM temp.sync_docs)", (source,))]
-            start = conn.total_changes
-            conn.execute(
-                "DELETE FROM paragraphs WHERE doc_id IN (SELECT doc_id FROM temp.sync_docs) "
-                "AND id NOT IN (SELECT id FROM temp.sync_ids)")
-            removed = conn.total_changes - start
-            removed += self._delete_documents(gone)
-            conn.execute("DELETE FROM temp.sync_docs")
-            conn.execute("DELETE FROM temp.sync_ids")
-        return AddResult(added=added, updated=changed - added, unchanged=seen - changed,
-                         removed=removed, removed_documents=len(gone))
+        added = len(self) - before
+        start = conn.total_changes
+        conn.execute(
+            "DELETE FROM paragraphs WHERE doc_id IN (SELECT doc_id FROM temp.sync_docs) "
+            "AND id NOT IN (SELECT id FROM temp.sync_ids)")
+        return added, changed, seen, conn.total_changes - start
 
     def remove_documents(self, doc_ids: Sequence[str]) -> int:
         """Delete documents whole (paragraphs and source); returns the paragraphs removed.
@@ -291,6 +308,16 @@ class ParagraphStore:
         return [row[0] for row in self._conn.execute("SELECT id FROM paragraphs ORDER BY seq")]
 
     # ---- lifetime -----------------------------------------------------------------------
+
+    def check(self) -> None:
+        """SQLite's quick_check of every page; ValueError naming the file when it fails."""
+        try:
+            problems = [row[0] for row in self._conn.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as error:
+            problems = [str(error)]
+        if problems != ["ok"]:
+            raise ValueError(f"{self.path} is damaged ({'; '.join(problems[:3])}): rebuild the "
+                             f"index with `korqa index`, or restore the file from a copy")
 
     def close(self) -> None:
         self._conn.close()

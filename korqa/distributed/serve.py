@@ -26,9 +26,11 @@ import threading
 import time
 from dataclasses import asdict, astuple
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import ray
+from fastapi import Header
+from fastapi import Path as UrlPath
 from ray import serve
 from starlette.concurrency import run_in_threadpool
 
@@ -36,14 +38,18 @@ from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval.index import STORE_FILE
 from korqa.server.app import (
+    API_DOC_PREFIX,
+    DOC_ID_PATTERN,
     AddDocumentsRequest,
     ApiError,
+    ErrorOut,
     FeedbackRequest,
     _checked_feedback,
     _paragraphs,
+    check_api_key,
 )
 from korqa.server.engine import rebuild_retriever
-from korqa.server.feedback import FEEDBACK_FILE, Feedback, FeedbackStore
+from korqa.server.feedback import FEEDBACK_FILE, Feedback, FeedbackFull, FeedbackStore
 
 log = logging.getLogger("korqa.server")
 
@@ -79,20 +85,33 @@ class IndexWriter:
         self._replicas: dict[str, dict[str, Any]] = {}
 
     def add_paragraphs(self, rows: list[tuple[str, str, str, str]]) -> dict[str, Any]:
-        """Store the paragraphs, rebuild the retriever in place, start a new generation."""
+        """Store the documents (each replaces all of its stored paragraphs, as in the embedded
+        server), rebuild the retriever in place, start a new generation."""
+
+        def replace(store: ParagraphStore) -> dict[str, int]:
+            result = store.replace_documents([Paragraph(*row) for row in rows])
+            return {"added": result.added, "updated": result.updated,
+                    "unchanged": result.unchanged, "removed": result.removed}
+
+        return self._write(replace)
+
+    def remove_documents(self, doc_ids: list[str]) -> dict[str, Any]:
+        """Delete documents whole; KeyError (nothing changed) for an unknown id."""
+        return self._write(lambda store: {"removed": store.remove_documents(doc_ids)})
+
+    def _write(self, change: Any) -> dict[str, Any]:
         with self._write_lock:
             self.indexing = True
             try:
                 with ParagraphStore(self.index_dir / STORE_FILE) as store:
-                    result = store.add([Paragraph(*row) for row in rows])
+                    result = change(store)
                 total = rebuild_retriever(self.index_dir)
             finally:
                 self.indexing = False
             with self._state_lock:
                 self.generation += 1
                 generation = self.generation
-        return {"added": result.added, "updated": result.updated,
-                "unchanged": result.unchanged, "paragraphs": total, "generation": generation}
+        return {**result, "paragraphs": total, "generation": generation}
 
     def add_feedback(self, item: dict[str, Any]) -> int:
         return self.feedback.add(Feedback(**item))
@@ -124,11 +143,14 @@ class KorqaReplica:
     def __init__(self, options: dict[str, Any]) -> None:
         self._stop = threading.Event()
         threads = int(options["threads"])
-        # Before torch or ONNX Runtime start their pools (ONNX takes torch's thread count).
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        import torch
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # before any thread pool starts
+        from korqa.modeling.onnx_engine import set_default_threads
 
-        torch.set_num_threads(threads)
+        set_default_threads(threads)
+        if options["config"]["engine"] == "torch":
+            import torch  # only for the torch engine, as in the embedded server
+
+            torch.set_num_threads(threads)
         self.options = options
         self.threads = threads
         self.writer = ray.get_actor(WRITER_NAME, namespace=NAMESPACE)
@@ -149,7 +171,9 @@ class KorqaReplica:
         self.generation = ray.get(self.writer.heartbeat.remote(self.name, self._info()))
         app = create_app(lambda: open_pipeline(index_dir, (), options["faq"], options["model"],
                                                config),
-                         options["data_dir"], options["allow_origins"], options["max_queue"])
+                         options["data_dir"], options["allow_origins"], options["max_queue"],
+                         deadline=options["deadline"], allowed_hosts=options["allowed_hosts"],
+                         api_key=options["api_key"])
         _route_writes(app, self)
         self.korqa_app = app
         threading.Thread(target=self._follow, name="korqa-generation", daemon=True).start()
@@ -184,37 +208,69 @@ def _route_writes(app: Any, replica: KorqaReplica) -> None:
     """Replace the app's write routes and /health with ones that go through the writer; the
     request bodies, validation and error handling stay create_app's."""
     # The request models are module globals: FastAPI resolves the (string) annotations there.
-    replaced = {("/documents", "POST"), ("/feedback", "POST"), ("/health", "GET")}
+    replaced = {("/documents", "POST"), ("/documents/{doc_id}", "DELETE"),
+                ("/feedback", "POST"), ("/health", "GET")}
     app.router.routes = [r for r in app.router.routes
                          if not any((getattr(r, "path", None), m) in replaced
                                     for m in getattr(r, "methods", None) or ())]
     writer = replica.writer
     engine = app.state.engine
+    api_key = replica.options["api_key"]
 
-    @app.post("/documents")
-    async def add_documents(body: AddDocumentsRequest) -> dict[str, Any]:
-        """Add (or update, by id) documents through the single writer; returns once every
+    @app.post("/documents", responses={504: {"model": ErrorOut}})
+    async def add_documents(body: AddDocumentsRequest,
+                            authorization: Annotated[str | None, Header()] = None,
+                            ) -> dict[str, Any]:
+        """Add (or replace, by id) documents through the single writer; returns once every
         live replica serves the new index generation."""
+        check_api_key(api_key, authorization)
         paragraphs, documents = _paragraphs(body)
         result = await asyncio.shield(writer.add_paragraphs.remote(
             [astuple(p) for p in paragraphs]))
+        await _all_switched(result["generation"])
+        return {**{k: v for k, v in result.items() if k != "generation"},
+                "documents": documents, "index_generation": result["generation"]}
+
+    @app.delete("/documents/{doc_id}", responses={404: {"model": ErrorOut},
+                                                  504: {"model": ErrorOut}})
+    async def delete_document(
+            doc_id: Annotated[str, UrlPath(max_length=100, pattern=DOC_ID_PATTERN)],
+            authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Remove a document added through POST /documents, through the single writer."""
+        check_api_key(api_key, authorization)
+        try:
+            result = await asyncio.shield(
+                writer.remove_documents.remote([API_DOC_PREFIX + doc_id]))
+        except ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, KeyError):
+                raise ApiError(404, f"no document {doc_id!r} was added here") from None
+            raise
+        await _all_switched(result["generation"])
+        return {**{k: v for k, v in result.items() if k != "generation"}, "id": doc_id,
+                "index_generation": result["generation"]}
+
+    async def _all_switched(generation: int) -> None:
         deadline = time.monotonic() + SWITCH_TIMEOUT
         while time.monotonic() < deadline:
             status = await writer.status.remote()
-            if all(r["generation"] >= result["generation"] for r in status["replicas"]):
-                break
+            if all(r["generation"] >= generation for r in status["replicas"]):
+                return
             await asyncio.sleep(POLL_SECONDS / 2)
-        else:
-            raise ApiError(504, "the documents are stored and indexed, but not every replica "
-                                "switched to the new index in time")
-        return {**{k: v for k, v in result.items() if k != "generation"},
-                "documents": documents, "index_generation": result["generation"]}
+        raise ApiError(504, "the change is stored and indexed, but not every replica switched "
+                            "to the new index in time")
 
     @app.post("/feedback", status_code=201)
     async def add_feedback(body: FeedbackRequest) -> dict[str, Any]:
         """Record a verdict on an answer (stored by the single writer)."""
-        item = await run_in_threadpool(_checked_feedback, engine.index_dir, body)
-        return {"id": await writer.add_feedback.remote(asdict(item))}
+        item = await run_in_threadpool(_checked_feedback, engine.index_dir,
+                                       engine.faq_answers, body)
+        try:
+            return {"id": await writer.add_feedback.remote(asdict(item))}
+        except ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, FeedbackFull):
+                raise ApiError(503, f"feedback is full: {error.cause}") from None
+            raise
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -232,15 +288,30 @@ def _route_writes(app: Any, replica: KorqaReplica) -> None:
 def serve_ray(settings: Any, address: str | None, replicas: int) -> int:
     """`korqa serve` on Ray Serve: `replicas` readers, one writer; until SIGINT/SIGTERM."""
     from korqa.corpus.text import TextReading
-    from korqa.server.app import DEFAULT_DATA_DIR, _is_loopback, prepare_index
+    from korqa.server.app import (
+        API_KEY_ENV,
+        DEFAULT_DATA_DIR,
+        _is_loopback,
+        allowed_host_names,
+        check_port,
+        prepare_index,
+    )
     from korqa.server.engine import repair_index
 
     if replicas < 1:
         raise ValueError(f"--replicas must be at least 1, got {replicas}")
+    api_key = settings.api_key or os.environ.get(API_KEY_ENV) or None
+    if not _is_loopback(settings.host) and api_key is None:
+        raise ValueError(f"--host {settings.host} is reachable from other machines: give "
+                         f"--api-key KEY (or set {API_KEY_ENV}) so that only you can add "
+                         "and remove documents")
+    check_port(settings.host, settings.port)
     data_dir = Path(settings.data_dir or DEFAULT_DATA_DIR).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     index_dir = prepare_index(settings.index, settings.corpus, data_dir,
                               TextReading(settings.encoding, settings.skip_bad)).resolve()
+    with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
+        store.check()
     repair_index(index_dir)
     # --threads is the total: each replica gets its share, and reserves as many CPUs, so N
     # replicas on N cores do not oversubscribe them.
@@ -249,7 +320,8 @@ def serve_ray(settings: Any, address: str | None, replicas: int) -> int:
         "index_dir": str(index_dir), "data_dir": str(data_dir), "faq": settings.faq,
         "model": str(Path(settings.model).resolve()) if settings.model else None,
         "allow_origins": list(settings.allow_origins), "max_queue": settings.max_queue,
-        "threads": threads,
+        "threads": threads, "deadline": settings.deadline, "api_key": api_key,
+        "allowed_hosts": allowed_host_names(settings.host, settings.allowed_hosts),
         "config": {"top_k": settings.top_k, "int8": settings.int8, "engine": settings.engine,
                    "all_windows": settings.all_windows, "fusion_weight": settings.weight,
                    "read_gate": settings.read_gate, "threshold": settings.threshold},

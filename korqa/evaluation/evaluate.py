@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -46,7 +47,7 @@ def evaluate_model(
     way it ran.
     """
     from korqa.modeling import load_reader_model
-    from korqa.modeling.quantize import is_quantized, resolve_engine
+    from korqa.modeling.engines import is_quantized, resolve_engine
     from korqa.paths import resolve_reader_dir
 
     if split not in EVALUATION_SPLITS:
@@ -58,10 +59,13 @@ def evaluate_model(
         raise ValueError(f"{data}: split {split!r} holds no questions")
     model_dir = resolve_reader_dir(model_dir)  # a clear error when it holds no model
     feature_config = feature_config or FeatureConfig.for_model(model_dir)
+    say = _say if progress else lambda _: None
+    say(f"{len(examples)} questions of the {split} split; loading the reader {model_dir}")
     tokenizer = Tokenizer.from_pretrained(model_dir)
     engine = resolve_engine(engine, device)
     model = load_reader_model(model_dir, int8, engine, device).to(device)
 
+    say(f"cutting the questions' paragraphs into windows ({engine} engine)")
     features = convert_examples_to_features(examples, tokenizer, feature_config, False)
     logits = read_logits(model, features, tokenizer, predict_config, device, progress)
     decoded: dict[bool, dict[str, list[Candidate]]] = {}
@@ -70,7 +74,8 @@ def evaluate_model(
     # must also run where Kiwi (kiwipiepy) is not installed.
     for trim in (True, False) if predict_config.trim_particles else (False,):
         decoded[trim] = decode_predictions(examples, features, logits,
-                                           replace(predict_config, trim_particles=trim))
+                                           replace(predict_config, trim_particles=trim),
+                                           progress)
         scores[trim] = evaluate_predictions(examples, best_answers(decoded[trim]))
 
     primary = predict_config.trim_particles
@@ -95,10 +100,16 @@ def evaluate_model(
         "seconds": round(time.perf_counter() - started, 2),
     }
     if report_dir is not None:
+        say(f"writing predictions and the error analysis to {report_dir}")
         report = build_report(examples, decoded[primary], features)
         result["report_files"] = [str(path) for path in
                                   write_outputs(decoded[primary], report, report_dir)]
     return result
+
+
+def _say(message: str) -> None:
+    """A stage without a bar of its own, on stderr beside the bars."""
+    print(f"korqa: {message}", file=sys.stderr, flush=True)
 
 
 def best_answers(nbest: dict[str, list[Candidate]]) -> dict[str, str]:

@@ -1,22 +1,31 @@
-"""The BERT network and its checkpoints in HF's format."""
+"""The BERT network and its checkpoints in HF's format.
 
-from korqa.modeling.bert import (
-    BertConfig,
-    BertForPreTraining,
-    BertForQuestionAnswering,
-    BertModel,
-)
-from korqa.modeling.checkpoint import LoadReport, dequantize, quantize_int8_blockwise
-from korqa.modeling.quantize import load_reader_model, quantize_linears
+Names are imported on first use (PEP 562): `korqa.modeling.onnx_engine` and
+`korqa.modeling.config` must be importable without torch, and importing any submodule runs this
+file first.
+"""
 
-__all__ = [
-    "BertConfig",
-    "BertForPreTraining",
-    "BertForQuestionAnswering",
-    "BertModel",
-    "LoadReport",
-    "dequantize",
-    "load_reader_model",
-    "quantize_linears",
-    "quantize_int8_blockwise",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BertConfig": "korqa.modeling.config",
+    "BertForPreTraining": "korqa.modeling.bert",
+    "BertForQuestionAnswering": "korqa.modeling.bert",
+    "BertModel": "korqa.modeling.bert",
+    "LoadReport": "korqa.modeling.checkpoint",
+    "dequantize": "korqa.modeling.checkpoint",
+    "quantize_int8_blockwise": "korqa.modeling.checkpoint",
+    "load_reader_model": "korqa.modeling.engines",
+    "quantize_linears": "korqa.modeling.quantize",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'korqa.modeling' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

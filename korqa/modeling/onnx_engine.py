@@ -10,7 +10,8 @@ tests). On the shipped reader (bench/reader_vs_hf.py, 200 test questions, 2 thre
 questions/s against PyTorch's 7.02 with the same answers; with int8, 11.72 (F1 −2.0).
 
 The traced graph is built on first use and cached under `korqa.paths.cache_dir()/onnx`, keyed
-by the model's files and the export settings, so later loads take a second.
+by the model's files and the export settings, so later loads take a second. Reading needs only
+numpy and onnxruntime: torch is imported to trace the graph on a cache miss, never to read.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from korqa.modeling.bert import BertConfig
+from korqa.modeling.config import ABSMAX_FILE, DEFAULT_ALPHA, BertConfig
+
+if TYPE_CHECKING:
+    from torch import nn
 
 ONNX_OPSET = 17
 _INPUTS = ("input_ids", "token_type_ids", "attention_mask")
@@ -44,22 +47,24 @@ def onnxruntime_available() -> bool:
     return True
 
 
-class _LogitsOnly(nn.Module):
-    """(start_logits, end_logits) of a BertForQuestionAnswering, the two outputs ORT returns."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
-                attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        start, end = self.model(input_ids, token_type_ids, attention_mask)[:2]
-        return start, end
-
-
 def export_onnx(model: nn.Module, path: str | Path) -> Path:
     """Trace `model` (a float BertForQuestionAnswering) to an ONNX file taking input_ids,
     token_type_ids and attention_mask of any [batch, length], returning start and end logits."""
+    import torch
+
+    class _LogitsOnly(torch.nn.Module):
+        """(start_logits, end_logits) of a BertForQuestionAnswering, the two outputs ORT
+        returns."""
+
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
+                    attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            start, end = self.model(input_ids, token_type_ids, attention_mask)[:2]
+            return start, end
+
     path = Path(path)
     model = model.eval()
     example = torch.full((2, 8), 5, dtype=torch.long)
@@ -88,18 +93,20 @@ def optimize_onnx(path: str | Path, config: BertConfig) -> None:
         optimized.save_model_to_file(str(path))
 
 
-class OnnxReaderModel(nn.Module):
-    """Called like a BertForQuestionAnswering in eval mode: (start_logits, end_logits) as torch
-    tensors. It holds no parameters and runs on the CPU only."""
+class OnnxReaderModel:
+    """Called like a BertForQuestionAnswering in eval mode: (start_logits, end_logits). It takes
+    and returns numpy arrays (torch tensors in, torch tensors out too, for callers that hold
+    them), holds no parameters and runs on the CPU only."""
+
+    training = False  # never trains; read like an nn.Module's flag by shared code
 
     def __init__(self, path: str | Path, config: BertConfig, threads: int | None = None,
                  int8: bool = False) -> None:
-        super().__init__()
         self.config = config
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         # ORT's threads busy-wait for work between kernels, which saves a wake-up per kernel
         # (int8, 2 threads: 63 ms a window against 74 ms without spinning), and by default
@@ -108,34 +115,81 @@ class OnnxReaderModel(nn.Module):
         # within a run and stop at its end.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         options.add_session_config_entry("session.force_spinning_stop", "1")
+        # The arena keeps the largest batch's activations allocated for good; a server
+        # reading one window at a time does not need them kept (bench/cold_start.py).
+        options.enable_cpu_mem_arena = False
         self.path = Path(path)
-        self.int8 = int8  # read by korqa.modeling.quantize.is_quantized
+        self.int8 = int8  # read by korqa.modeling.engines.is_quantized
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
         self.input_names = [item.name for item in self.session.get_inputs()]
-        self.eval()
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        given = {"input_ids": input_ids, "token_type_ids": token_type_ids,
-                 "attention_mask": attention_mask}
-        feed = {name: given[name].cpu().numpy().astype(np.int64) for name in self.input_names}
+    def eval(self) -> OnnxReaderModel:
+        return self
+
+    def parameters(self) -> Any:
+        return iter(())
+
+    def to(self, device: Any) -> OnnxReaderModel:
+        if str(device) != "cpu":
+            raise ValueError(f"the onnx engine reads on the CPU only, not on {device}; "
+                             "use --engine torch")
+        return self
+
+    def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end logits [batch, length] of int64 input_ids, token_type_ids and
+        attention_mask arrays (the last two default to zeros and ones)."""
+        ids = batch["input_ids"]
+        given = {"input_ids": ids,
+                 "token_type_ids": batch.get("token_type_ids", np.zeros_like(ids)),
+                 "attention_mask": batch.get("attention_mask", np.ones_like(ids))}
+        feed = {name: np.asarray(given[name], dtype=np.int64) for name in self.input_names}
         start, end = self.session.run(None, feed)
+        return start, end
+
+    def __call__(self, input_ids: Any, token_type_ids: Any = None,
+                 attention_mask: Any = None) -> tuple[Any, Any]:
+        batch = {"input_ids": _numpy(input_ids)}
+        for name, value in (("token_type_ids", token_type_ids),
+                            ("attention_mask", attention_mask)):
+            if value is not None:
+                batch[name] = _numpy(value)
+        start, end = self.run(batch)
+        if isinstance(input_ids, np.ndarray):
+            return start, end
+        import torch  # the caller holds torch tensors, so torch is loaded already
+
         return torch.from_numpy(start), torch.from_numpy(end)
+
+
+def _numpy(value: Any) -> np.ndarray:
+    return value if isinstance(value, np.ndarray) else value.cpu().numpy()
+
+
+_THREADS: int | None = None
+
+
+def set_default_threads(threads: int | None) -> None:
+    """The intra-op threads of sessions made from now on (`korqa serve --threads`)."""
+    global _THREADS
+    _THREADS = threads
+
+
+def default_threads() -> int:
+    """`set_default_threads`'s count; else torch's when torch is loaded (it may have been set
+    there); else 0, ONNX Runtime's own default (one per physical core, as torch's is)."""
+    if _THREADS:
+        return _THREADS
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else 0
 
 
 def cache_key(directory: str | Path, settings: dict) -> str:
     """A name for the traced graph: the model's files, the export settings, the versions."""
     import onnxruntime as ort
 
-    from korqa.modeling.quantize import ABSMAX_FILE
-
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    digest.update(f"torch {torch.__version__} ort {ort.__version__}".encode())
+    digest.update(f"torch {_torch_version()} ort {ort.__version__}".encode())
     for name in (*_KEY_FILES, *([ABSMAX_FILE] if settings.get("int8") else [])):
         file = Path(directory) / name
         if file.is_file():
@@ -144,6 +198,16 @@ def cache_key(directory: str | Path, settings: dict) -> str:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()[:20]
+
+
+def _torch_version() -> str:
+    """torch's version without importing torch (what `torch.__version__` says)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return str(torch.__version__)
+    from importlib.metadata import version
+
+    return version("torch")
 
 
 def build_onnx_reader(directory: str | Path, int8: bool = False,
@@ -158,14 +222,6 @@ def build_onnx_reader(directory: str | Path, int8: bool = False,
     and QA-head linears through a Mul on their input. The query/key/value linears read layer
     norm outputs, which quantise well unsmoothed (validation F1 50.2 against 49.8 smoothed,
     200 questions), and leaving them alone lets ORT fuse each layer's attention (QAttention)."""
-    from korqa.modeling.quantize import (
-        DEFAULT_ALPHA,
-        fold_attention_output_smoothing,
-        linear_names,
-        load_input_absmax,
-        load_reader_model,
-        smooth_linears,
-    )
     from korqa.paths import cache_dir
 
     if not onnxruntime_available():
@@ -178,25 +234,39 @@ def build_onnx_reader(directory: str | Path, int8: bool = False,
         print(f"korqa: tracing {directory} for ONNX Runtime{' (int8)' if int8 else ''}, once; "
               f"cached in {folder}", file=sys.stderr)
         folder.mkdir(parents=True, exist_ok=True)
-        model = load_reader_model(directory)
-        if int8:
-            absmax = load_input_absmax(directory)
-            if absmax is None:
-                raise ValueError(f"{directory}: no calibration; run `korqa calibrate --model "
-                                 f"{directory} --data TRAIN.json` to read it with int8")
-            folded = fold_attention_output_smoothing(model, absmax, DEFAULT_ALPHA)
-            rest = [name for name in linear_names(model) if name not in folded
-                    and not name.endswith(("query", "key", "value"))]
-            smooth_linears(model, absmax, DEFAULT_ALPHA, rest)
-        # Built in a scratch folder and renamed into place: a crash leaves no half file.
-        with tempfile.TemporaryDirectory(dir=folder) as scratch:
-            staged = Path(scratch) / "model.onnx"
-            export_onnx(model, staged)
-            optimize_onnx(staged, config)
-            if int8:
-                _quantize_onnx(staged)
-            os.replace(staged, target)
+        _trace(directory, int8, config, folder, target)
     return OnnxReaderModel(target, config, threads, int8)
+
+
+def _trace(directory: str | Path, int8: bool, config: BertConfig, folder: Path,
+           target: Path) -> None:
+    """Export, optimise (and with int8 quantise) the reader; the one step that needs torch."""
+    from korqa.modeling.quantize import (
+        fold_attention_output_smoothing,
+        linear_names,
+        load_input_absmax,
+        load_torch_reader,
+        smooth_linears,
+    )
+
+    model = load_torch_reader(directory)
+    if int8:
+        absmax = load_input_absmax(directory)
+        if absmax is None:
+            raise ValueError(f"{directory}: no calibration; run `korqa calibrate --model "
+                             f"{directory} --data TRAIN.json` to read it with int8")
+        folded = fold_attention_output_smoothing(model, absmax, DEFAULT_ALPHA)
+        rest = [name for name in linear_names(model) if name not in folded
+                and not name.endswith(("query", "key", "value"))]
+        smooth_linears(model, absmax, DEFAULT_ALPHA, rest)
+    # Built in a scratch folder and renamed into place: a crash leaves no half file.
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        staged = Path(scratch) / "model.onnx"
+        export_onnx(model, staged)
+        optimize_onnx(staged, config)
+        if int8:
+            _quantize_onnx(staged)
+        os.replace(staged, target)
 
 
 def _quantize_onnx(path: Path) -> None:

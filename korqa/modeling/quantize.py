@@ -32,8 +32,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-ABSMAX_FILE = "activation_absmax.safetensors"
-DEFAULT_ALPHA = 0.85
+from korqa.modeling.config import ABSMAX_FILE, DEFAULT_ALPHA
+
 _EPS = 1e-5
 # The FFN's second linear, encoder.layer.N.output.dense (not attention.output.dense).
 FLOAT_LAYERS = re.compile(r"(^|\.)layer\.\d+\.output\.dense$")
@@ -181,47 +181,11 @@ def quantize_linears(model: nn.Module, absmax: dict[str, torch.Tensor] | None = 
     return model
 
 
-def is_quantized(model: nn.Module) -> bool:
-    """Whether `model` reads with int8 linears (`quantize_linears`, or an int8 ONNX engine)."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
-
-    if getattr(model, "int8", False):
-        return True
-    return any(isinstance(module, DynamicInt8Linear) for module in model.modules())
-
-
-ENGINES = ("auto", "torch", "onnx")
-
-
-def resolve_engine(engine: str, device: str = "cpu") -> str:
-    """"torch" or "onnx": auto picks ONNX Runtime on the CPU when it is installed."""
-    from korqa.modeling.onnx_engine import onnxruntime_available
-
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    on_cpu = device == "cpu"
-    if engine == "onnx" and not on_cpu:
-        raise ValueError(f"the onnx engine reads on the CPU only, not on {device}; "
-                         "use --engine torch")
-    if engine == "auto":
-        return "onnx" if on_cpu and onnxruntime_available() else "torch"
-    return engine
-
-
-def load_reader_model(directory: str | Path, int8: bool = False,
-                      engine: str = "torch", device: str = "cpu") -> nn.Module:
-    """A reader from `directory`, in eval mode, called like `BertForQuestionAnswering`.
-
-    engine "torch": korqa's PyTorch BERT; with int8 its linears (but `FLOAT_LAYERS`) smoothed
-    and quantised by the calibration saved beside it. "onnx": the same model traced and run by
-    ONNX Runtime (`korqa.modeling.onnx_engine`; CPU only). "auto": onnx on the CPU when
-    onnxruntime is installed, else torch."""
+def load_torch_reader(directory: str | Path, int8: bool = False) -> nn.Module:
+    """korqa's PyTorch BERT reader from `directory`, in eval mode; with int8 its linears (but
+    `FLOAT_LAYERS`) smoothed and quantised by the calibration saved beside it."""
     from korqa.modeling.bert import BertForQuestionAnswering
 
-    if resolve_engine(engine, device) == "onnx":
-        from korqa.modeling.onnx_engine import build_onnx_reader
-
-        return build_onnx_reader(directory, int8)
     model = BertForQuestionAnswering.from_pretrained(directory).eval()
     if not int8:
         return model

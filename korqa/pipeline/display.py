@@ -40,16 +40,14 @@ def format_answer(answer: Answer, color: bool = False) -> str:
             return f"{DONT_KNOW} (no paragraph matched the question)"
         guess = ""
         if answer.candidates:
-            best = answer.candidates[0]
-            guess = f"; best guess {best.answer!r}, score {best.score:.2f}"
-        return (f"{DONT_KNOW} (no answer above the confidence threshold{guess})\n"
+            # The don't-know's own score, under every answer korqa gives, not the guess's rank.
+            guess = f"; best guess {answer.candidates[0].answer!r}, confidence {answer.score:.2f}"
+        return (f"{DONT_KNOW} (not sure enough to answer{guess})\n"
                 f"  closest paragraph · {_where(answer.title, answer.paragraph_id)}\n"
                 f"  {excerpt(answer.context)}")
     assert answer.start is not None and answer.end is not None
-    best = answer.candidates[0]
     return (f"{answer.answer}\n"
-            f"  score {answer.score:.2f} (reader {_num(best.reader_score)}, retrieval "
-            f"{best.retrieval_score:.2f}) · {_where(answer.title, answer.paragraph_id)}\n"
+            f"  confidence {answer.score:.2f} · {_where(answer.title, answer.paragraph_id)}\n"
             f"  {highlight(answer.context, answer.start, answer.end, color)}")
 
 
@@ -57,7 +55,7 @@ def format_sources(answer: Answer, color: bool = False) -> str:
     """The n-best answers across paragraphs and every paragraph read, for `:sources`."""
     lines = []
     if answer.candidates:
-        lines.append("answers (score = fused; reader, retrieval):")
+        lines.append("answers (confidence; reader, retrieval):")
         for rank, c in enumerate(answer.candidates, start=1):
             lines.append(f"  {rank}. {c.answer}  {c.score:.2f} ({_num(c.reader_score)}, "
                          f"{c.retrieval_score:.2f}) · {_where(c.title, c.paragraph_id)}")

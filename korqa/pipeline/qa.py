@@ -20,6 +20,7 @@ from korqa.tokenization import Encoding, Tokenizer
 
 if TYPE_CHECKING:  # torch loads only with the reader, so FAQ-only use stays light
     from korqa.modeling import BertForQuestionAnswering
+    from korqa.pipeline.confidence import Confidence
     from korqa.reader.predict import Candidate
     from korqa.reader.squad import SquadExample
 
@@ -34,9 +35,10 @@ DEFAULT_FUSION_WEIGHT = 0.8
 # Paragraphs whose retrieval score is under this share of the top one's are not read (0 reads
 # all top_k): far-behind paragraphs cost reader time and mostly lure it into wrong spans.
 DEFAULT_READ_GATE = 0.9
-# On the reader's score (a softmax over every span of the paragraph plus a "no answer" event):
-# below it the best span got less than a tenth of the mass, and the pipeline says it does not
-# know. Not yet tuned on a trained reader; `PipelineConfig.threshold` overrides it.
+# For a reader without a fitted confidence (`korqa calibrate-confidence`) only: on the reader's
+# score (a softmax over every span of the paragraph plus a "no answer" event), below it the
+# best span got less than a tenth of the mass, and the pipeline says it does not know. A reader
+# with a confidence.json brings its own threshold on the calibrated probability.
 DEFAULT_THRESHOLD = 0.1
 
 
@@ -53,7 +55,9 @@ class PipelineConfig:
     top_k: int = 3  # paragraphs read per question
     fusion_weight: float = DEFAULT_FUSION_WEIGHT  # w in (1 − w)·reader + w·retrieval
     read_gate: float = DEFAULT_READ_GATE  # read only paragraphs scoring ≥ gate × the top one
-    threshold: float = DEFAULT_THRESHOLD  # reader score under which the answer is "don't know"
+    # Under it the answer is "don't know": on the calibrated confidence when the reader has one
+    # (None: the one fitted with it), else on the reader's span score (None: DEFAULT_THRESHOLD).
+    threshold: float | None = None
     n_best: int = 5  # answers listed per question (and spans kept per paragraph)
     faq_threshold: float = DEFAULT_FAQ_THRESHOLD  # FAQ similarity that answers on its own
     max_answer_length: int = 30  # tokens
@@ -91,7 +95,9 @@ class AnswerCandidate:
     """One answer span from one paragraph, with every score that ranked it."""
 
     answer: str
-    score: float  # fused: (1 − w)·reader_score + w·retrieval_score
+    # The calibrated probability that this answer is exactly right when the reader ships a
+    # confidence (korqa.pipeline.confidence); else fused: (1 − w)·reader + w·retrieval.
+    score: float
     # The reader's probability-like span score, comparable across paragraphs; None for FAQ
     # answers, which no reader looked at.
     reader_score: float | None
@@ -216,22 +222,26 @@ class Reader:
         self.predict_config = PredictConfig(batch_size=batch_size, trim_particles=trim_particles)
         if all_windows:
             self.predict_config.stop_confidence = None
+        # The verifier that turns a read into P(exact match); `load` reads the model's own.
+        self.confidence: Confidence | None = None
 
     @property
     def quantized(self) -> bool:
         """Whether the model reads with int8 linears (then it stays on the CPU)."""
-        from korqa.modeling.quantize import is_quantized
+        from korqa.modeling.engines import is_quantized
 
         return is_quantized(self.model)
 
     @property
     def engine(self) -> str:
         """"onnx" when ONNX Runtime runs the model, else "torch"."""
-        return "torch" if next(self.model.parameters(), None) is not None else "onnx"
+        from korqa.modeling.engines import is_onnx
+
+        return "onnx" if is_onnx(self.model) else "torch"
 
     @classmethod
     def load(cls, directory: str | Path, int8: bool = False, engine: str = "auto",
-             device: str = "cpu", **options: Any) -> Reader:
+             device: str = "cpu", confidence: bool = True, **options: Any) -> Reader:
         """The model and tokenizer of a HF-format directory (see `korqa.paths`).
 
         int8: read with smoothed int8 linears (CPU only; the directory must hold the
@@ -240,16 +250,21 @@ class Reader:
         `device` is the CPU). Windows default to
         those the model was trained on (its reader_config.json), else 384/128/64.
         """
-        from korqa.modeling import load_reader_model
+        from korqa.modeling.engines import load_reader_model
         from korqa.reader.features import FeatureConfig
 
         # Windows as the model was trained on unless `options` say otherwise.
         window = FeatureConfig.for_model(directory, **{
             name: options.pop(name, None)
             for name in ("max_seq_length", "doc_stride", "max_query_length")})
+        from korqa.pipeline.confidence import load_confidence
+
         model = load_reader_model(directory, int8, engine, device)
-        return cls(model, Tokenizer.from_pretrained(directory), window.max_seq_length,
-                   window.doc_stride, window.max_query_length, **options)
+        reader = cls(model, Tokenizer.from_pretrained(directory), window.max_seq_length,
+                     window.doc_stride, window.max_query_length, **options)
+        # confidence=False: refitting it must not need the old file to be readable.
+        reader.confidence = load_confidence(directory) if confidence else None
+        return reader
 
     def read(self, question: str, contexts: Sequence[str], n_best: int = 5,
              max_answer_length: int = 30, device: str = "cpu") -> list[list[Candidate]]:
@@ -417,11 +432,33 @@ class QAPipeline:
         readings = [candidates if self._passes(item, i, gate) else []
                     for i, (item, candidates) in enumerate(zip(retrieved, readings, strict=True))]
         ranked = fuse(retrieved, readings, weight, self.config.n_best)
-        if not ranked or (ranked[0].reader_score or 0.0) < self.config.threshold:
-            return _unknown(question, retrieved, ranked, [])
+        confidence = self._reader.confidence if isinstance(self._reader, Reader) else None
+        if ranked and confidence is not None:
+            ranked = calibrate(question, ranked, retrieved, readings, confidence,
+                               self.reader.tokenizer)
+            threshold = confidence.threshold if self.config.threshold is None \
+                else self.config.threshold
+            if ranked[0].score < threshold:
+                return _unknown(question, retrieved, ranked, [], ranked[0].score)
+        elif not ranked or (ranked[0].reader_score or 0.0) < (
+                DEFAULT_THRESHOLD if self.config.threshold is None else self.config.threshold):
+            # Uncalibrated: a fused score would show a guess above real answers; show none.
+            return _unknown(question, retrieved, ranked, [], 0.0)
         best = ranked[0]
         return Answer(question, best.answer, best.score, True, best.title, best.paragraph_id,
                       best.context, best.start, best.end, ranked, "reader", retrieved)
+
+
+def calibrate(question: str, ranked: list[AnswerCandidate], retrieved: list[RetrievedParagraph],
+              readings: list[list[Candidate]], confidence: Confidence,
+              tokenizer: Tokenizer) -> list[AnswerCandidate]:
+    """`ranked` (fusion order, kept) with each score replaced by the calibrated probability
+    that the candidate is exactly right."""
+    from korqa.pipeline.confidence import candidate_features
+
+    features = candidate_features(question, ranked, retrieved, readings, tokenizer)
+    return [replace(c, score=confidence.probability(values))
+            for c, values in zip(ranked, features, strict=True)]
 
 
 def _faq_answer(question: str, matches: list[FAQMatch]) -> Answer:
@@ -442,10 +479,13 @@ def _faq_candidate(match: FAQMatch) -> AnswerCandidate:
 
 
 def _unknown(question: str, retrieved: list[RetrievedParagraph],
-             ranked: list[AnswerCandidate], faq_matches: list[FAQMatch]) -> Answer:
-    """A "don't know" answer that still shows the closest paragraph and the best guesses."""
+             ranked: list[AnswerCandidate], faq_matches: list[FAQMatch],
+             score: float | None = None) -> Answer:
+    """A "don't know" answer that still shows the closest paragraph and the best guesses;
+    `score` (default: the best guess's) is under every answer the pipeline would give."""
     candidates = ranked or _dedupe([_faq_candidate(m) for m in faq_matches], None)
-    score = candidates[0].score if candidates else 0.0
+    if score is None:
+        score = candidates[0].score if candidates else 0.0
     if retrieved:
         closest = retrieved[0].paragraph
         return Answer(question, "", score, False, closest.title, closest.id, closest.text,

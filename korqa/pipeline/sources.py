@@ -16,6 +16,7 @@ from korqa.paths import cache_dir, resolve_reader_dir, sample_corpus_path
 from korqa.pipeline.qa import PipelineConfig, QAPipeline, Reader
 from korqa.retrieval.index import RETRIEVER_DIR, STORE_FILE, Index, build_index
 from korqa.retrieval.manifest import FORMAT_VERSION, MANIFEST_FILE
+from korqa.retrieval.terms import TermConfig
 
 
 def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] = (),
@@ -75,7 +76,9 @@ def cached_index(paths: Sequence[str | Path], progress: bool = False,
 def corpus_fingerprint(paths: Sequence[str | Path], reading: TextReading | None = None) -> str:
     """A short hash of the corpus files' resolved paths, sizes and mtimes, and korqa's version
     (and of `reading`, when it is not the default)."""
-    entries: list[list[object]] = [[korqa.__version__, FORMAT_VERSION, TEXT_RULES_VERSION]]
+    # The default terms are part of what a cached index is: a change of them rebuilds it.
+    entries: list[list[object]] = [[korqa.__version__, FORMAT_VERSION, TEXT_RULES_VERSION,
+                                    TermConfig().to_dict()]]
     if reading is not None and reading != TextReading():
         entries.append([reading.encoding, reading.skip_bad])
     for raw in paths:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from korqa.modeling.quantize import load_reader_model, record_input_absmax, save_input_absmax
+from korqa.modeling.engines import load_reader_model
+from korqa.modeling.quantize import record_input_absmax, save_input_absmax
 from korqa.reader.features import FeatureConfig, convert_examples_to_features
 from korqa.reader.predict import compute_logits
 from korqa.reader.squad import SquadExample

@@ -6,12 +6,15 @@ import bisect
 import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from korqa.reader.squad import SquadExample
 from korqa.tokenization import Tokenizer
+
+if TYPE_CHECKING:  # only `collate` makes tensors; reading with ONNX Runtime never loads torch
+    import torch
 
 # Beside a model's weights: the windows it was trained on (written by `korqa train`).
 READER_CONFIG_FILE = "reader_config.json"
@@ -248,10 +251,9 @@ def _check_config(config: FeatureConfig, tokenizer: Tokenizer) -> None:
                          f"context token and {tokenizer.pair_overhead} special tokens")
 
 
-def collate(
-    features: list[InputFeatures], pad_id: int, with_positions: bool
-) -> dict[str, torch.Tensor]:
-    """A batch of windows as tensors, padded to the batch's longest window (not max_seq_length)."""
+def pad_batch(features: list[InputFeatures], pad_id: int) -> dict[str, np.ndarray]:
+    """A batch of windows as int64 arrays [B, L], padded to the batch's longest window (not
+    max_seq_length): input_ids, token_type_ids and attention_mask."""
     if not features:
         raise ValueError("cannot collate an empty batch of features")
     length = max(len(feature.input_ids) for feature in features)
@@ -261,11 +263,20 @@ def collate(
         input_ids.append(feature.input_ids + [pad_id] * pad)
         token_type_ids.append(feature.token_type_ids + [0] * pad)
         attention_mask.append([1] * len(feature.input_ids) + [0] * pad)
-    batch = {
-        "input_ids": torch.tensor(input_ids, dtype=torch.long),
-        "token_type_ids": torch.tensor(token_type_ids, dtype=torch.long),
-        "attention_mask": torch.tensor(attention_mask, dtype=torch.long),
+    return {
+        "input_ids": np.array(input_ids, dtype=np.int64),
+        "token_type_ids": np.array(token_type_ids, dtype=np.int64),
+        "attention_mask": np.array(attention_mask, dtype=np.int64),
     }
+
+
+def collate(
+    features: list[InputFeatures], pad_id: int, with_positions: bool
+) -> dict[str, torch.Tensor]:
+    """`pad_batch` as torch tensors, with the answer positions for training."""
+    import torch
+
+    batch = {name: torch.from_numpy(array) for name, array in pad_batch(features, pad_id).items()}
     if with_positions:
         batch["start_positions"] = torch.tensor([f.start_position for f in features])
         batch["end_positions"] = torch.tensor([f.end_position for f in features])

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from korqa.modeling.quantize import is_quantized
+from korqa.modeling.engines import is_onnx, is_quantized
 from korqa.reader.features import (
     FeatureConfig,
     InputFeatures,
-    collate,
     convert_examples_to_features,
     max_context_among,
+    pad_batch,
 )
 from korqa.reader.josa import particle_cut
 from korqa.reader.squad import SquadExample
 from korqa.tokenization import Tokenizer
+
+if TYPE_CHECKING:  # torch is loaded only for a torch model; ONNX Runtime reads numpy
+    import torch
+    from tqdm import tqdm
 
 # A question's windows are read most promising first, and reading stops at the first window
 # whose best span has at least this probability, once no unread window holds TIE_SHARE of
@@ -56,6 +61,9 @@ class Candidate:
     score: float
     start_logit: float
     end_logit: float
+    # The "no answer" event's share of the same softmax (one value per question): high when
+    # the reader thinks the paragraph does not hold the answer. The pipeline's confidence uses it.
+    null_score: float = 0.0
 
 
 @dataclass
@@ -67,7 +75,7 @@ class WindowLogits:
 
 
 def predict(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Any,
     tokenizer: Tokenizer,
     examples: list[SquadExample],
     feature_config: FeatureConfig,
@@ -82,7 +90,7 @@ def predict(
 
 
 def read_logits(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Any,
     features: list[InputFeatures],
     tokenizer: Tokenizer,
     config: PredictConfig,
@@ -106,6 +114,8 @@ def read_logits(
     if config.stop_confidence is None:
         return compute_logits(model, features, tokenizer.pad_id, config.batch_size, device,
                               progress)
+    # One bar for all rounds: it counts windows read or skipped, so it ends at every window.
+    bar = _window_bar(len(features)) if progress else None
     weights = tokenizer.piece_weights()
     queues: dict[int, list[tuple[int, float]]] = {}  # example -> (window, match), best first
     best_match: dict[int, float] = {}
@@ -114,12 +124,10 @@ def read_logits(
         queues[example] = sorted(zip(indices, match, strict=True), key=lambda item: -item[1])
         best_match[example] = queues[example][0][1]
     results: list[WindowLogits | None] = [None] * len(features)
-    first_round = True
     while queues:
         reading = [queue.pop(0)[0] for queue in queues.values()]
         logits = compute_logits(model, [features[i] for i in reading], tokenizer.pad_id,
-                                config.batch_size, device, progress and first_round)
-        first_round = False
+                                config.batch_size, device, False if bar is None else bar)
         for index, window in zip(reading, logits, strict=True):
             results[index] = window
             example = features[index].example_index
@@ -129,7 +137,17 @@ def read_logits(
                                                   config.max_answer_length)
                             >= config.stop_confidence):
                 del queues[example]
+                if bar is not None:
+                    bar.update(len(left))  # windows it will not need
+    if bar is not None:
+        bar.close()
     return results
+
+
+def _window_bar(total: int) -> tqdm:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="predict", unit="window")
 
 
 def question_match(windows: list[InputFeatures], piece_weights: np.ndarray) -> list[float]:
@@ -164,14 +182,15 @@ def window_confidence(feature: InputFeatures, window: WindowLogits,
 
 
 def compute_logits(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Any,
     features: list[InputFeatures],
     pad_id: int,
     batch_size: int = 32,
     device: str = "cpu",
-    progress: bool = False,
+    progress: bool | tqdm = False,
 ) -> list[WindowLogits]:
-    """The model's logits for every window, in `features` order.
+    """The model's logits for every window, in `features` order. `progress`: a bar of its
+    own (True), or a caller's bar that counts the windows on (as `read_logits` passes).
 
     Windows are batched by length, so each batch pads only to its own longest window. The model
     is put in eval mode for the pass and left in the mode it came in.
@@ -187,31 +206,58 @@ def compute_logits(
         batch_size = 1
     order = sorted(range(len(features)), key=lambda i: len(features[i].input_ids))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(batches, desc="predict", unit="batch")
+    own_bar = isinstance(progress, bool)
+    bar = (_window_bar(len(features)) if progress else None) if own_bar else progress
+    forward = _onnx_forward if is_onnx(model) else _torch_forward
+    arrays = ((indices, pad_batch([features[i] for i in indices], pad_id))
+              for indices in batches)
     results: list[WindowLogits | None] = [None] * len(features)
+    try:
+        for batch_indices, start_rows, end_rows in forward(model, arrays, device):
+            for row, index in enumerate(batch_indices):
+                length = len(features[index].input_ids)
+                results[index] = WindowLogits(start_rows[row, :length], end_rows[row, :length])
+            if bar is not None:
+                bar.update(len(batch_indices))
+    finally:
+        if own_bar and bar is not None:
+            bar.close()
+    return results  # type: ignore[return-value]
+
+
+# (window indices, a `pad_batch` batch of them) in; (the indices, float64 start and end
+# logits [B, L]) out.
+Batches = Iterable[tuple[list[int], dict[str, np.ndarray]]]
+Logits = Iterator[tuple[list[int], np.ndarray, np.ndarray]]
+
+
+def _onnx_forward(model: Any, batches: Batches, device: str) -> Logits:
+    """ONNX Runtime reads the `pad_batch` arrays as they are."""
+    for indices, batch in batches:
+        start, end = model.run(batch)
+        yield indices, start.astype(np.float64), end.astype(np.float64)
+
+
+def _torch_forward(model: torch.nn.Module, batches: Batches, device: str) -> Logits:
+    """A torch model reads tensors on `device` under inference mode, in eval mode for the pass
+    and left in the mode it came in."""
+    import torch
+
     # Toggling modes walks every submodule (~13 ms on e5): only do it when needed.
     was_training = model.training
     if was_training:
         model.eval()
     try:
         with torch.inference_mode():
-            for batch_indices in batches:
-                batch = collate([features[i] for i in batch_indices], pad_id, False)
-                batch = {name: tensor.to(device) for name, tensor in batch.items()}
-                start_logits, end_logits = model(**batch)[:2]
-                start_rows = start_logits.float().cpu().numpy().astype(np.float64)
-                end_rows = end_logits.float().cpu().numpy().astype(np.float64)
-                for row, index in enumerate(batch_indices):
-                    length = len(features[index].input_ids)
-                    results[index] = WindowLogits(start_rows[row, :length],
-                                                  end_rows[row, :length])
+            for indices, batch in batches:
+                tensors = {name: torch.from_numpy(array).to(device)
+                           for name, array in batch.items()}
+                start, end = model(**tensors)[:2]
+                yield (indices, start.float().cpu().numpy().astype(np.float64),
+                       end.float().cpu().numpy().astype(np.float64))
     finally:
         if was_training:
             model.train()
-    return results  # type: ignore[return-value]
 
 
 def decode_predictions(
@@ -219,6 +265,7 @@ def decode_predictions(
     features: list[InputFeatures],
     logits: list[WindowLogits | None],
     config: PredictConfig,
+    progress: bool = False,
 ) -> dict[str, list[Candidate]]:
     """n-best spans per question over its windows, with a score comparable anywhere.
 
@@ -250,7 +297,14 @@ def decode_predictions(
                          f"{config.n_best} and {config.max_answer_length}")
     by_example = _windows_by_example(features)
     predictions: dict[str, list[Candidate]] = {}
-    for example_index, example in enumerate(examples):
+    questions = enumerate(examples)
+    if progress:  # trimming asks Kiwi about every candidate, which takes a while
+        from tqdm import tqdm
+
+        questions = tqdm(questions, total=len(examples), unit="question",
+                         desc="answers, particles trimmed" if config.trim_particles
+                         else "answers")
+    for example_index, example in questions:
         indices = by_example.get(example_index, [])
         if not indices:
             raise ValueError(f"question {example.qid!r}: no features were made for it")
@@ -299,6 +353,7 @@ def _example_nbest(
     log_z = _logsumexp(np.array([null_logit, *log_masses]))
 
     spans.sort(key=lambda span: -span[0])
+    null_score = float(np.exp(null_logit - log_z))
     nbest: list[Candidate] = []
     seen: set[str] = set()
     for logit, start_logit, end_logit, (char_start, _), (_, char_end) in spans:
@@ -309,13 +364,13 @@ def _example_nbest(
             continue
         seen.add(text)
         nbest.append(Candidate(text, char_start, char_end, float(np.exp(logit - log_z)),
-                               start_logit, end_logit))
+                               start_logit, end_logit, null_score))
         if len(nbest) == config.n_best:
             break
 
     threshold = config.no_answer_threshold
     if not nbest or (threshold is not None and nbest[0].score < threshold):
-        empty = Candidate("", 0, 0, float(np.exp(null_logit - log_z)), null_start, null_end)
+        empty = Candidate("", 0, 0, null_score, null_start, null_end, null_score)
         nbest = [empty, *nbest][: config.n_best]
     return nbest
 

@@ -52,7 +52,7 @@ class Retriever(ABC):
 
     @classmethod
     @abstractmethod
-    def _load_files(cls, directory: Path, manifest: dict[str, Any], verify: bool) -> Self:
+    def _load_files(cls, directory: Path, manifest: dict[str, Any], verify: bool | str) -> Self:
         """Rebuild a retriever from checked files; `paragraph_ids` is filled in by `load`."""
 
     @abstractmethod
@@ -81,8 +81,9 @@ class Retriever(ABC):
                        [*files, IDS_FILE])
 
     @classmethod
-    def load(cls, directory: str | Path, verify: bool = True) -> Self:
-        """Load a saved retriever, checking the manifest (and, with `verify`, every file hash)."""
+    def load(cls, directory: str | Path, verify: bool | str = True) -> Self:
+        """Load a saved retriever, checking the manifest and its files as far as `verify` says
+        (`korqa.retrieval.manifest.CHECKS`; True: every file hash)."""
         directory = Path(directory)
         manifest = read_manifest(directory, cls.kind, verify=verify)
         retriever = cls._load_files(directory, manifest, verify)

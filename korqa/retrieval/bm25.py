@@ -103,7 +103,7 @@ class BM25Retriever(Retriever):
         return sorted(p.relative_to(directory).as_posix() for p in target.iterdir())
 
     @classmethod
-    def _load_files(cls, directory: Path, manifest: dict[str, Any], verify: bool) -> Self:
+    def _load_files(cls, directory: Path, manifest: dict[str, Any], verify: bool | str) -> Self:
         params = dict(manifest["params"])
         params["terms"] = TermConfig.from_dict(params["terms"])
         retriever = cls(**params)

@@ -147,7 +147,7 @@ class DenseRetriever(Retriever):
         return [EMBEDDINGS_FILE, ENCODER_FILE]
 
     @classmethod
-    def _load_files(cls, directory: Path, manifest: dict[str, Any], verify: bool) -> Self:
+    def _load_files(cls, directory: Path, manifest: dict[str, Any], verify: bool | str) -> Self:
         retriever = cls(**manifest["params"])
         retriever.embeddings = np.load(directory / EMBEDDINGS_FILE, allow_pickle=False)
         saved = json.loads((directory / ENCODER_FILE).read_text(encoding="utf-8"))["config"]

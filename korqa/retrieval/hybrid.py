@@ -108,7 +108,7 @@ class HybridRetriever(Retriever):
         return files
 
     @classmethod
-    def _load_files(cls, directory: Path, manifest: dict[str, Any], verify: bool) -> Self:
+    def _load_files(cls, directory: Path, manifest: dict[str, Any], verify: bool | str) -> Self:
         params = dict(manifest["params"])
         kinds = params.pop("components")
         components = [retriever_class(kind).load(directory / f"{i}-{kind}", verify=verify)

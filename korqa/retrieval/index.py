@@ -247,9 +247,14 @@ def _create(out: Path, build: Callable[[Path], tuple[AddResult, int]]) -> tuple[
 
 
 class Index:
-    """A loaded index directory: search returns paragraphs, not just ids."""
+    """A loaded index directory: search returns paragraphs, not just ids.
 
-    def __init__(self, directory: str | Path, verify: bool = True) -> None:
+    verify: how the retriever's files are checked (`korqa.retrieval.manifest.CHECKS`). The
+    default "stat" compares sizes and modification times and hashes only files whose time
+    changed; `verify_index` (`korqa verify`) hashes everything.
+    """
+
+    def __init__(self, directory: str | Path, verify: bool | str = "stat") -> None:
         self.directory = Path(directory)
         if not (self.directory / STORE_FILE).exists():
             raise FileNotFoundError(f"{self.directory / STORE_FILE}: not an index directory "
@@ -286,3 +291,30 @@ class Index:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def verify_index(directory: str | Path) -> dict[str, Any]:
+    """Check an index directory in full: every retriever file against its sha256, the SQLite
+    store's integrity, and that both hold the same paragraphs. Raises ValueError (or
+    FileNotFoundError) naming the file that fails; returns what was checked."""
+    import sqlite3
+    from contextlib import closing
+
+    from korqa.retrieval.manifest import MANIFEST_FILE
+
+    directory = Path(directory)
+    with Index(directory, verify="hash") as index:
+        uri = f"file:{directory / STORE_FILE}?mode=ro"
+        try:
+            with closing(sqlite3.connect(uri, uri=True)) as connection:
+                problems = [row[0] for row in connection.execute("PRAGMA integrity_check")]
+        except sqlite3.DatabaseError as error:
+            problems = [str(error)]
+        if problems != ["ok"]:
+            raise ValueError(f"{directory / STORE_FILE}: SQLite integrity check failed "
+                             f"({'; '.join(problems[:3])}): rebuild the index")
+        top = directory / RETRIEVER_DIR / MANIFEST_FILE  # the one file no manifest hashes
+        files = [p for p in (directory / RETRIEVER_DIR).rglob("*") if p.is_file() and p != top]
+        return {"index": str(directory), "retriever": index.retriever.kind,
+                "paragraphs": len(index.store), "files_hashed": len(files),
+                "bytes_hashed": sum(p.stat().st_size for p in files)}

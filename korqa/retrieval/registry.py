@@ -25,7 +25,7 @@ def retriever_class(kind: str) -> type[Retriever]:
     return getattr(importlib.import_module(module), name)
 
 
-def load_retriever(directory: str | Path, verify: bool = True) -> Retriever:
+def load_retriever(directory: str | Path, verify: bool | str = True) -> Retriever:
     """Load whichever retriever `directory/manifest.json` describes."""
     directory = Path(directory)
     kind = read_manifest(directory, verify=False)["kind"]

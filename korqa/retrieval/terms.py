@@ -29,16 +29,19 @@ CONTENT_TAGS = ("NNG", "NNP", "NNB", "NR", "NP", "VV", "VA", "XR", "SL", "SN", "
 class TermConfig:
     """Which terms a text yields. Saved with every index, so queries get the same terms.
 
-    ngrams:    n-gram lengths taken inside each word; a word shorter than the smallest n is
-               kept whole, so one-syllable words are never lost.
-    words:     also emit each whole word.
-    morphemes: also emit Kiwi content morphemes (slow: ~30k chars/s; fine for small corpora).
+    ngrams:      n-gram lengths taken inside each word; a word shorter than the smallest n is
+                 kept whole, so one-syllable words are never lost.
+    words:       also emit each whole word.
+    morphemes:   also emit Kiwi content morphemes (slow: ~30k chars/s; fine for small corpora).
+    multi_words: analyse with Kiwi's multi-word dictionary (`korqa.morphology` says why not);
+                 True for indexes saved before this field existed, which were built with it.
     """
 
     ngrams: tuple[int, ...] = (1, 2)
     words: bool = False
     morphemes: bool = False
     morpheme_tags: tuple[str, ...] = field(default=CONTENT_TAGS)
+    multi_words: bool = False
 
     def __post_init__(self) -> None:
         if not self.ngrams and not self.words and not self.morphemes:
@@ -55,11 +58,12 @@ class TermConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TermConfig:
-        known = {"ngrams", "words", "morphemes", "morpheme_tags"}
+        known = {"ngrams", "words", "morphemes", "morpheme_tags", "multi_words"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"TermConfig: unknown field(s) {sorted(unknown)}")
         values = dict(data)
+        values.setdefault("multi_words", True)  # saved before the field: built with them
         for key in ("ngrams", "morpheme_tags"):
             if key in values:
                 values[key] = tuple(values[key])
@@ -122,7 +126,7 @@ class TermAnalyzer:
                     terms.append(word)
             out.append(terms)
         if config.morphemes:
-            analysed = kiwi().tokenize([normalize(t) for t in texts])
+            analysed = kiwi(config.multi_words).tokenize([normalize(t) for t in texts])
             for terms, tokens in zip(out, analysed, strict=True):
                 terms.extend(MORPHEME_PREFIX + tok.form for tok in tokens if tok.tag in self._tags)
         return out

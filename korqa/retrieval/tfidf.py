@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfTransformer
 
 from korqa.corpus.paragraph import Paragraph
 from korqa.retrieval.base import Hit, Retriever, stream_texts
 from korqa.retrieval.sparse import count_matrix, load_matrix, query_counts, save_matrix, top_k
 from korqa.retrieval.terms import TermAnalyzer, TermConfig
+
+if TYPE_CHECKING:  # fitting only: a loaded index scores with its saved idf, without sklearn
+    from sklearn.feature_extraction.text import TfidfTransformer
 
 MATRIX_FILE = "tfidf_matrix.npz"
 IDF_FILE = "idf.npy"
@@ -48,10 +50,13 @@ class TfidfRetriever(Retriever):
         self.chunk_size = chunk_size
         self.analyzer = TermAnalyzer(self.terms)
         self.vocabulary: dict[str, int] = {}
-        self.transformer = self._new_transformer()
+        self.transformer: TfidfTransformer | None = None  # set by `index`
+        self.idf = np.zeros(0, dtype=np.float64)  # the transformer's idf_, what scoring needs
         self.matrix_t: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
 
     def _new_transformer(self) -> TfidfTransformer:
+        from sklearn.feature_extraction.text import TfidfTransformer
+
         return TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True,
                                 sublinear_tf=self.sublinear_tf)
 
@@ -70,6 +75,7 @@ class TfidfRetriever(Retriever):
         if not ids:
             raise ValueError("tfidf: the corpus has no paragraphs")
         self.transformer = self._new_transformer().fit(counts)
+        self.idf = self.transformer.idf_
         # In place on the counts' CSR arrays: no second corpus-sized copy while weighting.
         weighted = sp.csr_matrix(self.transformer.transform(counts, copy=False))
         del counts
@@ -84,7 +90,7 @@ class TfidfRetriever(Retriever):
         if self.sublinear_tf:
             np.log(vectors.data, out=vectors.data)
             vectors.data += 1.0
-        vectors.data *= self.transformer.idf_[vectors.indices]
+        vectors.data *= self.idf[vectors.indices]
         rows = vectors.shape[0]
         row_of = np.repeat(np.arange(rows), np.diff(vectors.indptr))
         norms = np.sqrt(np.bincount(row_of, weights=vectors.data.astype(np.float64) ** 2,
@@ -109,14 +115,14 @@ class TfidfRetriever(Retriever):
 
     def _save_files(self, directory: Path) -> list[str]:
         save_matrix(directory / MATRIX_FILE, self.matrix_t)
-        np.save(directory / IDF_FILE, self.transformer.idf_, allow_pickle=False)
+        np.save(directory / IDF_FILE, self.idf, allow_pickle=False)
         terms = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
         (directory / VOCAB_FILE).write_text(json.dumps(terms, ensure_ascii=False),
                                             encoding="utf-8")
         return [MATRIX_FILE, IDF_FILE, VOCAB_FILE]
 
     @classmethod
-    def _load_files(cls, directory: Path, manifest: dict[str, Any], verify: bool) -> Self:
+    def _load_files(cls, directory: Path, manifest: dict[str, Any], verify: bool | str) -> Self:
         params = dict(manifest["params"])
         params["terms"] = TermConfig.from_dict(params["terms"])
         retriever = cls(**params)
@@ -130,9 +136,7 @@ class TfidfRetriever(Retriever):
                 f"{directory}: {VOCAB_FILE} has {width} terms but {IDF_FILE} has shape "
                 f"{idf.shape} and {MATRIX_FILE} {retriever.matrix_t.shape[0]} rows"
             )
-        # A fitted transformer is just its idf vector; restore it without refitting.
-        retriever.transformer.idf_ = idf
-        retriever.transformer.n_features_in_ = width
+        retriever.idf = idf
         return retriever
 
     def _row_count(self) -> int:

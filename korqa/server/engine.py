@@ -30,6 +30,9 @@ class NoIndex(Exception):
     """The pipeline answers from an FAQ only: there is no paragraph index to add to."""
 
 
+_Write = Callable[[ParagraphStore], dict[str, int]]  # one change to the store, on the writer
+
+
 @dataclass
 class _Job:
     run: Callable[[], Any]
@@ -59,7 +62,7 @@ class Engine:
         self.max_queue = max_queue
         self._slots = threading.BoundedSemaphore(max_queue)
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._additions: queue.Queue[tuple[list[Paragraph], Future] | None] = queue.Queue()
+        self._writes: queue.Queue[tuple[_Write, Future] | None] = queue.Queue()
         self._pipeline: QAPipeline | None = None
         self._worker: threading.Thread | None = None
         self._writer: threading.Thread | None = None
@@ -70,6 +73,7 @@ class Engine:
         self.retriever_kind: str | None = None
         self.reader_loaded = False
         self.faq_entries = 0
+        self.faq_answers: dict[str, str] = {}  # FAQ paragraph_id → its answer, for feedback
         self.indexing = False
         self.generation = 0  # bumped each time a rebuilt index is swapped in
 
@@ -96,7 +100,7 @@ class Engine:
             if not self._started:
                 return
             self._started = False
-            self._additions.put(None)
+            self._writes.put(None)
             assert self._writer is not None and self._worker is not None
             self._writer.join()
             self._jobs.put(None)
@@ -157,6 +161,8 @@ class Engine:
             self.paragraphs = len(index.store)
             self.retriever_kind = index.retriever.kind
         self.faq_entries = len(pipeline.faq) if pipeline.faq is not None else 0
+        entries = pipeline.faq.entries if pipeline.faq is not None else []
+        self.faq_answers = {f"faq:{entry.id}": entry.answer for entry in entries}
         if index is not None:
             pipeline.reader  # noqa: B018 - the property loads the model: fail at start, not later
             self.reader_loaded = True
@@ -181,25 +187,41 @@ class Engine:
     # ---- documents ----------------------------------------------------------------------
 
     def add_paragraphs(self, paragraphs: Sequence[Paragraph]) -> Future:
-        """A future of {added, updated, unchanged, paragraphs}, set once the paragraphs are
-        stored and the swapped-in retriever indexes them."""
+        """A future of {added, updated, unchanged, removed, paragraphs}, set once the
+        paragraphs are stored and the swapped-in retriever indexes them. Each document given
+        replaces all of its stored paragraphs."""
+        paragraphs = list(paragraphs)
+
+        def replace(store: ParagraphStore) -> dict[str, int]:
+            result = store.replace_documents(paragraphs)
+            return {"added": result.added, "updated": result.updated,
+                    "unchanged": result.unchanged, "removed": result.removed}
+
+        return self._enqueue(replace)
+
+    def remove_documents(self, doc_ids: Sequence[str]) -> Future:
+        """A future of {removed, paragraphs}; KeyError (nothing removed) for an unknown id."""
+        doc_ids = list(doc_ids)
+        return self._enqueue(lambda store: {"removed": store.remove_documents(doc_ids)})
+
+    def _enqueue(self, write: _Write) -> Future:
         if self.index_dir is None:
             raise NoIndex("this server answers from an FAQ only: there is no paragraph index")
         future: Future = Future()
-        self._additions.put((list(paragraphs), future))
+        self._writes.put((write, future))
         return future
 
     def _write(self) -> None:
         stopping = False
         while not stopping:
-            first = self._additions.get()
+            first = self._writes.get()
             if first is None:
                 break
             batch = [first]
             # Everything that queued up meanwhile shares this rebuild.
             while True:
                 try:
-                    item = self._additions.get_nowait()
+                    item = self._writes.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
@@ -208,26 +230,33 @@ class Engine:
                 batch.append(item)
             self._apply(batch)
 
-    def _apply(self, batch: list[tuple[list[Paragraph], Future]]) -> None:
+    def _apply(self, batch: list[tuple[_Write, Future]]) -> None:
+        """Carry out the writes (one that fails alone hears of it), rebuild the retriever once
+        and swap it in; then answer each write."""
         assert self.index_dir is not None
-        results = []
+        done: list[tuple[Future, dict[str, int]]] = []
         self.indexing = True
         try:
             with ParagraphStore(self.index_dir / STORE_FILE) as store:
-                for paragraphs, _ in batch:
-                    results.append(store.add(paragraphs))
+                for write, future in batch:
+                    try:
+                        done.append((future, write(store)))
+                    except (KeyError, ValueError) as error:
+                        future.set_exception(error)
+            if not done:
+                return
             total = rebuild_retriever(self.index_dir)
             self._submit(self._reopen_index, counted=False).result()
         except BaseException as error:  # noqa: BLE001 - every waiting request hears of it
-            log.exception("adding documents failed")
+            log.exception("writing documents failed")
             for _, future in batch:
-                future.set_exception(error)
+                if not future.done():
+                    future.set_exception(error)
             return
         finally:
             self.indexing = False
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result({"added": result.added, "updated": result.updated,
-                               "unchanged": result.unchanged, "paragraphs": total})
+        for future, result in done:
+            future.set_result({**result, "paragraphs": total})
 
     # ---- status -------------------------------------------------------------------------
 

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 FEEDBACK_FILE = "feedback.sqlite"
-FEEDBACK_VERSION = 1
+FEEDBACK_VERSION = 2
+MAX_FEEDBACK_ROWS = 100_000  # a bound on what anonymous clients can make the server store
 VERDICTS = ("correct", "wrong")
+# Each paragraph a verdict refers to is kept once, by digest: its offsets must survive a later
+# edit of the document, and a thousand verdicts on one long paragraph must not copy it a
+# thousand times.
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS shown_paragraphs (
+    digest TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    context TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY,
     created REAL NOT NULL,
@@ -26,9 +36,14 @@ CREATE TABLE IF NOT EXISTS feedback (
     answer_start INTEGER,
     corrected_answer TEXT,
     corrected_start INTEGER,
-    title TEXT,
-    context TEXT
+    paragraph_digest TEXT REFERENCES shown_paragraphs (digest)
 );
+"""
+# Version 1 copied title and context into every row.
+_MIGRATE_FROM_1 = """
+CREATE TABLE shown_paragraphs (digest TEXT PRIMARY KEY, title TEXT NOT NULL,
+                               context TEXT NOT NULL);
+ALTER TABLE feedback ADD COLUMN paragraph_digest TEXT REFERENCES shown_paragraphs (digest);
 """
 
 
@@ -36,9 +51,9 @@ CREATE TABLE IF NOT EXISTS feedback (
 class Feedback:
     """One verdict on one answer.
 
-    `title` and `context` are the paragraph as it was shown, copied at feedback time: the
-    offsets refer to that text, and a document re-added later with other text must not move
-    them. They are None for answers that came from no paragraph (FAQ answers).
+    `title` and `context` are the paragraph as it was shown at feedback time: the offsets
+    refer to that text, and a document re-added later with other text must not move them.
+    They are None for answers that came from no paragraph (FAQ answers).
     """
 
     question: str
@@ -52,6 +67,14 @@ class Feedback:
     context: str | None = None
 
 
+class FeedbackFull(RuntimeError):
+    """The store holds MAX_FEEDBACK_ROWS verdicts; export and clear it to take more."""
+
+
+def paragraph_digest(title: str, context: str) -> str:
+    return hashlib.sha256(f"{title}\n{context}".encode()).hexdigest()
+
+
 class FeedbackStore:
     """An append-only SQLite table of `Feedback`, safe to share between threads.
 
@@ -59,8 +82,9 @@ class FeedbackStore:
     verdict survive a power cut, which matters more than speed at a few writes per minute.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, max_rows: int = MAX_FEEDBACK_ROWS) -> None:
         self.path = Path(path)
+        self.max_rows = max_rows
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # One connection for all request threads, serialised by the lock.
         self._conn = sqlite3.connect(self.path, check_same_thread=False)
@@ -78,29 +102,65 @@ class FeedbackStore:
             with self._conn:
                 self._conn.executescript(_SCHEMA)
                 self._conn.execute(f"PRAGMA user_version = {FEEDBACK_VERSION}")
+        elif "feedback" in tables and version == 1:
+            self._migrate_from_1()
         elif "feedback" not in tables or version != FEEDBACK_VERSION:
             self._conn.close()
             raise ValueError(f"{self.path}: not a korqa feedback database of version "
                              f"{FEEDBACK_VERSION} (user_version={version})")
+        self._rows = self._conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+
+    def _migrate_from_1(self) -> None:
+        """Move version 1's per-row copies into shown_paragraphs, in one transaction."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in filter(str.strip, _MIGRATE_FROM_1.split(";")):
+                conn.execute(statement)
+            rows = conn.execute("SELECT id, title, context FROM feedback "
+                                "WHERE context IS NOT NULL").fetchall()
+            for row_id, title, context in rows:
+                digest = self._keep_paragraph(title or "", context)
+                conn.execute("UPDATE feedback SET paragraph_digest = ? WHERE id = ?",
+                             (digest, row_id))
+            conn.execute("UPDATE feedback SET title = NULL, context = NULL")
+            conn.execute(f"PRAGMA user_version = {FEEDBACK_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            conn.close()
+            raise
+        conn.execute("VACUUM")  # give back the space the copies took
+
+    def _keep_paragraph(self, title: str, context: str) -> str:
+        digest = paragraph_digest(title, context)
+        self._conn.execute("INSERT OR IGNORE INTO shown_paragraphs (digest, title, context) "
+                           "VALUES (?, ?, ?)", (digest, title, context))
+        return digest
 
     def add(self, item: Feedback) -> int:
         """Store one verdict; returns its id once it is committed."""
         if item.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {item.verdict!r}")
-        row = asdict(item)
-        with self._lock, self._conn:
-            cursor = self._conn.execute(
-                "INSERT INTO feedback (created, question, answer, paragraph_id, verdict, "
-                "answer_start, corrected_answer, corrected_start, title, context) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), row["question"], row["answer"], row["paragraph_id"],
-                 row["verdict"], row["answer_start"], row["corrected_answer"],
-                 row["corrected_start"], row["title"], row["context"]))
+        with self._lock:
+            if self._rows >= self.max_rows:
+                raise FeedbackFull(f"{self.path} holds {self._rows} verdicts, its limit; "
+                                   "export them (korqa feedback export) and move the file away")
+            with self._conn:
+                digest = (None if item.context is None
+                          else self._keep_paragraph(item.title or "", item.context))
+                cursor = self._conn.execute(
+                    "INSERT INTO feedback (created, question, answer, paragraph_id, verdict, "
+                    "answer_start, corrected_answer, corrected_start, paragraph_digest) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (time.time(), item.question, item.answer, item.paragraph_id, item.verdict,
+                     item.answer_start, item.corrected_answer, item.corrected_start, digest))
+            self._rows += 1
             return int(cursor.lastrowid)
 
     def __len__(self) -> int:
         with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+            return self._rows
 
     def close(self) -> None:
         with self._lock:
@@ -138,9 +198,14 @@ def export_squad(db: str | Path, out: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{db}: feedback database not found")
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        # Version 1 (read-only here, so not migrated) kept the paragraph in each row.
+        shown = ("f.title, f.context FROM feedback AS f" if version == 1 else
+                 "p.title, p.context FROM feedback AS f LEFT JOIN shown_paragraphs AS p "
+                 "ON p.digest = f.paragraph_digest")
         rows = conn.execute(
-            "SELECT id, question, answer, verdict, answer_start, corrected_answer, "
-            "corrected_start, title, context FROM feedback ORDER BY id").fetchall()
+            "SELECT f.id, question, answer, verdict, answer_start, corrected_answer, "
+            f"corrected_start, {shown} ORDER BY f.id").fetchall()
     except sqlite3.DatabaseError as error:
         raise ValueError(f"{db}: not a korqa feedback database ({error})") from None
     finally:

@@ -207,10 +207,14 @@ function renderAnswer(bot, data) {
     line.append("답: ", el("span", "answer-text", data.answer));
     bot.append(line);
     const source = data.source === "faq" ? " · 자주 묻는 질문" : "";
-    bot.append(el("div", "meta", `${data.title} · 점수 ${formatScore(data.score)}${source}`));
+    const label = data.source === "faq" ? "유사도" : "확신도";
+    bot.append(el("div", "meta", `${data.title} · ${label} ${formatScore(data.score)}${source}`));
   } else {
     bot.append(el("div", "unknown-line", "잘 모르겠어요."));
-    if (data.context) bot.append(el("div", "meta", `가장 가까운 문단: ${data.title}`));
+    // The don't-know's own score: under every answer given, whatever the guess's rank.
+    const guess = data.candidates.length
+      ? ` · 추측 "${data.candidates[0].answer}" (확신도 ${formatScore(data.score)})` : "";
+    if (data.context) bot.append(el("div", "meta", `가장 가까운 문단: ${data.title}${guess}`));
   }
   let paragraph = null;
   if (data.context) {
@@ -225,7 +229,7 @@ function renderAnswer(bot, data) {
     details.append(el("summary", "", data.known ? `다른 후보 ${others.length}개` : `추측 ${others.length}개`));
     const list = el("ol");
     for (const c of others) {
-      list.append(el("li", "", `${c.answer} — ${c.title} (점수 ${formatScore(c.score)})`));
+      list.append(el("li", "", `${c.answer} — ${c.title} (확신도 ${formatScore(c.score)})`));
     }
     details.append(list);
     bot.append(details);

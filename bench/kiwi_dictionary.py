@@ -1,0 +1,103 @@
+"""Kiwi with and without its multi-word dictionary: build cost, and what it changes on KorQuAD.
+
+    python3 bench/kiwi_dictionary.py [--data KorQuAD_v1.0_dev.json]
+
+korqa builds Kiwi without the multi-word dictionary (`korqa.morphology`). This measures both
+analysers in one run: CPU seconds and resident memory to build one (in a fresh process each,
+the language model loaded), BM25 recall@1/5/20 with korqa's tuned terms over the 961 KorQuAD dev
+paragraphs for all 5,774 questions (index and queries analysed by that analyser), and the
+reader's EM/F1 on the test split with particle trimming done by that analyser (the logits are
+computed once: trimming is the only step that differs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"
+VARIANTS = {"with multi-word dictionary": True, "without (korqa's default)": False}
+# VmHWM, not ru_maxrss: Linux carries a child's ru_maxrss over from its parent at fork.
+BUILD = """
+import json, resource, sys
+from kiwipiepy import Kiwi
+Kiwi(load_multi_dict=sys.argv[1] == "1").tokenize("가")
+usage = resource.getrusage(resource.RUSAGE_SELF)
+peak = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+print(json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime, "rss_mb": int(peak[0]) / 1024}))
+"""
+
+
+def build_cost(multi_words: bool) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-c", BUILD, "1" if multi_words else "0"],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args()
+
+    from korqa import morphology
+    from korqa.corpus import ParagraphStore, load_corpus
+    from korqa.evaluation.evaluate import best_answers
+    from korqa.evaluation.korquad_metric import evaluate_predictions
+    from korqa.modeling.engines import load_reader_model
+    from korqa.paths import resolve_reader_dir
+    from korqa.reader import josa
+    from korqa.reader.features import FeatureConfig, convert_examples_to_features
+    from korqa.reader.predict import PredictConfig, decode_predictions, read_logits
+    from korqa.reader.squad import read_squad
+    from korqa.retrieval.evaluate import evaluate_recall, load_questions
+    from korqa.retrieval.index import TUNED
+    from korqa.retrieval.registry import retriever_class
+    from korqa.tokenization import Tokenizer
+    from korqa.training.splits import select_split
+
+    model_dir = resolve_reader_dir()
+    examples = select_split(read_squad(args.data), "test")
+    tokenizer = Tokenizer.from_pretrained(model_dir)
+    features = convert_examples_to_features(examples, tokenizer,
+                                            FeatureConfig.for_model(model_dir), False)
+    predict_config = PredictConfig()
+    logits = read_logits(load_reader_model(model_dir, engine="auto"), features, tokenizer,
+                         predict_config)
+    questions = load_questions(args.data)
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        store = ParagraphStore(Path(scratch) / "paragraphs.sqlite")
+        store.add(load_corpus([args.data]))
+        for name, multi_words in VARIANTS.items():
+            morphology._analysers.clear()  # trimming takes whichever analyser is built
+            morphology.kiwi(multi_words)
+            josa._cut.cache_clear()
+            decoded = decode_predictions(examples, features, logits, predict_config)
+            scores = evaluate_predictions(examples, best_answers(decoded))
+            preset = dict(TUNED["bm25"])
+            preset["terms"] = replace(preset["terms"], multi_words=multi_words)
+            retriever = retriever_class("bm25")(**preset)
+            retriever.index(store, total=len(store), progress=False)
+            recall = evaluate_recall(retriever, store, questions, (1, 5, 20))
+            results[name] = {**build_cost(multi_words), "em": scores["exact_match"],
+                             "f1": scores["f1"],
+                             **{k: recall[k] for k in ("recall@1", "recall@5", "recall@20")}}
+        store.close()
+    print(f"{'Kiwi':<28} {'build CPU s':>11} {'RSS MB':>7} {'recall@1':>9} {'@5':>7} "
+          f"{'@20':>7} {'EM':>6} {'F1':>6}")
+    for name, row in results.items():
+        print(f"{name:<28} {row['cpu_s']:>11.2f} {row['rss_mb']:>7.0f} {row['recall@1']:>9.4f} "
+              f"{row['recall@5']:>7.4f} {row['recall@20']:>7.4f} {row['em']:>6.2f} "
+              f"{row['f1']:>6.2f}")
+    print(f"({len(questions)} questions for recall, {len(examples)} test questions for EM/F1)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
