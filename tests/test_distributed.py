@@ -368,6 +368,18 @@ def test_serve_on_a_two_node_cluster(cluster: tuple[str, Processes],
         assert feedback.status_code == 201 and feedback.json() == {"id": 1}
         assert client.get(f"{url}/health").json()["feedback"] == 1
 
+        # Removing it is a write too: generation 2 everywhere, and no replica finds it.
+        doc_id = added.json()["documents"][0]["id"]
+        removed = client.delete(f"{url}/documents/{doc_id}")
+        assert removed.status_code == 200, removed.text
+        assert removed.json()["removed"] == 1 and removed.json()["index_generation"] == 2
+        assert client.delete(f"{url}/documents/{doc_id}").status_code == 404
+        health = client.get(f"{url}/health").json()
+        assert [r["generation"] for r in health["ray"]["replicas"]] == [2, 2]
+        for _ in range(6):
+            gone = client.post(f"{url}/ask", json={"question": "설악산은 어디에 있나?"}).json()
+            assert gone["title"] != "설악산"
+
     failed = _kill_a_replica_under_load(url, replicas[0]["pid"])
     # Only requests in flight on the killed replica may fail: each replica takes at most
     # max_ongoing_requests (4), and 3 clients ask one question at a time.
