@@ -163,9 +163,12 @@ def _run(shards: list[Any], config: dict[str, Any], workers: int,
     context.enable_progress_bars = False
     dataset = ray.data.from_items([{"shard": i} for i in range(len(shards))],
                                   override_num_blocks=max(1, min(len(shards), 4 * workers)))
+    # Dense encoding takes a GPU per worker where the cluster has them.
+    gpus = 1 if config["kind"] == "dense" and ray.cluster_resources().get("GPU", 0) else 0
     dataset = dataset.map_batches(
-        _Analyse, fn_constructor_args=(shards, config), batch_size=1, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1)
+        _Analyse, fn_constructor_args=(shards, {**config, "gpu": bool(gpus)}), batch_size=1,
+        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+        num_gpus=gpus)
     expected = 0
     early: dict[int, dict[str, Any]] = {}
     waited = time.perf_counter()
@@ -194,7 +197,8 @@ class _Analyse:
         else:
             from korqa.retrieval.dense import DenseRetriever
 
-            self.encoder = DenseRetriever(**config["params"])
+            self.encoder = DenseRetriever(**config["params"],
+                                          device="cuda" if config["gpu"] else "cpu")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import ray
