@@ -3,12 +3,13 @@
     client ─HTTP─▶ Serve proxy ─▶ replica 1..N   each: create_app()'s FastAPI app over its own
                                      │            QAPipeline, reading the shared index directory
                                      ▼
-                                IndexWriter       one actor: POST /documents, /feedback, the
-                                                  index generation and the replica table
+                                IndexWriter       one actor: POST/DELETE /documents, /feedback,
+                                                  the index generation and the replica table
 
-Every replica runs the app of `korqa.server.app.create_app` unchanged, except for three routes:
-the writes go to the single `IndexWriter` actor (so two replicas never rebuild the retriever
-at once, and SQLite has one writer), and /health adds the cluster's view. Each replica asks the
+Every replica runs the app of `korqa.server.app.create_app` unchanged (its validation, API key,
+allowed hosts, deadline and body limit included), except for four routes: the writes go to the
+single `IndexWriter` actor (so two replicas never rebuild the retriever at once, and SQLite has
+one writer), and /health adds the cluster's view. Each replica asks the
 writer for the current generation every `POLL_SECONDS`, which doubles as its heartbeat; when
 the writer has rebuilt the index, the replica reopens it between two questions (the engine's
 own swap), without a restart. The index directory must be reachable at the same path from
