@@ -10,6 +10,8 @@
                                                            # replacing and deleting documents and
                                                            # slowloris and abandoned clients; then
                                                            # SIGKILL and check the index on disk
+    python3 bench/load.py --ray --replicas 1 2             # embedded vs Ray Serve with 1 and 2
+                                                           # replicas, taking turns
 
 Each client posts /ask (questions about the sample corpus, round robin) and waits for the
 answer before asking again. Reported: requests, throughput, p50/p90/p99 latency, errors (any
@@ -84,16 +86,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(args: argparse.Namespace, scratch: Path) -> tuple[subprocess.Popen, str]:
+def start_server(args: argparse.Namespace, scratch: Path, extra: tuple[str, ...] = (),
+                 threads: int | None = None) -> tuple[subprocess.Popen, str]:
     model = args.model or make_tiny_reader(scratch / "tiny-reader")
     port = free_port()
     command = [sys.executable, "-m", "korqa.cli", "serve", "--host", "127.0.0.1",
                "--port", str(port), "--model", str(model), "--data-dir", str(scratch / "data"),
-               "--max-queue", str(args.max_queue), "--log-level", "warning"]
+               "--max-queue", str(args.max_queue), "--log-level", "warning", *extra]
     if args.index:
         command += ["--index", args.index]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
+    if threads or args.threads:
+        command += ["--threads", str(threads or args.threads)]
     log = (scratch / "server.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -121,6 +124,46 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> set[int]:
+    """`pid` and all its descendants (a local Ray cluster's processes are the server's)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo += children.get(current, [])
+    return found
+
+
+def tree_cpu_seconds(pids: set[int]) -> dict[int, float]:
+    return {pid: cpu for pid in pids if (cpu := cpu_seconds(pid)) is not None}
+
+
+def stop_tree(process: subprocess.Popen, timeout: float = 90) -> None:
+    """SIGTERM the server, then SIGKILL whatever of its process tree is left."""
+    tree = process_tree(process.pid)
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+    time.sleep(2)
+    for pid in tree - {process.pid}:
+        try:
+            os.kill(pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -251,6 +294,58 @@ def load_main(args: argparse.Namespace) -> int:
         print(f"  server peak RSS {result['server_peak_rss_mb']} MiB, CPU per request "
               f"{result.get('server_cpu_ms_per_request', '?')} ms")
     return 0 if result["errors"] == 0 else 1
+
+
+# ---- Ray Serve: 1 and 2 replicas, taking turns ---------------------------------------------
+
+
+def ray_main(args: argparse.Namespace) -> int:
+    """The embedded server and `korqa serve --ray --replicas N` for each N, in turns: each turn
+    starts its server (and, for Ray, its local cluster), loads it for --duration, stops it.
+    CPU time is summed over the server's whole process tree (replicas, proxy, controller)."""
+    import httpx
+
+    turns = [("embedded", (), args.threads)] + [
+        (f"ray x{n}", ("--ray", "--replicas", str(n)), n * args.threads) for n in args.replicas]
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in turns}
+    for round_number in range(args.rounds):
+        for name, extra, threads in turns:
+            with tempfile.TemporaryDirectory(prefix="korqa-load-") as scratch:
+                process, url = start_server(args, Path(scratch), extra, threads)
+                try:
+                    for question in QUESTIONS[:4]:
+                        httpx.post(f"{url}/ask", json={"question": question}, timeout=300)
+                    before = tree_cpu_seconds(process_tree(process.pid))
+                    result = asyncio.run(run_load(url, args.clients, args.duration, args.top_k))
+                    after = tree_cpu_seconds(process_tree(process.pid))
+                    used = sum(after.values()) - sum(before.get(p, 0.0) for p in after)
+                    result["cpu_ms_per_request"] = round(1000 * used / max(result["requests"], 1),
+                                                         1)
+                    health = httpx.get(f"{url}/health", timeout=30).json()
+                    result["replicas"] = len(health.get("ray", {}).get("replicas", [])) or 1
+                finally:
+                    stop_tree(process)
+            result["round"] = round_number
+            runs[name].append(result)
+            print(f"{name:9} round {round_number}: {result['throughput_rps']} req/s, p50 "
+                  f"{result['latency_ms']['p50']} ms, p99 {result['latency_ms']['p99']} ms, "
+                  f"CPU {result['cpu_ms_per_request']} ms/request, errors {result['errors']}",
+                  file=sys.stderr, flush=True)
+    summary = {}
+    for name, results in runs.items():
+        summary[name] = {
+            "throughput_rps": statistics.median(r["throughput_rps"] for r in results),
+            "p50_ms": statistics.median(r["latency_ms"]["p50"] for r in results),
+            "p99_ms": statistics.median(r["latency_ms"]["p99"] for r in results),
+            "cpu_ms_per_request": statistics.median(r["cpu_ms_per_request"] for r in results),
+            "errors": sum(r["errors"] for r in results), "rounds": len(results)}
+    base = summary["embedded"]["throughput_rps"] or 1.0
+    for row in summary.values():
+        row["x_embedded"] = round(row["throughput_rps"] / base, 2)
+    print(json.dumps({"clients": args.clients, "duration_s": args.duration,
+                      "threads_per_replica": args.threads, "model": args.model or "tiny random",
+                      "summary": summary, "runs": runs}, ensure_ascii=False, indent=2))
+    return 0 if all(row["errors"] == 0 for row in summary.values()) else 1
 
 
 # ---- batching: one reader call per question or per batch ----------------------------------------
@@ -557,11 +652,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="batching: questions per batch")
     parser.add_argument("--repeats", type=int, default=5, help="batching: timed rounds")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--ray", action="store_true",
+                        help="the embedded server against `korqa serve --ray --replicas N` for "
+                             "each N of --replicas, taking turns (needs the ray extra)")
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2],
+                        help="--ray: replica counts to compare (default 1 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="--ray: turns of each server")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.mode == "soak":
         return soak_main(args)
-    return batching_main(args) if args.mode == "batching" else load_main(args)
+    if args.mode == "batching":
+        return batching_main(args)
+    return ray_main(args) if args.ray else load_main(args)
 
 
 if __name__ == "__main__":

@@ -339,6 +339,14 @@ def _reading(args: argparse.Namespace):  # -> TextReading, imported lazily
     return TextReading(args.encoding, args.skip_bad)
 
 
+def _add_ray_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ray", action="store_true",
+                   help="run on a Ray cluster (needs the extra: pip install -e '.[ray]')")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="with --ray: the cluster to join, `auto` (the one `ray start` made on "
+                        "this machine) or ray://HOST:PORT (default: start a local one)")
+
+
 @_command
 def _add_index(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -368,6 +376,10 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
                    help="character n-grams only (Kiwi morphemes take hours on all of kowiki)")
     _add_reading_options(p)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    _add_ray_options(p)
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="with --ray: parallel workers for term analysis and dense encoding "
+                        "(default 2); the index is the one a single process builds")
     p.set_defaults(handler=_index)
 
 
@@ -380,8 +392,16 @@ def _index(args: argparse.Namespace) -> int:
     options = {"fusion": args.fusion} if args.retriever == "hybrid" and args.fusion else {}
     retriever = make_retriever(args.retriever, args.encoder, args.morphemes, **options)
     start = time.perf_counter()
+    options = {}
+    if args.ray:
+        from korqa.distributed import require_ray
+
+        require_ray("korqa index --ray")
+        from korqa.distributed.index import ray_indexer
+
+        options["index_with"] = ray_indexer(args.workers, args.ray_address)
     added, total = build_index(args.out, args.corpus, retriever, progress=args.progress,
-                               reading=reading)
+                               reading=reading, **options)
     _print_json({"out": args.out, "retriever": args.retriever, "paragraphs": total,
                  "added": added.added, "updated": added.updated, "unchanged": added.unchanged,
                  "removed": added.removed, "removed_documents": added.removed_documents,
@@ -995,6 +1015,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"],
                    help="what the server logs")
+    _add_ray_options(p)
+    p.add_argument("--replicas", type=int, default=1, metavar="N",
+                   help="with --ray: reader replicas, each with its share of --threads "
+                        "(default 1)")
     p.set_defaults(handler=_serve)
 
 
@@ -1003,8 +1027,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     from korqa.server.app import ServerSettings, serve
 
-    return serve(ServerSettings(**{f.name: getattr(args, f.name)
-                                   for f in fields(ServerSettings)}))
+    settings = ServerSettings(**{f.name: getattr(args, f.name) for f in fields(ServerSettings)})
+    if args.ray:
+        from korqa.distributed import require_ray
+
+        require_ray("korqa serve --ray")
+        from korqa.distributed.serve import serve_ray
+
+        return serve_ray(settings, args.ray_address, args.replicas)
+    return serve(settings)
 
 
 # ---- feedback export ----------------------------------------------------------------------

@@ -42,6 +42,8 @@ OLD_DIR = RETRIEVER_DIR + ".old"  # the replaced one, during the swap
 # Test-only: "POINT:FILE" makes a rebuild that reaches POINT (see `_rebuild`) create FILE and
 # then wait to be killed, so tests can SIGKILL a real server at a known point of a write.
 PAUSE_ENV = "KORQA_TEST_PAUSE_AT"
+# Indexes the store with the retriever in another way (e.g. on a cluster): same result.
+Indexer = Callable[[Retriever, ParagraphStore, int, bool], None]
 
 
 # The tuned presets (bench/retrieval.py; tuned on KorQuAD dev's non-test questions). The
@@ -96,6 +98,7 @@ def build_index(
     encoder: str | Path | None = None,
     progress: bool = True,
     reading: TextReading | None = None,
+    index_with: Indexer | None = None,
 ) -> tuple[AddResult, int]:
     """Make `out` index what `corpus_paths` hold now, and (re)build its retriever over the
     whole store. Without corpus paths only the retriever is rebuilt.
@@ -108,7 +111,8 @@ def build_index(
     A new `out` is built in a directory beside it and renamed into place; an existing index
     is changed in one store transaction, committed only once the new retriever is saved. So
     a failure leaves `out` as it was, or absent. Returns what changed in the store and how
-    many paragraphs the retriever indexes.
+    many paragraphs the retriever indexes. `index_with(retriever, store, total, progress)`
+    replaces `retriever.index(store, …)` (korqa.distributed.index: the same index on Ray).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -121,8 +125,9 @@ def build_index(
         return _sync_sources(store, corpus_paths, reading, progress)
 
     if (out / STORE_FILE).is_file():
-        return _rebuild(out, retriever, read, progress, name=out)
-    return _create(out, lambda staging: _rebuild(staging, retriever, read, progress, name=out))
+        return _rebuild(out, retriever, read, progress, name=out, index_with=index_with)
+    return _create(out, lambda staging: _rebuild(staging, retriever, read, progress, name=out,
+                                                 index_with=index_with))
 
 
 def remove_documents(directory: str | Path, doc_ids: Sequence[str],
@@ -207,6 +212,7 @@ def _rebuild(
     progress: bool,
     name: Path,
     swap_guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    index_with: Indexer | None = None,
 ) -> tuple[AddResult, int]:
     """Apply `change` to the store and index the result, all in one store transaction that
     commits only after the new retriever is saved beside the old one, which it then replaces.
@@ -226,7 +232,10 @@ def _rebuild(
                 total = len(store)
                 if total == 0:
                     raise ValueError(f"{name}: no paragraphs to index (give --corpus PATH)")
-                retriever.index(store, total=total, progress=progress)
+                if index_with is None:
+                    retriever.index(store, total=total, progress=progress)
+                else:
+                    index_with(retriever, store, total, progress)
                 shutil.rmtree(staging, ignore_errors=True)
                 retriever.save(staging, store_generation=store.generation)
                 _sync_tree(staging)

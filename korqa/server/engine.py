@@ -178,6 +178,11 @@ class Engine:
             pipeline.reader  # noqa: B018 - the property loads the model: fail at start, not later
             self.reader_loaded = True
 
+    def reopen_index(self) -> Future:
+        """Reopen the index directory between two questions (another process rebuilt it);
+        the future is set once questions see the new index."""
+        return self._submit(self._reopen_index, counted=False)
+
     def _reopen_index(self) -> None:
         """On the worker: swap in the index the writer just rebuilt, close the old one."""
         assert self._pipeline is not None and self.index_dir is not None

@@ -1,0 +1,370 @@
+"""`korqa serve --ray`: the same HTTP API and chat page, served by N Ray Serve replicas.
+
+    client ─HTTP─▶ Serve proxy ─▶ replica 1..N   each: create_app()'s FastAPI app over its own
+                                     │            QAPipeline, reading the shared index directory
+                                     ▼
+                                IndexWriter       one actor: POST/DELETE /documents, /feedback,
+                                                  the index generation and the replica table
+
+Every replica runs the app of `korqa.server.app.create_app` unchanged (its validation, API key,
+allowed hosts, deadline and body limit included), except for four routes: the writes go to the
+single `IndexWriter` actor (so two replicas never rebuild the retriever at once, and SQLite has
+one writer), and /health adds the cluster's view. Each replica asks the
+writer for the current generation every `POLL_SECONDS`, which doubles as its heartbeat; when
+the writer has rebuilt the index, the replica reopens it between two questions (the engine's
+own swap), without a restart. The index directory must be reachable at the same path from
+every node (one machine, or a shared filesystem), and korqa installed on every node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import asdict, astuple
+from pathlib import Path
+from typing import Annotated, Any
+
+import ray
+from fastapi import Header
+from fastapi import Path as UrlPath
+from ray import serve
+from starlette.concurrency import run_in_threadpool
+
+from korqa.corpus.paragraph import Paragraph
+from korqa.corpus.store import ParagraphStore
+from korqa.retrieval.index import STORE_FILE
+from korqa.server.app import (
+    API_DOC_PREFIX,
+    DOC_ID_PATTERN,
+    AddDocumentsRequest,
+    ApiError,
+    ErrorOut,
+    FeedbackRequest,
+    _checked_feedback,
+    _paragraphs,
+    check_api_key,
+)
+from korqa.server.engine import rebuild_retriever
+from korqa.server.feedback import FEEDBACK_FILE, Feedback, FeedbackFull, FeedbackStore
+
+log = logging.getLogger("korqa.server")
+
+NAMESPACE = "korqa"
+WRITER_NAME = "korqa-index-writer"
+APP_NAME = "korqa"
+POLL_SECONDS = 0.5
+# A replica that has not checked in for this long is left out of /health (killed, restarting).
+STALE_SECONDS = 5.0
+# How long POST /documents waits for every live replica to serve the new generation.
+SWITCH_TIMEOUT = 120.0
+SHUTDOWN_SECONDS = 60
+
+
+# ---- the single writer ------------------------------------------------------------------------
+
+
+@ray.remote(num_cpus=0, max_concurrency=16)
+class IndexWriter:
+    """Owns every write to the index directory and the feedback database.
+
+    Threaded (max_concurrency): /health and heartbeats are answered while a rebuild runs;
+    the rebuilds themselves are serialised by a lock, as in the embedded server.
+    """
+
+    def __init__(self, index_dir: str, data_dir: str) -> None:
+        self.index_dir = Path(index_dir)
+        self.feedback = FeedbackStore(Path(data_dir) / FEEDBACK_FILE)
+        self.generation = 0
+        self.indexing = False
+        self._write_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._replicas: dict[str, dict[str, Any]] = {}
+
+    def add_paragraphs(self, rows: list[tuple[str, str, str, str]]) -> dict[str, Any]:
+        """Store the documents (each replaces all of its stored paragraphs, as in the embedded
+        server), rebuild the retriever in place, start a new generation."""
+
+        def replace(store: ParagraphStore) -> dict[str, int]:
+            result = store.replace_documents([Paragraph(*row) for row in rows])
+            return {"added": result.added, "updated": result.updated,
+                    "unchanged": result.unchanged, "removed": result.removed}
+
+        return self._write(replace)
+
+    def remove_documents(self, doc_ids: list[str]) -> dict[str, Any]:
+        """Delete documents whole; KeyError (nothing changed) for an unknown id."""
+        return self._write(lambda store: {"removed": store.remove_documents(doc_ids)})
+
+    def _write(self, change: Any) -> dict[str, Any]:
+        with self._write_lock:
+            self.indexing = True
+            try:
+                with ParagraphStore(self.index_dir / STORE_FILE) as store:
+                    result = change(store)
+                total = rebuild_retriever(self.index_dir)
+            finally:
+                self.indexing = False
+            with self._state_lock:
+                self.generation += 1
+                generation = self.generation
+        return {**result, "paragraphs": total, "generation": generation}
+
+    def add_feedback(self, item: dict[str, Any]) -> int:
+        return self.feedback.add(Feedback(**item))
+
+    def heartbeat(self, replica: str, info: dict[str, Any]) -> int:
+        """A replica says what it serves; the answer is the generation it should serve."""
+        with self._state_lock:
+            self._replicas[replica] = {**info, "seen": time.time()}
+            return self.generation
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        with self._state_lock:
+            live = [{"replica": name, **{k: v for k, v in info.items() if k != "seen"}}
+                    for name, info in sorted(self._replicas.items())
+                    if now - info["seen"] < STALE_SECONDS]
+            generation = self.generation
+        return {"generation": generation, "indexing": self.indexing, "replicas": live,
+                "feedback": len(self.feedback)}
+
+
+# ---- a reader replica -------------------------------------------------------------------------
+
+
+@serve.ingress()
+class KorqaReplica:
+    """One reader: korqa's FastAPI app over its own pipeline, pinned to `threads` threads."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self._stop = threading.Event()
+        threads = int(options["threads"])
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # before any thread pool starts
+        from korqa.modeling.onnx_engine import set_default_threads
+
+        set_default_threads(threads)
+        if options["config"]["engine"] == "torch":
+            import torch  # only for the torch engine, as in the embedded server
+
+            torch.set_num_threads(threads)
+        self.options = options
+        self.threads = threads
+        self.writer = ray.get_actor(WRITER_NAME, namespace=NAMESPACE)
+        context = serve.get_replica_context()
+        self.name = context.replica_id.unique_id
+        self.generation = 0
+        self.korqa_app: Any = None  # `app` is Serve's own attribute
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from korqa.pipeline import PipelineConfig, open_pipeline
+        from korqa.server.app import create_app
+
+        options = self.options
+        index_dir = Path(options["index_dir"])
+        config = PipelineConfig.with_overrides(**options["config"])
+        # The generation is read before the index is opened: a rebuild in between only makes
+        # this replica reopen once more.
+        self.generation = ray.get(self.writer.heartbeat.remote(self.name, self._info()))
+        app = create_app(lambda: open_pipeline(index_dir, (), options["faq"], options["model"],
+                                               config),
+                         options["data_dir"], options["allow_origins"], options["max_queue"],
+                         deadline=options["deadline"], allowed_hosts=options["allowed_hosts"],
+                         api_key=options["api_key"])
+        _route_writes(app, self)
+        self.korqa_app = app
+        threading.Thread(target=self._follow, name="korqa-generation", daemon=True).start()
+        return app
+
+    def _info(self) -> dict[str, Any]:
+        engine = self.korqa_app.state.engine if self.korqa_app is not None else None
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
+                "host": socket.gethostname(), "threads": self.threads,
+                "generation": self.generation,
+                "ready": bool(engine is not None and engine.reader_loaded),
+                "paragraphs": engine.paragraphs if engine is not None else 0}
+
+    def _follow(self) -> None:
+        """Heartbeat; reopen the index when the writer has moved to a newer generation."""
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                wanted = ray.get(self.writer.heartbeat.remote(self.name, self._info()))
+                engine = self.korqa_app.state.engine
+                if wanted != self.generation and engine.reader_loaded:
+                    engine.reopen_index().result()
+                    self.generation = wanted
+                    self.writer.heartbeat.remote(self.name, self._info())
+            except Exception:  # noqa: BLE001 - the writer restarting; try again next tick
+                log.exception("replica %s: following the index generation failed", self.name)
+
+    def __del__(self) -> None:
+        self._stop.set()
+
+
+def _route_writes(app: Any, replica: KorqaReplica) -> None:
+    """Replace the app's write routes and /health with ones that go through the writer; the
+    request bodies, validation and error handling stay create_app's."""
+    # The request models are module globals: FastAPI resolves the (string) annotations there.
+    replaced = {("/documents", "POST"), ("/documents/{doc_id}", "DELETE"),
+                ("/feedback", "POST"), ("/health", "GET")}
+    app.router.routes = [r for r in app.router.routes
+                         if not any((getattr(r, "path", None), m) in replaced
+                                    for m in getattr(r, "methods", None) or ())]
+    writer = replica.writer
+    engine = app.state.engine
+    api_key = replica.options["api_key"]
+
+    @app.post("/documents", responses={504: {"model": ErrorOut}})
+    async def add_documents(body: AddDocumentsRequest,
+                            authorization: Annotated[str | None, Header()] = None,
+                            ) -> dict[str, Any]:
+        """Add (or replace, by id) documents through the single writer; returns once every
+        live replica serves the new index generation."""
+        check_api_key(api_key, authorization)
+        paragraphs, documents = _paragraphs(body)
+        result = await asyncio.shield(writer.add_paragraphs.remote(
+            [astuple(p) for p in paragraphs]))
+        await _all_switched(result["generation"])
+        return {**{k: v for k, v in result.items() if k != "generation"},
+                "documents": documents, "index_generation": result["generation"]}
+
+    @app.delete("/documents/{doc_id}", responses={404: {"model": ErrorOut},
+                                                  504: {"model": ErrorOut}})
+    async def delete_document(
+            doc_id: Annotated[str, UrlPath(max_length=100, pattern=DOC_ID_PATTERN)],
+            authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Remove a document added through POST /documents, through the single writer."""
+        check_api_key(api_key, authorization)
+        try:
+            result = await asyncio.shield(
+                writer.remove_documents.remote([API_DOC_PREFIX + doc_id]))
+        except ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, KeyError):
+                raise ApiError(404, f"no document {doc_id!r} was added here") from None
+            raise
+        await _all_switched(result["generation"])
+        return {**{k: v for k, v in result.items() if k != "generation"}, "id": doc_id,
+                "index_generation": result["generation"]}
+
+    async def _all_switched(generation: int) -> None:
+        deadline = time.monotonic() + SWITCH_TIMEOUT
+        while time.monotonic() < deadline:
+            status = await writer.status.remote()
+            if all(r["generation"] >= generation for r in status["replicas"]):
+                return
+            await asyncio.sleep(POLL_SECONDS / 2)
+        raise ApiError(504, "the change is stored and indexed, but not every replica switched "
+                            "to the new index in time")
+
+    @app.post("/feedback", status_code=201)
+    async def add_feedback(body: FeedbackRequest) -> dict[str, Any]:
+        """Record a verdict on an answer (stored by the single writer)."""
+        item = await run_in_threadpool(_checked_feedback, engine.index_dir,
+                                       engine.faq_answers, body)
+        try:
+            return {"id": await writer.add_feedback.remote(asdict(item))}
+        except ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, FeedbackFull):
+                raise ApiError(503, f"feedback is full: {error.cause}") from None
+            raise
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """This replica's state, and every live replica with the generation it serves."""
+        status = await writer.status.remote()
+        return {**engine.health(), "index_generation": replica.generation,
+                "indexing": status["indexing"], "feedback": status["feedback"],
+                "ray": {"replica": replica.name, "generation": status["generation"],
+                        "replicas": status["replicas"]}}
+
+
+# ---- korqa serve --ray --------------------------------------------------------------------------
+
+
+def serve_ray(settings: Any, address: str | None, replicas: int) -> int:
+    """`korqa serve` on Ray Serve: `replicas` readers, one writer; until SIGINT/SIGTERM."""
+    from korqa.corpus.text import TextReading
+    from korqa.server.app import (
+        API_KEY_ENV,
+        DEFAULT_DATA_DIR,
+        _is_loopback,
+        allowed_host_names,
+        check_port,
+        prepare_index,
+    )
+    from korqa.server.engine import repair_index
+
+    if replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, got {replicas}")
+    api_key = settings.api_key or os.environ.get(API_KEY_ENV) or None
+    if not _is_loopback(settings.host) and api_key is None:
+        raise ValueError(f"--host {settings.host} is reachable from other machines: give "
+                         f"--api-key KEY (or set {API_KEY_ENV}) so that only you can add "
+                         "and remove documents")
+    check_port(settings.host, settings.port)
+    data_dir = Path(settings.data_dir or DEFAULT_DATA_DIR).expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    index_dir = prepare_index(settings.index, settings.corpus, data_dir,
+                              TextReading(settings.encoding, settings.skip_bad)).resolve()
+    with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
+        store.check()
+    repair_index(index_dir)
+    # --threads is the total: each replica gets its share, and reserves as many CPUs, so N
+    # replicas on N cores do not oversubscribe them.
+    threads = max(1, (settings.threads or replicas) // replicas)
+    options = {
+        "index_dir": str(index_dir), "data_dir": str(data_dir), "faq": settings.faq,
+        "model": str(Path(settings.model).resolve()) if settings.model else None,
+        "allow_origins": list(settings.allow_origins), "max_queue": settings.max_queue,
+        "threads": threads, "deadline": settings.deadline, "api_key": api_key,
+        "allowed_hosts": allowed_host_names(settings.host, settings.allowed_hosts),
+        "config": {"top_k": settings.top_k, "int8": settings.int8, "engine": settings.engine,
+                   "all_windows": settings.all_windows, "fusion_weight": settings.weight,
+                   "read_gate": settings.read_gate, "threshold": settings.threshold},
+    }
+    # "local" always starts a cluster of its own: without it, Ray joins the last cluster
+    # started on this machine, or waits for it if it has stopped.
+    ray.init(address=address or "local", namespace=NAMESPACE, include_dashboard=False,
+             logging_level=logging.WARNING)
+    stopping = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stopping.set())
+    try:
+        # Restarted if its process dies: its state is the files, a counter and the replica
+        # table (refilled by the next heartbeats); the counter restarting only makes each
+        # replica reopen the index once more.
+        writer = IndexWriter.options(name=WRITER_NAME, max_restarts=-1).remote(
+            str(index_dir), str(data_dir))
+        ray.get(writer.status.remote())
+        serve.start(http_options={"host": settings.host, "port": settings.port},
+                    proxy_location="HeadOnly")
+        deployment = serve.deployment(
+            KorqaReplica, name="reader", num_replicas=replicas,
+            ray_actor_options={"num_cpus": threads},
+            # A replica answers one question at a time; a short queue each lets the router
+            # spread load by queue length.
+            max_ongoing_requests=4, health_check_period_s=2, health_check_timeout_s=30)
+        serve.run(deployment.bind(options), name=APP_NAME, route_prefix="/",
+                  blocking=False)
+        if not _is_loopback(settings.host):
+            log.warning("listening on %s: reachable from other machines, with no "
+                        "authentication", settings.host)
+        print(f"korqa serve --ray: {replicas} replica(s) × {threads} thread(s) at "
+              f"http://{settings.host}:{settings.port}", flush=True)
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        # Serve's shutdown waits for the cluster; one that is going away (Ctrl-C reaches the
+        # processes of a local cluster too) must not keep this process from exiting.
+        closing = threading.Thread(target=serve.shutdown, daemon=True)
+        closing.start()
+        closing.join(SHUTDOWN_SECONDS)
+        if closing.is_alive():
+            log.warning("Ray Serve did not shut down within %d s", SHUTDOWN_SECONDS)
+        ray.shutdown()
+    return 0
