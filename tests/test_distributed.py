@@ -82,6 +82,7 @@ def _tiny_encoder(directory: Path) -> Path:
     import torch
 
     from korqa.modeling import BertConfig, BertModel
+    from korqa.modeling.checkpoint import save_pretrained
 
     text = "".join(title + "".join(texts) for _, title, texts in DOCS) + "".join(QUESTIONS)
     chars = sorted({c for c in text + "query: passage:" if not c.isspace()})
@@ -91,7 +92,7 @@ def _tiny_encoder(directory: Path) -> Path:
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=256)
-    BertModel(config).save_pretrained(directory)
+    save_pretrained(BertModel(config), directory)
     return directory
 
 
