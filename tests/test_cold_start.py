@@ -181,3 +181,15 @@ def test_indexes_saved_before_lean_kiwi_keep_their_analyser(index_dir: Path) -> 
     path.write_text(json.dumps(written), encoding="utf-8")
     assert load_retriever(index_dir / "retriever", verify=False).terms.kiwi_dictionaries == (
         "default", "typo")
+
+
+def test_freed_memory_goes_back_or_nothing_happens(monkeypatch: pytest.MonkeyPatch) -> None:
+    from korqa import memory
+
+    memory._malloc_trim.cache_clear()
+    memory.return_freed_memory()  # glibc here: trims, returns nothing
+    monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: None)
+    memory._malloc_trim.cache_clear()
+    assert memory._malloc_trim() is None
+    memory.return_freed_memory()  # a C library without malloc_trim: a no-op, no error
+    memory._malloc_trim.cache_clear()

@@ -15,6 +15,7 @@ from typing import Any
 
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import AddResult, ParagraphStore
+from korqa.memory import return_freed_memory
 from korqa.pipeline import QAPipeline
 from korqa.retrieval.index import (
     RETRIEVER_DIR,
@@ -161,6 +162,8 @@ class Engine:
                         job.future.set_exception(error)
                 if job.counted:
                     self._slots.release()
+                if self._jobs.empty():
+                    return_freed_memory()  # between questions: nobody waits for it
         finally:
             self._pipeline.close()
 
