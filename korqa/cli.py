@@ -1095,6 +1095,13 @@ def _add_open_read_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _torch_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 @_command
 def _add_open_sets(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -1150,10 +1157,7 @@ def _add_calibrate_confidence(sub: argparse._SubParsersAction) -> None:
 def _calibrate_confidence(args: argparse.Namespace) -> int:
     from korqa.evaluation.open_domain import calibrate_confidence
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _torch_threads(args.threads)
     _print_json(calibrate_confidence(
         args.data, args.chitchat, args.model, args.out, args.cache, args.answerable,
         args.offtopic, args.precision, args.seed, args.progress))
@@ -1187,10 +1191,7 @@ def _add_evaluate_open(sub: argparse._SubParsersAction) -> None:
 def _evaluate_open(args: argparse.Namespace) -> int:
     from korqa.evaluation.open_domain import evaluate_open
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _torch_threads(args.threads)
     result = evaluate_open(args.data, args.chitchat, args.model, args.split, args.confidence,
                            args.cache, args.answerable, args.offtopic, args.report, args.seed,
                            args.progress)
