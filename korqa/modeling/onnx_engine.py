@@ -123,7 +123,7 @@ class OnnxReaderModel:
         self.int8 = int8  # read by korqa.modeling.engines.is_quantized
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
-        return_freed_memory()  # the graph's protobuf, parsed and dropped: ~40 MB of heap
+        return_freed_memory()  # the graph's protobuf, parsed and dropped, would stay held
         self.input_names = [item.name for item in self.session.get_inputs()]
 
     def eval(self) -> OnnxReaderModel:
