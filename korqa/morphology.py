@@ -7,8 +7,8 @@ writer) wait for the one build.
 Kiwi is built with none of its user dictionaries (multi-word proper nouns such as "제럴드
 포드", the default word list, typo corrections): they made every build slower and larger, while
 without them the reader's EM/F1 on KorQuAD and retrieval recall stayed within a handful of
-questions (bench/kiwi_dictionary.py; the numbers are in the README). Indexes whose morpheme terms were
-made with them (`TermConfig.kiwi_dictionaries`) still get queries analysed with them.
+questions (bench/kiwi_dictionary.py; the numbers are in the README). Indexes whose morpheme
+terms were made with them (`TermConfig.kiwi_dictionaries`) still get queries analysed with them.
 """
 
 from __future__ import annotations
