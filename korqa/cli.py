@@ -14,6 +14,8 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 
+from korqa.cli_options import add_options, build
+
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
@@ -67,11 +69,37 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose subcommands (and theirs) use HelpFormatter."""
+    """An ArgumentParser whose subcommands (and theirs) use HelpFormatter, and whose options
+    may be added only once the command is used (`add_later`): options made from a config
+    dataclass import its module (torch, FastAPI), which `korqa --help` must not wait for."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._later: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def add_later(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._later.append(add)
+
+    def complete(self) -> None:
+        """Add the deferred options, and the shared help of options that have none."""
+        while self._later:
+            self._later.pop(0)(self)
+        for action in self._actions:
+            if action.help is None and action.option_strings:
+                action.help = SHARED_HELP.get(action.option_strings[-1])
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201
+        self.complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self.complete()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.complete()
+        return super().format_help()
 
 
 class _TopFormatter(argparse.RawDescriptionHelpFormatter, HelpFormatter):
@@ -105,7 +133,10 @@ def version() -> str:
 
 def iter_parsers(parser: argparse.ArgumentParser,
                  name: str = "korqa") -> Iterator[tuple[str, argparse.ArgumentParser]]:
-    """`parser` and every subcommand parser under it, with its full command name."""
+    """`parser` and every subcommand parser under it, with its full command name (each with
+    all its options)."""
+    if isinstance(parser, _Parser):
+        parser.complete()
     yield name, parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -139,62 +170,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "train", help="fine-tune a reader on a SQuAD-format file (never on its test split)",
         description="Fine-tune BertForQuestionAnswering; writes OUT/best (the model to use), "
                     "OUT/last (resumable), log.jsonl, curves.png, split.json, summary.json.")
-    p.add_argument("--model", required=True, help="initial checkpoint dir (weights + tokenizer)")
-    p.add_argument("--data", required=True, help="SQuAD-format JSON to cut the split from")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--split", choices=["train", "train+validation"], default="train",
-                   help="train: hold out --validation-fold; train+validation: train on all 112 "
-                        "non-test articles")
-    p.add_argument("--validation-fold", type=int, default=0,
-                   help="group-k-fold fold of the non-test articles to validate on")
-    p.add_argument("--validation-data", help="SQuAD file to validate on instead of the fold")
-    p.add_argument("--extra-data", nargs="+", default=[], metavar="FILE",
-                   help="more SQuAD files for training only (test-split overlaps are dropped)")
-    p.add_argument("--epochs", type=int, default=2, help="passes over the training questions")
-    p.add_argument("--max-steps", type=int, help="train this many steps instead of --epochs")
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--batch-size", type=int, default=16, help="windows per micro-batch")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
-    p.add_argument("--warmup", type=float, default=0.1, help="fraction of steps, or steps if >= 1")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--max-grad-norm", type=float, default=1.0, help="0 = no clipping")
-    p.add_argument("--max-seq-length", type=int, default=384,
-                   help="tokens per window: question, paragraph part and specials")
-    p.add_argument("--doc-stride", type=int, default=128,
-                   help="paragraph tokens between the starts of two windows")
-    p.add_argument("--max-query-length", type=int, default=64,
-                   help="question tokens kept at most")
-    p.add_argument("--eval-every", type=int, default=0, metavar="STEPS",
-                   help="validate every N steps too (always at each epoch end)")
-    p.add_argument("--eval-limit", type=int, metavar="N", help="validate on N questions")
-    p.add_argument("--save-every", type=int, default=0, metavar="STEPS",
-                   help="write OUT/last every N steps too (always at each validation)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
-    p.add_argument("--freeze-layers", type=int, default=0, metavar="N",
-                   help="freeze the embeddings and the N lowest layers (faster on CPU)")
-    p.add_argument("--freeze-embeddings", action="store_true", help="freeze the embeddings only")
-    p.add_argument("--layer-lr-decay", type=float, default=1.0,
-                   help="each layer below the head trains at this times the learning rate "
-                        "of the layer above; 1: one rate for all")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--no-trim", dest="trim_particles", action="store_false",
-                   help="validate without cutting particles off answers (no kiwipiepy needed)")
-    p.add_argument("--stop-at-step", type=int, metavar="STEP",
-                   help="stop at this step (after saving OUT/last); continue with --resume")
-    p.add_argument("--resume", action="store_true", help="continue the run in OUT/last")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_later(_finetune_options)
     p.set_defaults(handler=_train)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from dataclasses import fields
+def _finetune_options(p: argparse.ArgumentParser) -> None:
+    from korqa.training.finetune import FinetuneConfig
 
+    add_options(p, FinetuneConfig)
+
+
+def _train(args: argparse.Namespace) -> int:
     from korqa.training.finetune import FinetuneConfig, finetune
 
-    config = FinetuneConfig(**{f.name: getattr(args, f.name) for f in fields(FinetuneConfig)})
-    _print_json(finetune(config))
+    _print_json(finetune(build(FinetuneConfig, args)))
     return 0
 
 
@@ -720,41 +709,29 @@ def _calibrate(args: argparse.Namespace) -> int:
 # ---- ask ----------------------------------------------------------------------------------
 
 
+# The reader's own knobs (engine, int8, windows) are declared by _add_engine_options until a
+# reader config owns them; every other pipeline knob comes from PipelineConfig.
+READER_KNOBS = ("int8", "engine", "all_windows", "device", "max_answer_length")
+
+
 def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
-    """The options `ask` and `chat` share: where paragraphs, FAQ pairs and the reader come from."""
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--index", metavar="DIR", help="an index built by `korqa index`")
-    where.add_argument("--corpus", nargs="+", default=[], metavar="PATH",
-                       help="corpus files/folders, indexed into the cache on first use "
-                            "(default: the small sample corpus shipped with korqa)")
-    p.add_argument("--faq", metavar="FILE",
-                   help="question/answer pairs (CSV with Q,A columns, .gz allowed, or a JSON "
-                        "list of {question, answer}); a close match is answered from it first")
-    p.add_argument("--model", metavar="DIR",
-                   help="reader model directory (default: $KORQA_MODEL or models/korqa-reader)")
-    p.add_argument("--top-k", type=int, default=3, metavar="N",
-                   help="paragraphs to read (default 3)")
-    p.add_argument("--weight", type=float, metavar="W",
-                   help="retrieval weight w in (1-w)·reader + w·retrieval (default 0.8)")
-    p.add_argument("--read-gate", type=float, metavar="G",
-                   help="read only paragraphs whose retrieval score is at least G times the "
-                        "top one's (default 0.9; 0 reads all --top-k)")
-    p.add_argument("--threshold", type=float, metavar="T",
-                   help="confidence under which the answer is 'don't know' (default: the "
-                        "threshold fitted with the reader's confidence.json)")
+    """What `ask`, `chat` and `serve` share: where paragraphs, FAQ pairs and the reader come
+    from, and the pipeline's knobs."""
+    from korqa.pipeline import PipelineConfig, PipelineSources
+
+    add_options(p, PipelineSources)
+    add_options(p, PipelineConfig, skip=READER_KNOBS)
     _add_engine_options(p)
     _add_reading_options(p)
 
 
 def _open_pipeline(args: argparse.Namespace):  # -> QAPipeline, imported lazily
-    from korqa.pipeline import PipelineConfig, open_pipeline
+    from korqa.pipeline import PipelineConfig, PipelineSources, open_pipeline
 
-    config = PipelineConfig.with_overrides(top_k=args.top_k, int8=args.int8, engine=args.engine,
-                                           all_windows=args.all_windows,
-                                           fusion_weight=args.weight, read_gate=args.read_gate,
-                                           threshold=args.threshold)
-    return open_pipeline(args.index, args.corpus, args.faq, args.model, config,
-                         progress=sys.stderr.isatty(), reading=_reading(args))
+    sources = build(PipelineSources, args)
+    return open_pipeline(sources.index, sources.corpus, sources.faq, sources.model,
+                         build(PipelineConfig, args), progress=sys.stderr.isatty(),
+                         reading=_reading(args))
 
 
 @_command
@@ -765,10 +742,10 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:
                     "retrieval scores, and print the best answer marked in its paragraph. With "
                     "no --index/--corpus the shipped sample corpus is used.")
     p.add_argument("question")
-    _add_pipeline_options(p)
     p.add_argument("--json", action="store_true",
                    help="print {answer, score, known, title, paragraph_id, context, start, end, "
                         "candidates} as JSON")
+    p.add_later(_add_pipeline_options)
     p.set_defaults(handler=_ask)
 
 
@@ -794,7 +771,7 @@ def _add_chat(sub: argparse._SubParsersAction) -> None:
         description="Ask questions line by line; each answer is shown marked in its paragraph. "
                     "Commands: :help, :sources, :history, :quit (or Ctrl-D). The index, FAQ "
                     "and reader are loaded once for the whole conversation.")
-    _add_pipeline_options(p)
+    p.add_later(_add_pipeline_options)
     p.set_defaults(handler=_chat)
 
 
@@ -924,56 +901,20 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                     "create_pretraining_data does, and train BertForPreTraining. Writes "
                     "OUT/last (resumable), OUT/final (HF format + tokenizer: `korqa train "
                     "--model OUT/final`), log.jsonl, curves.png, summary.json.")
-    p.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
-                   help="kowiki .jsonl[.xz] shards, .txt files (blank line between documents), "
-                        "or folders of them")
-    p.add_argument("--config", default="small",
-                   help="tiny, small, base, or a config.json (vocab_size: the tokenizer's)")
-    p.add_argument("--tokenizer", required=True, metavar="DIR", help="from `korqa vocab`")
-    p.add_argument("--out", required=True, metavar="DIR", help="run directory")
-    p.add_argument("--max-steps", type=int, default=10_000,
-                   help="optimizer steps; the learning-rate schedule is planned for them")
-    p.add_argument("--batch-size", type=int, default=32, help="sequence pairs per micro-batch")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--warmup", type=float, default=0.01,
-                   help="fraction of steps, or steps if >= 1")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--max-grad-norm", type=float, default=1.0, help="0 = no clipping")
-    p.add_argument("--max-seq-length", type=int, default=128, help="tokens per sequence pair")
-    p.add_argument("--short-seq-prob", type=float, default=0.1,
-                   help="share of pairs cut shorter than --max-seq-length, as BERT does")
-    p.add_argument("--mask-prob", type=float, default=0.15, help="share of tokens masked")
-    p.add_argument("--max-predictions", type=int, metavar="N",
-                   help="masked tokens per sequence at most (default ceil(length * mask-prob))")
-    p.add_argument("--whole-word-mask", action="store_true",
-                   help="mask every piece of a word together")
-    p.add_argument("--sop", action="store_true",
-                   help="sentence-order prediction (swap A/B) instead of a random B")
-    p.add_argument("--doc-buffer", type=int, default=1000, help="documents shuffled together")
-    p.add_argument("--instance-buffer", type=int, default=2000, help="instances shuffled together")
-    p.add_argument("--max-docs-per-file", type=int, metavar="N",
-                   help="read only the first N documents of each file")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--save-every", type=int, default=1000, metavar="STEPS",
-                   help="write OUT/last every N steps, and at the end")
-    p.add_argument("--stop-at-step", type=int, metavar="STEP",
-                   help="stop at this step (after saving OUT/last); continue with --resume")
-    p.add_argument("--resume", action="store_true", help="continue the run in OUT/last")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_later(_pretrain_options)
     p.set_defaults(handler=_pretrain)
 
 
-def _pretrain(args: argparse.Namespace) -> int:
-    from dataclasses import fields
+def _pretrain_options(p: argparse.ArgumentParser) -> None:
+    from korqa.pretraining.pretrain import PretrainConfig
 
+    add_options(p, PretrainConfig)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
     from korqa.pretraining.pretrain import PretrainConfig, pretrain
 
-    names = {f.name for f in fields(PretrainConfig)} & set(vars(args))
-    _print_json(pretrain(PretrainConfig(**{name: getattr(args, name) for name in names})))
+    _print_json(pretrain(build(PretrainConfig, args)))
     return 0
 
 
@@ -989,45 +930,25 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                     "go into that index; otherwise the server keeps its own index in "
                     "DATA_DIR/index, made from --corpus (default: the sample corpus). Feedback "
                     "goes to DATA_DIR/feedback.sqlite (`korqa feedback export` reads it).")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default loopback; there is no authentication)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
-    _add_pipeline_options(p)
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="feedback and the server's own index (default ~/.local/share/korqa/server)")
-    p.add_argument("--allow-origin", dest="allow_origins", action="append", default=[],
-                   metavar="ORIGIN", help="allow cross-origin requests from ORIGIN (repeatable; "
-                                          "default: same origin only)")
-    p.add_argument("--max-queue", type=int, default=64, metavar="N",
-                   help="questions waiting at most; more get 503 (default 64)")
-    p.add_argument("--allowed-hosts", nargs="+", default=[], metavar="NAME",
-                   help="Host header names to answer besides localhost, 127.0.0.1, ::1 and "
-                        "--host (\"*\": any); other names get 421, which stops DNS "
-                        "rebinding (default: none)")
-    p.add_argument("--api-key", metavar="KEY",
-                   help="required as 'Authorization: Bearer KEY' to add or remove documents; "
-                        "mandatory with a --host other machines reach (default: "
-                        "$KORQA_API_KEY, else none on loopback)")
-    p.add_argument("--deadline", type=float, default=10.0, metavar="SECONDS",
-                   help="a question not answered in this time, queueing included, gets 504 "
-                        "(default 10)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads")
-    p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"],
-                   help="what the server logs")
-    _add_ray_options(p)
-    p.add_argument("--replicas", type=int, default=1, metavar="N",
-                   help="with --ray: reader replicas, each with its share of --threads "
-                        "(default 1)")
+    p.add_later(_server_options)
     p.set_defaults(handler=_serve)
 
 
+def _server_options(p: argparse.ArgumentParser) -> None:
+    from korqa.server.app import ServerConfig
+
+    add_options(p, ServerConfig, skip=READER_KNOBS)  # the pipeline's sources and knobs too
+    _add_engine_options(p)
+    _add_reading_options(p)
+    _add_ray_options(p)
+    p.add_argument("--replicas", type=int, default=1, metavar="N",
+                   help="with --ray: reader replicas, each with its share of --threads")
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from dataclasses import fields
+    from korqa.server.app import ServerConfig, serve
 
-    from korqa.server.app import ServerSettings, serve
-
-    settings = ServerSettings(**{f.name: getattr(args, f.name) for f in fields(ServerSettings)})
+    settings = build(ServerConfig, args)
     if args.ray:
         from korqa.distributed import require_ray
 
@@ -1267,10 +1188,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="korqa")
     for add in _COMMANDS:
         add(sub)
-    for _, command in iter_parsers(parser):
-        for action in command._actions:
-            if action.help is None and action.option_strings:
-                action.help = SHARED_HELP.get(action.option_strings[-1])
     parser.description = _command_list(sub)
     sub.help = argparse.SUPPRESS  # listed by group in the description instead
     # "invalid choice" errors list the commands in the same order (in place: the same dict

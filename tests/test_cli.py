@@ -49,6 +49,12 @@ def test_every_option_of_every_command_says_what_it_does_and_its_default() -> No
     assert "default" not in formatter._expand_help(shown["korqa evaluate --no-progress"])
 
 
+def test_no_command_describes_itself_with_a_measurement() -> None:
+    for name, parser in iter_parsers(build_parser()):
+        for text in (parser.description or "", parser.epilog or ""):
+            assert not MEASUREMENT.search(text), f"{name}: a measurement in its description"
+
+
 def test_help_lists_everyday_commands_first_then_evaluation_then_training() -> None:
     text = build_parser().format_help()
     everyday, evaluation, training = (text.index(title) for title in

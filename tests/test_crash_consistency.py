@@ -221,14 +221,15 @@ import sys
 sys.path.insert(0, {tests!r})
 import korqa.pipeline
 from server_support import tiny_pipeline
-from korqa.server.app import ServerSettings, serve
+from korqa.pipeline import PipelineConfig, PipelineSources
+from korqa.server.app import ServerConfig, serve
 
 def open_tiny(index_dir, corpus, faq, model, config):
     return tiny_pipeline(index_dir, {model!r}, threshold=0.0)()
 
 korqa.pipeline.open_pipeline = open_tiny  # serve() as is, around the tiny reader
-serve(ServerSettings(index={index!r}, data_dir={data!r}, port={port}, log_level="warning",
-                     engine="torch", threads=1))
+serve(ServerConfig(sources=PipelineSources(index={index!r}), data_dir={data!r}, port={port},
+                   log_level="warning", pipeline=PipelineConfig(engine="torch"), threads=1))
 """
 
 

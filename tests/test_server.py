@@ -35,9 +35,11 @@ from korqa.server.app import (
     HEADER_TIMEOUT,
     MAX_PARAGRAPH_CHARS,
     MAX_QUESTION,
+    AnswerCandidateOut,
+    AnswerOut,
     BodyLimit,
     DocumentIn,
-    ServerSettings,
+    ServerConfig,
     allowed_host_names,
     create_app,
     prepare_index,
@@ -99,6 +101,22 @@ def test_health_page_static_files_and_schema(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/ask", "/documents", "/feedback", "/health"} <= set(paths)
     assert "AnswerOut" in json.dumps(paths["/ask"])
+
+
+def test_the_answer_schema_is_what_to_json_writes(client: TestClient) -> None:
+    data = client.post("/ask", json={"question": HALLA}).json()
+    # The response model is made from the Answer dataclass: the same keys, and it reads back.
+    assert set(AnswerOut.model_fields) == set(data) | {"faq_question"}
+    assert AnswerOut.model_validate(data).model_dump(exclude={"faq_question"}) == data
+    assert set(AnswerCandidateOut.model_fields) == set(data["candidates"][0])
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    answer = schemas["AnswerOut"]
+    assert {"question", "answer", "score", "known", "start", "end", "candidates",
+            "retrieved", "faq_question"} <= set(answer["properties"])
+    assert answer["properties"]["source"]["enum"] == ["reader", "faq", "none"]
+    assert "faq_question" not in answer["required"] and "context" in answer["required"]
+    assert set(schemas["RetrievedOut"]["properties"]) == set(data["retrieved"][0])
+    assert "reader_score" in schemas["AnswerCandidateOut"]["properties"]
 
 
 HOSTILE_PATHS = [
@@ -609,7 +627,7 @@ def test_with_an_api_key_only_its_holder_adds_or_removes_documents(tmp_path: Pat
 def test_serving_beyond_loopback_needs_an_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KORQA_API_KEY", raising=False)
     with pytest.raises(ValueError, match="--api-key"):
-        serve(ServerSettings(host="0.0.0.0"))  # refused before anything loads
+        serve(ServerConfig(host="0.0.0.0"))  # refused before anything loads
 
 
 def test_a_damaged_store_is_found_at_start_and_answers_503_later(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from korqa.server.app import (
     ApiError,
     ErrorOut,
     FeedbackRequest,
+    ServerConfig,
     _checked_feedback,
     _paragraphs,
     check_api_key,
@@ -286,9 +287,8 @@ def _route_writes(app: Any, replica: KorqaReplica) -> None:
 # ---- korqa serve --ray --------------------------------------------------------------------------
 
 
-def serve_ray(settings: Any, address: str | None, replicas: int) -> int:
+def serve_ray(settings: ServerConfig, address: str | None, replicas: int) -> int:
     """`korqa serve` on Ray Serve: `replicas` readers, one writer; until SIGINT/SIGTERM."""
-    from korqa.corpus.text import TextReading
     from korqa.server.app import (
         API_KEY_ENV,
         DEFAULT_DATA_DIR,
@@ -309,8 +309,9 @@ def serve_ray(settings: Any, address: str | None, replicas: int) -> int:
     check_port(settings.host, settings.port)
     data_dir = Path(settings.data_dir or DEFAULT_DATA_DIR).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    index_dir = prepare_index(settings.index, settings.corpus, data_dir,
-                              TextReading(settings.encoding, settings.skip_bad)).resolve()
+    sources = settings.sources
+    index_dir = prepare_index(sources.index, sources.corpus, data_dir,
+                              settings.reading).resolve()
     with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
         store.check()
     repair_index(index_dir)
@@ -318,14 +319,12 @@ def serve_ray(settings: Any, address: str | None, replicas: int) -> int:
     # replicas on N cores do not oversubscribe them.
     threads = max(1, (settings.threads or replicas) // replicas)
     options = {
-        "index_dir": str(index_dir), "data_dir": str(data_dir), "faq": settings.faq,
-        "model": str(Path(settings.model).resolve()) if settings.model else None,
+        "index_dir": str(index_dir), "data_dir": str(data_dir), "faq": sources.faq,
+        "model": str(Path(sources.model).resolve()) if sources.model else None,
         "allow_origins": list(settings.allow_origins), "max_queue": settings.max_queue,
         "threads": threads, "deadline": settings.deadline, "api_key": api_key,
         "allowed_hosts": allowed_host_names(settings.host, settings.allowed_hosts),
-        "config": {"top_k": settings.top_k, "int8": settings.int8, "engine": settings.engine,
-                   "all_windows": settings.all_windows, "fusion_weight": settings.weight,
-                   "read_gate": settings.read_gate, "threshold": settings.threshold},
+        "config": asdict(settings.pipeline),
     }
     # "local" always starts a cluster of its own: without it, Ray joins the last cluster
     # started on this machine, or waits for it if it has stopped.

@@ -15,7 +15,7 @@ from korqa.pipeline.qa import (
     normalise_retrieval,
     tune_fusion,
 )
-from korqa.pipeline.sources import cached_index, open_index, open_pipeline
+from korqa.pipeline.sources import PipelineSources, cached_index, open_index, open_pipeline
 
 __all__ = [
     "DEFAULT_FUSION_WEIGHT",
@@ -25,6 +25,7 @@ __all__ = [
     "CachingTokenizer",
     "FusionTuning",
     "PipelineConfig",
+    "PipelineSources",
     "QAPipeline",
     "Reader",
     "RetrievedParagraph",

@@ -52,14 +52,23 @@ class ParagraphSearch(Protocol):
 class PipelineConfig:
     """Knobs of one pipeline; the defaults are what `korqa ask` uses."""
 
-    top_k: int = 3  # paragraphs read per question
-    fusion_weight: float = DEFAULT_FUSION_WEIGHT  # w in (1 − w)·reader + w·retrieval
-    read_gate: float = DEFAULT_READ_GATE  # read only paragraphs scoring ≥ gate × the top one
+    # The "help" metadata is each knob's `korqa ask/chat/serve` help text (korqa.cli_options).
+    top_k: int = field(default=3, metadata={"help": "paragraphs to read", "metavar": "N"})
+    fusion_weight: float = field(default=DEFAULT_FUSION_WEIGHT, metadata={
+        "help": "retrieval weight w in (1-w)·reader + w·retrieval", "metavar": "W",
+        "aliases": ("--weight",)})
+    read_gate: float = field(default=DEFAULT_READ_GATE, metadata={
+        "help": "read only paragraphs whose retrieval score is at least G times the top one's; "
+                "0 reads all --top-k", "metavar": "G"})
     # Under it the answer is "don't know": on the calibrated confidence when the reader has one
     # (None: the one fitted with it), else on the reader's span score (None: DEFAULT_THRESHOLD).
-    threshold: float | None = None
-    n_best: int = 5  # answers listed per question (and spans kept per paragraph)
-    faq_threshold: float = DEFAULT_FAQ_THRESHOLD  # FAQ similarity that answers on its own
+    threshold: float | None = field(default=None, metadata={
+        "help": "confidence under which the answer is 'don't know' (default: the threshold "
+                "fitted with the reader's confidence.json)", "metavar": "T"})
+    n_best: int = field(default=5, metadata={
+        "help": "answers listed per question (and spans kept per paragraph)", "metavar": "N"})
+    faq_threshold: float = field(default=DEFAULT_FAQ_THRESHOLD, metadata={
+        "help": "FAQ similarity at which a stored question answers on its own", "metavar": "S"})
     max_answer_length: int = 30  # tokens
     device: str = "cpu"
     # Read with smoothed int8 linears on CPU (korqa.modeling.quantize; the model must ship a

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import korqa
@@ -17,6 +18,26 @@ from korqa.pipeline.qa import PipelineConfig, QAPipeline, Reader
 from korqa.retrieval.index import RETRIEVER_DIR, STORE_FILE, Index, build_index
 from korqa.retrieval.manifest import FORMAT_VERSION, MANIFEST_FILE
 from korqa.retrieval.terms import TermConfig
+
+
+@dataclass
+class PipelineSources:
+    """Where a pipeline's paragraphs, FAQ pairs and reader come from (`open_pipeline`'s first
+    arguments); the "help" metadata is `korqa ask/chat/serve`'s (korqa.cli_options)."""
+
+    index: str | None = field(default=None, metadata={
+        "help": "an index built by `korqa index`", "metavar": "DIR", "exclusive": "paragraphs"})
+    corpus: list[str] = field(default_factory=list, metadata={
+        "help": "corpus files/folders, indexed into the cache on first use (default: the small "
+                "sample corpus shipped with korqa)", "metavar": "PATH",
+        "exclusive": "paragraphs"})
+    faq: str | None = field(default=None, metadata={
+        "help": "question/answer pairs (CSV with Q,A columns, .gz allowed, or a JSON list of "
+                "{question, answer}); a close match is answered from it first",
+        "metavar": "FILE"})
+    model: str | None = field(default=None, metadata={
+        "help": "reader model directory (default: $KORQA_MODEL or models/korqa-reader)",
+        "metavar": "DIR"})
 
 
 def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] = (),

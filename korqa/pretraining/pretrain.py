@@ -9,8 +9,9 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -60,34 +61,58 @@ FINAL_ACCURACY_STEPS = 100  # "final" accuracies average this many last steps (o
 class PretrainConfig:
     """One pre-training run; defaults follow BERT's recipe at sequence length 128."""
 
-    corpus: list[str]  # kowiki .jsonl[.xz] shards, .txt files or folders of them
-    tokenizer: str  # a directory with vocab.txt / tokenizer.json (from `korqa vocab`)
-    out: str  # run directory: last/, final/, log.jsonl, curves.png, summary.json
-    config: str = "small"  # tiny | small | base | a config.json
-    max_steps: int = 10_000  # the LR schedule is planned for exactly this many steps
-    batch_size: int = 32
-    grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 1e-4
-    warmup: float = 0.01  # fraction of the steps (< 1) or a number of steps (>= 1)
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0  # 0 turns clipping off
-    max_seq_length: int = 128
-    short_seq_prob: float = 0.1
-    mask_prob: float = 0.15
-    max_predictions: int | None = None  # per sequence; default ceil(max_seq_length * mask_prob)
-    whole_word_mask: bool = False
-    sop: bool = False  # sentence-order prediction (ALBERT) instead of next-sentence prediction
-    doc_buffer: int = 1000
-    instance_buffer: int = 2000
-    max_docs_per_file: int | None = None  # read only the first N documents of each file
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
-    threads: int | None = None  # torch CPU threads
-    save_every: int = 1000  # steps between last/ checkpoints (always at the end)
-    stop_at_step: int | None = None  # end this invocation early, resumable from last/
-    resume: bool = False  # continue from out/last/ (same settings required)
-    progress: bool = True  # tqdm bar on stderr
+    # The "help" metadata is `korqa pretrain --help` (korqa.cli_options).
+    corpus: list[str] = field(metadata={
+        "help": "kowiki .jsonl[.xz] shards, .txt files (blank line between documents), or "
+                "folders of them", "metavar": "PATH"})
+    tokenizer: str = field(metadata={
+        "help": "a directory with vocab.txt / tokenizer.json, from `korqa vocab`",
+        "metavar": "DIR"})
+    out: str = field(metadata={
+        "help": "run directory: last/, final/, log.jsonl, curves.png, summary.json",
+        "metavar": "DIR"})
+    config: str = field(default="small", metadata={
+        "help": "tiny, small, base, or a config.json (vocab_size: the tokenizer's)"})
+    max_steps: int = field(default=10_000, metadata={
+        "help": "optimizer steps; the learning-rate schedule is planned for them"})
+    batch_size: int = field(default=32, metadata={"help": "sequence pairs per micro-batch"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
+    warmup: float = field(default=0.01, metadata={
+        "help": "fraction of steps, or steps if >= 1"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "0 = no clipping"})
+    max_seq_length: int = field(default=128, metadata={"help": "tokens per sequence pair"})
+    short_seq_prob: float = field(default=0.1, metadata={
+        "help": "share of pairs cut shorter than --max-seq-length, as BERT does"})
+    mask_prob: float = field(default=0.15, metadata={"help": "share of tokens masked"})
+    max_predictions: int | None = field(default=None, metadata={
+        "help": "masked tokens per sequence at most (default ceil(length * mask-prob))",
+        "metavar": "N"})
+    whole_word_mask: bool = field(default=False, metadata={
+        "help": "mask every piece of a word together"})
+    sop: bool = field(default=False, metadata={
+        "help": "sentence-order prediction (ALBERT: swap A/B) instead of a random B"})
+    doc_buffer: int = field(default=1000, metadata={"help": "documents shuffled together"})
+    instance_buffer: int = field(default=2000, metadata={
+        "help": "instances shuffled together"})
+    max_docs_per_file: int | None = field(default=None, metadata={
+        "help": "read only the first N documents of each file", "metavar": "N"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
+        "help": "auto uses CUDA when it is available"})
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={
+        "help": "auto: bf16 (or fp16) autocast on CUDA, fp32 on the CPU"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads"})
+    save_every: int = field(default=1000, metadata={
+        "help": "write OUT/last every N steps, and at the end", "metavar": "STEPS"})
+    stop_at_step: int | None = field(default=None, metadata={
+        "help": "stop at this step (after saving OUT/last); continue with --resume",
+        "metavar": "STEP"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue the run in OUT/last (same settings required)"})
+    progress: bool = field(default=True, metadata={
+        "help": "hide the progress bar", "flag": "--no-progress"})
 
     def pair_config(self) -> PairConfig:
         return PairConfig(max_seq_length=self.max_seq_length, short_seq_prob=self.short_seq_prob,

@@ -1,6 +1,6 @@
 """`korqa serve`: an HTTP API and a web chat page over the QA pipeline, and user feedback."""
 
-from korqa.server.app import ServerSettings, create_app, prepare_index, serve
+from korqa.server.app import ServerConfig, create_app, prepare_index, serve
 from korqa.server.engine import Busy, Engine
 from korqa.server.feedback import Feedback, FeedbackStore, export_squad
 
@@ -9,7 +9,7 @@ __all__ = [
     "Engine",
     "Feedback",
     "FeedbackStore",
-    "ServerSettings",
+    "ServerConfig",
     "create_app",
     "export_squad",
     "prepare_index",

@@ -17,9 +17,10 @@ import sqlite3
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 import fastapi_offline
 from fastapi import FastAPI, Header, Request
@@ -29,7 +30,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from korqa.corpus.paragraph import Paragraph, paragraph_id
 from korqa.corpus.store import ParagraphStore
 from korqa.corpus.text import TextReading
-from korqa.pipeline import PipelineConfig, QAPipeline
+from korqa.pipeline import Answer, AnswerCandidate, PipelineConfig, PipelineSources, QAPipeline
 from korqa.retrieval.index import STORE_FILE
 from korqa.server.engine import Busy, Engine, NoIndex, repair_index
 from korqa.server.feedback import (
@@ -190,34 +191,34 @@ class FeedbackRequest(_Strict):
         return self
 
 
-class AnswerCandidateOut(BaseModel):
-    answer: str
-    score: float
-    reader_score: float | None
+def _model_of(cls: type, name: str, drop: tuple[str, ...] = (),
+              **changed: Any) -> type[BaseModel]:
+    """A response model with the fields and types of dataclass `cls`, less `drop` and with
+    `changed` (name: (type, default)) where its `to_json` writes a field otherwise; the
+    schema follows the dataclass (tests hold it to `to_json`'s keys)."""
+    hints = get_type_hints(cls)
+    specs = {spec.name: (hints[spec.name], ... if spec.default is MISSING else spec.default)
+             for spec in dataclass_fields(cls)
+             if spec.name not in drop and spec.name not in changed}
+    return create_model(name, __doc__=cls.__doc__, **specs, **changed)
+
+
+AnswerCandidateOut = _model_of(AnswerCandidate, "AnswerCandidateOut", drop=("context",))
+
+
+class RetrievedOut(BaseModel):
+    """A paragraph the retriever returned (Answer.paragraphs, as to_json writes it)."""
+
+    paragraph_id: str
+    title: str
     retrieval_score: float
     retrieval_raw: float
-    title: str
-    paragraph_id: str
-    start: int
-    end: int
 
 
-class AnswerOut(BaseModel):
-    """`korqa ask --json`: the answer is context[start:end]; known=false means "don't know"."""
-
-    question: str
-    answer: str
-    score: float
-    known: bool
-    source: Literal["reader", "faq", "none"]
-    title: str
-    paragraph_id: str
-    context: str
-    start: int | None
-    end: int | None
-    candidates: list[AnswerCandidateOut]
-    retrieved: list[dict[str, Any]]
-    faq_question: str | None = None
+AnswerOut = _model_of(Answer, "AnswerOut", drop=("paragraphs",),
+                      source=(Literal["reader", "faq", "none"], "reader"),
+                      candidates=(list[AnswerCandidateOut], ...),
+                      retrieved=(list[RetrievedOut], ...))
 
 
 class ErrorOut(BaseModel):
@@ -569,32 +570,39 @@ def _checked_feedback(index_dir: Path | None, faq_answers: dict[str, str],
 
 
 @dataclass
-class ServerSettings:
-    """What `korqa serve` was asked for."""
+class ServerConfig:
+    """What `korqa serve` was asked for; the "help" metadata is its `--help` (korqa.cli_options).
+    The pipeline's knobs and sources are those of `korqa ask`, held whole, never copied."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    index: str | None = None
-    corpus: list[str] = field(default_factory=list)
-    faq: str | None = None
-    model: str | None = None
-    data_dir: str | None = None
-    top_k: int = 3
-    weight: float | None = None
-    read_gate: float | None = None
-    threshold: float | None = None
-    int8: bool = False  # smoothed int8 linears on CPU (the model must ship a calibration)
-    engine: str = "auto"  # torch, onnx (ONNX Runtime) or auto (onnx when installed)
-    all_windows: bool = False  # read every window, not only up to the first confident one
-    allow_origins: list[str] = field(default_factory=list)
-    max_queue: int = 64
-    deadline: float = DEFAULT_DEADLINE  # seconds a question may take before it answers 504
-    allowed_hosts: list[str] = field(default_factory=list)  # Host names beyond loopback's
-    api_key: str | None = None  # needed to add or remove documents; else $KORQA_API_KEY
-    threads: int | None = None
-    log_level: str = "info"
-    encoding: str | None = None  # of --corpus .txt/.md files that are not UTF-8
-    skip_bad: bool = False  # skip --corpus .txt/.md files that are not text
+    host: str = field(default="127.0.0.1", metadata={
+        "help": "address to listen on; one that other machines reach needs --api-key"})
+    port: int = field(default=8000, metadata={"help": "TCP port to listen on"})
+    sources: PipelineSources = field(default_factory=PipelineSources)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    data_dir: str | None = field(default=None, metadata={
+        "help": "feedback and the server's own index (default ~/.local/share/korqa/server)",
+        "metavar": "DIR"})
+    allow_origins: list[str] = field(default_factory=list, metadata={
+        "help": "allow cross-origin requests from ORIGIN (repeatable; default: same origin "
+                "only)", "flag": "--allow-origin", "action": "append", "metavar": "ORIGIN"})
+    max_queue: int = field(default=64, metadata={
+        "help": "questions waiting at most; more get 503", "metavar": "N"})
+    deadline: float = field(default=DEFAULT_DEADLINE, metadata={
+        "help": "a question not answered in this time, queueing included, gets 504",
+        "metavar": "SECONDS"})
+    allowed_hosts: list[str] = field(default_factory=list, metadata={
+        "help": "Host header names to answer besides localhost, 127.0.0.1, ::1 and --host "
+                "(\"*\": any); other names get 421, which stops DNS rebinding (default: none)",
+        "metavar": "NAME"})
+    api_key: str | None = field(default=None, metadata={
+        "help": "required as 'Authorization: Bearer KEY' to add or remove documents; "
+                "mandatory with a --host other machines reach (default: $KORQA_API_KEY, else "
+                "none on loopback)", "metavar": "KEY"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads", "metavar": "N"})
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = field(
+        default="info", metadata={"help": "what the server logs"})
+    reading: TextReading = field(default_factory=TextReading)  # of --corpus .txt/.md files
 
 
 def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
@@ -636,7 +644,7 @@ def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
     return target
 
 
-def serve(settings: ServerSettings) -> int:
+def serve(settings: ServerConfig) -> int:
     """Load everything, then serve until interrupted (Ctrl-C)."""
     api_key = settings.api_key or os.environ.get(API_KEY_ENV) or None
     if not _is_loopback(settings.host) and api_key is None:
@@ -653,22 +661,19 @@ def serve(settings: ServerSettings) -> int:
         from korqa.modeling.onnx_engine import set_default_threads
 
         set_default_threads(settings.threads)  # ONNX Runtime's sessions
-        if settings.engine == "torch":
+        if settings.pipeline.engine == "torch":
             import torch  # only for the torch engine: it alone holds ~200 MB
 
             torch.set_num_threads(settings.threads)
     data_dir = Path(settings.data_dir or DEFAULT_DATA_DIR).expanduser()
     data_dir.mkdir(parents=True, exist_ok=True)
-    index_dir = prepare_index(settings.index, settings.corpus, data_dir,
-                              TextReading(settings.encoding, settings.skip_bad))
+    sources = settings.sources
+    index_dir = prepare_index(sources.index, sources.corpus, data_dir, settings.reading)
     with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
         store.check()
     repair_index(index_dir)
-    config = PipelineConfig.with_overrides(
-        top_k=settings.top_k, int8=settings.int8, engine=settings.engine,
-        all_windows=settings.all_windows, fusion_weight=settings.weight,
-        read_gate=settings.read_gate, threshold=settings.threshold)
-    app = create_app(lambda: open_pipeline(index_dir, (), settings.faq, settings.model, config),
+    app = create_app(lambda: open_pipeline(index_dir, (), sources.faq, sources.model,
+                                           settings.pipeline),
                      data_dir, settings.allow_origins, settings.max_queue,
                      deadline=settings.deadline, allowed_hosts=hosts, api_key=api_key)
     # Started here, so a missing model is one clear error before the port opens.

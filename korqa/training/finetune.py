@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -58,38 +59,65 @@ TRAJECTORY_FIELDS = ("epochs", "max_steps", "lr", "batch_size", "grad_accum", "w
 class FinetuneConfig:
     """One fine-tuning run; defaults are BERT's SQuAD recipe, scaled for a small encoder."""
 
-    model: str  # initial checkpoint dir (config.json, weights, tokenizer files)
-    data: str  # SQuAD-format file the train/validation/test split is cut from
-    out: str  # run directory: best/, last/, log.jsonl, curves.png, split.json, summary.json
-    split: str = "train"  # "train": hold out a validation fold; "train+validation": train on all
-    validation_fold: int = 0
-    validation_data: str | None = None  # replaces the validation fold when given
-    extra_data: list[str] = field(default_factory=list)  # more SQuAD files, for training only
-    epochs: int = 2
-    max_steps: int | None = None  # overrides epochs; the LR schedule is planned for it
-    lr: float = 5e-5
-    batch_size: int = 16
-    grad_accum: int = 1  # micro-batches per optimizer step
-    warmup: float = 0.1  # fraction of the steps (< 1) or a number of steps (>= 1)
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0  # 0 turns clipping off
-    max_seq_length: int = 384
-    doc_stride: int = 128
-    max_query_length: int = 64
-    eval_every: int = 0  # steps between validations, besides every epoch end; 0 = epoch ends
-    eval_limit: int | None = None  # validate on this many questions (a fixed random subset)
-    save_every: int = 0  # steps between last/ checkpoints, besides every validation
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 (or fp16) autocast on CUDA, fp32 on CPU
-    freeze_layers: int = 0  # freeze the embeddings and this many lowest encoder layers
-    freeze_embeddings: bool = False  # freeze only the embeddings (implied by freeze_layers > 0)
-    layer_lr_decay: float = 1.0  # layer l of L trains at lr * decay ** (L + 1 - l)
-    threads: int | None = None  # torch CPU threads
-    trim_particles: bool = True  # validate with josa trimming (needs kiwipiepy), as evaluate does
-    stop_at_step: int | None = None  # end this invocation at this step, resumable from last/
-    resume: bool = False  # continue from out/last/ (same settings required)
-    progress: bool = True  # tqdm bars on stderr
+    # The "help" metadata is `korqa train --help` (korqa.cli_options).
+    model: str = field(metadata={"help": "initial checkpoint dir (weights + tokenizer)"})
+    data: str = field(metadata={"help": "SQuAD-format JSON to cut the split from"})
+    out: str = field(metadata={
+        "help": "run directory: best/, last/, log.jsonl, curves.png, split.json, summary.json"})
+    split: Literal["train", "train+validation"] = field(default="train", metadata={
+        "help": "train: hold out --validation-fold; train+validation: train on all 112 "
+                "non-test articles"})
+    validation_fold: int = field(default=0, metadata={
+        "help": "group-k-fold fold of the non-test articles to validate on"})
+    validation_data: str | None = field(default=None, metadata={
+        "help": "SQuAD file to validate on instead of the fold"})
+    extra_data: list[str] = field(default_factory=list, metadata={
+        "help": "more SQuAD files for training only (test-split overlaps are dropped)",
+        "metavar": "FILE"})
+    epochs: int = field(default=2, metadata={"help": "passes over the training questions"})
+    max_steps: int | None = field(default=None, metadata={
+        "help": "train this many steps instead of --epochs (the schedule is planned for them)"})
+    lr: float = field(default=5e-5, metadata={"help": "peak learning rate"})
+    batch_size: int = field(default=16, metadata={"help": "windows per micro-batch"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    warmup: float = field(default=0.1, metadata={"help": "fraction of steps, or steps if >= 1"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "0 = no clipping"})
+    max_seq_length: int = field(default=384, metadata={
+        "help": "tokens per window: question, paragraph part and specials"})
+    doc_stride: int = field(default=128, metadata={
+        "help": "paragraph tokens between the starts of two windows"})
+    max_query_length: int = field(default=64, metadata={"help": "question tokens kept at most"})
+    eval_every: int = field(default=0, metadata={
+        "help": "validate every N steps too (always at each epoch end)", "metavar": "STEPS"})
+    eval_limit: int | None = field(default=None, metadata={
+        "help": "validate on N questions (a fixed random subset)", "metavar": "N"})
+    save_every: int = field(default=0, metadata={
+        "help": "write OUT/last every N steps too (always at each validation)",
+        "metavar": "STEPS"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
+        "help": "auto uses CUDA when it is available"})
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={
+        "help": "auto: bf16 (or fp16) autocast on CUDA, fp32 on the CPU"})
+    freeze_layers: int = field(default=0, metadata={
+        "help": "freeze the embeddings and the N lowest layers (faster on CPU)", "metavar": "N"})
+    freeze_embeddings: bool = field(default=False, metadata={
+        "help": "freeze the embeddings only (implied by --freeze-layers)"})
+    layer_lr_decay: float = field(default=1.0, metadata={
+        "help": "each layer below the head trains at this times the learning rate of the "
+                "layer above; 1: one rate for all"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads"})
+    trim_particles: bool = field(default=True, metadata={
+        "help": "validate without cutting particles off answers (no kiwipiepy needed)",
+        "flag": "--no-trim"})
+    stop_at_step: int | None = field(default=None, metadata={
+        "help": "stop at this step (after saving OUT/last); continue with --resume",
+        "metavar": "STEP"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue the run in OUT/last (same settings required)"})
+    progress: bool = field(default=True, metadata={
+        "help": "hide the progress bars", "flag": "--no-progress"})
 
 
 @dataclass

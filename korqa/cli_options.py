@@ -1,0 +1,109 @@
+"""Command-line options made from config dataclasses, so each knob is spelled once.
+
+A field becomes an option when its metadata carries "help": `top_k` is `--top-k`, typed, with
+the field's default shown in `--help`; `build` turns the parsed namespace back into the
+dataclass. A field whose type is itself a dataclass adds that dataclass's options (unprefixed).
+
+Why a helper and not tyro or transformers' HfArgumentParser: korqa's commands are argparse
+subparsers with grouped help (COMMAND_GROUPS) and a formatter that prints each default; tyro
+builds parsers of its own and would respell flags (`--pipeline.top-k`, `--flag/--no-flag`),
+and HfArgumentParser would bring transformers. This is HfArgumentParser's idea in argparse.
+
+Metadata keys besides "help" (all optional):
+  flag       the option's name when it is not `--field-name` (e.g. "--no-trim" for a True bool)
+  aliases    further spellings that keep working (e.g. ("--weight",))
+  metavar, choices, action ("append": repeat the flag instead of listing values)
+  exclusive  fields with the same name here form one mutually exclusive group
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add an option for each field of dataclass `cls` that has help and is not in `skip`."""
+    hints = typing.get_type_hints(cls)
+    groups: dict[str, Any] = {}
+    for spec in dataclasses.fields(cls):
+        kind = hints[spec.name]
+        if spec.name in skip:
+            continue
+        if dataclasses.is_dataclass(kind):
+            add_options(parser, kind, skip)
+            continue
+        meta = spec.metadata
+        if "help" not in meta:
+            continue
+        target = parser
+        if "exclusive" in meta:
+            if meta["exclusive"] not in groups:
+                groups[meta["exclusive"]] = parser.add_mutually_exclusive_group()
+            target = groups[meta["exclusive"]]
+        target.add_argument(*_flags(spec), dest=spec.name, **_kwargs(spec, kind))
+
+
+def build(cls: type[T], args: argparse.Namespace) -> T:
+    """`cls` from the parsed `args`: each field from the namespace entry of its name (nested
+    dataclasses likewise, so options declared by hand under a field's name count too), else
+    its default."""
+    hints = typing.get_type_hints(cls)
+    values = vars(args)
+    kwargs: dict[str, Any] = {}
+    for spec in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[spec.name]):
+            kwargs[spec.name] = build(hints[spec.name], args)
+        elif spec.name in values:
+            kwargs[spec.name] = values[spec.name]
+    return cls(**kwargs)
+
+
+def _flags(spec: dataclasses.Field) -> list[str]:
+    return [spec.metadata.get("flag", "--" + spec.name.replace("_", "-")),
+            *spec.metadata.get("aliases", ())]
+
+
+def _kwargs(spec: dataclasses.Field, kind: Any) -> dict[str, Any]:
+    meta = spec.metadata
+    kwargs: dict[str, Any] = {"help": meta["help"]}
+    if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+        kwargs["required"] = True
+        default = None
+    else:
+        default = spec.default if spec.default_factory is dataclasses.MISSING \
+            else spec.default_factory()
+        kwargs["default"] = default
+    if kind is bool:
+        # A flag turns its default around: --int8 sets False to True, --no-trim True to False.
+        kwargs["action"] = "store_false" if default else "store_true"
+        return kwargs
+    kind = _without_none(kind)
+    if typing.get_origin(kind) is list:
+        kind = typing.get_args(kind)[0]
+        if meta.get("action") == "append":
+            kwargs["action"] = "append"
+        else:
+            kwargs["nargs"] = "+"
+    if typing.get_origin(kind) is typing.Literal:
+        kwargs["choices"] = list(typing.get_args(kind))
+        kind = type(kwargs["choices"][0])
+    kwargs["type"] = kind
+    for key in ("metavar", "choices"):
+        if key in meta:
+            kwargs[key] = meta[key]
+    return kwargs
+
+
+def _without_none(kind: Any) -> Any:
+    """`int` for `int | None`; other types as they are."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        rest = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return kind
