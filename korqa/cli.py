@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from korqa.cli_options import add_options, build
 
@@ -40,16 +40,12 @@ COMMAND_GROUPS = (
                   "export", "import-e5",
                   "vocab", "pretrain")),
 )
-# Options many commands share, explained once: build_parser() gives them to any command that
-# adds the option without a help text of its own.
+# Options many commands share, explained once: each command parser gives them to any option
+# it adds without a help text of its own (options from config dataclasses carry their own).
 SHARED_HELP = {
     "--no-progress": "hide the progress bars",
     "--seed": "random seed",
-    "--device": "auto uses CUDA when it is available",
-    "--precision": "auto: bf16 (or fp16) autocast on CUDA, fp32 on the CPU",
     "--dtype": "how the weights are stored",
-    "--lr": "peak learning rate",
-    "--weight-decay": "AdamW weight decay",
     "--out": "directory to write",
 }
 
@@ -89,7 +85,9 @@ class _Parser(argparse.ArgumentParser):
             if action.help is None and action.option_strings:
                 action.help = SHARED_HELP.get(action.option_strings[-1])
 
-    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None,
+                         ) -> tuple[argparse.Namespace, list[str]]:
         self.complete()
         return super().parse_known_args(args, namespace)
 
@@ -175,7 +173,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _finetune_options(p: argparse.ArgumentParser) -> None:
-    from korqa.training.finetune import FinetuneConfig
+    from korqa.training.config import FinetuneConfig
 
     add_options(p, FinetuneConfig)
 
@@ -906,7 +904,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
 
 
 def _pretrain_options(p: argparse.ArgumentParser) -> None:
-    from korqa.pretraining.pretrain import PretrainConfig
+    from korqa.pretraining.config import PretrainConfig
 
     add_options(p, PretrainConfig)
 

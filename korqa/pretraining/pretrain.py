@@ -9,9 +9,8 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +20,8 @@ from tqdm import tqdm
 
 from korqa.modeling import BertConfig, BertForPreTraining
 from korqa.modeling.checkpoint import load_model
-from korqa.pretraining.data import InstanceStream, PairConfig, TrainingInstance, collate
+from korqa.pretraining.config import PretrainConfig
+from korqa.pretraining.data import InstanceStream, TrainingInstance, collate
 from korqa.tokenization import Tokenizer
 from korqa.training.checkpointing import capture_rng, load_state, restore_rng
 from korqa.training.loop import (
@@ -55,70 +55,6 @@ TRAJECTORY_FIELDS = ("corpus", "config", "max_steps", "batch_size", "grad_accum"
 # Statistics of one process's share of a step, averaged over the processes for the log.
 PROCESS_MEANS = ("loss", "mlm_loss", "nsp_loss", "mlm_acc", "nsp_acc", "tokens")
 FINAL_ACCURACY_STEPS = 100  # "final" accuracies average this many last steps (one is noisy)
-
-
-@dataclass
-class PretrainConfig:
-    """One pre-training run; defaults follow BERT's recipe at sequence length 128."""
-
-    # The "help" metadata is `korqa pretrain --help` (korqa.cli_options).
-    corpus: list[str] = field(metadata={
-        "help": "kowiki .jsonl[.xz] shards, .txt files (blank line between documents), or "
-                "folders of them", "metavar": "PATH"})
-    tokenizer: str = field(metadata={
-        "help": "a directory with vocab.txt / tokenizer.json, from `korqa vocab`",
-        "metavar": "DIR"})
-    out: str = field(metadata={
-        "help": "run directory: last/, final/, log.jsonl, curves.png, summary.json",
-        "metavar": "DIR"})
-    config: str = field(default="small", metadata={
-        "help": "tiny, small, base, or a config.json (vocab_size: the tokenizer's)"})
-    max_steps: int = field(default=10_000, metadata={
-        "help": "optimizer steps; the learning-rate schedule is planned for them"})
-    batch_size: int = field(default=32, metadata={"help": "sequence pairs per micro-batch"})
-    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
-    warmup: float = field(default=0.01, metadata={
-        "help": "fraction of steps, or steps if >= 1"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "0 = no clipping"})
-    max_seq_length: int = field(default=128, metadata={"help": "tokens per sequence pair"})
-    short_seq_prob: float = field(default=0.1, metadata={
-        "help": "share of pairs cut shorter than --max-seq-length, as BERT does"})
-    mask_prob: float = field(default=0.15, metadata={"help": "share of tokens masked"})
-    max_predictions: int | None = field(default=None, metadata={
-        "help": "masked tokens per sequence at most (default ceil(length * mask-prob))",
-        "metavar": "N"})
-    whole_word_mask: bool = field(default=False, metadata={
-        "help": "mask every piece of a word together"})
-    sop: bool = field(default=False, metadata={
-        "help": "sentence-order prediction (ALBERT: swap A/B) instead of a random B"})
-    doc_buffer: int = field(default=1000, metadata={"help": "documents shuffled together"})
-    instance_buffer: int = field(default=2000, metadata={
-        "help": "instances shuffled together"})
-    max_docs_per_file: int | None = field(default=None, metadata={
-        "help": "read only the first N documents of each file", "metavar": "N"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
-        "help": "auto uses CUDA when it is available"})
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={
-        "help": "auto: bf16 (or fp16) autocast on CUDA, fp32 on the CPU"})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads"})
-    save_every: int = field(default=1000, metadata={
-        "help": "write OUT/last every N steps, and at the end", "metavar": "STEPS"})
-    stop_at_step: int | None = field(default=None, metadata={
-        "help": "stop at this step (after saving OUT/last); continue with --resume",
-        "metavar": "STEP"})
-    resume: bool = field(default=False, metadata={
-        "help": "continue the run in OUT/last (same settings required)"})
-    progress: bool = field(default=True, metadata={
-        "help": "hide the progress bar", "flag": "--no-progress"})
-
-    def pair_config(self) -> PairConfig:
-        return PairConfig(max_seq_length=self.max_seq_length, short_seq_prob=self.short_seq_prob,
-                          mask_prob=self.mask_prob, max_predictions=self.max_predictions,
-                          whole_word_mask=self.whole_word_mask, sop=self.sop,
-                          doc_buffer=self.doc_buffer, instance_buffer=self.instance_buffer)
 
 
 # ---- model ---------------------------------------------------------------------------------
