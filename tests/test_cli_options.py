@@ -7,7 +7,7 @@ import argparse
 import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -110,6 +110,10 @@ def test_serve_builds_one_server_config_that_holds_the_pipelines() -> None:
     assert (config.allow_origins, config.allowed_hosts, config.log_level) == \
         (["http://a"], ["h1", "h2"], "debug")
     assert build(ServerConfig, build_parser().parse_args(["serve"])) == ServerConfig()
+    # The server holds the pipeline's knobs and sources whole: none is copied into its own.
+    own = {spec.name for spec in fields(ServerConfig)}
+    assert not own & {spec.name for cls in (PipelineConfig, PipelineSources)
+                      for spec in fields(cls)}
 
 
 @pytest.mark.parametrize(("command", "config", "required"), [
