@@ -834,7 +834,7 @@ def _add_import_e5(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_import_e5(args: argparse.Namespace) -> int:
-    from korqa.modeling.e5 import import_e5
+    from korqa.convert.e5 import import_e5
 
     summary = import_e5(args.out, source=args.source, trim_corpus=args.trim_corpus,
                         dtype=args.dtype, trim_max_docs=args.trim_max_docs)
@@ -863,13 +863,13 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from korqa.modeling.e5 import iter_corpus_texts
+    from korqa.convert.unigram import trim_texts
     from korqa.modeling.export import export_reader
     from korqa.reader.features import FeatureConfig
 
     texts = None
     if args.trim_corpus:
-        texts = iter_corpus_texts(args.trim_corpus, args.trim_max_docs)
+        texts = trim_texts(args.trim_corpus, args.trim_max_docs)
     print(export_reader(args.model, args.out, dtype=args.dtype, trim_texts=texts))
     # The exported reader cuts the windows it was trained on. (Its int8 calibration is not
     # carried over: the weights changed; run `korqa calibrate` on the export.)
