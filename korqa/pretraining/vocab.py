@@ -15,7 +15,7 @@ from tokenizers import normalizers, pre_tokenizers
 from tokenizers.models import WordPiece
 from tokenizers.trainers import WordPieceTrainer
 
-from korqa.corpus.formats import corpus_files, read_squad
+from korqa.corpus.formats import corpus_files, iter_documents, read_squad
 from korqa.pretraining.data import read_documents
 from korqa.tokenization import VOCAB_FILE, Tokenizer
 
@@ -47,11 +47,11 @@ def iter_corpus(paths: Iterable[str | Path], max_docs: int | None = None) -> Ite
         yield from paragraphs
 
 
-def squad_texts(path: str | Path) -> list[str]:
-    """The questions and the (distinct) contexts of a SQuAD-format file."""
-    examples = read_squad(path)
-    contexts = dict.fromkeys(example.context for example in examples)
-    return [example.question for example in examples] + list(contexts)
+def eval_texts(path: str | Path) -> list[str]:
+    """The questions and the distinct contexts of a SQuAD-format file."""
+    questions = [example.question for example in read_squad(path)]
+    return questions + [paragraph.text for document in iter_documents([path])
+                        for paragraph in document.paragraphs]
 
 
 def default_eval_data() -> list[str]:
@@ -123,7 +123,7 @@ def build_vocab(config: VocabConfig) -> dict:
               "hangul_tokens": hangul,
               "train_seconds": round(time.perf_counter() - started, 1)}
     for path in config.eval_data:
-        report[f"eval:{Path(path).name}"] = vocab_stats(tokenizer, squad_texts(path))
+        report[f"eval:{Path(path).name}"] = vocab_stats(tokenizer, eval_texts(path))
     (out / "vocab_report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n",
                                            encoding="utf-8")
     return report
