@@ -347,7 +347,7 @@ def folder_files(folder: Path) -> list[Path]:
 
 
 def kind_of(path: Path) -> str:
-    """"squad", "kowiki" or "text", by the file's suffix."""
+    """The kind of a corpus file by its suffix: "squad", "kowiki" or "text"."""
     name = path.name.lower()
     if name.endswith(KOWIKI_SUFFIXES):
         return "kowiki"
