@@ -29,13 +29,13 @@ from pathlib import Path
 
 import torch
 
+from korqa.corpus.formats import SquadExample, read_squad
 from korqa.evaluation.korquad_metric import score_example
 from korqa.paths import resolve_reader_dir
 from korqa.pipeline import PipelineConfig, QAPipeline, Reader, cached_index, tune_fusion
 from korqa.pipeline.qa import passes_gate
-from korqa.reader.squad import SquadExample, read_squad
 from korqa.retrieval.index import Index
-from korqa.training.splits import korquad_split, select_split
+from korqa.splits import korquad_split, select_split
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "korquad" / \
     "KorQuAD_v1.0_dev.json"

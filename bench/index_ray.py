@@ -28,7 +28,7 @@ from pathlib import Path
 def write_subset(corpus: str, count: int, out: Path) -> list:
     """The first `count` paragraphs of `corpus`, as a korqa JSONL corpus (one document per
     paragraph, so the store holds exactly these)."""
-    from korqa.corpus.loaders import load_corpus
+    from korqa.corpus.formats import load_corpus
 
     paragraphs = list(islice(load_corpus([Path(corpus)]), count))
     with out.open("w", encoding="utf-8") as handle:

@@ -51,6 +51,7 @@ def main() -> int:
 
     from korqa import morphology
     from korqa.corpus import ParagraphStore, load_corpus
+    from korqa.corpus.formats import read_squad
     from korqa.evaluation.evaluate import best_answers
     from korqa.evaluation.korquad_metric import evaluate_predictions
     from korqa.modeling.engines import load_reader_model
@@ -58,12 +59,11 @@ def main() -> int:
     from korqa.reader import josa
     from korqa.reader.features import FeatureConfig, convert_examples_to_features
     from korqa.reader.predict import PredictConfig, decode_predictions, read_logits
-    from korqa.reader.squad import read_squad
     from korqa.retrieval.evaluate import evaluate_recall, load_questions
     from korqa.retrieval.index import TUNED
     from korqa.retrieval.registry import retriever_class
+    from korqa.splits import select_split
     from korqa.tokenization import Tokenizer
-    from korqa.training.splits import select_split
 
     model_dir = resolve_reader_dir()
     examples = select_split(read_squad(args.data), "test")

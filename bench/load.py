@@ -358,6 +358,7 @@ def batching_main(args: argparse.Namespace) -> int:
 
     import torch
 
+    from korqa.corpus.formats import SquadExample
     from korqa.modeling import BertForQuestionAnswering
     from korqa.modeling.checkpoint import load_model
     from korqa.pipeline import (
@@ -369,7 +370,6 @@ def batching_main(args: argparse.Namespace) -> int:
     )
     from korqa.pipeline.sources import open_index
     from korqa.reader.predict import predict
-    from korqa.reader.squad import SquadExample
     from korqa.tokenization import Tokenizer
 
     torch.set_num_threads(args.threads or torch.get_num_threads())

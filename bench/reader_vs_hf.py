@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from korqa.corpus.formats import read_squad
 from korqa.evaluation.korquad_metric import score_example
 from korqa.modeling import BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
@@ -45,8 +46,7 @@ from korqa.modeling.quantize import load_input_absmax
 from korqa.paths import resolve_reader_dir
 from korqa.pipeline import Reader
 from korqa.reader.features import FeatureConfig
-from korqa.reader.squad import read_squad
-from korqa.training.splits import select_split
+from korqa.splits import select_split
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "korquad" / \
     "KorQuAD_v1.0_dev.json"

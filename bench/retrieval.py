@@ -30,7 +30,8 @@ from korqa.retrieval import (
     make_retriever,
 )
 from korqa.retrieval.dense import DenseRetriever
-from korqa.retrieval.evaluate import GoldJudge, in_split, load_questions
+from korqa.retrieval.evaluate import GoldJudge, load_questions
+from korqa.splits import is_test_article
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         encoder = None
 
     questions = load_questions(args.data, "all")
-    is_test = [in_split(q.article_index, "test") for q in questions]
+    is_test = [is_test_article(q.article_index) for q in questions]
     is_tuning = [not t for t in is_test]
     if args.dense_index is not None and encoder is None:
         encoder = Path(DenseRetriever.load(args.dense_index).encoder_dir)

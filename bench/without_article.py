@@ -20,9 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from korqa.corpus.formats import load_json, read_squad
 from korqa.evaluation.open_domain import WithoutArticle, largest_article
 from korqa.pipeline.sources import cached_index
-from korqa.reader.squad import load_json, read_squad
 from korqa.retrieval.index import Index, build_index
 from korqa.splits import is_test_article
 

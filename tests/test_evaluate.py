@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from korqa.cli import main
+from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.evaluation.evaluate import evaluate_model
 from korqa.evaluation.report import answer_kind, build_report, classify, render_markdown
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import save_pretrained
 from korqa.reader.features import FeatureConfig, convert_examples_to_features
 from korqa.reader.predict import Candidate
-from korqa.reader.squad import Answer, SquadExample
 from korqa.tokenization import Tokenizer
 
 CONTEXTS = [
@@ -115,7 +115,7 @@ def test_evaluate_command_bad_input_is_one_line(tiny_model, tmp_path, capsys):
 
 
 def _example(context: str, answer: str, question: str = "누구?") -> SquadExample:
-    return SquadExample("q", question, context, "t", 0, [Answer(answer, context.index(answer))])
+    return SquadExample("q", question, context, "t", 0, [GoldAnswer(answer, context.index(answer))])
 
 
 def _candidate(context: str, text: str, occurrence: int = 0) -> Candidate:

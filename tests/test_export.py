@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from korqa.convert.unigram import build_normalizer, build_tokenizer
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
-from korqa.modeling.e5 import build_normalizer, build_tokenizer
 from korqa.modeling.export import export_reader, trim_unigram
 from korqa.tokenization import Tokenizer
 
@@ -55,10 +55,10 @@ def test_export_int8_trimmed_reader_gives_the_same_answers(tmp_path):
     model = _tiny_reader(tmp_path, len(PIECES))
     txt = tmp_path / "kept.txt"
     txt.write_text(KEPT_TEXT + "\n", encoding="utf-8")
-    from korqa.modeling.e5 import iter_corpus_texts
+    from korqa.convert.unigram import trim_texts
 
     summary = export_reader(tmp_path / "reader", tmp_path / "out", dtype="int8",
-                            trim_texts=iter_corpus_texts([txt]))
+                            trim_texts=trim_texts([txt]))
     assert summary.vocab_after < summary.vocab_before == len(PIECES)
     exported = load_model(BertForQuestionAnswering, tmp_path / "out")
     tokenizer = Tokenizer.from_pretrained(tmp_path / "out")

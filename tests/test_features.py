@@ -7,13 +7,13 @@ import time
 import pytest
 import torch
 
+from korqa.corpus.formats import GoldAnswer, SquadExample, read_squad
 from korqa.reader.features import (
     FeatureConfig,
     answer_token_span,
     collate,
     convert_examples_to_features,
 )
-from korqa.reader.squad import Answer, SquadExample, read_squad
 from korqa.tokenization import Tokenizer
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -29,7 +29,8 @@ def _char_tokenizer(tmp_path, texts, extra=()) -> Tokenizer:
 
 
 def _example(context: str, answer: str, question: str = "누구?", qid: str = "q") -> SquadExample:
-    return SquadExample(qid, question, context, "제목", 0, [Answer(answer, context.index(answer))])
+    answers = [GoldAnswer(answer, context.index(answer))]
+    return SquadExample(qid, question, context, "제목", 0, answers)
 
 
 def test_answer_span_worked_example(tmp_path):

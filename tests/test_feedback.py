@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from server_support import DOCS, build_tiny_index, make_tiny_reader, one_torch_thread, tiny_pipeline
 
 from korqa.cli import main
-from korqa.reader.squad import read_squad
+from korqa.corpus.formats import read_squad
 from korqa.server.app import create_app
 from korqa.server.feedback import (
     FEEDBACK_FILE,

@@ -12,12 +12,12 @@ import torch
 from safetensors.torch import load_file
 
 from korqa.cli import build_parser, main
+from korqa.corpus.formats import read_squad
 from korqa.evaluation.korquad_metric import evaluate_predictions
 from korqa.modeling import BertConfig, BertForQuestionAnswering, BertModel
 from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.reader.features import FeatureConfig
 from korqa.reader.predict import PredictConfig, predict
-from korqa.reader.squad import read_squad
 from korqa.tokenization import Tokenizer
 from korqa.training import finetune as finetune_module
 from korqa.training.checkpointing import flatten_state, unflatten_state

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from korqa.cli import main
+from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.evaluation.korquad_metric import (
     evaluate_predictions,
     exact_match_score,
@@ -14,7 +15,6 @@ from korqa.evaluation.korquad_metric import (
     normalize_answer,
     squad_f1_score,
 )
-from korqa.reader.squad import Answer, SquadExample
 
 
 def test_particle_costs_exact_match_and_a_little_f1():
@@ -53,9 +53,9 @@ def test_squad_metric_uses_tokens_and_drops_articles():
 def _examples() -> list[SquadExample]:
     return [
         SquadExample("q1", "언제?", "1989년 2월 15일에", "t", 0,
-                     [Answer("1989년 2월 15일", 0), Answer("1989년", 0)]),
-        SquadExample("q2", "누구?", "임종석이", "t", 0, [Answer("임종석", 0)]),
-        SquadExample("q3", "누구?", "임수경", "t", 1, [Answer("임수경", 0)]),
+                     [GoldAnswer("1989년 2월 15일", 0), GoldAnswer("1989년", 0)]),
+        SquadExample("q2", "누구?", "임종석이", "t", 0, [GoldAnswer("임종석", 0)]),
+        SquadExample("q3", "누구?", "임수경", "t", 1, [GoldAnswer("임수경", 0)]),
     ]
 
 

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.corpus.paragraph import Paragraph
 from korqa.faq import FAQEntry, FAQIndex
 from korqa.modeling import BertConfig, BertForQuestionAnswering
@@ -25,8 +26,6 @@ from korqa.pipeline import (
     open_pipeline,
     tune_fusion,
 )
-from korqa.reader.squad import Answer as GoldAnswer
-from korqa.reader.squad import SquadExample
 from korqa.retrieval.index import Index, build_index
 from korqa.tokenization import Tokenizer
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.reader.features import FeatureConfig, convert_examples_to_features, max_context_among
 from korqa.reader.josa import is_particle_tail, particle_cut, trim_particles
@@ -21,7 +22,6 @@ from korqa.reader.predict import (
     read_logits,
     window_confidence,
 )
-from korqa.reader.squad import Answer, SquadExample
 from korqa.tokenization import Tokenizer
 
 
@@ -94,7 +94,7 @@ def _peaked(start: int, end: int, null: float = 0.0, peak: float = 10.0):
 
 
 def test_score_is_a_softmax_over_all_spans_and_the_null(tmp_path):
-    example = SquadExample("q", "누구?", CONTEXT, "t", 0, [Answer("임종석", 0)])
+    example = SquadExample("q", "누구?", CONTEXT, "t", 0, [GoldAnswer("임종석", 0)])
     # [CLS] 누 구 ? [SEP] 임 종 석 이 체 포 되 었 다 [SEP]: context tokens 5..13
     features, logits = _windows(tmp_path, [example], _peaked(5, 8))
     nbest = decode_predictions([example], features, logits, PredictConfig(trim_particles=False))
@@ -110,9 +110,9 @@ def test_score_is_a_softmax_over_all_spans_and_the_null(tmp_path):
 
 
 def test_paragraph_without_the_answer_gets_low_mass(tmp_path):
-    here = SquadExample("here", "누구?", CONTEXT, "t", 0, [Answer("임종석", 0)])
+    here = SquadExample("here", "누구?", CONTEXT, "t", 0, [GoldAnswer("임종석", 0)])
     elsewhere = SquadExample("elsewhere", "누구?", "체포되었다 임종석이", "t", 0,
-                             [Answer("임종석", 6)])
+                             [GoldAnswer("임종석", 6)])
     # Same span logits in both; the second window is sure the answer is not in it.
     features, logits = _windows(tmp_path, [here, elsewhere], _peaked(5, 8))
     logits[1].start[0] = logits[1].end[0] = 15.0
@@ -130,7 +130,7 @@ def test_paragraph_without_the_answer_gets_low_mass(tmp_path):
 
 def test_spans_start_only_at_max_context_tokens(tmp_path):
     context = "가나다라마바사아자차"  # 10 tokens; room 6, stride 3: token 5 belongs to window 1
-    example = SquadExample("q", "뭐", context, "t", 0, [Answer("바", 5)])
+    example = SquadExample("q", "뭐", context, "t", 0, [GoldAnswer("바", 5)])
     tokenizer = _tokenizer(tmp_path, [context, "뭐"])
     features = convert_examples_to_features([example], tokenizer,
                                             FeatureConfig(max_seq_length=10, doc_stride=3), False)
@@ -159,8 +159,8 @@ def test_predict_with_a_tiny_random_model_is_well_formed(tmp_path):
     contexts = ["1989년 2월 15일 여의도 농민 폭력 시위를 주도한 혐의로 임종석이 지명수배되었다.",
                 "임수경은 평양축전에 대표로 파견되었다."]
     examples = [
-        SquadExample("q1", "누구?", contexts[0], "t", 0, [Answer("임종석", 35)]),
-        SquadExample("q2", "누구?", contexts[1], "t", 1, [Answer("임수경", 0)]),
+        SquadExample("q1", "누구?", contexts[0], "t", 0, [GoldAnswer("임종석", 35)]),
+        SquadExample("q2", "누구?", contexts[1], "t", 1, [GoldAnswer("임수경", 0)]),
     ]
     tokenizer = _tokenizer(tmp_path, [*contexts, "누구?"])
     model = _tiny_model(tokenizer.vocab_size)

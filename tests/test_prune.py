@@ -9,12 +9,12 @@ import torch
 from test_average import make_reader
 
 from korqa.cli import main
+from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.evaluation.korquad_metric import score_example
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.reader.features import FeatureConfig
 from korqa.reader.predict import PredictConfig, predict
-from korqa.reader.squad import Answer, SquadExample
 from korqa.tokenization import Tokenizer
 from korqa.training.prune import drop_layers, layer_drop_scores, prune_reader
 
@@ -76,7 +76,7 @@ def test_probe_scores_each_drop_as_the_pruned_reader_would(tmp_path):
     # One-syllable words: the tiny vocabulary has no "##" pieces.
     contexts = ["다 라 마 가 나 다 라", "가 가 나 라 다 마 나",
                 "나 다 라 마 가 라 다", "마 마 가 다 나"]
-    examples = [SquadExample(f"q{i}", "가 나", context, "t", 0, [Answer(context[2:5], 2)])
+    examples = [SquadExample(f"q{i}", "가 나", context, "t", 0, [GoldAnswer(context[2:5], 2)])
                 for i, context in enumerate(contexts)]
     seen = []
     scores = layer_drop_scores(tmp_path / "r", examples, lambda *row: seen.append(row))
@@ -110,8 +110,8 @@ def test_prune_command(tmp_path, capsys):
 def test_probe_command_reads_validation_questions_only(tmp_path, capsys, korquad_dev,
                                                        monkeypatch):
     import korqa.training.prune as prune
-    from korqa.reader.squad import read_squad
-    from korqa.training.splits import select_split
+    from korqa.corpus.formats import read_squad
+    from korqa.splits import select_split
 
     asked = []
     real = prune.layer_drop_scores

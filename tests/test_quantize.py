@@ -154,8 +154,8 @@ def test_calibrate_then_readers_use_int8_and_answer_alike(tiny_reader, capsys):
 
 def test_calibrate_reads_the_split_it_is_given(tiny_reader, monkeypatch):
     import korqa.reader.calibrate as calibrate
-    from korqa.reader.squad import read_squad
-    from korqa.training.splits import select_split
+    from korqa.corpus.formats import read_squad
+    from korqa.splits import select_split
 
     model_dir, data = tiny_reader
     asked = []

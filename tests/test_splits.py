@@ -1,4 +1,5 @@
-"""KorQuAD splits and the cross-validation family (korqa.training.splits, `korqa split`)."""
+"""KorQuAD splits (korqa.splits) and the cross-validation family (korqa.training.splits,
+`korqa split`)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,9 @@ from collections import Counter
 import pytest
 
 from korqa.cli import main
-from korqa.reader.squad import Answer, SquadExample, read_squad
-from korqa.splits import title_key
-from korqa.training.splits import (
-    cv_folds,
-    korquad_split,
-    question_type,
-    select_split,
-    train_validation_test,
-)
+from korqa.corpus.formats import GoldAnswer, SquadExample, read_squad
+from korqa.splits import SPLIT_NAMES, korquad_split, select_split, title_key, train_validation_test
+from korqa.training.splits import cv_folds, question_type
 
 
 @pytest.mark.parametrize(("question", "kind"), [
@@ -44,7 +39,7 @@ def test_question_type_rule(question, kind):
 def _examples(articles: int = 10, per_article: int = 4) -> list[SquadExample]:
     questions = ["누가 했나?", "언제인가?", "어디인가?", "무엇인가?"]
     return [
-        SquadExample(f"a{a}-q{q}", questions[q % 4], "가나다", f"t{a}", a, [Answer("나", 1)])
+        SquadExample(f"a{a}-q{q}", questions[q % 4], "가나다", f"t{a}", a, [GoldAnswer("나", 1)])
         for a in range(articles) for q in range(per_article)
     ]
 
@@ -111,13 +106,25 @@ def test_train_validation_test_on_tiny_data():
     assert select_split(examples, "all") == examples
 
 
+def test_each_split_name_has_one_meaning():
+    examples = _examples()
+    train, validation, test = train_validation_test(examples)
+    split = {name: select_split(examples, name) for name in SPLIT_NAMES}
+    assert split["test"] == test == [e for e in examples if e.article_index % 5 == 4]
+    assert split["validation"] == validation and split["train"] == train
+    # Every non-test question, in file order: what train and validation hold together.
+    assert split["train+validation"] == sorted(train + validation, key=examples.index)
+    assert split["all"] == examples
+
+
 @pytest.mark.slow
 def test_korquad_dev_split_rule_and_folds(korquad_dev):
     examples = read_squad(korquad_dev)
     train, validation, test = train_validation_test(examples)
     assert len({e.article_index for e in test}) == 28 and len(test) == 1387
     assert all(e.article_index % 5 == 4 for e in test)
-    assert len(train) + len(validation) == 4387
+    assert (len(train), len(validation)) == (3512, 875)
+    assert len(select_split(examples, "train+validation")) == 4387
     assert not {e.article_index for e in train} & {e.article_index for e in validation}
     folds = list(cv_folds(korquad_split(examples)[0], "group-kfold", 5, 0))
     sizes = [len(v) for _, v in folds]

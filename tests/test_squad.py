@@ -1,4 +1,4 @@
-"""SQuAD / KorQuAD parsing and validation (korqa.reader.squad)."""
+"""SQuAD / KorQuAD parsing and validation (korqa.corpus.formats)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from korqa.reader.squad import (
-    Answer,
+from korqa.corpus.formats import (
+    GoldAnswer,
     load_json,
     read_squad,
     read_squad_json,
@@ -41,7 +41,7 @@ def test_parses_examples_in_file_order_with_article_index():
     examples = read_squad_json(_dataset(), "tiny")
     assert [e.qid for e in examples] == ["q1", "q2", "q3"]
     assert [e.article_index for e in examples] == [0, 0, 1]
-    assert examples[1].answers == [Answer("임종석", CONTEXT.index("임종석"))]
+    assert examples[1].answers == [GoldAnswer("임종석", CONTEXT.index("임종석"))]
     assert examples[1].answers[0].end == CONTEXT.index("임종석") + 3
     assert examples[0].title == "임종석" and examples[0].context == CONTEXT
     assert not examples[0].is_impossible

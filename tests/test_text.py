@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from korqa.corpus import TextReading, iter_text_file
-from korqa.corpus.text import UnreadableText, decode_text, text_paragraphs
+from korqa.corpus import TextReading, load_corpus
+from korqa.corpus.text import UnreadableText, decode_text, text_document
 
 JEJU = "한라산은 제주도에 있는 산이다.\n\n높이는 1,950미터이다.\n"
 
@@ -17,7 +17,7 @@ JEJU = "한라산은 제주도에 있는 산이다.\n\n높이는 1,950미터이�
 def paragraphs(tmp_path, name, data, reading=None):
     path = tmp_path / name
     path.write_bytes(data)
-    return [(p.id, p.title, p.text) for p in iter_text_file(path, reading=reading)]
+    return [(p.id, p.title, p.text) for p in load_corpus([path], reading)]
 
 
 def warnings_of(caplog):
@@ -66,7 +66,7 @@ def test_unreadable_file_is_an_error_naming_the_file_and_both_fixes(tmp_path):
     path = tmp_path / "photo.txt"
     path.write_bytes(b"\x00\x01binary\x00" * 10)
     with pytest.raises(ValueError) as error:
-        list(iter_text_file(path))
+        list(load_corpus([path]))
     message = str(error.value)
     assert message.startswith(f"{path}: cannot be read as text: byte 0 is NUL")
     assert "--encoding NAME" in message and "--skip-bad" in message
@@ -97,7 +97,7 @@ def test_encoding_option_reads_what_detection_cannot(tmp_path, caplog):
 
 
 def parse(text, markdown=True, stem="파일"):
-    return list(text_paragraphs(text, stem, markdown))
+    return text_document(text, stem, markdown)[1]
 
 
 def test_markdown_headings_title_the_paragraphs_under_them():

@@ -1,26 +1,19 @@
-"""Corpora for retrieval: paragraphs with stable ids, their loaders and a SQLite store."""
+"""Corpora for retrieval: paragraphs with stable ids, the file formats they come from (one
+reader per format) and a SQLite store."""
 
-from korqa.corpus.loaders import (
-    iter_jsonl,
-    iter_squad,
-    iter_text_file,
-    iter_text_folder,
-    load_corpus,
-)
+from korqa.corpus.formats import Document, iter_documents, load_corpus
 from korqa.corpus.paragraph import Paragraph, paragraph_id
 from korqa.corpus.store import AddResult, DocumentInfo, ParagraphStore
 from korqa.corpus.text import TextReading
 
 __all__ = [
     "AddResult",
+    "Document",
     "DocumentInfo",
     "Paragraph",
     "ParagraphStore",
     "TextReading",
-    "iter_jsonl",
-    "iter_squad",
-    "iter_text_file",
-    "iter_text_folder",
+    "iter_documents",
     "load_corpus",
     "paragraph_id",
 ]

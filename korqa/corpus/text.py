@@ -8,7 +8,7 @@ byte (unless `encoding` names one, like UTF-16, whose text has them), at most 1%
 characters, and, for a guessed CP949, mostly Hangul among the non-ASCII characters, since
 random bytes often decode as CP949 Hanja and symbols.
 
-Headings (`text_paragraphs`) title the paragraphs under them and are never paragraphs:
+Headings (`text_document`) title the paragraphs under them and are never paragraphs:
 
 - `# 제목` … `###### 제목` lines (a space after the #s; not inside ``` fences), in .md and .txt;
 - a line underlined by `===` or `---` (a setext heading: the two lines are the whole block);
@@ -34,9 +34,9 @@ from pathlib import Path
 
 log = logging.getLogger("korqa.corpus")
 
-# Bumped whenever .txt/.md files are read into different paragraphs, so that indexes cached
-# by an earlier korqa (korqa.pipeline.sources) are rebuilt.
-TEXT_RULES_VERSION = 2
+# Bumped whenever .txt/.md files or folders (korqa.corpus.formats) are read into different
+# paragraphs, so that indexes cached by an earlier korqa (korqa.pipeline.sources) are rebuilt.
+TEXT_RULES_VERSION = 3
 FALLBACK_ENCODING = "cp949"
 SECTION_SEPARATOR = " › "
 TITLE_MAX_CHARS = 30
@@ -156,13 +156,18 @@ class _Block:
     whole: bool  # the block is all of one blank-line-separated block of the file
 
 
-def text_paragraphs(text: str, stem: str, markdown: bool) -> Iterator[tuple[int, str, str]]:
-    """(number, title, text) of each paragraph of a text file (see the module docstring)."""
+def text_document(text: str, stem: str, markdown: bool) -> tuple[str, list[tuple[int, str, str]]]:
+    """A text file's title and the (number, title, text) of each of its paragraphs (see the
+    module docstring)."""
     blocks = _blocks(text)
     if not markdown:
         blocks = _plain_titles(blocks)
     headings = [b for b in blocks if b.level is not None]
     doc_title = headings[0].text if headings else stem
+    return doc_title, list(_paragraphs(blocks, doc_title))
+
+
+def _paragraphs(blocks: list[_Block], doc_title: str) -> Iterator[tuple[int, str, str]]:
     sections: list[tuple[int, str]] = []
     first = True
     for number, block in enumerate(blocks):

@@ -9,13 +9,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from korqa.corpus.formats import read_squad
 from korqa.evaluation.korquad_metric import evaluate_predictions
 from korqa.evaluation.report import build_report, write_report
 from korqa.reader.features import FeatureConfig, convert_examples_to_features
 from korqa.reader.predict import Candidate, PredictConfig, decode_predictions, read_logits
-from korqa.reader.squad import read_squad
+from korqa.splits import select_split
 from korqa.tokenization import Tokenizer
-from korqa.training.splits import select_split
 
 EVALUATION_SPLITS = ("test", "validation", "all")
 PREDICTIONS_FILE = "predictions.json"

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from korqa.reader.squad import SquadExample, read_squad_json
+from korqa.corpus.formats import SquadExample, read_squad_json
 
 METRICS = ("korquad", "squad")
 

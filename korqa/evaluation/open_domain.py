@@ -68,9 +68,9 @@ def build_open_sets(data: str | Path, chitchat: str | Path, split: str,
     rows). `answerable` questions are drawn (seeded; None: all), the unanswerable set asks the
     same ones, and `offtopic` small-talk questions (None: half as many as answerable).
     """
+    from korqa.corpus.formats import read_squad
     from korqa.faq import load_faq
-    from korqa.reader.squad import read_squad
-    from korqa.training.splits import select_split
+    from korqa.splits import select_split
 
     if split not in ("test", "validation"):
         raise ValueError(f"split must be 'test' or 'validation', got {split!r}")

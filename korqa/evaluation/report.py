@@ -9,12 +9,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.evaluation.korquad_metric import normalize_answer, score_example
 from korqa.morphology import kiwi
 from korqa.reader.features import InputFeatures
 from korqa.reader.josa import is_particle_tail
 from korqa.reader.predict import Candidate
-from korqa.reader.squad import Answer, SquadExample
 from korqa.training.splits import QUESTION_TYPES, question_type
 
 # Every question lands in exactly one bucket, tried in this order.
@@ -258,7 +258,7 @@ def _escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _stripped_span(answer: Answer) -> tuple[int, int]:
+def _stripped_span(answer: GoldAnswer) -> tuple[int, int]:
     # Token offsets never cover spaces, so a gold answer with spaces at its edges counts as
     # held when its words are.
     lead = len(answer.text) - len(answer.text.lstrip())

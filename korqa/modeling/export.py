@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer as HFTokenizer
 
+from korqa.convert.unigram import pieces_to_keep, used_piece_ids
 from korqa.modeling.bert import BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
-from korqa.modeling.e5 import pieces_to_keep, used_piece_ids
 from korqa.tokenization import Tokenizer
 
 

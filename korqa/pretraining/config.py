@@ -16,8 +16,8 @@ class PretrainConfig:
 
     # The "help" metadata is `korqa pretrain --help` (korqa.cli_options).
     corpus: list[str] = field(metadata={
-        "help": "kowiki .jsonl[.xz] shards, .txt files (blank line between documents), or "
-                "folders of them", "metavar": "PATH"})
+        "help": "kowiki .jsonl[.xz], SQuAD .json[.gz], .txt/.md files (one document "
+                "each), or folders", "metavar": "PATH"})
     tokenizer: str = field(metadata={
         "help": "a directory with vocab.txt / tokenizer.json, from `korqa vocab`",
         "metavar": "DIR"})

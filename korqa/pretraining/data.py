@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
-import lzma
 import math
 import random
 import re
@@ -15,9 +13,8 @@ from pathlib import Path
 
 import torch
 
+from korqa.corpus.formats import corpus_files, file_documents
 from korqa.tokenization import Tokenizer
-
-CORPUS_SUFFIXES = (".jsonl", ".jsonl.xz", ".txt")
 
 
 @dataclass
@@ -66,62 +63,13 @@ class TrainingInstance:
 # ---- reading documents ---------------------------------------------------------------------
 
 
-def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The corpus files behind `paths`: files as given, folders expanded (sorted, one level)."""
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.name.lower().endswith(CORPUS_SUFFIXES))
-            if not inside:
-                raise FileNotFoundError(f"{path}: no .jsonl, .jsonl.xz or .txt files in it")
-            files.extend(inside)
-        elif path.is_file():
-            if not path.name.lower().endswith(CORPUS_SUFFIXES):
-                raise ValueError(f"{path}: unknown corpus format (want .jsonl, .jsonl.xz, .txt)")
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: corpus file or folder not found")
-    return files
-
-
 def read_documents(files: Iterable[Path], max_docs_per_file: int | None = None,
                    ) -> Iterator[list[str]]:
-    """Each document's paragraphs, streamed file by file (a shard is never held whole).
-
-    kowiki `.jsonl[.xz]`: one `{"id", "title", "paragraphs"}` object per line. `.txt`: BERT's
-    layout, documents separated by blank lines, one paragraph (or sentence) per line.
-    """
+    """Each document's paragraphs, streamed file by file (a shard is never held whole); files
+    are read as `korqa.corpus.formats` says (a .txt/.md file is one document)."""
     for path in files:
-        reader = _jsonl_documents if ".jsonl" in path.name.lower() else _text_documents
-        yield from itertools.islice(reader(path), max_docs_per_file)
-
-
-def _jsonl_documents(path: Path) -> Iterator[list[str]]:
-    opener = lzma.open if path.name.lower().endswith(".xz") else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                paragraphs = json.loads(line)["paragraphs"]
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: not a kowiki document ({error})") from None
-            if not isinstance(paragraphs, list):
-                raise ValueError(f"{path}:{number}: field 'paragraphs' must be a list")
-            yield [p for p in paragraphs if isinstance(p, str) and p.strip()]
-
-
-def _text_documents(path: Path) -> Iterator[list[str]]:
-    with path.open(encoding="utf-8") as lines:
-        document: list[str] = []
-        for line in lines:
-            if line.strip():
-                document.append(line.strip())
-            elif document:
-                yield document
-                document = []
-        if document:
-            yield document
+        for document in itertools.islice(file_documents(path), max_docs_per_file):
+            yield [paragraph.text for paragraph in document.paragraphs]
 
 
 # ---- sentences -----------------------------------------------------------------------------

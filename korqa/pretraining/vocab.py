@@ -15,7 +15,8 @@ from tokenizers import normalizers, pre_tokenizers
 from tokenizers.models import WordPiece
 from tokenizers.trainers import WordPieceTrainer
 
-from korqa.pretraining.data import corpus_files, read_documents
+from korqa.corpus.formats import corpus_files, iter_documents, read_squad
+from korqa.pretraining.data import read_documents
 from korqa.tokenization import VOCAB_FILE, Tokenizer
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -26,10 +27,10 @@ KORQUAD_DEV = Path("data") / "korquad" / "KorQuAD_v1.0_dev.json"
 class VocabConfig:
     """One vocabulary; the defaults suit Korean Wikipedia and a BERT-base-sized vocabulary."""
 
-    corpus: list[str]  # .jsonl[.xz] kowiki shards, .txt files, or folders of them
+    corpus: list[str]  # corpus paths, as `korqa.corpus.formats` reads them
     out: str
     size: int = 32_000
-    max_docs: int | None = None  # documents in all, spread evenly over the .jsonl files
+    max_docs: int | None = None  # documents in all, spread evenly over the corpus files
     min_frequency: int = 2  # a merge seen once is noise (typos, one-off names)
     # Hangul alone has 11,172 syllables, and Wikipedia adds Hanja, kana and symbols. Characters
     # outside the alphabet turn their whole word into [UNK], so keep the common few thousand.
@@ -39,22 +40,18 @@ class VocabConfig:
 
 
 def iter_corpus(paths: Iterable[str | Path], max_docs: int | None = None) -> Iterator[str]:
-    """Titles aside, every paragraph of the corpus: kowiki shards, .txt files, folders."""
+    """Titles aside, every paragraph of the corpus (`korqa.corpus.formats`)."""
     files = corpus_files(paths)
     per_file = math.ceil(max_docs / len(files)) if max_docs else None
     for paragraphs in read_documents(files, per_file):
         yield from paragraphs
 
 
-def squad_texts(path: str | Path) -> list[str]:
-    """The questions and the (distinct) contexts of a SQuAD-format file."""
-    try:
-        articles = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
-        contexts = {p["context"]: None for a in articles for p in a["paragraphs"]}
-        questions = [qa["question"] for a in articles for p in a["paragraphs"] for qa in p["qas"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: not a SQuAD-format file ({error})") from None
-    return questions + list(contexts)
+def eval_texts(path: str | Path) -> list[str]:
+    """The questions and the distinct contexts of a SQuAD-format file."""
+    questions = [example.question for example in read_squad(path)]
+    return questions + [paragraph.text for document in iter_documents([path])
+                        for paragraph in document.paragraphs]
 
 
 def default_eval_data() -> list[str]:
@@ -126,7 +123,7 @@ def build_vocab(config: VocabConfig) -> dict:
               "hangul_tokens": hangul,
               "train_seconds": round(time.perf_counter() - started, 1)}
     for path in config.eval_data:
-        report[f"eval:{Path(path).name}"] = vocab_stats(tokenizer, squad_texts(path))
+        report[f"eval:{Path(path).name}"] = vocab_stats(tokenizer, eval_texts(path))
     (out / "vocab_report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n",
                                            encoding="utf-8")
     return report

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
+from korqa.corpus.formats import SquadExample
 from korqa.modeling.engines import load_reader_model
 from korqa.modeling.quantize import record_input_absmax, save_input_absmax
 from korqa.reader.features import FeatureConfig, convert_examples_to_features
 from korqa.reader.predict import compute_logits
-from korqa.reader.squad import SquadExample
 from korqa.tokenization import Tokenizer
 
 

@@ -17,7 +17,6 @@ by one of two rules:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from korqa.corpus.formats import read_squad
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval.base import Hit, Retriever
-from korqa.splits import is_test_article, title_key
+from korqa.splits import select_split, title_key
 
-SPLITS = ("test", "validation", "all")
 RULES = ("auto", "context", "title-answer")
 
 
@@ -44,37 +43,11 @@ class Question:
     article_index: int
 
 
-def in_split(article_index: int, split: str) -> bool:
-    """The project's split: test = articles whose index in `data` is ≡ 4 (mod 5)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
-    return split == "all" or (split == "test") == is_test_article(article_index)
-
-
 def load_questions(path: str | Path, split: str = "all") -> list[Question]:
-    """Questions of a SQuAD-format file whose article is in `split`."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: question file not found")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise ValueError(f"{path}: not SQuAD format: top-level field 'data' (a list) is missing")
-    questions = []
-    for a_index, article in enumerate(data["data"]):
-        if not in_split(a_index, split):
-            continue
-        for p_index, paragraph in enumerate(article.get("paragraphs", [])):
-            for q_index, qa in enumerate(paragraph.get("qas", [])):
-                where = f"{path}: data[{a_index}].paragraphs[{p_index}].qas[{q_index}]"
-                if not isinstance(qa.get("question"), str):
-                    raise ValueError(f"{where}: field 'question' must be a string")
-                answers = tuple(a["text"] for a in qa.get("answers", []) if a.get("text"))
-                questions.append(Question(
-                    id=str(qa.get("id", f"{a_index}-{p_index}-{q_index}")),
-                    question=qa["question"], context=paragraph["context"],
-                    title=article.get("title", ""), answers=answers, article_index=a_index,
-                ))
-    return questions
+    """The questions of a SQuAD-format file in `split` (`korqa.splits`), in file order."""
+    return [Question(e.qid, e.question, e.context, e.title,
+                     tuple(answer.text for answer in e.answers), e.article_index)
+            for e in select_split(read_squad(path), split)]
 
 
 def choose_rule(questions: Sequence[Question], store: ParagraphStore, rule: str = "auto") -> str:

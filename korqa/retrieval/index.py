@@ -26,7 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from korqa.corpus.loaders import load_corpus
+from korqa.corpus.formats import load_corpus
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import AddResult, DocumentInfo, ParagraphStore
 from korqa.corpus.text import TextReading

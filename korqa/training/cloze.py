@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from korqa.corpus.loaders import load_corpus
+from korqa.corpus.formats import load_corpus
 from korqa.corpus.paragraph import Paragraph
 from korqa.splits import title_key
 

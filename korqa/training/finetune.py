@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from korqa.corpus.formats import SquadExample, read_squad
 from korqa.evaluation.korquad_metric import evaluate_predictions
 from korqa.modeling import BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model
@@ -26,8 +27,7 @@ from korqa.reader.features import (
     convert_examples_to_features,
 )
 from korqa.reader.predict import PredictConfig, predict
-from korqa.reader.squad import SquadExample, read_squad
-from korqa.splits import title_key
+from korqa.splits import title_key, train_validation_test
 from korqa.tokenization import Tokenizer
 from korqa.training.checkpointing import capture_rng, load_state, restore_rng
 from korqa.training.config import FinetuneConfig
@@ -44,7 +44,6 @@ from korqa.training.loop import (
     warmup_steps,
 )
 from korqa.training.plot import plot_curves
-from korqa.training.splits import train_validation_test
 
 SPLITS = ("train", "train+validation")
 

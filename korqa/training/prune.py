@@ -17,10 +17,10 @@ from pathlib import Path
 
 from torch import nn
 
+from korqa.corpus.formats import SquadExample
 from korqa.modeling import BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.reader.features import FeatureConfig
-from korqa.reader.squad import SquadExample
 from korqa.tokenization import Tokenizer
 
 

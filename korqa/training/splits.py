@@ -1,4 +1,7 @@
-"""Train/validation/test splits of KorQuAD: the fixed test rule and the cross-validation family."""
+"""The cross-validation family over KorQuAD's non-test articles, and `korqa split`'s files.
+
+What the split names mean (the test rule, the validation fold) is `korqa.splits`.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import GroupKFold, KFold, ShuffleSplit, StratifiedKFold
+from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold
 
+from korqa.corpus.formats import SquadExample, load_json, read_squad_json, subset_dataset
 from korqa.questions import QUESTION_TYPES, question_type  # noqa: F401 (re-exported)
-from korqa.reader.squad import SquadExample, load_json, read_squad_json, subset_dataset
-from korqa.splits import is_test_article
+from korqa.splits import group_folds, korquad_split
 
 SCHEMES = ("korquad", "group-kfold", "kfold", "stratified", "shuffle")
-SPLIT_NAMES = ("train", "validation", "test", "all")
 FORMATS = ("ids", "squad")
-
-def korquad_split(
-    examples: list[SquadExample],
-) -> tuple[list[SquadExample], list[SquadExample]]:
-    """(train/validation examples, test examples) by the fixed article rule."""
-    rest = [e for e in examples if not is_test_article(e.article_index)]
-    test = [e for e in examples if is_test_article(e.article_index)]
-    return rest, test
 
 
 def cv_folds(
@@ -45,19 +39,11 @@ def cv_folds(
         raise ValueError(f"folds must be at least 2, got {folds}")
     if not examples:
         raise ValueError("no examples to split")
-    indices = np.arange(len(examples))
     if scheme == "group-kfold":
-        articles = sorted({e.article_index for e in examples})
-        if folds > len(articles):
-            raise ValueError(f"{folds} folds need at least {folds} articles, got {len(articles)}")
-        # GroupKFold balances question counts per fold but takes no seed; giving the articles
-        # seeded random labels lets the seed choose among the equally balanced assignments
-        # (groups of the same size are placed in label order) on every scikit-learn version.
-        labels = dict(zip(articles, np.random.default_rng(seed).permutation(len(articles)),
-                          strict=True))
-        groups = [labels[e.article_index] for e in examples]
-        splits = GroupKFold(n_splits=folds).split(indices, groups=groups)
-    elif scheme == "kfold":
+        yield from group_folds(examples, folds, seed)
+        return
+    indices = np.arange(len(examples))
+    if scheme == "kfold":
         splits = KFold(n_splits=folds, shuffle=True, random_state=seed).split(indices)
     elif scheme == "stratified":
         types = [question_type(e.question) for e in examples]
@@ -71,38 +57,6 @@ def cv_folds(
     for train_index, validation_index in splits:
         yield ([examples[i] for i in sorted(train_index)],
                [examples[i] for i in sorted(validation_index)])
-
-
-def train_validation_test(
-    examples: list[SquadExample], validation_fold: int = 0, folds: int = 5, seed: int = 0
-) -> tuple[list[SquadExample], list[SquadExample], list[SquadExample]]:
-    """(train, validation, test): test by the KorQuAD rule, validation = one group-k-fold fold
-    of the remaining articles, train = the rest of them."""
-    if not 0 <= validation_fold < folds:
-        raise ValueError(f"validation_fold must be in 0..{folds - 1}, got {validation_fold}")
-    rest, test = korquad_split(examples)
-    for index, (train, validation) in enumerate(cv_folds(rest, "group-kfold", folds, seed)):
-        if index == validation_fold:
-            return train, validation, test
-    raise AssertionError("unreachable: cv_folds yields exactly `folds` pairs")
-
-
-def select_split(
-    examples: list[SquadExample],
-    name: str,
-    validation_fold: int = 0,
-    folds: int = 5,
-    seed: int = 0,
-) -> list[SquadExample]:
-    """The examples of one named split: "train" | "validation" | "test" | "all"."""
-    if name == "all":
-        return list(examples)
-    if name not in SPLIT_NAMES:
-        raise ValueError(f"unknown split {name!r}; choose one of {', '.join(SPLIT_NAMES)}")
-    if name == "test":
-        return korquad_split(examples)[1]
-    train, validation, test = train_validation_test(examples, validation_fold, folds, seed)
-    return {"train": train, "validation": validation, "test": test}[name]
 
 
 def write_splits(

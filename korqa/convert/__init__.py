@@ -1,0 +1,1 @@
+"""Conversions between korqa's model directories and other formats: e5 import, reader export."""
