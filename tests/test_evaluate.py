@@ -12,6 +12,7 @@ from korqa.evaluation.evaluate import evaluate_model
 from korqa.evaluation.report import answer_kind, build_report, classify, render_markdown
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import save_pretrained
+from korqa.reader.directory import ReaderDir
 from korqa.reader.features import FeatureConfig, convert_examples_to_features
 from korqa.reader.predict import Candidate
 from korqa.reader.squad import Answer, SquadExample
@@ -62,8 +63,9 @@ def tiny_model(tmp_path_factory):
 
 def test_evaluate_writes_scores_predictions_and_report(tiny_model, tiny_dataset, tmp_path):
     report_dir = tmp_path / "report"
-    result = evaluate_model(tiny_model, tiny_dataset, "test", FeatureConfig(max_seq_length=64),
-                            report_dir=report_dir)
+    reader = ReaderDir(tiny_model).load(engine="torch", max_seq_length=64)
+    result = evaluate_model(reader, tiny_dataset, "test", report_dir=report_dir)
+    assert (result["engine"], result["int8"], result["model"]) == ("torch", False, str(tiny_model))
     assert result["total"] == 1 and result["articles"] == 1  # only article 4 is test
     assert set(result["with_trimming"]) == {"exact_match", "f1"}
     assert set(result["without_trimming"]) == {"exact_match", "f1"}

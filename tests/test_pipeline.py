@@ -25,6 +25,7 @@ from korqa.pipeline import (
     open_pipeline,
     tune_fusion,
 )
+from korqa.reader.config import ReaderConfig
 from korqa.reader.squad import Answer as GoldAnswer
 from korqa.reader.squad import SquadExample
 from korqa.retrieval.index import Index, build_index
@@ -83,7 +84,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
 def reader(tiny_dir: Path) -> Reader:
     # Particle trimming loads Kiwi (seconds); the CLI tests cover it, these tests need speed.
     model = load_model(BertForQuestionAnswering, tiny_dir)
-    return Reader(model, Tokenizer.from_pretrained(tiny_dir), trim_particles=False)
+    return Reader(model, Tokenizer.from_pretrained(tiny_dir), ReaderConfig(trim_particles=False))
 
 
 def pipeline_with(index: Index, reader: Reader, **config: object) -> QAPipeline:
@@ -110,7 +111,7 @@ def test_top_retrieved_paragraph_wins_when_the_reader_is_indifferent(tiny_dir: P
     model = load_model(BertForQuestionAnswering, tiny_dir)
     torch.nn.init.zeros_(model.qa_outputs.weight)
     torch.nn.init.zeros_(model.qa_outputs.bias)
-    flat = Reader(model, Tokenizer.from_pretrained(tiny_dir), trim_particles=False)
+    flat = Reader(model, Tokenizer.from_pretrained(tiny_dir), ReaderConfig(trim_particles=False))
     pipeline = pipeline_with(index, flat, threshold=0.0)
     for question, title in [("한라산의 높이는 얼마인가?", "한라산"), ("김장이란 무엇인가?", "김치"),
                             ("가장 큰 행성은?", "태양계")]:

@@ -5,17 +5,17 @@ from korqa.pipeline.qa import (
     DEFAULT_THRESHOLD,
     Answer,
     AnswerCandidate,
-    CachingTokenizer,
     FusionTuning,
     PipelineConfig,
     QAPipeline,
-    Reader,
     RetrievedParagraph,
     fuse,
+    load_reader,
     normalise_retrieval,
     tune_fusion,
 )
 from korqa.pipeline.sources import cached_index, open_index, open_pipeline
+from korqa.reader.reader import CachingTokenizer, Reader
 
 __all__ = [
     "DEFAULT_FUSION_WEIGHT",
@@ -30,6 +30,7 @@ __all__ = [
     "RetrievedParagraph",
     "cached_index",
     "fuse",
+    "load_reader",
     "normalise_retrieval",
     "open_index",
     "open_pipeline",

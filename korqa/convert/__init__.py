@@ -1,0 +1,1 @@
+"""Converting models: foreign checkpoints in, trimmed and quantised readers out."""
