@@ -177,7 +177,7 @@ def test_evaluate_shows_every_stage_and_is_silent_without_progress(tiny_model, t
     result = json.loads(captured.out)
     assert result["windows"] > result["total"]
     err = captured.err.replace("\r", "\n")
-    stages = ["korqa: 5 questions of the all split; loading the reader",
+    stages = ["korqa: 5 questions of the all split; the reader",
               "korqa: cutting the questions' paragraphs into windows",
               "predict: 100%", "answers, particles trimmed: 100%", "answers: 100%",
               "korqa: writing predictions and the error analysis to"]
