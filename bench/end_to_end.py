@@ -33,13 +33,13 @@ from korqa.evaluation.korquad_metric import score_example
 from korqa.pipeline import (
     PipelineConfig,
     QAPipeline,
-    Reader,
     cached_index,
     load_reader,
     tune_fusion,
 )
 from korqa.pipeline.qa import passes_gate
 from korqa.reader.directory import ReaderDir
+from korqa.reader.reader import Reader
 from korqa.reader.squad import SquadExample, read_squad
 from korqa.retrieval.index import Index
 from korqa.training.splits import korquad_split, select_split

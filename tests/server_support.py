@@ -18,8 +18,9 @@ from test_pipeline import DOCS, make_tiny_reader, write_corpus
 
 from korqa.modeling import BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model
-from korqa.pipeline import PipelineConfig, QAPipeline, Reader
+from korqa.pipeline import PipelineConfig, QAPipeline
 from korqa.reader.config import ReaderConfig
+from korqa.reader.reader import Reader
 from korqa.retrieval.index import Index, build_index, make_retriever
 from korqa.server.app import server_config
 from korqa.tokenization import Tokenizer

@@ -16,7 +16,6 @@ from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.pipeline import (
     PipelineConfig,
     QAPipeline,
-    Reader,
     RetrievedParagraph,
     cached_index,
     fuse,
@@ -26,6 +25,7 @@ from korqa.pipeline import (
     tune_fusion,
 )
 from korqa.reader.config import ReaderConfig
+from korqa.reader.reader import Reader
 from korqa.reader.squad import Answer as GoldAnswer
 from korqa.reader.squad import SquadExample
 from korqa.retrieval.index import Index, build_index

@@ -15,18 +15,15 @@ from korqa.pipeline.qa import (
     tune_fusion,
 )
 from korqa.pipeline.sources import cached_index, open_index, open_pipeline
-from korqa.reader.reader import CachingTokenizer, Reader
 
 __all__ = [
     "DEFAULT_FUSION_WEIGHT",
     "DEFAULT_THRESHOLD",
     "Answer",
     "AnswerCandidate",
-    "CachingTokenizer",
     "FusionTuning",
     "PipelineConfig",
     "QAPipeline",
-    "Reader",
     "RetrievedParagraph",
     "cached_index",
     "fuse",

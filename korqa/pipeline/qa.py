@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from korqa.corpus.paragraph import Paragraph
 from korqa.faq import DEFAULT_FAQ_THRESHOLD, FAQIndex, FAQMatch
-from korqa.reader.reader import Reader
 from korqa.tokenization import Tokenizer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the reader loads with its first use, so FAQ-only use stays light
     from korqa.pipeline.confidence import Confidence
     from korqa.reader.predict import Candidate
+    from korqa.reader.reader import Reader
     from korqa.reader.squad import SquadExample
 
 # Both fitted by `tune_fusion` on KorQuAD validation questions (BM25, top-3; each refit is in
@@ -260,11 +260,18 @@ class QAPipeline:
 
     @property
     def reader(self) -> Reader:
+        from korqa.reader.reader import Reader
+
         if self._reader is None:
             raise ValueError("this pipeline has no reader")
         if not isinstance(self._reader, Reader):
             self._reader = self._reader()
         return self._reader
+
+    def _reader_loaded(self) -> bool:
+        from korqa.reader.reader import Reader
+
+        return isinstance(self._reader, Reader)
 
     def ask(self, question: str, top_k: int | None = None) -> Answer:
         """The best answer to `question`: from the FAQ when a stored question is close enough,
@@ -319,7 +326,7 @@ class QAPipeline:
         readings = [candidates if self._passes(item, i, gate) else []
                     for i, (item, candidates) in enumerate(zip(retrieved, readings, strict=True))]
         ranked = fuse(retrieved, readings, weight, self.config.n_best)
-        confidence = self._reader.confidence if isinstance(self._reader, Reader) else None
+        confidence = self.reader.confidence if self._reader_loaded() else None
         if ranked and confidence is not None:
             ranked = calibrate(question, ranked, retrieved, readings, confidence,
                                self.reader.tokenizer)

@@ -14,7 +14,6 @@ from korqa.corpus.text import TEXT_RULES_VERSION, TextReading
 from korqa.faq import FAQIndex
 from korqa.paths import cache_dir, sample_corpus_path
 from korqa.pipeline.qa import PipelineConfig, QAPipeline, load_reader
-from korqa.reader.reader import Reader
 from korqa.retrieval.index import RETRIEVER_DIR, STORE_FILE, Index, build_index
 from korqa.retrieval.manifest import FORMAT_VERSION, MANIFEST_FILE
 from korqa.retrieval.terms import TermConfig
@@ -31,7 +30,7 @@ def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] 
     paragraphs = open_index(index, corpus, progress, reading)
     faq_index = FAQIndex.from_file(faq) if faq else None
 
-    def load() -> Reader:
+    def load():  # -> Reader, imported with its first use
         return load_reader(model, config or PipelineConfig())
 
     return QAPipeline(paragraphs, load, faq_index, config)
