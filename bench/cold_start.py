@@ -207,7 +207,7 @@ from korqa.morphology import kiwi
 kiwi()
 stages.append(("Kiwi built", rss()))
 pipeline.reader
-stages.append(("reader loaded (" + pipeline.reader.engine + ")", rss()))
+stages.append(("reader loaded (" + pipeline.reader.engine.name + ")", rss()))
 pipeline.ask(sys.argv[1])
 stages.append(("one question answered", rss()))
 import torch

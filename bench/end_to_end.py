@@ -31,9 +31,16 @@ import torch
 
 from korqa.corpus.formats import SquadExample, read_squad
 from korqa.evaluation.korquad_metric import score_example
-from korqa.paths import resolve_reader_dir
-from korqa.pipeline import PipelineConfig, QAPipeline, Reader, cached_index, tune_fusion
+from korqa.pipeline import (
+    PipelineConfig,
+    QAPipeline,
+    cached_index,
+    load_reader,
+    tune_fusion,
+)
 from korqa.pipeline.qa import passes_gate
+from korqa.reader.directory import ReaderDir
+from korqa.reader.reader import Reader
 from korqa.retrieval.index import Index
 from korqa.splits import korquad_split, select_split
 
@@ -71,8 +78,7 @@ def run(pipeline: QAPipeline, reader: Reader, questions: list[SquadExample], top
             start = time.perf_counter()
             read = reader.read(example.question, [example.context],
                                n_best=pipeline.config.n_best,
-                               max_answer_length=pipeline.config.max_answer_length,
-                               device=pipeline.config.device)[0]
+                               max_answer_length=pipeline.config.max_answer_length)[0]
             row["oracle_seconds"] = time.perf_counter() - start
             row["oracle"] = score_example(read[0].text if read else "", example)
         rows.append(row)
@@ -140,14 +146,15 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        model_dir = resolve_reader_dir(args.model)
+        model_dir = ReaderDir(args.model).require().path
         examples = read_squad(args.data)
         index = Index(args.index or cached_index([args.data], progress=sys.stderr.isatty()))
     except (FileNotFoundError, ValueError) as error:
         print(f"end_to_end: error: {error}", file=sys.stderr)
         return 2
-    reader = Reader.load(model_dir, int8=args.int8, engine=args.engine, device=args.device,
-                         all_windows=args.all_windows)
+    reader = load_reader(model_dir, PipelineConfig(int8=args.int8, engine=args.engine,
+                                                   device=args.device,
+                                                   all_windows=args.all_windows))
     config = PipelineConfig.with_overrides(top_k=args.top_k, device=args.device,
                                            fusion_weight=args.weight, read_gate=args.gate,
                                            threshold=args.threshold)
@@ -157,8 +164,8 @@ def main() -> int:
 
     results: dict = {"model": str(model_dir), "index": str(index.directory),
                      "device": args.device, "threads": torch.get_num_threads(),
-                     "int8": reader.quantized, "engine": reader.engine,
-                     "all_windows": reader.predict_config.stop_confidence is None,
+                     "int8": reader.engine.is_int8, "engine": reader.engine.name,
+                     "all_windows": reader.config.stop_confidence is None,
                      "top_k": args.top_k}
     if args.tune:
         validation = sample(select_split(examples, "validation"), args.tune, args.seed)

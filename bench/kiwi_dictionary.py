@@ -54,25 +54,20 @@ def main() -> int:
     from korqa.corpus.formats import read_squad
     from korqa.evaluation.evaluate import best_answers
     from korqa.evaluation.korquad_metric import evaluate_predictions
-    from korqa.modeling.engines import load_reader_model
-    from korqa.paths import resolve_reader_dir
     from korqa.reader import josa
-    from korqa.reader.features import FeatureConfig, convert_examples_to_features
-    from korqa.reader.predict import PredictConfig, decode_predictions, read_logits
+    from korqa.reader.directory import ReaderDir
+    from korqa.reader.features import convert_examples_to_features
+    from korqa.reader.predict import decode_predictions, read_logits
     from korqa.retrieval.evaluate import evaluate_recall, load_questions
     from korqa.retrieval.index import TUNED
     from korqa.retrieval.registry import retriever_class
     from korqa.splits import select_split
-    from korqa.tokenization import Tokenizer
 
-    model_dir = resolve_reader_dir()
+    reader = ReaderDir().load()
     examples = select_split(read_squad(args.data), "test")
-    tokenizer = Tokenizer.from_pretrained(model_dir)
-    features = convert_examples_to_features(examples, tokenizer,
-                                            FeatureConfig.for_model(model_dir), False)
-    predict_config = PredictConfig()
-    logits = read_logits(load_reader_model(model_dir, engine="auto"), features, tokenizer,
-                         predict_config)
+    tokenizer, predict_config = reader.tokenizer, reader.config
+    features = convert_examples_to_features(examples, tokenizer, predict_config, False)
+    logits = read_logits(reader.engine, features, tokenizer, predict_config)
     questions = load_questions(args.data)
     results = {}
     with tempfile.TemporaryDirectory() as scratch:

@@ -369,6 +369,7 @@ def batching_main(args: argparse.Namespace) -> int:
         normalise_retrieval,
     )
     from korqa.pipeline.sources import open_index
+    from korqa.reader.config import ReaderConfig
     from korqa.reader.predict import predict
     from korqa.tokenization import Tokenizer
 
@@ -376,7 +377,8 @@ def batching_main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="korqa-batching-") as scratch:
         model_dir = args.model or make_tiny_reader(Path(scratch) / "tiny")
         model = load_model(BertForQuestionAnswering, model_dir)
-        reader = Reader(model, Tokenizer.from_pretrained(model_dir), trim_particles=False)
+        reader = Reader(model, Tokenizer.from_pretrained(model_dir),
+                        ReaderConfig(batch_size=1, trim_particles=False))
     index = open_index(args.index)
     pipeline = QAPipeline(index, reader, config=PipelineConfig(threshold=0.0))
     questions = (QUESTIONS * (args.batch // len(QUESTIONS) + 1))[:args.batch]
@@ -394,8 +396,8 @@ def batching_main(args: argparse.Namespace) -> int:
                               for (p, raw), s in zip(hits, scores, strict=True)])
             examples += [SquadExample(f"{i}:{j}", questions[i], p.text, "", 0)
                          for j, (p, _) in enumerate(hits)]
-        config = replace(reader.predict_config, n_best=pipeline.config.n_best)
-        read = predict(reader.model, reader.tokenizer, examples, reader.feature_config, config)
+        config = replace(reader.config, n_best=pipeline.config.n_best)
+        read = predict(reader.engine, reader.tokenizer, examples, config, config)
         return [pipeline.decide(q, retrieved[i],
                                 [[c for c in read[f"{i}:{j}"] if c.text]
                                  for j in range(len(retrieved[i]))])

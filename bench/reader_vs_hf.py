@@ -9,11 +9,11 @@ HF's own format (fp32 safetensors + tokenizer.json, loaded by AutoModelForQuesti
 AutoTokenizer), cutting the same windows (the model's reader_config.json: 320 tokens, stride
 160 for the shipped reader; HF's doc_stride is the overlap between windows, so it gets the
 overlap that korqa's step gives for each question) and answers ≤ 30 tokens. korqa's side is
-`korqa.pipeline.Reader` as `korqa ask` uses it (ONNX Runtime, float weights), the same reader
-on PyTorch (`--engine torch`), and both with smoothed int8 linears (`--int8`) when the model
-ships a calibration. HF reads every window of a paragraph; korqa reads them most promising
-first and stops at a confident one (`korqa.reader.predict.read_logits`), or reads them all
-with `--all-windows`.
+`korqa.reader.reader.Reader` as `korqa ask` uses it (ONNX Runtime, float weights), the same
+reader on PyTorch (`--engine torch`), and ONNX Runtime with smoothed int8 linears (`--int8`)
+when the model ships a calibration. HF reads every window of a paragraph; korqa reads them most
+promising first and stops at a confident one (`korqa.reader.predict.read_logits`), or reads
+them all with `--all-windows`.
 
 Questions: KorQuAD test-split questions (random, seeded), each with its gold paragraph, asked one
 at a time (a chatbot's load); the readers take turns question by question, so machine noise hits
@@ -42,10 +42,10 @@ from korqa.corpus.formats import read_squad
 from korqa.evaluation.korquad_metric import score_example
 from korqa.modeling import BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
-from korqa.modeling.quantize import load_input_absmax
-from korqa.paths import resolve_reader_dir
-from korqa.pipeline import Reader
-from korqa.reader.features import FeatureConfig
+from korqa.modeling.config import ABSMAX_FILE
+from korqa.pipeline import PipelineConfig, load_reader
+from korqa.reader.directory import ReaderDir
+from korqa.reader.reader import Reader
 from korqa.splits import select_split
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "korquad" / \
@@ -87,17 +87,19 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-    model_dir = resolve_reader_dir(args.model)
+    model_dir = ReaderDir(args.model).require().path
     questions = select_split(read_squad(args.data), "test")
     if args.limit < len(questions):
         questions = random.Random(args.seed).sample(questions, args.limit)
-    window = FeatureConfig.for_model(model_dir)
-    every = {"all_windows": args.all_windows}
-    korqa = {"korqa_onnx_fp32": Reader.load(model_dir, **every),  # as `korqa ask` loads it
-             "korqa_torch_fp32": Reader.load(model_dir, engine="torch", **every)}
-    if load_input_absmax(model_dir) is not None:
-        korqa["korqa_onnx_int8"] = Reader.load(model_dir, int8=True, **every)
-        korqa["korqa_torch_int8"] = Reader.load(model_dir, int8=True, engine="torch", **every)
+    window = ReaderDir(model_dir).config()
+
+    def load(**options: object) -> Reader:  # as `korqa ask` loads it
+        config = PipelineConfig(all_windows=args.all_windows, **options)
+        return load_reader(model_dir, config, confidence=False)
+
+    korqa = {"korqa_onnx_fp32": load(), "korqa_torch_fp32": load(engine="torch")}
+    if (model_dir / ABSMAX_FILE).is_file():
+        korqa["korqa_onnx_int8"] = load(int8=True)
     tokenizer = korqa["korqa_onnx_fp32"].tokenizer
 
     with tempfile.TemporaryDirectory() as workdir:

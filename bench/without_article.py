@@ -39,10 +39,9 @@ def main() -> int:
     args = parser.parse_args()
     reader = None
     if args.read:
-        from korqa.paths import resolve_reader_dir
-        from korqa.pipeline import QAPipeline, Reader
+        from korqa.pipeline import QAPipeline, load_reader
 
-        reader = Reader.load(resolve_reader_dir())
+        reader = load_reader()
     dataset = load_json(args.data)
     examples = read_squad(args.data)
     full = Index(cached_index([args.data]))

@@ -640,21 +640,19 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from korqa.evaluation.evaluate import evaluate_model
-    from korqa.paths import resolve_reader_dir
-    from korqa.reader.features import FeatureConfig
-    from korqa.reader.predict import DEFAULT_STOP_CONFIDENCE, PredictConfig
+    from korqa.reader.directory import ReaderDir
+    from korqa.reader.predict import DEFAULT_STOP_CONFIDENCE
 
-    result = evaluate_model(
-        args.model, args.data, args.split,
-        FeatureConfig.for_model(resolve_reader_dir(args.model),
-                                max_seq_length=args.max_seq_length, doc_stride=args.doc_stride,
-                                max_query_length=args.max_query_length),
-        PredictConfig(n_best=args.n_best, max_answer_length=args.max_answer_length,
-                      batch_size=args.batch_size, trim_particles=args.trim_particles,
-                      stop_confidence=None if args.all_windows else DEFAULT_STOP_CONFIDENCE),
-        device=args.device, report_dir=args.report, progress=args.progress, int8=args.int8,
-        engine=args.engine,
-    )
+    windows = {"max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride,
+               "max_query_length": args.max_query_length}
+    reader = ReaderDir(args.model).load(
+        args.engine, args.int8, args.device,
+        **{name: value for name, value in windows.items() if value is not None},
+        n_best=args.n_best, max_answer_length=args.max_answer_length,
+        batch_size=args.batch_size, trim_particles=args.trim_particles,
+        stop_confidence=None if args.all_windows else DEFAULT_STOP_CONFIDENCE)
+    result = evaluate_model(reader, args.data, args.split, report_dir=args.report,
+                            progress=args.progress)
     if args.json:
         _print_json(result)
         return 0
@@ -838,17 +836,13 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    from korqa.convert.export import export_reader
     from korqa.convert.unigram import trim_texts
-    from korqa.modeling.export import export_reader
-    from korqa.reader.features import FeatureConfig
 
     texts = None
     if args.trim_corpus:
         texts = trim_texts(args.trim_corpus, args.trim_max_docs)
     print(export_reader(args.model, args.out, dtype=args.dtype, trim_texts=texts))
-    # The exported reader cuts the windows it was trained on. (Its int8 calibration is not
-    # carried over: the weights changed; run `korqa calibrate` on the export.)
-    FeatureConfig.for_model(args.model).save(args.out)
     return 0
 
 

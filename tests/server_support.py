@@ -18,7 +18,9 @@ from test_pipeline import DOCS, make_tiny_reader, write_corpus
 
 from korqa.modeling import BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model
-from korqa.pipeline import PipelineConfig, QAPipeline, Reader
+from korqa.pipeline import PipelineConfig, QAPipeline
+from korqa.reader.config import ReaderConfig
+from korqa.reader.reader import Reader
 from korqa.retrieval.index import Index, build_index, make_retriever
 from korqa.server.app import server_config
 from korqa.tokenization import Tokenizer
@@ -41,7 +43,8 @@ def tiny_pipeline(index_dir: Path, model_dir: Path, **config: object) -> Callabl
 
     def open_pipeline() -> QAPipeline:
         model = load_model(BertForQuestionAnswering, model_dir)
-        reader = Reader(model, Tokenizer.from_pretrained(model_dir), trim_particles=False)
+        reader = Reader(model, Tokenizer.from_pretrained(model_dir),
+                        ReaderConfig(trim_particles=False))
         return QAPipeline(Index(index_dir), reader, config=PipelineConfig(**config))
 
     return open_pipeline

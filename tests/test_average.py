@@ -10,7 +10,8 @@ import torch
 from korqa.cli import main
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
-from korqa.reader.features import FeatureConfig
+from korqa.reader.config import ReaderConfig
+from korqa.reader.directory import ReaderDir
 from korqa.tokenization import Tokenizer
 from korqa.training.average import average_readers
 
@@ -27,7 +28,7 @@ def make_reader(directory, seed: int, chars: str = "가나다라마") -> BertFor
     model = BertForQuestionAnswering(BertConfig(vocab_size=len(vocab), **CONFIG))
     save_pretrained(model, directory)
     tokenizer.save(directory)
-    FeatureConfig(max_seq_length=48, doc_stride=16).save(directory)
+    ReaderDir(directory).save_config(ReaderConfig(max_seq_length=48, doc_stride=16))
     return model
 
 
@@ -39,7 +40,7 @@ def test_average_is_the_mean_of_every_weight(tmp_path):
     for key, value in soup.state_dict().items():
         expected = sum(state[key].double() for state in states) / 3
         torch.testing.assert_close(value.double(), expected, atol=1e-6, rtol=0)
-    assert FeatureConfig.for_model(out).max_seq_length == 48  # the windows travel along
+    assert ReaderDir(out).config().max_seq_length == 48  # the windows travel along
     assert Tokenizer.from_pretrained(out).vocab_size == Tokenizer.from_pretrained(
         tmp_path / "r0").vocab_size
 

@@ -13,7 +13,7 @@ import pytest
 from test_pipeline import make_tiny_reader, write_corpus
 
 from korqa.cli import main
-from korqa.modeling.onnx_engine import build_onnx_reader
+from korqa.modeling.onnx_engine import build_onnx_engine
 from korqa.retrieval import manifest
 from korqa.retrieval.index import Index, build_index, make_retriever
 
@@ -34,7 +34,7 @@ def test_ask_on_onnx_runtime_imports_neither_torch_nor_sklearn_and_builds_kiwi_o
     model = make_tiny_reader(tmp_path / "reader")
     corpus = write_corpus(tmp_path / "corpus.jsonl")
     cache = tmp_path / "cache"
-    build_onnx_reader(model, cache=cache / "onnx")  # the one-time trace (needs torch) done here
+    build_onnx_engine(model, cache=cache / "onnx")  # the one-time trace (needs torch) done here
     ask = (f"from korqa.cli import main; code = main(['ask', '한라산의 높이는 얼마인가?', "
            f"'--corpus', {str(corpus)!r}, '--model', {str(model)!r}, '--engine', 'onnx', "
            f"'--threshold', '0', '--json'])")
@@ -46,9 +46,9 @@ def test_ask_on_onnx_runtime_imports_neither_torch_nor_sklearn_and_builds_kiwi_o
 
 def test_a_cache_miss_traces_with_torch_and_still_answers(tmp_path: Path) -> None:
     model = make_tiny_reader(tmp_path / "reader")
-    code = (f"from korqa.modeling.engines import load_reader_model; import numpy as np; "
-            f"m = load_reader_model({str(model)!r}, engine='onnx'); "
-            f"s, e = m.run({{'input_ids': np.array([[2, 7, 3]])}}); "
+    code = (f"from korqa.modeling.engines import load_engine; import numpy as np; "
+            f"m = load_engine({str(model)!r}, engine='onnx'); "
+            f"s, e = m.forward({{'input_ids': np.array([[2, 7, 3]])}}); "
             f"code = [list(s.shape), type(s).__name__]")
     report = run_python(f"{code}; {REPORT.format(code='code')}",
                         {"KORQA_CACHE": str(tmp_path / "cache")})

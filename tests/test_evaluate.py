@@ -13,6 +13,7 @@ from korqa.evaluation.evaluate import evaluate_model
 from korqa.evaluation.report import answer_kind, build_report, classify, render_markdown
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import save_pretrained
+from korqa.reader.directory import ReaderDir
 from korqa.reader.features import FeatureConfig, convert_examples_to_features
 from korqa.reader.predict import Candidate
 from korqa.tokenization import Tokenizer
@@ -62,8 +63,9 @@ def tiny_model(tmp_path_factory):
 
 def test_evaluate_writes_scores_predictions_and_report(tiny_model, tiny_dataset, tmp_path):
     report_dir = tmp_path / "report"
-    result = evaluate_model(tiny_model, tiny_dataset, "test", FeatureConfig(max_seq_length=64),
-                            report_dir=report_dir)
+    reader = ReaderDir(tiny_model).load(engine="torch", max_seq_length=64)
+    result = evaluate_model(reader, tiny_dataset, "test", report_dir=report_dir)
+    assert (result["engine"], result["int8"], result["model"]) == ("torch", False, str(tiny_model))
     assert result["total"] == 1 and result["articles"] == 1  # only article 4 is test
     assert set(result["with_trimming"]) == {"exact_match", "f1"}
     assert set(result["without_trimming"]) == {"exact_match", "f1"}
@@ -175,7 +177,7 @@ def test_evaluate_shows_every_stage_and_is_silent_without_progress(tiny_model, t
     result = json.loads(captured.out)
     assert result["windows"] > result["total"]
     err = captured.err.replace("\r", "\n")
-    stages = ["korqa: 5 questions of the all split; loading the reader",
+    stages = ["korqa: 5 questions of the all split; the reader",
               "korqa: cutting the questions' paragraphs into windows",
               "predict: 100%", "answers, particles trimmed: 100%", "answers: 100%",
               "korqa: writing predictions and the error analysis to"]

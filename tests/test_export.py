@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from korqa.convert.export import export_reader, trim_unigram
 from korqa.convert.unigram import build_normalizer, build_tokenizer
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
-from korqa.modeling.export import export_reader, trim_unigram
+from korqa.reader.config import ReaderConfig
+from korqa.reader.directory import ReaderDir
 from korqa.tokenization import Tokenizer
 
 PIECES = ["<s>", "<pad>", "</s>", "<unk>", "▁", "▁임종석", "이", "▁1989", "년", "▁서울", "▁부산",
@@ -68,3 +70,12 @@ def test_export_int8_trimmed_reader_gives_the_same_answers(tmp_path):
     # int8 blocks: ~0.4 % relative error per weight; the logits move by far less than their spread.
     assert torch.allclose(start0, start1, atol=0.05) and torch.allclose(end0, end1, atol=0.05)
     assert start1.argmax() == start0.argmax() and end1.argmax() == end0.argmax()
+
+
+def test_export_from_python_keeps_the_windows(tmp_path):
+    # Called from Python, not only through `korqa export`: the reader must still cut the
+    # windows it was trained on, not BERT's defaults.
+    _tiny_reader(tmp_path, len(PIECES))
+    ReaderDir(tmp_path / "reader").save_config(ReaderConfig(48, 16, 8))
+    export_reader(tmp_path / "reader", tmp_path / "out", dtype="fp32")
+    assert ReaderDir(tmp_path / "out").config() == ReaderConfig(48, 16, 8)

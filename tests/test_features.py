@@ -196,16 +196,3 @@ def test_korquad_dev_converts_fast_and_answers_map_back(tmp_path, korquad_dev):
                 assert feature.token_offsets[feature.end_position][0] < last <= end
             held.add(feature.example_index)
         assert len(held) == len(examples)  # every gold answer fits some 384-token window
-
-
-def test_reader_config_round_trips_and_overrides_win(tmp_path):
-    from korqa.reader.features import READER_CONFIG_FILE
-
-    assert FeatureConfig.for_model(tmp_path) == FeatureConfig()  # none saved: BERT's defaults
-    FeatureConfig(256, 96, 32).save(tmp_path)
-    assert FeatureConfig.for_model(tmp_path) == FeatureConfig(256, 96, 32)
-    assert FeatureConfig.for_model(tmp_path, doc_stride=64, max_seq_length=None) == \
-        FeatureConfig(256, 64, 32)
-    (tmp_path / READER_CONFIG_FILE).write_text('{"max_seq_length": "long"}', encoding="utf-8")
-    with pytest.raises(ValueError, match="not a valid reader config"):
-        FeatureConfig.for_model(tmp_path)

@@ -16,7 +16,8 @@ from korqa.corpus.formats import read_squad
 from korqa.evaluation.korquad_metric import evaluate_predictions
 from korqa.modeling import BertConfig, BertForQuestionAnswering, BertModel
 from korqa.modeling.checkpoint import load_model, save_pretrained
-from korqa.reader.features import FeatureConfig
+from korqa.reader.config import ReaderConfig
+from korqa.reader.directory import ReaderDir
 from korqa.reader.predict import PredictConfig, predict
 from korqa.tokenization import Tokenizer
 from korqa.training import finetune as finetune_module
@@ -145,8 +146,8 @@ def test_best_checkpoint_loads_and_predicts(overfit_run, workspace):
         tokenizer = Tokenizer.from_pretrained(model_dir)
         chosen = [example for example in examples if example.qid in set(qids)]
         # The windows the run trained on travel with the model (reader_config.json).
-        assert FeatureConfig.for_model(model_dir) == FeatureConfig(**SHAPE)
-        predictions = predict(model, tokenizer, chosen, FeatureConfig.for_model(model_dir),
+        assert ReaderDir(model_dir).config() == ReaderConfig(**SHAPE)
+        predictions = predict(model, tokenizer, chosen, ReaderDir(model_dir).config(),
                               PredictConfig())
         return evaluate_predictions(chosen, {q: c[0].text for q, c in predictions.items()})
 

@@ -10,12 +10,12 @@ import torch
 from test_quantize import ANSWER, CONTEXT, QUESTION, tiny_reader  # noqa: F401 (fixture)
 
 from korqa.cli import main
-from korqa.modeling import BertConfig, BertForQuestionAnswering, load_reader_model, onnx_engine
+from korqa.modeling import BertConfig, BertForQuestionAnswering, load_engine, onnx_engine
 from korqa.modeling.checkpoint import save_pretrained
-from korqa.modeling.engines import is_quantized, resolve_engine
-from korqa.modeling.onnx_engine import OnnxReaderModel, build_onnx_reader
+from korqa.modeling.engines import ReaderEngine, resolve_engine
+from korqa.modeling.onnx_engine import OnnxEngine, build_onnx_engine
 from korqa.modeling.quantize import fold_attention_output_smoothing
-from korqa.pipeline import Reader
+from korqa.reader.directory import ReaderDir
 from korqa.reader.features import InputFeatures
 from korqa.reader.predict import compute_logits
 
@@ -45,8 +45,9 @@ def windows(lengths: list[int]) -> list[InputFeatures]:
 @pytest.mark.parametrize("batch_size", [1, 3], ids=["one window a pass", "padded batches"])
 def test_onnx_logits_match_torch(random_reader, tmp_path, batch_size):
     model, model_dir = random_reader
-    engine = build_onnx_reader(model_dir, cache=tmp_path / "cache")
-    assert isinstance(engine, OnnxReaderModel) and not is_quantized(engine)
+    engine = build_onnx_engine(model_dir, cache=tmp_path / "cache")
+    assert isinstance(engine, ReaderEngine) and (engine.name, engine.is_int8) == ("onnx", False)
+    assert engine.max_batch is None and engine.max_length == 64
     features = windows([7, 19, 12, 30, 5])  # different lengths: batches pad
     expected = compute_logits(model, features, pad_id=0, batch_size=batch_size)
     got = compute_logits(engine, features, pad_id=0, batch_size=batch_size)
@@ -59,18 +60,18 @@ def test_onnx_logits_match_torch(random_reader, tmp_path, batch_size):
 def test_the_traced_graph_is_cached_by_the_model_files(random_reader, tmp_path, monkeypatch):
     model, model_dir = random_reader
     cache = tmp_path / "cache"
-    first = build_onnx_reader(model_dir, cache=cache)
+    first = build_onnx_engine(model_dir, cache=cache)
     monkeypatch.setattr(onnx_engine, "export_onnx", lambda *a: pytest.fail("traced again"))
-    assert build_onnx_reader(model_dir, cache=cache).path == first.path
+    assert build_onnx_engine(model_dir, cache=cache).path == first.path
     assert [p.name for p in cache.iterdir()] == [first.path.name]  # no scratch left behind
 
     (model_dir / "activation_absmax.safetensors").write_bytes(b"x")  # a float graph ignores it
-    assert build_onnx_reader(model_dir, cache=cache).path == first.path
+    assert build_onnx_engine(model_dir, cache=cache).path == first.path
     with torch.no_grad():  # new weights in the same directory: a new graph
         model.qa_outputs.bias.add_(1.0)
     save_pretrained(model, model_dir)
     monkeypatch.undo()
-    assert build_onnx_reader(model_dir, cache=cache).path != first.path
+    assert build_onnx_engine(model_dir, cache=cache).path != first.path
 
 
 def test_folding_attention_output_smoothing_keeps_the_function(random_reader):
@@ -87,29 +88,34 @@ def test_folding_attention_output_smoothing_keeps_the_function(random_reader):
 def test_int8_onnx_reader_answers_like_float(tiny_reader, monkeypatch, tmp_path):  # noqa: F811
     model_dir, data = tiny_reader
     monkeypatch.setenv("KORQA_CACHE", str(tmp_path / "cache"))
+    directory = ReaderDir(model_dir)
     with pytest.raises(ValueError, match="korqa calibrate"):
-        Reader.load(model_dir, int8=True, engine="onnx")
+        directory.load(engine="onnx", int8=True)
     assert main(["calibrate", "--model", str(model_dir), "--data", str(data)]) == 0
 
-    int8 = Reader.load(model_dir, int8=True, engine="onnx")
-    fp32 = Reader.load(model_dir, engine="onnx")
-    torch_fp32 = Reader.load(model_dir, engine="torch")
-    assert int8.quantized and not fp32.quantized
-    assert (int8.engine, fp32.engine, torch_fp32.engine) == ("onnx", "onnx", "torch")
-    ops = {node.op_type for node in onnx.load(str(int8.model.path)).graph.node}
+    int8 = directory.load(engine="onnx", int8=True)
+    fp32 = directory.load(engine="onnx")
+    torch_fp32 = directory.load(engine="torch")
+    assert [(r.engine.name, r.engine.is_int8, r.engine.max_batch)
+            for r in (int8, fp32, torch_fp32)] == [("onnx", True, 1), ("onnx", False, None),
+                                                    ("torch", False, None)]
+    ops = {node.op_type for node in onnx.load(str(int8.engine.path)).graph.node}
     assert {"MatMulInteger", "QAttention"} <= ops  # attention fused, then quantised
     answers = [reader.read(QUESTION, [CONTEXT])[0][0] for reader in (int8, fp32, torch_fp32)]
     assert [a.text for a in answers] == [ANSWER] * 3
     assert abs(answers[1].score - answers[2].score) < 1e-4
     assert abs(answers[0].score - answers[1].score) < 0.05
     with pytest.raises(ValueError, match="CPU only"):
-        fp32.read(QUESTION, [CONTEXT], device="cuda")
+        directory.load(engine="onnx", device="cuda")
 
 
 def test_engine_choice():
     assert resolve_engine("auto") == "onnx"  # onnxruntime is installed with korqa
     assert resolve_engine("auto", "cuda") == "torch"
     assert resolve_engine("torch") == "torch"
+    assert resolve_engine("auto", int8=True) == "onnx"
+    with pytest.raises(ValueError, match="--engine onnx"):
+        resolve_engine("torch", int8=True)
     with pytest.raises(ValueError, match="CPU only"):
         resolve_engine("onnx", "cuda")
     with pytest.raises(ValueError, match="unknown engine"):
@@ -126,4 +132,4 @@ def test_evaluate_says_which_engine_ran(tiny_reader, monkeypatch, tmp_path, caps
         runs[engine] = json.loads(capsys.readouterr().out)
     assert runs["onnx"]["engine"] == "onnx" and runs["torch"]["engine"] == "torch"
     assert runs["onnx"]["f1"] == runs["torch"]["f1"] == 100.0
-    assert isinstance(load_reader_model(model_dir, engine="auto"), OnnxReaderModel)
+    assert isinstance(load_engine(model_dir, engine="auto"), OnnxEngine)

@@ -17,7 +17,6 @@ from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.pipeline import (
     PipelineConfig,
     QAPipeline,
-    Reader,
     RetrievedParagraph,
     cached_index,
     fuse,
@@ -26,6 +25,8 @@ from korqa.pipeline import (
     open_pipeline,
     tune_fusion,
 )
+from korqa.reader.config import ReaderConfig
+from korqa.reader.reader import Reader
 from korqa.retrieval.index import Index, build_index
 from korqa.tokenization import Tokenizer
 
@@ -82,7 +83,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
 def reader(tiny_dir: Path) -> Reader:
     # Particle trimming loads Kiwi (seconds); the CLI tests cover it, these tests need speed.
     model = load_model(BertForQuestionAnswering, tiny_dir)
-    return Reader(model, Tokenizer.from_pretrained(tiny_dir), trim_particles=False)
+    return Reader(model, Tokenizer.from_pretrained(tiny_dir), ReaderConfig(trim_particles=False))
 
 
 def pipeline_with(index: Index, reader: Reader, **config: object) -> QAPipeline:
@@ -109,7 +110,7 @@ def test_top_retrieved_paragraph_wins_when_the_reader_is_indifferent(tiny_dir: P
     model = load_model(BertForQuestionAnswering, tiny_dir)
     torch.nn.init.zeros_(model.qa_outputs.weight)
     torch.nn.init.zeros_(model.qa_outputs.bias)
-    flat = Reader(model, Tokenizer.from_pretrained(tiny_dir), trim_particles=False)
+    flat = Reader(model, Tokenizer.from_pretrained(tiny_dir), ReaderConfig(trim_particles=False))
     pipeline = pipeline_with(index, flat, threshold=0.0)
     for question, title in [("한라산의 높이는 얼마인가?", "한라산"), ("김장이란 무엇인가?", "김치"),
                             ("가장 큰 행성은?", "태양계")]:

@@ -10,6 +10,7 @@ import torch
 
 from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.modeling import BertConfig, BertForQuestionAnswering
+from korqa.modeling.engines import TorchEngine
 from korqa.reader.features import FeatureConfig, convert_examples_to_features, max_context_among
 from korqa.reader.josa import is_particle_tail, particle_cut, trim_particles
 from korqa.reader.predict import (
@@ -296,13 +297,16 @@ def test_window_confidence_is_the_best_spans_share(tmp_path):
                     PredictConfig(stop_confidence=1.5))
 
 
-def test_an_int8_model_reads_one_window_at_a_time(tmp_path):
+def test_an_int8_engine_reads_one_window_at_a_time(tmp_path):
     # One activation scale per batch would make a window's answer depend on its batch-mates.
     _, tokenizer, features = _spaced(tmp_path, "차")
     model = _PointsAt(tokenizer.token_to_id("차"))
     compute_logits(model, features, tokenizer.pad_id, batch_size=3)
     assert model.batches == [3]
-    model.int8 = True  # what korqa.modeling.engines.is_quantized reads on an ONNX int8 reader
+
+    class Int8(TorchEngine):
+        is_int8, max_batch = True, 1  # as ONNX Runtime's int8 engine says
+
     model.batches.clear()
-    compute_logits(model, features, tokenizer.pad_id, batch_size=3)
+    compute_logits(Int8(model), features, tokenizer.pad_id, batch_size=3)
     assert model.batches == [1, 1, 1]

@@ -13,7 +13,7 @@ from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.evaluation.korquad_metric import score_example
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
-from korqa.reader.features import FeatureConfig
+from korqa.reader.directory import ReaderDir
 from korqa.reader.predict import PredictConfig, predict
 from korqa.tokenization import Tokenizer
 from korqa.training.prune import drop_layers, layer_drop_scores, prune_reader
@@ -64,7 +64,7 @@ def test_pruned_reader_round_trips_with_its_tokenizer_and_windows(tmp_path):
     ids = torch.tensor([[2, 5, 6, 3, 7, 8, 3]])
     with torch.no_grad():
         torch.testing.assert_close(pruned(ids)[0], drop_layers(model, [2])(ids)[0])
-    assert FeatureConfig.for_model(out).max_seq_length == 48
+    assert ReaderDir(out).config().max_seq_length == 48
     assert Tokenizer.from_pretrained(out).vocab_size == Tokenizer.from_pretrained(
         tmp_path / "r").vocab_size
     # The calibration measured the old head's input: it must be redone, not copied.
@@ -89,7 +89,7 @@ def test_probe_scores_each_drop_as_the_pruned_reader_would(tmp_path):
         directory = tmp_path / "r" if layer is None else prune_reader(
             tmp_path / "r", tmp_path / f"p{layer}", [layer])
         model = load_model(BertForQuestionAnswering, directory)
-        answers = predict(model, tokenizer, examples, FeatureConfig.for_model(directory), config)
+        answers = predict(model, tokenizer, examples, ReaderDir(directory).config(), config)
         f1 = 100 * sum(score_example(answers[e.qid][0].text, e)[1] for e in examples) / 4
         assert scores[layer] == pytest.approx(f1)
 

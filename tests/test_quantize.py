@@ -1,4 +1,5 @@
-"""Smoothed dynamic int8 linears (korqa.modeling.quantize) and `korqa calibrate`."""
+"""SmoothQuant smoothing (korqa.modeling.quantize) and `korqa calibrate`, which int8 reading
+(ONNX Runtime's, tested in test_onnx_engine.py) needs."""
 
 from __future__ import annotations
 
@@ -7,21 +8,13 @@ import json
 import pytest
 import torch
 from torch import nn
-from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
 from korqa.cli import main
-from korqa.modeling import BertConfig, BertForQuestionAnswering, load_reader_model
+from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import save_pretrained
 from korqa.modeling.config import ABSMAX_FILE
-from korqa.modeling.engines import is_quantized
-from korqa.modeling.quantize import (
-    SmoothedLinear,
-    load_input_absmax,
-    quantize_linears,
-    record_input_absmax,
-    smooth_linears,
-)
-from korqa.pipeline import Reader
+from korqa.modeling.quantize import load_input_absmax, record_input_absmax, smooth_linears
+from korqa.reader.directory import ReaderDir
 from korqa.tokenization import Tokenizer
 
 CONTEXT = "숭례문 화재는 2008년 2월 10일 발생하였으며 소방차 32대가 출동하였다."
@@ -57,17 +50,39 @@ def test_smoothing_alone_keeps_the_function():
         assert (model(x) - expected).abs().max() < 1e-4 * expected.abs().max()
 
 
+def dynamic_int8(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`model(x)` as dynamic int8 computes it: each linear's input rounded to 255 levels with one
+    scale per tensor, its weights with one scale per output channel."""
+
+    def rounded(t: torch.Tensor, absmax: torch.Tensor) -> torch.Tensor:
+        scale = absmax.clamp(min=1e-8) / 127
+        return (t / scale).round().clamp(-127, 127) * scale
+
+    def hook(module: nn.Linear, inputs: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
+        return (rounded(inputs[0], inputs[0].abs().max()),)
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    for linear in linears:
+        linear.weight.copy_(rounded(linear.weight, linear.weight.abs().amax(1, keepdim=True)))
+    handles = [linear.register_forward_pre_hook(hook) for linear in linears]
+    try:
+        return model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def test_smoothing_shrinks_int8_error_on_outlier_channels():
     x = outlier_inputs()
     reference = TwoLayer()
     with torch.no_grad():
         expected = reference(x)
-        plain = quantize_linears(TwoLayer())
+        plain = dynamic_int8(TwoLayer(), x)
         smoothed = TwoLayer()
-        smoothed = quantize_linears(smoothed, record_input_absmax(smoothed, lambda: smoothed(x)))
-        plain_error = (plain(x) - expected).norm() / expected.norm()
-        smoothed_error = (smoothed(x) - expected).norm() / expected.norm()
-    assert is_quantized(plain) and is_quantized(smoothed)
+        smooth_linears(smoothed, record_input_absmax(smoothed, lambda: smoothed(x)))
+        smoothed = dynamic_int8(smoothed, x)
+        plain_error = (plain - expected).norm() / expected.norm()
+        smoothed_error = (smoothed - expected).norm() / expected.norm()
     assert smoothed_error < 0.02
     assert smoothed_error < 0.5 * plain_error
 
@@ -75,11 +90,11 @@ def test_smoothing_shrinks_int8_error_on_outlier_channels():
 def test_calibration_must_match_the_model():
     model = TwoLayer()
     with pytest.raises(ValueError, match="no ranges for down"):
-        quantize_linears(model, {"up": torch.ones(64)})
+        smooth_linears(model, {"up": torch.ones(64)})
     with pytest.raises(ValueError, match="reads 256 channels"):
-        quantize_linears(TwoLayer(), {"up": torch.ones(64), "down": torch.ones(8)})
+        smooth_linears(TwoLayer(), {"up": torch.ones(64), "down": torch.ones(8)})
     with pytest.raises(ValueError, match="alpha"):
-        quantize_linears(TwoLayer(), {"up": torch.ones(64), "down": torch.ones(256)}, alpha=2.0)
+        smooth_linears(TwoLayer(), {"up": torch.ones(64), "down": torch.ones(256)}, alpha=2.0)
 
 
 @pytest.fixture()
@@ -122,34 +137,21 @@ def tiny_reader(tmp_path):
     return tmp_path, data
 
 
-def test_calibrate_then_readers_use_int8_and_answer_alike(tiny_reader, capsys):
+def test_calibrate_writes_the_ranges_int8_needs_and_torch_int8_is_refused(tiny_reader,
+                                                                          capsys):
     model_dir, data = tiny_reader
     with pytest.raises(ValueError, match="korqa calibrate"):  # no calibration yet
-        load_reader_model(model_dir, int8=True)
-    # (The ONNX Runtime engine's int8 is tested in test_onnx_engine.py.)
-
+        ReaderDir(model_dir).load(engine="onnx", int8=True)
     assert main(["calibrate", "--model", str(model_dir), "--data", str(data)]) == 0
     assert ABSMAX_FILE in capsys.readouterr().out
     absmax = load_input_absmax(model_dir)
     assert absmax is not None and set(absmax) >= {"qa_outputs"}
-
-    int8 = Reader.load(model_dir, int8=True, engine="torch")
-    fp32 = Reader.load(model_dir, engine="torch")  # float weights unless int8 is asked for
-    assert int8.quantized and not fp32.quantized
-    # The FFN's output linears stay in float (their GELU inputs defeat int8); the rest is int8.
-    modules = dict(int8.model.named_modules())
-    assert type(modules["bert.encoder.layer.0.output.dense"]) is nn.Linear
-    assert isinstance(modules["bert.encoder.layer.0.intermediate.dense"], SmoothedLinear)
-    assert isinstance(modules["bert.encoder.layer.0.intermediate.dense.linear"],
-                      DynamicInt8Linear)
-    best_int8 = int8.read(QUESTION, [CONTEXT])[0][0]
-    best_fp32 = fp32.read(QUESTION, [CONTEXT])[0][0]
-    assert best_fp32.text == ANSWER
-    assert (best_int8.text, best_int8.start) == (best_fp32.text, best_fp32.start)
-    assert CONTEXT[best_int8.start:best_int8.end] == best_int8.text
-    assert abs(best_int8.score - best_fp32.score) < 0.05
-    with pytest.raises(ValueError, match="CPU only"):
-        int8.read(QUESTION, [CONTEXT], device="cuda")
+    # One int8 path: ONNX Runtime's. Asking torch for it says which engine to use.
+    with pytest.raises(ValueError, match="--engine onnx"):
+        ReaderDir(model_dir).load(engine="torch", int8=True)
+    with pytest.raises(ValueError, match="--engine onnx"):
+        ReaderDir(model_dir).load(engine="auto", int8=True, device="cuda")
+    assert ReaderDir(model_dir).load(engine="auto", int8=True).engine.is_int8
 
 
 def test_calibrate_reads_the_split_it_is_given(tiny_reader, monkeypatch):
@@ -175,7 +177,7 @@ def test_evaluate_reports_which_weights_it_read_with(tiny_reader, capsys):
     runs = {}
     for flags in ([], ["--int8"]):
         assert main(["evaluate", "--model", str(model_dir), "--data", str(data), "--split",
-                     "test", "--json", "--no-progress", "--engine", "torch", *flags]) == 0
+                     "test", "--json", "--no-progress", *flags]) == 0
         runs[bool(flags)] = json.loads(capsys.readouterr().out)
     assert runs[True]["int8"] is True and runs[False]["int8"] is False
     assert runs[False]["f1"] == runs[True]["f1"] == 100.0

@@ -359,14 +359,13 @@ def open_pipeline_for(data: str | Path, model: str | Path | None, progress: bool
                       confidence: bool = True) -> tuple[QAPipeline, WithoutArticle]:
     """`korqa ask`'s pipeline (BM25 over the KorQuAD dev paragraphs, default top-k, weight and
     gate) over a `WithoutArticle` view of the index, and that view."""
-    from korqa.paths import resolve_reader_dir
-    from korqa.pipeline.qa import Reader
+    from korqa.pipeline.qa import load_reader
     from korqa.pipeline.sources import cached_index
     from korqa.retrieval.index import Index
 
     index = Index(cached_index([data], progress=progress))
     search = WithoutArticle(index, largest_article(index))
-    reader = Reader.load(resolve_reader_dir(model), confidence=confidence)
+    reader = load_reader(model, confidence=confidence)
     return QAPipeline(search, reader), search
 
 

@@ -18,8 +18,7 @@ _EXPORTS = {
     "LoadReport": "korqa.modeling.checkpoint",
     "dequantize": "korqa.modeling.checkpoint",
     "quantize_int8_blockwise": "korqa.modeling.checkpoint",
-    "load_reader_model": "korqa.modeling.engines",
-    "quantize_linears": "korqa.modeling.quantize",
+    "load_engine": "korqa.modeling.engines",
 }
 
 __all__ = sorted(_EXPORTS)

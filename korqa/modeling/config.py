@@ -15,7 +15,7 @@ logger = logging.getLogger("korqa.modeling.bert")
 ACTIVATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
 
 # The int8 calibration beside a model (`korqa calibrate`) and SmoothQuant's α
-# (`korqa.modeling.quantize` says how it was chosen): both engines' int8 and the ONNX cache key.
+# (`korqa.modeling.quantize` says how it was chosen): int8 reading and the ONNX cache key.
 ABSMAX_FILE = "activation_absmax.safetensors"
 DEFAULT_ALPHA = 0.85
 

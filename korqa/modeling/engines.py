@@ -1,20 +1,77 @@
-"""Which engine runs a reader, and loading it: torch only when the torch engine is chosen.
+"""What runs a reader's forward pass: one small protocol, two engines, one place that picks.
 
-`korqa ask` on the CPU reads with ONNX Runtime; importing torch for that would cost more time
-than the whole answer, so this module and the ONNX engine import torch only where a torch
-model is built (the torch engine, or tracing the ONNX graph on a cache miss).
+PyTorch runs korqa's BERT as it is (float; CPU or GPU). ONNX Runtime runs the same model traced
+once (`korqa.modeling.onnx_engine`; CPU only), in float or in int8: int8 has this one path.
+`korqa ask` on the CPU reads with ONNX Runtime, and importing torch for that would cost more
+time than the whole answer, so this module imports torch only where a torch engine is built.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 ENGINES = ("auto", "torch", "onnx")
 
 
-def resolve_engine(engine: str, device: str = "cpu") -> str:
-    """"torch" or "onnx": auto picks ONNX Runtime on the CPU when it is installed."""
+@runtime_checkable
+class ReaderEngine(Protocol):
+    """A reader's forward pass: `pad_batch` arrays in, start and end logits [B, L] out."""
+
+    name: str  # "torch" or "onnx"
+    is_int8: bool  # reads with int8 matrix products
+    max_batch: int | None  # the most windows one forward call may hold; None: any
+    max_length: int  # the longest window, in tokens (the model's position embeddings)
+
+    def forward(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class TorchEngine:
+    """korqa's PyTorch BERT (float), on the device its weights are on."""
+
+    name = "torch"
+    is_int8 = False
+    max_batch = None
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device | None = None) -> None:
+        self.model = model
+        if device is None:
+            weight = next(model.parameters(), None)
+            device = weight.device if weight is not None else "cpu"
+        self.device = device
+
+    @property
+    def max_length(self) -> int:
+        return int(self.model.config.max_position_embeddings)
+
+    def forward(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Logits under inference mode, in eval mode for the call: a model met while training
+        (validation) is put back in training mode after it."""
+        import torch
+
+        # Toggling modes walks every submodule: only done when needed.
+        was_training = self.model.training
+        if was_training:
+            self.model.eval()
+        try:
+            with torch.inference_mode():
+                tensors = {name: torch.from_numpy(array).to(self.device)
+                           for name, array in batch.items()}
+                start, end = self.model(**tensors)[:2]
+                return start.float().cpu().numpy(), end.float().cpu().numpy()
+        finally:
+            if was_training:
+                self.model.train()
+
+
+def resolve_engine(engine: str, device: str = "cpu", int8: bool = False) -> str:
+    """"torch" or "onnx": auto picks ONNX Runtime on the CPU when it is installed. int8 reads
+    with ONNX Runtime only."""
     from korqa.modeling.onnx_engine import onnxruntime_available
 
     if engine not in ENGINES:
@@ -24,40 +81,32 @@ def resolve_engine(engine: str, device: str = "cpu") -> str:
         raise ValueError(f"the onnx engine reads on the CPU only, not on {device}; "
                          "use --engine torch")
     if engine == "auto":
-        return "onnx" if on_cpu and onnxruntime_available() else "torch"
+        engine = "onnx" if on_cpu and onnxruntime_available() else "torch"
+    if int8 and engine == "torch":
+        raise ValueError("int8 reading runs on ONNX Runtime only: use --engine onnx (on the "
+                         "CPU, with onnxruntime installed), or read in float without --int8")
     return engine
 
 
-def load_reader_model(directory: str | Path, int8: bool = False,
-                      engine: str = "torch", device: str = "cpu") -> Any:
-    """A reader from `directory`, in eval mode, called like `BertForQuestionAnswering`.
+def load_engine(directory: str | Path, engine: str = "auto", int8: bool = False,
+                device: str = "cpu") -> ReaderEngine:
+    """The reader in `directory` behind `engine` ("torch", "onnx" or "auto", see
+    `resolve_engine`). int8 needs the calibration `korqa calibrate` writes beside the model."""
+    if resolve_engine(engine, device, int8) == "onnx":
+        from korqa.modeling.onnx_engine import build_onnx_engine
 
-    engine "torch": korqa's PyTorch BERT; with int8 its linears (but `FLOAT_LAYERS`) smoothed
-    and quantised by the calibration saved beside it. "onnx": the same model traced and run by
-    ONNX Runtime (`korqa.modeling.onnx_engine`; CPU only). "auto": onnx on the CPU when
-    onnxruntime is installed, else torch."""
-    if resolve_engine(engine, device) == "onnx":
-        from korqa.modeling.onnx_engine import build_onnx_reader
+        return build_onnx_engine(directory, int8)
+    from korqa.modeling.bert import BertForQuestionAnswering
+    from korqa.modeling.checkpoint import load_model
 
-        return build_onnx_reader(directory, int8)
-    from korqa.modeling.quantize import load_torch_reader
-
-    return load_torch_reader(directory, int8)
+    model = load_model(BertForQuestionAnswering, directory).eval().to(device)
+    return TorchEngine(model, device)
 
 
-def is_onnx(model: object) -> bool:
-    """Whether ONNX Runtime runs `model` (it then takes and returns numpy arrays)."""
-    from korqa.modeling.onnx_engine import OnnxReaderModel
-
-    return isinstance(model, OnnxReaderModel)
-
-
-def is_quantized(model: Any) -> bool:
-    """Whether `model` reads with int8 linears (`quantize_linears`, or an int8 ONNX engine)."""
-    if is_onnx(model):
-        return bool(model.int8)
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
-
-    if getattr(model, "int8", False):
-        return True
-    return any(isinstance(module, DynamicInt8Linear) for module in model.modules())
+def as_engine(model: ReaderEngine | torch.nn.Module,
+              device: str | torch.device | None = None) -> ReaderEngine:
+    """`model` itself when it is an engine; a bare torch module (a model being trained or
+    probed) wrapped in a `TorchEngine` reading on `device` (default: its weights')."""
+    if isinstance(model, TorchEngine | ReaderEngine):
+        return model
+    return TorchEngine(model, device)

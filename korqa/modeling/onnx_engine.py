@@ -1,13 +1,12 @@
 """Read with ONNX Runtime: korqa's BERT, traced once to ONNX, run by ORT's CPU kernels.
 
-Why a second engine for the same model: on this project's 2-core CPU, PyTorch spends ~78 % of
-a reader's forward pass in `addmm` and the rest in many small kernels (GELU, layer norm, adds,
-copies), one dispatch each. ONNX Runtime's transformer optimiser fuses those into BiasGelu,
+Why a second engine for the same model: PyTorch dispatches many small kernels (GELU, layer
+norm, adds, copies) one by one; ONNX Runtime's transformer optimiser fuses them into BiasGelu,
 SkipLayerNormalization and Attention, and its MLAS GEMMs (and u8×s8 int8 kernels) are faster on
-AVX2. The model stays ours: `korqa.modeling.bert` defines it and trains it; this module only
-traces its eval-mode forward pass, so both engines compute the same function (checked in the
-tests). On the shipped reader (bench/reader_vs_hf.py, 200 test questions, 2 threads): 8.64
-questions/s against PyTorch's 7.02 with the same answers; with int8, 11.72 (F1 −2.0).
+AVX2 (measured in `models/korqa-reader/MODEL_CARD.md`). The model stays ours:
+`korqa.modeling.bert` defines it and trains it; this module only traces its eval-mode forward
+pass, so both engines compute the same function (checked in the tests). This is korqa's one
+int8 path.
 
 The traced graph is built on first use and cached under `korqa.paths.cache_dir()/onnx`, keyed
 by the model's files and the export settings, so later loads take a second. Reading needs only
@@ -24,7 +23,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -94,12 +93,11 @@ def optimize_onnx(path: str | Path, config: BertConfig) -> None:
         optimized.save_model_to_file(str(path))
 
 
-class OnnxReaderModel:
-    """Called like a BertForQuestionAnswering in eval mode: (start_logits, end_logits). It takes
-    and returns numpy arrays (torch tensors in, torch tensors out too, for callers that hold
-    them), holds no parameters and runs on the CPU only."""
+class OnnxEngine:
+    """A `korqa.modeling.engines.ReaderEngine` on an ONNX Runtime session (CPU only); it
+    holds no torch objects."""
 
-    training = False  # never trains; read like an nn.Module's flag by shared code
+    name = "onnx"
 
     def __init__(self, path: str | Path, config: BertConfig, threads: int | None = None,
                  int8: bool = False) -> None:
@@ -109,36 +107,26 @@ class OnnxReaderModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
-        # ORT's threads busy-wait for work between kernels, which saves a wake-up per kernel
-        # (int8, 2 threads: 63 ms a window against 74 ms without spinning), and by default
-        # they go on spinning after a run, starving what comes between a chatbot's reads
-        # (retrieval, tokenisation; in the benchmark, PyTorch ran ~3x slower). So they spin
-        # within a run and stop at its end.
+        # ORT's threads busy-wait for work between kernels, which saves a wake-up per kernel,
+        # and by default go on spinning after a run, starving what comes between a chatbot's
+        # reads (retrieval, tokenisation). So they spin within a run and stop at its end.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         options.add_session_config_entry("session.force_spinning_stop", "1")
         # The arena keeps the largest batch's activations allocated for good; a server
         # reading one window at a time does not need them kept (bench/cold_start.py).
         options.enable_cpu_mem_arena = False
         self.path = Path(path)
-        self.int8 = int8  # read by korqa.modeling.engines.is_quantized
+        self.is_int8 = int8
+        # Dynamic int8 quantises a batch's activations with one scale, so a window's logits
+        # would depend on the windows batched with it: int8 reads one window at a time.
+        self.max_batch = 1 if int8 else None
+        self.max_length = int(config.max_position_embeddings)
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
         return_freed_memory()  # the graph's protobuf, parsed and dropped, would stay held
         self.input_names = [item.name for item in self.session.get_inputs()]
 
-    def eval(self) -> OnnxReaderModel:
-        return self
-
-    def parameters(self) -> Any:
-        return iter(())
-
-    def to(self, device: Any) -> OnnxReaderModel:
-        if str(device) != "cpu":
-            raise ValueError(f"the onnx engine reads on the CPU only, not on {device}; "
-                             "use --engine torch")
-        return self
-
-    def run(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Start and end logits [batch, length] of int64 input_ids, token_type_ids and
         attention_mask arrays (the last two default to zeros and ones)."""
         ids = batch["input_ids"]
@@ -148,24 +136,6 @@ class OnnxReaderModel:
         feed = {name: np.asarray(given[name], dtype=np.int64) for name in self.input_names}
         start, end = self.session.run(None, feed)
         return start, end
-
-    def __call__(self, input_ids: Any, token_type_ids: Any = None,
-                 attention_mask: Any = None) -> tuple[Any, Any]:
-        batch = {"input_ids": _numpy(input_ids)}
-        for name, value in (("token_type_ids", token_type_ids),
-                            ("attention_mask", attention_mask)):
-            if value is not None:
-                batch[name] = _numpy(value)
-        start, end = self.run(batch)
-        if isinstance(input_ids, np.ndarray):
-            return start, end
-        import torch  # the caller holds torch tensors, so torch is loaded already
-
-        return torch.from_numpy(start), torch.from_numpy(end)
-
-
-def _numpy(value: Any) -> np.ndarray:
-    return value if isinstance(value, np.ndarray) else value.cpu().numpy()
 
 
 _THREADS: int | None = None
@@ -212,22 +182,25 @@ def _torch_version() -> str:
     return version("torch")
 
 
-def build_onnx_reader(directory: str | Path, int8: bool = False,
+def build_onnx_engine(directory: str | Path, int8: bool = False,
                       cache: str | Path | None = None,
-                      threads: int | None = None) -> OnnxReaderModel:
-    """The reader in `directory` as an `OnnxReaderModel`, exported on first use and cached
+                      threads: int | None = None) -> OnnxEngine:
+    """The reader in `directory` as an `OnnxEngine`, exported on first use and cached
     (under `cache`, default `korqa.paths.cache_dir()/onnx`).
 
     int8: every linear layer becomes an ORT dynamic int8 MatMul (weights per output channel)
     after SmoothQuant smoothing from the calibration beside the model (`korqa calibrate`):
     the attention output linears through the value projection (exact, no extra op), the FFN
     and QA-head linears through a Mul on their input. The query/key/value linears read layer
-    norm outputs, which quantise well unsmoothed (validation F1 50.2 against 49.8 smoothed,
-    200 questions), and leaving them alone lets ORT fuse each layer's attention (QAttention)."""
+    norm outputs, which quantise well unsmoothed, and leaving them alone lets ORT fuse each
+    layer's attention (QAttention)."""
     from korqa.paths import cache_dir
 
     if not onnxruntime_available():
         raise RuntimeError("the onnx engine needs onnxruntime: pip install onnxruntime")
+    if int8 and not (Path(directory) / ABSMAX_FILE).is_file():
+        raise ValueError(f"{directory}: no {ABSMAX_FILE}; run `korqa calibrate --model "
+                         f"{directory} --data TRAIN.json` to read it with int8")
     config = BertConfig.from_json_file(Path(directory) / "config.json")
     settings = {"opset": ONNX_OPSET, "int8": int8, "alpha": DEFAULT_ALPHA, "format": 1}
     folder = Path(cache) if cache is not None else cache_dir() / "onnx"
@@ -237,26 +210,24 @@ def build_onnx_reader(directory: str | Path, int8: bool = False,
               f"cached in {folder}", file=sys.stderr)
         folder.mkdir(parents=True, exist_ok=True)
         _trace(directory, int8, config, folder, target)
-    return OnnxReaderModel(target, config, threads, int8)
+    return OnnxEngine(target, config, threads, int8)
 
 
 def _trace(directory: str | Path, int8: bool, config: BertConfig, folder: Path,
            target: Path) -> None:
     """Export, optimise (and with int8 quantise) the reader; the one step that needs torch."""
+    from korqa.modeling.bert import BertForQuestionAnswering
+    from korqa.modeling.checkpoint import load_model
     from korqa.modeling.quantize import (
         fold_attention_output_smoothing,
         linear_names,
         load_input_absmax,
-        load_torch_reader,
         smooth_linears,
     )
 
-    model = load_torch_reader(directory)
+    model = load_model(BertForQuestionAnswering, directory).eval()
     if int8:
         absmax = load_input_absmax(directory)
-        if absmax is None:
-            raise ValueError(f"{directory}: no calibration; run `korqa calibrate --model "
-                             f"{directory} --data TRAIN.json` to read it with int8")
         folded = fold_attention_output_smoothing(model, absmax, DEFAULT_ALPHA)
         rest = [name for name in linear_names(model) if name not in folded
                 and not name.endswith(("query", "key", "value"))]

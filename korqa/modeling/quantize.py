@@ -1,30 +1,21 @@
-"""Fast CPU inference: smoothed dynamic int8 linear layers.
+"""SmoothQuant for int8 reading: calibration ranges of each linear layer's input, and smoothing.
 
-`torch.ao.quantization.quantize_dynamic` turns every `nn.Linear` into an int8 matmul that
-quantises its input on the fly with one scale per tensor. On e5 that alone costs a reader
-~17 F1 (validation, 100 questions): the FFN's second linear reads GELU outputs whose largest
-channels reach ~33 while the median channel stays under 1.5, so one scale per tensor leaves
-most channels a handful of levels. SmoothQuant's remedy (Xiao et al., 2023) moves that range
-into the weights: for input channel j,
+ONNX Runtime's dynamic int8 (`korqa.modeling.onnx_engine`, korqa's one int8 path) quantises a
+linear layer's input on the fly with one scale per tensor. On e5 the FFN's second linear reads
+GELU outputs whose largest channels are many times the median one, so one scale leaves most
+channels a handful of levels. SmoothQuant's remedy (Xiao et al., 2023) moves that range into the
+weights: for input channel j,
 
     s_j = max|X_j|^α / max|W_:,j|^(1−α),   W' = W · diag(s),   X' = X · diag(1/s)
 
 which leaves X'W'ᵀ = XWᵀ exactly in real arithmetic but evens out the channels the activation
 quantiser sees. The max|X_j| come from a calibration pass over training questions
-(`record_input_absmax`, saved beside the model by `korqa calibrate`); α = 0.85 was chosen on
-the validation fold (α 0.5 / 0.75 / 0.85 / 0.95 → F1 25.5 / 52.4 / 53.6 / 51.9 against
-53.7 for fp32, 100 questions). Weights are quantised per output channel.
-
-Smoothing is not enough for the FFN's output linear: on 875 validation questions the fully
-int8 reader lost 1.5 F1 (58.59 against 60.13). Keeping those 12 linears in float
-(`FLOAT_LAYERS`, what `load_reader_model` does) halves that loss to 1.1 (59.05) at the same
-speed as all-int8 in an interleaved timing on this CPU; int8 reading stays opt-in for it.
+(`record_input_absmax`, saved beside the model by `korqa calibrate`); α (`DEFAULT_ALPHA`) was
+chosen on the validation fold (the model card has the figures).
 """
 
 from __future__ import annotations
 
-import re
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,12 +23,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from korqa.modeling.checkpoint import load_model
 from korqa.modeling.config import ABSMAX_FILE, DEFAULT_ALPHA
 
 _EPS = 1e-5
-# The FFN's second linear, encoder.layer.N.output.dense (not attention.output.dense).
-FLOAT_LAYERS = re.compile(r"(^|\.)layer\.\d+\.output\.dense$")
 
 
 class SmoothedLinear(nn.Module):
@@ -156,42 +144,3 @@ def fold_attention_output_smoothing(model: nn.Module, absmax: dict[str, torch.Te
                 value.bias.div_(scale)
         done.append(name)
     return done
-
-
-def quantize_linears(model: nn.Module, absmax: dict[str, torch.Tensor] | None = None,
-                     alpha: float = DEFAULT_ALPHA,
-                     keep_float: re.Pattern[str] | None = None) -> nn.Module:
-    """`model` (changed in place, also returned) with its `nn.Linear`s dynamic int8 linears
-    (weights per output channel), smoothed first when `absmax` is given; layers whose names
-    match `keep_float` stay as they are. For CPU inference only: the result cannot be trained,
-    moved to a GPU or saved as a checkpoint."""
-    names = [name for name in linear_names(model)
-             if keep_float is None or not keep_float.search(name)]
-    if absmax is not None:
-        smooth_linears(model, absmax, alpha, names)
-        targets = [f"{name}.linear" for name in names]  # inside their SmoothedLinear wrappers
-    else:
-        targets = names
-    model.eval()
-    with warnings.catch_warnings():  # torch.ao's deprecation notices are not the user's concern
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        quantize_dynamic(model, dict.fromkeys(targets, per_channel_dynamic_qconfig),
-                         dtype=torch.qint8, inplace=True)
-    return model
-
-
-def load_torch_reader(directory: str | Path, int8: bool = False) -> nn.Module:
-    """korqa's PyTorch BERT reader from `directory`, in eval mode; with int8 its linears (but
-    `FLOAT_LAYERS`) smoothed and quantised by the calibration saved beside it."""
-    from korqa.modeling.bert import BertForQuestionAnswering
-
-    model = load_model(BertForQuestionAnswering, directory).eval()
-    if not int8:
-        return model
-    absmax = load_input_absmax(directory)
-    if absmax is None:
-        raise ValueError(f"{directory}: no {ABSMAX_FILE}; run `korqa calibrate --model "
-                         f"{directory} --data TRAIN.json` to read it with int8")
-    return quantize_linears(model, absmax, keep_float=FLOAT_LAYERS)

@@ -8,7 +8,6 @@ it came from and its [start, end) characters in that paragraph, so callers can h
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,21 +15,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from korqa.corpus.paragraph import Paragraph
 from korqa.faq import DEFAULT_FAQ_THRESHOLD, FAQIndex, FAQMatch
-from korqa.tokenization import Encoding, Tokenizer
+from korqa.tokenization import Tokenizer
 
-if TYPE_CHECKING:  # torch loads only with the reader, so FAQ-only use stays light
-    from korqa.modeling import BertForQuestionAnswering
+if TYPE_CHECKING:  # the reader loads with its first use, so FAQ-only use stays light
+    from korqa.corpus.formats import SquadExample
     from korqa.pipeline.confidence import Confidence
     from korqa.reader.predict import Candidate
-    from korqa.reader.squad import SquadExample
+    from korqa.reader.reader import Reader
 
-# Both fitted by `tune_fusion` on KorQuAD validation questions (BM25, top-3). For reader v0.1
-# (250 questions): w 0.8 with gate 0.9 scored F1 58.2 reading 1.2 paragraphs a question, against
-# 58.3 for the best pair and 53.6 for cdQA's w 0.35 reading all three. Refitted for v0.3 (300
-# questions): w 0.8 / gate 0.9 scored F1 73.71, the best pair (w 0.85, gate 0.9) 73.88: kept.
-# For v0.4: 72.40 against 72.74 for w 0.75 (gate 0.9, same reads), and 79.00 against 78.80 on
-# test: kept, as gaps of 0.3 F1 on 300 questions are noise.
-# The reader's span scores are overconfident on wrong paragraphs, so retrieval earns the weight.
+# Both fitted by `tune_fusion` on KorQuAD validation questions (BM25, top-3; each refit is in
+# the model card). The reader's span scores are overconfident on wrong paragraphs, so retrieval
+# earns the weight.
 DEFAULT_FUSION_WEIGHT = 0.8
 # Paragraphs whose retrieval score is under this share of the top one's are not read (0 reads
 # all top_k): far-behind paragraphs cost reader time and mostly lure it into wrong spans.
@@ -71,12 +66,10 @@ class PipelineConfig:
         "help": "FAQ similarity at which a stored question answers on its own", "metavar": "S"})
     max_answer_length: int = 30  # tokens
     device: str = "cpu"
-    # Read with smoothed int8 linears on CPU (korqa.modeling.quantize; the model must ship a
-    # calibration): ~1.4x faster on ONNX Runtime. Not the default: it cost reader v0.2 ~1 F1 on
-    # validation; for v0.3 0.1 there (79.65 vs 79.78) and 1.2 on test; for v0.4 1.0 there
-    # (79.00 vs 80.02) and 0.6 on test (81.77 vs 82.37).
+    # Read with ONNX Runtime's int8 (the model must ship a calibration): faster, but not the
+    # default as it costs some F1 (the model card has the figures).
     int8: bool = False
-    # "auto": ONNX Runtime on the CPU when installed (same answers, ~1.2x faster), else torch;
+    # "auto": ONNX Runtime on the CPU when installed (same answers, faster), else torch;
     # "torch" or "onnx" to choose (checked when the reader loads).
     engine: str = "auto"
     # Read every window of a long paragraph, instead of the most promising first up to the
@@ -172,129 +165,24 @@ class Answer:
         return data
 
 
-class CachingTokenizer(Tokenizer):
-    """A `Tokenizer` that remembers the encodings of recent texts.
+def load_reader(model: str | Path | None = None, config: PipelineConfig | None = None,
+                confidence: bool = True) -> Reader:
+    """The reader in `model` (default: `korqa.paths.default_reader_dir()`) as the pipeline reads
+    with it: `config`'s engine, int8, device and window rule, one window per forward pass (a
+    question's windows differ in length, and on a CPU padding them into one batch cost more
+    than it saved), and the confidence.json beside it unless `confidence` is False (refitting
+    it must not need the old file to be readable)."""
+    from korqa.pipeline.confidence import load_confidence
+    from korqa.reader.directory import ReaderDir
 
-    The reader tokenises every paragraph it reads; popular paragraphs come back question after
-    question, and `predict` accepts any Tokenizer, so remembering encodings here saves that work
-    without the reader knowing. Encodings are never mutated downstream (features slice them).
-    """
-
-    def __init__(self, base: Tokenizer, max_entries: int = 4096) -> None:
-        super().__init__(base.backend, base.specials)
-        self.max_entries = max_entries
-        self._cache: OrderedDict[str, Encoding] = OrderedDict()
-
-    def encode_batch(self, texts: list[str]) -> list[Encoding]:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            for text, encoding in zip(missing, super().encode_batch(missing), strict=True):
-                self._cache[text] = encoding
-        out = []
-        for text in texts:
-            self._cache.move_to_end(text)
-            out.append(self._cache[text])
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
-        return out
-
-    @property
-    def cached(self) -> int:
-        return len(self._cache)
-
-
-class Reader:
-    """A span reader: a `BertForQuestionAnswering` and its tokenizer, loaded once.
-
-    batch_size is windows per forward pass. One question's windows differ in length, and on a
-    CPU padding them into one batch cost more than it saved (validation, top-3 paragraphs:
-    p50 1,235 ms batched against 1,086 ms one window at a time), so the default is 1; raise it
-    on a GPU. A paragraph longer than one window is read most promising window first, up to
-    the first confident one (`korqa.reader.predict.read_logits`); all_windows reads them all.
-    """
-
-    def __init__(self, model: BertForQuestionAnswering, tokenizer: Tokenizer,
-                 max_seq_length: int = 384, doc_stride: int = 128, max_query_length: int = 64,
-                 trim_particles: bool = True, batch_size: int = 1,
-                 all_windows: bool = False) -> None:
-        from korqa.reader.features import FeatureConfig
-        from korqa.reader.predict import PredictConfig
-
-        self.model = model.eval()
-        self.tokenizer = tokenizer if isinstance(tokenizer, CachingTokenizer) \
-            else CachingTokenizer(tokenizer)
-        # A window can be no longer than the model has position embeddings for.
-        limit = int(getattr(model.config, "max_position_embeddings", max_seq_length))
-        max_seq_length = min(max_seq_length, limit)
-        self.feature_config = FeatureConfig(max_seq_length, min(doc_stride, max_seq_length // 2),
-                                            min(max_query_length, max_seq_length // 4))
-        self.predict_config = PredictConfig(batch_size=batch_size, trim_particles=trim_particles)
-        if all_windows:
-            self.predict_config.stop_confidence = None
-        # The verifier that turns a read into P(exact match); `load` reads the model's own.
-        self.confidence: Confidence | None = None
-
-    @property
-    def quantized(self) -> bool:
-        """Whether the model reads with int8 linears (then it stays on the CPU)."""
-        from korqa.modeling.engines import is_quantized
-
-        return is_quantized(self.model)
-
-    @property
-    def engine(self) -> str:
-        """"onnx" when ONNX Runtime runs the model, else "torch"."""
-        from korqa.modeling.engines import is_onnx
-
-        return "onnx" if is_onnx(self.model) else "torch"
-
-    @classmethod
-    def load(cls, directory: str | Path, int8: bool = False, engine: str = "auto",
-             device: str = "cpu", confidence: bool = True, **options: Any) -> Reader:
-        """The model and tokenizer of a HF-format directory (see `korqa.paths`).
-
-        int8: read with smoothed int8 linears (CPU only; the directory must hold the
-        calibration `korqa calibrate` writes), else with the float weights. engine: "torch",
-        "onnx" (ONNX Runtime, CPU only) or "auto" (onnx when onnxruntime is installed and
-        `device` is the CPU). Windows default to
-        those the model was trained on (its reader_config.json), else 384/128/64.
-        """
-        from korqa.modeling.engines import load_reader_model
-        from korqa.reader.features import FeatureConfig
-
-        # Windows as the model was trained on unless `options` say otherwise.
-        window = FeatureConfig.for_model(directory, **{
-            name: options.pop(name, None)
-            for name in ("max_seq_length", "doc_stride", "max_query_length")})
-        from korqa.pipeline.confidence import load_confidence
-
-        model = load_reader_model(directory, int8, engine, device)
-        reader = cls(model, Tokenizer.from_pretrained(directory), window.max_seq_length,
-                     window.doc_stride, window.max_query_length, **options)
-        # confidence=False: refitting it must not need the old file to be readable.
-        reader.confidence = load_confidence(directory) if confidence else None
-        return reader
-
-    def read(self, question: str, contexts: Sequence[str], n_best: int = 5,
-             max_answer_length: int = 30, device: str = "cpu") -> list[list[Candidate]]:
-        """The reader's n-best `Candidate`s for each context, all windows in one `predict` call."""
-        from korqa.reader.predict import predict
-        from korqa.reader.squad import SquadExample
-
-        if not contexts:
-            return []
-        examples = [SquadExample(str(i), question, context, "", i)
-                    for i, context in enumerate(contexts)]
-        config = replace(self.predict_config, n_best=n_best, max_answer_length=max_answer_length)
-        if device != "cpu" and (self.quantized or self.engine == "onnx"):
-            raise ValueError(f"an int8 or ONNX reader runs on the CPU only; load it with "
-                             f"int8=False and engine='torch' to read on {device}")
-        if self.engine == "torch" and next(self.model.parameters()).device.type != device:
-            self.model.to(device)
-        predictions = predict(self.model, self.tokenizer, examples, self.feature_config, config,
-                              device=device)
-        # The reader answers "" when no span qualifies; an empty span is no answer to fuse.
-        return [[c for c in predictions[str(i)] if c.text] for i in range(len(contexts))]
+    config = config or PipelineConfig()
+    directory = ReaderDir(model)
+    overrides: dict[str, Any] = {"batch_size": 1}
+    if config.all_windows:
+        overrides["stop_confidence"] = None
+    reader = directory.load(config.engine, config.int8, config.device, **overrides)
+    reader.confidence = load_confidence(directory.path) if confidence else None
+    return reader
 
 
 def passes_gate(item: RetrievedParagraph, rank: int, gate: float) -> bool:
@@ -381,11 +269,18 @@ class QAPipeline:
 
     @property
     def reader(self) -> Reader:
+        from korqa.reader.reader import Reader
+
         if self._reader is None:
             raise ValueError("this pipeline has no reader")
         if not isinstance(self._reader, Reader):
             self._reader = self._reader()
         return self._reader
+
+    def _reader_loaded(self) -> bool:
+        from korqa.reader.reader import Reader
+
+        return isinstance(self._reader, Reader)
 
     def ask(self, question: str, top_k: int | None = None) -> Answer:
         """The best answer to `question`: from the FAQ when a stored question is close enough,
@@ -422,8 +317,7 @@ class QAPipeline:
         to_read = [i for i, item in enumerate(retrieved) if self._passes(item, i, gate)]
         read = self.reader.read(question, [retrieved[i].paragraph.text for i in to_read],
                                 n_best=self.config.n_best,
-                                max_answer_length=self.config.max_answer_length,
-                                device=self.config.device)
+                                max_answer_length=self.config.max_answer_length)
         readings: list[list[Candidate]] = [[] for _ in retrieved]
         for i, candidates in zip(to_read, read, strict=True):
             readings[i] = candidates
@@ -441,7 +335,7 @@ class QAPipeline:
         readings = [candidates if self._passes(item, i, gate) else []
                     for i, (item, candidates) in enumerate(zip(retrieved, readings, strict=True))]
         ranked = fuse(retrieved, readings, weight, self.config.n_best)
-        confidence = self._reader.confidence if isinstance(self._reader, Reader) else None
+        confidence = self.reader.confidence if self._reader_loaded() else None
         if ranked and confidence is not None:
             ranked = calibrate(question, ranked, retrieved, readings, confidence,
                                self.reader.tokenizer)

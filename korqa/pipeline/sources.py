@@ -13,8 +13,8 @@ from pathlib import Path
 import korqa
 from korqa.corpus.text import TEXT_RULES_VERSION, TextReading
 from korqa.faq import FAQIndex
-from korqa.paths import cache_dir, resolve_reader_dir, sample_corpus_path
-from korqa.pipeline.qa import PipelineConfig, QAPipeline, Reader
+from korqa.paths import cache_dir, sample_corpus_path
+from korqa.pipeline.qa import PipelineConfig, QAPipeline, load_reader
 from korqa.retrieval.index import RETRIEVER_DIR, STORE_FILE, Index, build_index
 from korqa.retrieval.manifest import FORMAT_VERSION, MANIFEST_FILE
 from korqa.retrieval.terms import TermConfig
@@ -51,13 +51,10 @@ def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] 
     paragraphs = open_index(index, corpus, progress, reading)
     faq_index = FAQIndex.from_file(faq) if faq else None
 
-    def load_reader() -> Reader:
-        settings = config or PipelineConfig()
-        return Reader.load(resolve_reader_dir(model), int8=settings.int8,
-                           engine=settings.engine, device=settings.device,
-                           all_windows=settings.all_windows)
+    def load():  # -> Reader, imported with its first use
+        return load_reader(model, config or PipelineConfig())
 
-    return QAPipeline(paragraphs, load_reader, faq_index, config)
+    return QAPipeline(paragraphs, load, faq_index, config)
 
 
 def open_index(index: str | Path | None = None, corpus: Sequence[str | Path] = (),

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import bisect
-import json
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from korqa.reader.squad import SquadExample
+from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.tokenization import Tokenizer
 
 if TYPE_CHECKING:  # only `collate` makes tensors; reading with ONNX Runtime never loads torch
     import torch
-
-# Beside a model's weights: the windows it was trained on (written by `korqa train`).
-READER_CONFIG_FILE = "reader_config.json"
-
 
 @dataclass
 class FeatureConfig:
@@ -27,26 +22,6 @@ class FeatureConfig:
     max_seq_length: int = 384  # tokens per window, specials included
     doc_stride: int = 128  # how far the next window starts after the previous one, in tokens
     max_query_length: int = 64  # longer questions are cut to this many tokens
-
-    def save(self, model_dir: str | Path) -> None:
-        """Record beside a model the windows it was trained on, so readers cut the same ones."""
-        (Path(model_dir) / READER_CONFIG_FILE).write_text(
-            json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-
-    @classmethod
-    def for_model(cls, model_dir: str | Path, **overrides: int | None) -> FeatureConfig:
-        """The windows a model was trained on (its reader_config.json; BERT's defaults when it
-        has none), with any non-None `overrides` applied."""
-        path = Path(model_dir) / READER_CONFIG_FILE
-        if path.is_file():
-            try:
-                saved = json.loads(path.read_text(encoding="utf-8"))
-                config = cls(**{f.name: int(saved[f.name]) for f in fields(cls) if f.name in saved})
-            except (ValueError, TypeError, json.JSONDecodeError) as error:
-                raise ValueError(f"{path}: not a valid reader config ({error})") from error
-        else:
-            config = cls()
-        return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclass
@@ -80,34 +55,55 @@ def convert_examples_to_features(
     is_training: bool,
 ) -> list[InputFeatures]:
     """Windows for every example, in example order; training windows carry answer positions
-    (of the first gold answer: SQuAD-style training files have one per question).
+    (of the first gold answer: SQuAD-style training files have one per question)."""
+    answers = [example.answers[0] if is_training and example.answers
+               and not example.is_impossible else None for example in examples]
+    return _cut([example.question for example in examples],
+                [example.context for example in examples],
+                [example.qid for example in examples], answers, tokenizer, config)
 
-    Each distinct context is tokenised once (examples share paragraphs), and the window layout
+
+def question_windows(question: str, contexts: Sequence[str], tokenizer: Tokenizer,
+                     config: FeatureConfig) -> list[InputFeatures]:
+    """Windows of one question over each of `contexts`; a window's `example_index` is the
+    index of its context."""
+    return _cut([question] * len(contexts), list(contexts),
+                [f"context {i}" for i in range(len(contexts))], [None] * len(contexts),
+                tokenizer, config)
+
+
+def _cut(questions: list[str], contexts: list[str], names: list[str],
+         answers: list[GoldAnswer | None], tokenizer: Tokenizer,
+         config: FeatureConfig) -> list[InputFeatures]:
+    """Windows of each (question, context) pair, in order; `answers` (or None) give training
+    positions, `names` name a pair in errors.
+
+    Each distinct context is tokenised once (questions share paragraphs), and the window layout
     depends only on the context's length and the room the question leaves, so it is computed
     once per (length, room) pair.
     """
     _check_config(config, tokenizer)
     context_ids: dict[str, int] = {}
-    for example in examples:
-        context_ids.setdefault(example.context, len(context_ids))
+    for context in contexts:
+        context_ids.setdefault(context, len(context_ids))
     context_encodings = tokenizer.encode_batch(list(context_ids))
-    question_encodings = tokenizer.encode_batch([example.question for example in examples])
+    question_encodings = tokenizer.encode_batch(questions)
     layouts: dict[tuple[int, int], list[_Window]] = {}
     bounds: dict[int, tuple[list[int], list[int]]] = {}
 
     features: list[InputFeatures] = []
-    for example_index, (example, question) in enumerate(
-        zip(examples, question_encodings, strict=True)
+    for example_index, (text, question, name, gold) in enumerate(
+        zip(contexts, question_encodings, names, answers, strict=True)
     ):
         question_ids = question.ids[: config.max_query_length]
         room = config.max_seq_length - len(question_ids) - tokenizer.pair_overhead
         if room < 1:
             raise ValueError(
-                f"question {example.qid!r}: max_seq_length {config.max_seq_length} leaves no room "
+                f"question {name!r}: max_seq_length {config.max_seq_length} leaves no room "
                 f"for context after its {len(question_ids)}-token question; raise max_seq_length "
                 f"or lower max_query_length ({config.max_query_length})"
             )
-        context_index = context_ids[example.context]
+        context_index = context_ids[text]
         context = context_encodings[context_index]
         windows = layouts.get((len(context), room))
         if windows is None:
@@ -115,12 +111,11 @@ def convert_examples_to_features(
             layouts[(len(context), room)] = windows
 
         answer = None
-        if is_training and example.answers and not example.is_impossible:
+        if gold is not None:
             if context_index not in bounds:
                 bounds[context_index] = ([s for s, _ in context.offsets],
                                          [e for _, e in context.offsets])
-            first = example.answers[0]
-            answer = _token_span(*bounds[context_index], first.start, first.end)
+            answer = _token_span(*bounds[context_index], gold.start, gold.end)
 
         for window_index, window in enumerate(windows):
             input_ids, token_type_ids, context_start = tokenizer.build_pair(

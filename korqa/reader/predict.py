@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.special import logsumexp
 
-from korqa.modeling.engines import is_onnx, is_quantized
+from korqa.corpus.formats import SquadExample
+from korqa.modeling.engines import ReaderEngine, as_engine
 from korqa.reader.features import (
     FeatureConfig,
     InputFeatures,
@@ -18,7 +19,6 @@ from korqa.reader.features import (
     pad_batch,
 )
 from korqa.reader.josa import particle_cut
-from korqa.reader.squad import SquadExample
 from korqa.tokenization import Tokenizer
 
 if TYPE_CHECKING:  # torch is loaded only for a torch model; ONNX Runtime reads numpy
@@ -27,11 +27,8 @@ if TYPE_CHECKING:  # torch is loaded only for a torch model; ONNX Runtime reads 
 
 # A question's windows are read most promising first, and reading stops at the first window
 # whose best span has at least this probability, once no unread window holds TIE_SHARE of
-# the question match of the best (`read_logits`). On the validation fold (875 questions,
-# reader v0.4, 320-token windows), reading every window scored F1 79.90 with 372k tokens;
-# these settings 80.02 with 275k (−26 %; int8 79.00 against 79.01). Stopping at 0.7: 79.84 /
-# 294k; at 0: 79.83 / 259k. Without the tie rule, 0.5 scored 79.70 / 255k; in source order
-# instead of best first, 77.55.
+# the question match of the best (`read_logits`): fewer tokens read at the same F1 on the
+# validation fold (the model card has the figures).
 DEFAULT_STOP_CONFIDENCE = 0.5
 TIE_SHARE = 0.95
 
@@ -75,26 +72,27 @@ class WindowLogits:
 
 
 def predict(
-    model: torch.nn.Module | Any,
+    model: ReaderEngine | torch.nn.Module,
     tokenizer: Tokenizer,
     examples: list[SquadExample],
     feature_config: FeatureConfig,
     predict_config: PredictConfig,
-    device: str = "cpu",
+    device: str | None = None,
     progress: bool = False,
 ) -> dict[str, list[Candidate]]:
-    """n-best candidates per question id, best first (see `decode_predictions` for the score)."""
+    """n-best candidates per question id, best first (see `decode_predictions` for the score).
+    `device`: where a bare torch model reads (default: where its weights are)."""
     features = convert_examples_to_features(examples, tokenizer, feature_config, False)
     logits = read_logits(model, features, tokenizer, predict_config, device, progress)
     return decode_predictions(examples, features, logits, predict_config)
 
 
 def read_logits(
-    model: torch.nn.Module | Any,
+    model: ReaderEngine | torch.nn.Module,
     features: list[InputFeatures],
     tokenizer: Tokenizer,
     config: PredictConfig,
-    device: str = "cpu",
+    device: str | None = None,
     progress: bool = False,
 ) -> list[WindowLogits | None]:
     """The logits of the windows worth reading, in `features` order; None for windows skipped.
@@ -111,9 +109,10 @@ def read_logits(
     if config.stop_confidence is not None and not 0.0 <= config.stop_confidence <= 1.0:
         raise ValueError(f"stop_confidence must be in [0, 1] (or None to read every window), "
                          f"got {config.stop_confidence}")
+    engine = as_engine(model, device)
     if config.stop_confidence is None:
-        return compute_logits(model, features, tokenizer.pad_id, config.batch_size, device,
-                              progress)
+        return compute_logits(engine, features, tokenizer.pad_id, config.batch_size,
+                              progress=progress)
     # One bar for all rounds: it counts windows read or skipped, so it ends at every window.
     bar = _window_bar(len(features)) if progress else None
     weights = tokenizer.piece_weights()
@@ -126,8 +125,8 @@ def read_logits(
     results: list[WindowLogits | None] = [None] * len(features)
     while queues:
         reading = [queue.pop(0)[0] for queue in queues.values()]
-        logits = compute_logits(model, [features[i] for i in reading], tokenizer.pad_id,
-                                config.batch_size, device, False if bar is None else bar)
+        logits = compute_logits(engine, [features[i] for i in reading], tokenizer.pad_id,
+                                config.batch_size, progress=False if bar is None else bar)
         for index, window in zip(reading, logits, strict=True):
             results[index] = window
             example = features[index].example_index
@@ -178,86 +177,45 @@ def window_confidence(feature: InputFeatures, window: WindowLogits,
         return 0.0
     cls_logit = window.start[0] + window.end[0]
     best = float(sums.max())
-    return float(np.exp(best - _logsumexp(np.append(sums, cls_logit))))
+    return float(np.exp(best - logsumexp(np.append(sums, cls_logit))))
 
 
 def compute_logits(
-    model: torch.nn.Module | Any,
+    model: ReaderEngine | torch.nn.Module,
     features: list[InputFeatures],
     pad_id: int,
     batch_size: int = 32,
-    device: str = "cpu",
+    device: str | None = None,
     progress: bool | tqdm = False,
 ) -> list[WindowLogits]:
     """The model's logits for every window, in `features` order. `progress`: a bar of its
     own (True), or a caller's bar that counts the windows on (as `read_logits` passes).
 
-    Windows are batched by length, so each batch pads only to its own longest window. The model
-    is put in eval mode for the pass and left in the mode it came in.
-
-    An int8 model reads one window at a time: dynamic int8 quantises a batch's activations
-    with one scale, so a window's logits would depend on the windows batched with it (and
-    differ from `korqa ask`, which reads one at a time). Validation, v0.4 int8: F1 79.00 one
-    at a time against 78.75 in batches of 32, at the same speed on CPU.
+    Windows are batched by length, so each batch pads only to its own longest window, and no
+    batch holds more than the engine's `max_batch`.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if is_quantized(model):
-        batch_size = 1
+    engine = as_engine(model, device)
+    batch_size = min(batch_size, engine.max_batch or batch_size)
     order = sorted(range(len(features)), key=lambda i: len(features[i].input_ids))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     own_bar = isinstance(progress, bool)
     bar = (_window_bar(len(features)) if progress else None) if own_bar else progress
-    forward = _onnx_forward if is_onnx(model) else _torch_forward
-    arrays = ((indices, pad_batch([features[i] for i in indices], pad_id))
-              for indices in batches)
     results: list[WindowLogits | None] = [None] * len(features)
     try:
-        for batch_indices, start_rows, end_rows in forward(model, arrays, device):
-            for row, index in enumerate(batch_indices):
+        for indices in batches:
+            start, end = engine.forward(pad_batch([features[i] for i in indices], pad_id))
+            start, end = start.astype(np.float64), end.astype(np.float64)
+            for row, index in enumerate(indices):
                 length = len(features[index].input_ids)
-                results[index] = WindowLogits(start_rows[row, :length], end_rows[row, :length])
+                results[index] = WindowLogits(start[row, :length], end[row, :length])
             if bar is not None:
-                bar.update(len(batch_indices))
+                bar.update(len(indices))
     finally:
         if own_bar and bar is not None:
             bar.close()
     return results  # type: ignore[return-value]
-
-
-# (window indices, a `pad_batch` batch of them) in; (the indices, float64 start and end
-# logits [B, L]) out.
-Batches = Iterable[tuple[list[int], dict[str, np.ndarray]]]
-Logits = Iterator[tuple[list[int], np.ndarray, np.ndarray]]
-
-
-def _onnx_forward(model: Any, batches: Batches, device: str) -> Logits:
-    """ONNX Runtime reads the `pad_batch` arrays as they are."""
-    for indices, batch in batches:
-        start, end = model.run(batch)
-        yield indices, start.astype(np.float64), end.astype(np.float64)
-
-
-def _torch_forward(model: torch.nn.Module, batches: Batches, device: str) -> Logits:
-    """A torch model reads tensors on `device` under inference mode, in eval mode for the pass
-    and left in the mode it came in."""
-    import torch
-
-    # Toggling modes walks every submodule (~13 ms on e5): only do it when needed.
-    was_training = model.training
-    if was_training:
-        model.eval()
-    try:
-        with torch.inference_mode():
-            for indices, batch in batches:
-                tensors = {name: torch.from_numpy(array).to(device)
-                           for name, array in batch.items()}
-                start, end = model(**tensors)[:2]
-                yield (indices, start.float().cpu().numpy().astype(np.float64),
-                       end.float().cpu().numpy().astype(np.float64))
-    finally:
-        if was_training:
-            model.train()
 
 
 def decode_predictions(
@@ -292,32 +250,48 @@ def decode_predictions(
     are dropped. When no span qualifies, or the best score is below no_answer_threshold, the
     list starts with an empty answer (start = end = 0) scored exp(null) / Z.
     """
+    contexts = [example.context for example in examples]
+    names = [f"question {example.qid!r}" for example in examples]
+    nbest = decode_windows(contexts, features, logits, config, progress, names)
+    return {example.qid: candidates for example, candidates in zip(examples, nbest, strict=True)}
+
+
+def decode_windows(
+    contexts: list[str],
+    features: list[InputFeatures],
+    logits: list[WindowLogits | None],
+    config: PredictConfig,
+    progress: bool = False,
+    names: list[str] | None = None,
+) -> list[list[Candidate]]:
+    """`decode_predictions` for windows cut from `contexts` (a window's `example_index` is its
+    context's index): n-best spans per context, best first. `names` name them in errors."""
     if config.n_best < 1 or config.max_answer_length < 1:
         raise ValueError("n_best and max_answer_length must be at least 1, got "
                          f"{config.n_best} and {config.max_answer_length}")
+    names = names or [f"context {i}" for i in range(len(contexts))]
     by_example = _windows_by_example(features)
-    predictions: dict[str, list[Candidate]] = {}
-    questions = enumerate(examples)
+    predictions: list[list[Candidate]] = []
+    items = enumerate(contexts)
     if progress:  # trimming asks Kiwi about every candidate, which takes a while
         from tqdm import tqdm
 
-        questions = tqdm(questions, total=len(examples), unit="question",
-                         desc="answers, particles trimmed" if config.trim_particles
-                         else "answers")
-    for example_index, example in questions:
-        indices = by_example.get(example_index, [])
+        items = tqdm(items, total=len(contexts), unit="question",
+                     desc="answers, particles trimmed" if config.trim_particles else "answers")
+    for index, context in items:
+        indices = by_example.get(index, [])
         if not indices:
-            raise ValueError(f"question {example.qid!r}: no features were made for it")
+            raise ValueError(f"{names[index]}: no features were made for it")
         read = [i for i in indices if logits[i] is not None]
         if not read:
-            raise ValueError(f"question {example.qid!r}: none of its windows was read")
+            raise ValueError(f"{names[index]}: none of its windows was read")
         windows = [features[i] for i in read]
         if len(read) < len(indices):  # skipped windows' tokens pass to the read ones
             windows = [replace(feature, token_is_max_context=flags) for feature, flags
                        in zip(windows, max_context_among(windows), strict=True)]
-        predictions[example.qid] = _example_nbest(
-            example, [(feature, logits[i]) for feature, i in zip(windows, read, strict=True)],
-            config)
+        predictions.append(_context_nbest(
+            context, [(feature, logits[i]) for feature, i in zip(windows, read, strict=True)],
+            config))
     return predictions
 
 
@@ -329,8 +303,8 @@ def _windows_by_example(features: list[InputFeatures]) -> dict[int, list[int]]:
     return by_example
 
 
-def _example_nbest(
-    example: SquadExample,
+def _context_nbest(
+    context: str,
     windows: list[tuple[InputFeatures, WindowLogits]],
     config: PredictConfig,
 ) -> list[Candidate]:
@@ -344,13 +318,13 @@ def _example_nbest(
         sums, starts, lengths = _span_logits(feature, window, config.max_answer_length)
         if sums.size == 0:
             continue
-        log_masses.append(_logsumexp(sums))
+        log_masses.append(float(logsumexp(sums)))
         top = np.argpartition(-sums, min(config.n_best, sums.size) - 1)[: config.n_best]
         for k in top:
             i, j = int(starts[k]), int(starts[k] + lengths[k])
             spans.append((float(sums[k]), float(window.start[i]), float(window.end[j]),
                           feature.token_offsets[i], feature.token_offsets[j]))
-    log_z = _logsumexp(np.array([null_logit, *log_masses]))
+    log_z = float(logsumexp(np.array([null_logit, *log_masses])))
 
     spans.sort(key=lambda span: -span[0])
     null_score = float(np.exp(null_logit - log_z))
@@ -358,8 +332,8 @@ def _example_nbest(
     seen: set[str] = set()
     for logit, start_logit, end_logit, (char_start, _), (_, char_end) in spans:
         if config.trim_particles:
-            char_end = particle_cut(example.context, char_start, char_end)
-        text = example.context[char_start:char_end]
+            char_end = particle_cut(context, char_start, char_end)
+        text = context[char_start:char_end]
         if text in seen:
             continue
         seen.add(text)
@@ -396,8 +370,3 @@ def _span_logits(
     starts, lengths = np.nonzero(allowed)
     sums = window.start[starts] + window.end[starts + lengths]
     return sums, starts, lengths
-
-
-def _logsumexp(values: np.ndarray) -> float:
-    top = float(np.max(values))
-    return top + float(np.log(np.sum(np.exp(values - top))))

@@ -20,6 +20,8 @@ from korqa.corpus.formats import SquadExample, read_squad
 from korqa.evaluation.korquad_metric import evaluate_predictions
 from korqa.modeling import BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model
+from korqa.reader.config import ReaderConfig
+from korqa.reader.directory import ReaderDir
 from korqa.reader.features import (
     FeatureConfig,
     InputFeatures,
@@ -29,7 +31,13 @@ from korqa.reader.features import (
 from korqa.reader.predict import PredictConfig, predict
 from korqa.splits import title_key, train_validation_test
 from korqa.tokenization import Tokenizer
-from korqa.training.checkpointing import capture_rng, load_state, restore_rng
+from korqa.training.checkpointing import (
+    capture_rng,
+    load_state,
+    restore_rng,
+    save_state,
+    staged_directory,
+)
 from korqa.training.config import FinetuneConfig
 from korqa.training.loop import (
     Optimisation,
@@ -38,7 +46,6 @@ from korqa.training.loop import (
     check_resumable,
     layer_depth,
     parameter_groups,
-    save_model_dir,
     start_run,
     trajectory,
     warmup_steps,
@@ -251,6 +258,15 @@ def _check_config(config: FinetuneConfig) -> None:
         raise ValueError("lr and layer_lr_decay must be > 0 and warmup >= 0")
 
 
+def save_reader_run(directory: Path, model: torch.nn.Module, tokenizer: Tokenizer,
+                    config: ReaderConfig, state: dict) -> None:
+    """A reader directory (`ReaderDir.save`: weights, tokenizer, the windows it was trained
+    on) plus the training state, written atomically."""
+    with staged_directory(directory) as staging:
+        ReaderDir(staging).save(model, tokenizer, config)
+        save_state(staging, state)
+
+
 # ---- the run -------------------------------------------------------------------------------
 
 
@@ -267,8 +283,8 @@ def finetune(config: FinetuneConfig) -> dict:
     tokenizer = Tokenizer.from_pretrained(source)
     model = load_model(BertForQuestionAnswering, source).to(device)
     data = load_training_data(config)
-    feature_config = FeatureConfig(config.max_seq_length, config.doc_stride,
-                                   config.max_query_length)
+    feature_config = ReaderConfig(config.max_seq_length, config.doc_stride,
+                                  config.max_query_length)
     features = convert_examples_to_features(data.train, tokenizer, feature_config,
                                             is_training=True)
     if not features:
@@ -304,11 +320,11 @@ def finetune(config: FinetuneConfig) -> dict:
     def save_last() -> None:
         epoch, step_in_epoch = divmod(step, plan.steps_per_epoch)
         position = {"epoch": epoch, "feature": step_in_epoch * per_step}
-        save_model_dir(out / "last", model, tokenizer, {
+        save_reader_run(out / "last", model, tokenizer, feature_config, {
             "step": step, "position": position, "best": best, "trajectory": decided,
             "data": fingerprint, "args": asdict(config), **optimisation.state(),
             "rng": capture_rng(),
-        }, feature_config)
+        })
 
     log.write({"kind": "resume" if resume_from else "start", "step": step,
                "total_steps": plan.total_steps, "train_features": len(features),
@@ -362,9 +378,8 @@ def finetune(config: FinetuneConfig) -> dict:
             if best is None or metrics["f1"] > best["f1"]:
                 best = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4),
                         "exact_match": metrics["exact_match"], "f1": metrics["f1"]}
-                save_model_dir(out / "best", model, tokenizer,
-                               {**best, "metrics": metrics, "args": asdict(config)},
-                               feature_config)
+                save_reader_run(out / "best", model, tokenizer, feature_config,
+                                {**best, "metrics": metrics, "args": asdict(config)})
             plot_curves(log.path, out / "curves.png")
         saving = config.save_every and step % config.save_every == 0
         if run.is_main and (validating or saving or step == stop_at):
@@ -379,8 +394,8 @@ def finetune(config: FinetuneConfig) -> dict:
     if finished and not validation:
         # Nothing to select by: the final weights are the run's model.
         record = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4)}
-        save_model_dir(out / "best", model, tokenizer,
-                       {**record, "metrics": None, "args": asdict(config)}, feature_config)
+        save_reader_run(out / "best", model, tokenizer, feature_config,
+                        {**record, "metrics": None, "args": asdict(config)})
     plot_curves(log.path, out / "curves.png")
     summary = {
         "run_dir": str(out),

@@ -293,13 +293,10 @@ class JsonlLog:
         return read_log(self.path) if self.path.exists() else []
 
 
-def save_model_dir(directory: Path, model: torch.nn.Module, tokenizer, state: dict,
-                   feature_config=None) -> None:
-    """A self-contained model dir (weights, config, tokenizer, and the windows a reader was
-    trained on) plus training state, atomically."""
+def save_model_dir(directory: Path, model: torch.nn.Module, tokenizer, state: dict) -> None:
+    """A self-contained model dir (weights, config, tokenizer) plus training state, atomically
+    (a reader's run directory: `korqa.training.finetune.save_reader_run`)."""
     with staged_directory(directory) as staging:
         save_pretrained(model, staging)
         tokenizer.save(staging)
-        if feature_config is not None:
-            feature_config.save(staging)
         save_state(staging, state)

@@ -1,13 +1,10 @@
 """Drop encoder layers from a fine-tuned reader (`korqa prune`).
 
-A fine-tuned BERT's layers are not equally needed. On korqa's reader v0.3, 150 validation
-questions put the cost of dropping any one of layers 0–9 at 3 to 52 F1 and of layer 10 or 11
-within noise; on all 875 validation questions, dropping layer 11 left F1 at 79.90 (79.78 with
-all twelve) while dropping layer 10 cost 1.8. So v0.4 is v0.3 without layer 11: 1/12 less
-compute for nothing. `layer_drop_scores` is that probe; `prune_reader` writes the smaller
-reader. The QA head then reads the last kept layer directly; nothing is retrained. An int8
-calibration does not carry over (the head's input changed), so run `korqa calibrate` on the
-result.
+A fine-tuned BERT's layers are not equally needed: some can go at no cost in F1 (the model
+card tells how the shipped reader lost its last one). `layer_drop_scores` is the probe that
+finds them; `prune_reader` writes the smaller reader. The QA head then reads the last kept
+layer directly; nothing is retrained. An int8 calibration does not carry over (the head's input
+changed), so run `korqa calibrate` on the result.
 """
 
 from __future__ import annotations
@@ -19,9 +16,7 @@ from torch import nn
 
 from korqa.corpus.formats import SquadExample
 from korqa.modeling import BertForQuestionAnswering
-from korqa.modeling.checkpoint import load_model, save_pretrained
-from korqa.reader.features import FeatureConfig
-from korqa.tokenization import Tokenizer
+from korqa.reader.directory import ReaderDir
 
 
 def drop_layers(model: BertForQuestionAnswering, layers: Iterable[int]) -> BertForQuestionAnswering:
@@ -46,12 +41,9 @@ def prune_reader(model_dir: str | Path, out: str | Path, layers: Iterable[int],
                  dtype: str = "fp32") -> Path:
     """Write the reader in `model_dir` without the encoder layers `layers` to `out`, with its
     tokenizer and windows (not its int8 calibration: recalibrate the result)."""
-    model = drop_layers(load_model(BertForQuestionAnswering, model_dir), layers)
-    out = Path(out)
-    save_pretrained(model, out, dtype=dtype)
-    Tokenizer.from_pretrained(model_dir).save(out)
-    FeatureConfig.for_model(model_dir).save(out)
-    return out
+    source = ReaderDir(model_dir)
+    model = drop_layers(source.torch_model(), layers)
+    return ReaderDir(out).save(model, source.tokenizer(), source.config(), dtype).path
 
 
 def layer_drop_scores(model_dir: str | Path, examples: Sequence[SquadExample],
@@ -64,22 +56,23 @@ def layer_drop_scores(model_dir: str | Path, examples: Sequence[SquadExample],
     called as each result comes in, since every one is a full read of `examples`.
     """
     from korqa.evaluation.korquad_metric import score_example
-    from korqa.reader.predict import PredictConfig, predict
+    from korqa.reader.predict import predict
 
     if not examples:
         raise ValueError("the probe needs at least one question")
-    model = load_model(BertForQuestionAnswering, model_dir).eval()
-    tokenizer = Tokenizer.from_pretrained(model_dir)
-    window = FeatureConfig.for_model(model_dir)
+    directory = ReaderDir(model_dir)
+    model = directory.torch_model()
+    tokenizer = directory.tokenizer()
     # Every window is read: a dropped layer changes how sure the reader is, and stopping at
     # a confident window would mix that into the score being compared.
-    config = PredictConfig(n_best=1, batch_size=1, trim_particles=False, stop_confidence=None)
+    config = directory.config(n_best=1, batch_size=1, trim_particles=False,
+                              stop_confidence=None)
     all_layers = model.bert.encoder.layer
     scores: dict[int | None, float] = {}
     for dropped in [None, *range(len(all_layers))]:
         model.bert.encoder.layer = nn.ModuleList(layer for i, layer in enumerate(all_layers)
                                                  if i != dropped)
-        answers = predict(model, tokenizer, list(examples), window, config)
+        answers = predict(model, tokenizer, list(examples), config, config)
         f1 = sum(score_example(answers[example.qid][0].text, example)[1] for example in examples)
         scores[dropped] = 100 * f1 / len(examples)
         if on_score is not None:

@@ -18,8 +18,7 @@ import torch
 from tokenizers import Tokenizer as HFTokenizer
 
 from korqa.convert.unigram import pieces_to_keep, used_piece_ids
-from korqa.modeling.bert import BertForQuestionAnswering
-from korqa.modeling.checkpoint import load_model, save_pretrained
+from korqa.reader.directory import ReaderDir
 from korqa.tokenization import Tokenizer
 
 
@@ -58,9 +57,12 @@ def trim_unigram(tokenizer: Tokenizer, texts: Iterable[str]) -> tuple[Tokenizer,
 
 def export_reader(model_dir: str | Path, out: str | Path, dtype: str = "int8",
                   trim_texts: Iterable[str] | None = None) -> ExportSummary:
-    """Load a reader from `model_dir`, optionally trim its vocabulary, write it to `out`."""
-    tokenizer = Tokenizer.from_pretrained(model_dir)
-    model = load_model(BertForQuestionAnswering, model_dir)
+    """Load a reader from `model_dir`, optionally trim its vocabulary, and write it to `out`
+    with its `ReaderConfig` (not its int8 calibration: the weights changed, so run
+    `korqa calibrate` on the export)."""
+    source = ReaderDir(model_dir)
+    tokenizer = source.tokenizer()
+    model = source.torch_model()
     before = model.config.vocab_size
     if trim_texts is not None:
         tokenizer, keep = trim_unigram(tokenizer, trim_texts)
@@ -69,7 +71,6 @@ def export_reader(model_dir: str | Path, out: str | Path, dtype: str = "int8",
         embeddings.weight = torch.nn.Parameter(rows)
         embeddings.num_embeddings = len(keep)
         model.config.vocab_size = len(keep)
-    save_pretrained(model, out, dtype=dtype)
-    tokenizer.save(out)
+    ReaderDir(out).save(model, tokenizer, source.config(), dtype)
     size_mb = (Path(out) / "model.safetensors").stat().st_size / 1e6
     return ExportSummary(Path(out), dtype, before, model.config.vocab_size, size_mb)
