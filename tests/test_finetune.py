@@ -21,7 +21,6 @@ from korqa.reader.directory import ReaderDir
 from korqa.reader.predict import PredictConfig, predict
 from korqa.tokenization import Tokenizer
 from korqa.training import finetune as finetune_module
-from korqa.training.checkpointing import flatten_state, unflatten_state
 from korqa.training.finetune import (
     FinetuneConfig,
     finetune,
@@ -29,6 +28,7 @@ from korqa.training.finetune import (
     load_training_data,
     parameter_groups,
 )
+from korqa.training.resume import flatten_state, unflatten_state
 
 # Ten articles, so that the split rule (test = article index ≡ 4 mod 5) takes articles 4 and 9.
 ARTICLES = [

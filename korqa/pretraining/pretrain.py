@@ -23,7 +23,6 @@ from korqa.modeling.checkpoint import load_model
 from korqa.pretraining.config import PretrainConfig
 from korqa.pretraining.data import InstanceStream, TrainingInstance, collate
 from korqa.tokenization import Tokenizer
-from korqa.training.checkpointing import capture_rng, load_state, restore_rng
 from korqa.training.loop import (
     Optimisation,
     accumulation,
@@ -36,6 +35,7 @@ from korqa.training.loop import (
     warmup_steps,
 )
 from korqa.training.plot import read_log, smooth
+from korqa.training.resume import capture_rng, load_state, restore_rng
 
 # Encoder shapes; the vocabulary size always comes from the tokenizer.
 MODEL_SIZES = {

@@ -31,13 +31,6 @@ from korqa.reader.features import (
 from korqa.reader.predict import PredictConfig, predict
 from korqa.splits import title_key, train_validation_test
 from korqa.tokenization import Tokenizer
-from korqa.training.checkpointing import (
-    capture_rng,
-    load_state,
-    restore_rng,
-    save_state,
-    staged_directory,
-)
 from korqa.training.config import FinetuneConfig
 from korqa.training.loop import (
     Optimisation,
@@ -51,6 +44,13 @@ from korqa.training.loop import (
     warmup_steps,
 )
 from korqa.training.plot import plot_curves
+from korqa.training.resume import (
+    capture_rng,
+    load_state,
+    restore_rng,
+    save_state,
+    staged_directory,
+)
 
 SPLITS = ("train", "train+validation")
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from korqa.modeling.checkpoint import save_pretrained
-from korqa.training.checkpointing import resume_source, save_state, staged_directory
 from korqa.training.plot import read_log
+from korqa.training.resume import resume_source, save_state, staged_directory
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -1,4 +1,5 @@
-"""Training state on disk without pickle: tensors in safetensors, everything else in JSON."""
+"""Stopping and resuming a run: training state on disk without pickle (tensors in safetensors,
+everything else in JSON), the random generators, staged checkpoint folders, what to resume."""
 
 from __future__ import annotations
 
