@@ -38,7 +38,7 @@ def resolve_reader_dir(model: str | Path | None = None) -> Path:
 
 
 def cache_dir() -> Path:
-    """$KORQA_CACHE, else ~/.cache/korqa (the same root the model downloader uses)."""
+    """$KORQA_CACHE, else ~/.cache/korqa."""
     return Path(os.environ.get(CACHE_ENV) or "~/.cache/korqa").expanduser()
 
 

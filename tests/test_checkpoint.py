@@ -1,9 +1,6 @@
-"""HF-format checkpoints: both ways with transformers, key spellings, hub fetch, int8 blocks."""
+"""HF-format checkpoints: both ways with transformers, key spellings, hub names, int8 blocks."""
 
 from __future__ import annotations
-
-import shutil
-import urllib.error
 
 import pytest
 import torch
@@ -152,7 +149,7 @@ def test_half_precision_tensors_load_as_float32(tmp_path, dtype):
 def test_missing_directory_and_bad_names_are_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a model directory"):
         load_model(BertModel, tmp_path / "nope")
-    with pytest.raises(ValueError, match="hub name"):
+    with pytest.raises(FileNotFoundError, match="not a model directory$"):
         load_model(BertModel, "org/../etc")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="model.safetensors or pytorch_model.bin"):
@@ -166,64 +163,18 @@ def test_bin_that_is_not_a_state_dict_is_refused(tmp_path):
         load_model(BertModel, tmp_path)
 
 
-# ---------------------------------------------------------------- hub
+# ---------------------------------------------------------------- hub names
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """A folder laid out like the hub (`{name}/resolve/main/{file}`), served over file://."""
-    root = tmp_path / "hub"
-    monkeypatch.setenv("KORQA_HUB_URL", root.as_uri())
-    monkeypatch.setenv("KORQA_CACHE", str(tmp_path / "cache"))
-    return root
-
-
-def publish(model, hub_root, name: str, bin_only: bool = False):
-    folder = hub_root / name / "resolve" / "main"
-    save_pretrained(model, folder)
-    if bin_only:
-        state = load_file(folder / "model.safetensors")
-        torch.save(state, folder / "pytorch_model.bin")
-        (folder / "model.safetensors").unlink()
-    return folder
-
-
-def test_hub_name_downloads_into_cache_and_loads(hub, tmp_path):
+def test_hub_name_is_refused_with_the_command_that_downloads_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no folder of that name here
+    with pytest.raises(FileNotFoundError) as error:
+        load_model(BertModel, "org/tiny-qa")
+    assert "hf download org/tiny-qa --local-dir DIR" in str(error.value)
+    # What that command writes (config.json + weights in DIR) is what korqa loads.
     model = random_model(BertForQuestionAnswering)
-    publish(model, hub, "org/tiny-qa")
-    loaded = load_model(BertForQuestionAnswering, "org/tiny-qa")
-    cached = tmp_path / "cache" / "hub" / "org--tiny-qa"
-    assert sorted(p.name for p in cached.iterdir()) == ["config.json", "model.safetensors"]
-    assert_same(our_outputs(model), our_outputs(loaded))
-    shutil.rmtree(hub)  # offline from now on: the cache alone must do
+    save_pretrained(model, tmp_path / "org" / "tiny-qa")
     assert_same(our_outputs(model), our_outputs(load_model(BertForQuestionAnswering,
-        "org/tiny-qa")))
-
-
-def test_hub_falls_back_to_pytorch_model_bin(hub, tmp_path):
-    model = random_model(BertModel)
-    publish(model, hub, "tiny-bin", bin_only=True)
-    loaded = load_model(BertModel, "tiny-bin")
-    assert (tmp_path / "cache" / "hub" / "tiny-bin" / "pytorch_model.bin").is_file()
-    assert_same(our_outputs(model), our_outputs(loaded))
-
-
-def test_hub_missing_files_give_clear_errors(hub, tmp_path):
-    with pytest.raises(FileNotFoundError, match="nobody/nothing/resolve/main/config.json"):
-        load_model(BertModel, "nobody/nothing")
-    folder = publish(random_model(BertModel), hub, "org/no-weights")
-    (folder / "model.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="no weights.*model.safetensors.*pytorch_model"):
-        load_model(BertModel, "org/no-weights")
-    assert not list((tmp_path / "cache").rglob("*.part"))
-
-
-def test_http_404_reads_as_file_not_found(monkeypatch, tmp_path):
-    def not_found(url, timeout):
-        raise urllib.error.HTTPError(url, 404, "Not Found", None, None)
-
-    monkeypatch.setattr(checkpoint.urllib.request, "urlopen", not_found)
-    with pytest.raises(FileNotFoundError, match="HTTP 404"):
-        checkpoint.fetch("https://huggingface.co/x/resolve/main/config.json", tmp_path / "c")
+                                                           "org/tiny-qa")))
 
 
 # ---------------------------------------------------------------- int8 blocks

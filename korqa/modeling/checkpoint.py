@@ -1,12 +1,9 @@
-"""Checkpoint I/O in HF's format: key mapping, safetensors/.bin reading, hub fetch, int8 blocks."""
+"""Checkpoint I/O in HF's format: key mapping, safetensors/.bin reading, int8 blocks."""
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -25,7 +22,6 @@ SAFETENSORS_FILE = "model.safetensors"
 BIN_FILE = "pytorch_model.bin"
 WEIGHT_FILES = (SAFETENSORS_FILE, BIN_FILE)  # in order of preference
 
-DEFAULT_HUB_URL = "https://huggingface.co"
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 # Keys that live outside the `bert.` encoder in HF's head models.
@@ -175,7 +171,7 @@ def find_weights(directory: Path) -> Path:
 
 def load_pretrained(model_cls: type[BertPreTrainedModel], name_or_dir: str | Path,
                     ) -> tuple[BertPreTrainedModel, LoadReport]:
-    """Build `model_cls` from a directory's (or hub model's) config.json and load its weights."""
+    """Build `model_cls` from a directory's config.json and load its weights."""
     directory = resolve_model_dir(name_or_dir)
     config = BertConfig.from_json_file(directory / CONFIG_FILE)
     weights = find_weights(directory)
@@ -185,7 +181,7 @@ def load_pretrained(model_cls: type[BertPreTrainedModel], name_or_dir: str | Pat
 
 
 def load_model(model_cls: type[M], name_or_dir: str | Path) -> M:
-    """`model_cls` with the weights of a directory or hub model, in eval mode; keys the
+    """`model_cls` with the weights of a model directory, in eval mode; keys the
     checkpoint lacks or has beyond the model are logged (`load_pretrained` returns them)."""
     model, _ = load_pretrained(model_cls, name_or_dir)
     return model  # type: ignore[return-value]
@@ -216,72 +212,19 @@ def save_pretrained(model: BertPreTrainedModel, directory: str | Path,
     save_file(state, directory / SAFETENSORS_FILE, metadata={"format": "pt"})
 
 
-# ---------------------------------------------------------------- hub download
+# ---------------------------------------------------------------- model directories
 
 def resolve_model_dir(name_or_dir: str | Path) -> Path:
-    """A local directory as is; anything else must be a hub name ("org/model"), fetched to cache."""
+    """`name_or_dir` if it is a directory, else FileNotFoundError; a hub name ("org/model") gets
+    the command that downloads it. korqa fetches nothing itself: a reader needs its tokenizer
+    beside the weights, and huggingface_hub's download gets the whole directory in one step."""
     path = Path(name_or_dir).expanduser()
     if path.is_dir():
         return path
     text = str(name_or_dir)
-    if isinstance(name_or_dir, Path) or text.startswith((".", "/", "~")) or path.exists():
-        raise FileNotFoundError(f"{name_or_dir}: not a model directory")
-    if not HUB_NAME.match(text) or ".." in text:
-        raise ValueError(f"{name_or_dir!r} is neither a directory nor a hub name like 'org/model'")
-    return download_model(text)
-
-
-def hub_cache_dir(name: str) -> Path:
-    root = Path(os.environ.get("KORQA_CACHE", "~/.cache/korqa")).expanduser()
-    return root / "hub" / name.replace("/", "--")
-
-
-def download_model(name: str) -> Path:
-    """Fetch config.json and model.safetensors (else pytorch_model.bin) of hub model `name` into
-    the cache, unless already there. Files are never re-checked: delete the folder to refresh."""
-    cache = hub_cache_dir(name)
-    hub_file(name, CONFIG_FILE, cache)
-    if any((cache / weights).is_file() for weights in WEIGHT_FILES):
-        return cache
-    tried = []
-    for weights in WEIGHT_FILES:
-        try:
-            hub_file(name, weights, cache)
-            return cache
-        except FileNotFoundError as err:
-            tried.append(str(err))
-    raise FileNotFoundError(f"hub model {name!r} has no weights: " + "; ".join(tried))
-
-
-def hub_file(name: str, filename: str, cache: Path) -> Path:
-    target = cache / filename
-    if target.is_file():
-        return target
-    base = os.environ.get("KORQA_HUB_URL", DEFAULT_HUB_URL).rstrip("/")
-    url = f"{base}/{name}/resolve/main/{filename}"
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    try:
-        fetch(url, partial)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(target)  # atomic: a crash never leaves a half file under the real name
-    return target
-
-
-def fetch(url: str, destination: Path) -> None:
-    """Stream `url` to `destination`; FileNotFoundError if the server has no such file."""
-    logger.info("downloading %s", url)
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as out:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-    except urllib.error.HTTPError as err:
-        if err.code in (401, 404):  # the hub answers 401 for repositories that do not exist
-            raise FileNotFoundError(f"{url}: HTTP {err.code}") from None
-        raise OSError(f"{url}: HTTP {err.code} {err.reason}") from None
-    except urllib.error.URLError as err:
-        if isinstance(err.reason, FileNotFoundError):  # file:// URLs
-            raise FileNotFoundError(f"{url}: no such file") from None
-        raise OSError(f"{url}: {err.reason}") from None
+    if HUB_NAME.match(text) and ".." not in text:
+        raise FileNotFoundError(
+            f"{text}: not a model directory; korqa reads models from directories only. For a "
+            f"hub model, download it first (`pip install huggingface_hub && hf download {text} "
+            f"--local-dir DIR`) and pass DIR")
+    raise FileNotFoundError(f"{name_or_dir}: not a model directory")
