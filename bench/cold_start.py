@@ -48,6 +48,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from korqa.procfs import memory_mib
+
 REPO = Path(__file__).resolve().parents[1]
 KORQUAD = REPO.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"
 SAMPLE_QUESTION = "한라산의 높이는 얼마인가?"
@@ -133,15 +135,6 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def proc_memory_mb(pid: int) -> dict[str, float]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) / 1024  # kB
-    return fields
-
-
 def measure_serve(env: dict[str, str], scratch: Path, threads: int | None) -> dict:
     scratch.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -169,7 +162,7 @@ def measure_serve(env: dict[str, str], scratch: Path, threads: int | None) -> di
                 raise RuntimeError("korqa serve did not come up within 300 s")
             time.sleep(0.2)
         ready = time.perf_counter() - start
-        loaded = proc_memory_mb(process.pid)
+        loaded = memory_mib(process.pid)
         request = urllib.request.Request(
             f"{base}/ask", data=json.dumps({"question": SAMPLE_QUESTION}).encode(),
             headers={"Content-Type": "application/json"})
@@ -177,7 +170,7 @@ def measure_serve(env: dict[str, str], scratch: Path, threads: int | None) -> di
         with urllib.request.urlopen(request, timeout=120) as reply:
             answer = json.load(reply)["answer"]
         first_answer = time.perf_counter() - asked
-        answered = proc_memory_mb(process.pid)
+        answered = memory_mib(process.pid)
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from korqa.procfs import cpu_seconds, memory_mib, process_tree
+
 QUESTIONS = [
     "한라산의 높이는 얼마인가?", "한글은 누가 만들었나?", "훈민정음은 언제 알려졌나?",
     "경복궁은 어디에 있나?", "이순신은 어느 전쟁에서 활약했나?", "고려를 세운 사람은?",
@@ -117,41 +119,13 @@ def start_server(args: argparse.Namespace, scratch: Path, extra: tuple[str, ...]
     raise SystemExit(f"the server did not answer /health within {args.startup_timeout} s")
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time the process has used so far, from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def process_tree(pid: int) -> set[int]:
-    """`pid` and all its descendants (a local Ray cluster's processes are the server's)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        if current not in found:
-            found.add(current)
-            todo += children.get(current, [])
-    return found
-
-
 def tree_cpu_seconds(pids: set[int]) -> dict[int, float]:
     return {pid: cpu for pid in pids if (cpu := cpu_seconds(pid)) is not None}
 
 
 def stop_tree(process: subprocess.Popen, timeout: float = 90) -> None:
     """SIGTERM the server, then SIGKILL whatever of its process tree is left."""
-    tree = process_tree(process.pid)
+    tree = process_tree([process.pid])
     process.terminate()
     try:
         process.wait(timeout)
@@ -166,15 +140,10 @@ def stop_tree(process: subprocess.Popen, timeout: float = 90) -> None:
             pass
 
 
-def peak_rss_mb(pid: int) -> float | None:
-    """The process's peak resident set (VmHWM) in MiB, from /proc."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
+def rss_mb(pid: int, key: str = "VmRSS") -> float | None:
+    """The process's resident set now (VmRSS) or at its peak (VmHWM), in MiB."""
+    value = memory_mib(pid).get(key)
+    return None if value is None else round(value, 1)
 
 
 # ---- the load ------------------------------------------------------------------------------------
@@ -270,7 +239,7 @@ def load_main(args: argparse.Namespace) -> int:
             health = httpx.get(f"{url}/health", timeout=30).json()
             result["server_peak_rss_mb"] = health.get("peak_rss_mb")
             if process is not None:
-                result["server_peak_rss_mb"] = peak_rss_mb(process.pid) or \
+                result["server_peak_rss_mb"] = rss_mb(process.pid, "VmHWM") or \
                     result["server_peak_rss_mb"]
             result["paragraphs"] = health.get("paragraphs")
             result["url"] = url
@@ -315,9 +284,9 @@ def ray_main(args: argparse.Namespace) -> int:
                 try:
                     for question in QUESTIONS[:4]:
                         httpx.post(f"{url}/ask", json={"question": question}, timeout=300)
-                    before = tree_cpu_seconds(process_tree(process.pid))
+                    before = tree_cpu_seconds(process_tree([process.pid]))
                     result = asyncio.run(run_load(url, args.clients, args.duration, args.top_k))
-                    after = tree_cpu_seconds(process_tree(process.pid))
+                    after = tree_cpu_seconds(process_tree([process.pid]))
                     used = sum(after.values()) - sum(before.get(p, 0.0) for p in after)
                     result["cpu_ms_per_request"] = round(1000 * used / max(result["requests"], 1),
                                                          1)
@@ -423,17 +392,6 @@ def batching_main(args: argparse.Namespace) -> int:
 
 SOAK_SLOW = 100  # slowloris connections held open at once
 SOAK_DEADLINE = 10.0  # the server's default question deadline (`korqa serve --deadline`)
-
-
-def vm_rss_mb(pid: int) -> float | None:
-    """The process's resident set now (VmRSS) in MiB, from /proc."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
 
 
 def soak_text(version: int, part: int) -> str:
@@ -545,12 +503,12 @@ async def run_soak(url: str, pid: int, clients: int, duration: float) -> dict:
     writes: dict[str, int] = {}
     hostile = {"slow_opened": 0, "slow_refused": 0, "slow_longest_s": 0.0, "abandoned": 0,
                "abandoned_refused": 0}
-    rss: list[float | None] = [vm_rss_mb(pid)]
+    rss: list[float | None] = [rss_mb(pid)]
 
     async def sample_rss() -> None:
         while not stop.is_set():
             await asyncio.sleep(5)
-            rss.append(vm_rss_mb(pid))
+            rss.append(rss_mb(pid))
 
     limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
@@ -576,7 +534,7 @@ async def run_soak(url: str, pid: int, clients: int, duration: float) -> dict:
                 if [h["paragraph_id"] for h in answer["retrieved"]] != [f"api:{doc}:{k}"]:
                     missing += 1
         health = (await http.get("/health")).json()
-    rss.append(vm_rss_mb(pid))
+    rss.append(rss_mb(pid))
     return {**load, "writes": writes, "hostile": {**hostile, "slow_longest_s":
                                                   round(hostile["slow_longest_s"], 1)},
             "documents_live": len(model), "acknowledged_not_found_over_http": missing,
@@ -619,7 +577,7 @@ def soak_main(args: argparse.Namespace) -> int:
             for question in QUESTIONS[:3]:
                 httpx.post(f"{url}/ask", json={"question": question}, timeout=300)
             result = asyncio.run(run_soak(url, process.pid, args.clients, args.duration))
-            result["server_peak_rss_mb"] = peak_rss_mb(process.pid)
+            result["server_peak_rss_mb"] = rss_mb(process.pid, "VmHWM")
         finally:
             process.kill()  # SIGKILL: what is on disk must already be whole
             process.wait(30)

@@ -23,6 +23,7 @@ from test_pipeline import write_corpus
 
 from korqa.cli import main
 from korqa.distributed import INSTALL_COMMAND
+from korqa.procfs import process_tree
 from korqa.retrieval.index import RETRIEVER_DIR, Index, build_index, make_retriever
 
 QUESTIONS = ["한라산의 높이는 얼마인가?", "한글은 누가 만들었나?", "김장이란 무엇인가?",
@@ -163,26 +164,6 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _descendants(roots: list[int]) -> set[int]:
-    """`roots` and every process below them (Ray's workers start their own process groups,
-    so killing a group would miss them)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = set(), list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo += children.get(pid, [])
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -208,7 +189,7 @@ class Processes:
 
     def note_children(self) -> None:
         """Remember the current process tree (a dead parent's children are re-parented)."""
-        self.seen |= _descendants([p.pid for p in self.started])
+        self.seen |= process_tree([p.pid for p in self.started])
 
     def stop(self, process: subprocess.Popen, timeout: float = 60) -> None:
         self.note_children()
@@ -228,7 +209,7 @@ class Processes:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and any(_alive(p) for p in self.seen):
             time.sleep(0.5)
-        left = [p for p in self.seen | _descendants([p.pid for p in self.started])
+        left = [p for p in self.seen | process_tree([p.pid for p in self.started])
                 if _alive(p) and p != os.getpid()]
         for pid in left:
             try:
