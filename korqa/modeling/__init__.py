@@ -1,30 +1,15 @@
 """The BERT network and its checkpoints in HF's format.
 
-Names are imported on first use (PEP 562): `korqa.modeling.onnx_engine` and
+Names are imported on first use (`korqa.lazy`): `korqa.modeling.onnx_engine` and
 `korqa.modeling.config` must be importable without torch, and importing any submodule runs this
 file first.
 """
 
-from __future__ import annotations
+from korqa.lazy import lazy_exports
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "BertConfig": "korqa.modeling.config",
-    "BertForPreTraining": "korqa.modeling.bert",
-    "BertForQuestionAnswering": "korqa.modeling.bert",
-    "BertModel": "korqa.modeling.bert",
-    "LoadReport": "korqa.modeling.checkpoint",
-    "dequantize": "korqa.modeling.checkpoint",
-    "quantize_int8_blockwise": "korqa.modeling.checkpoint",
-    "load_engine": "korqa.modeling.engines",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'korqa.modeling' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__all__, __getattr__ = lazy_exports(__name__, {
+    "config": ("BertConfig",),
+    "bert": ("BertForPreTraining", "BertForQuestionAnswering", "BertModel"),
+    "checkpoint": ("LoadReport", "dequantize", "quantize_int8_blockwise"),
+    "engines": ("load_engine",),
+})
