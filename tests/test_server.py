@@ -39,7 +39,9 @@ from korqa.server.app import (
     AnswerOut,
     BodyLimit,
     DocumentIn,
+    ErrorOut,
     ServerConfig,
+    Writes,
     allowed_host_names,
     create_app,
     prepare_index,
@@ -704,3 +706,48 @@ def test_a_body_trickled_past_its_time_is_refused_with_408() -> None:
         assert response.status_code == 408 and "1 s" in response.json()["error"]
         fast = httpx.post(f"{server.url}/echo", json={"a": "x"}, timeout=30)
         assert fast.json() == {"a": "x"}
+
+
+def test_the_write_routes_go_through_the_writes_create_app_is_given(tmp_path: Path) -> None:
+    """`korqa serve --ray` swaps only where writes go (`make_writes`); the routes, their
+    validation and their API key stay create_app's."""
+    calls: list[tuple[str, object]] = []
+
+    class Recorded(Writes):
+        errors = {504: {"model": ErrorOut}}
+
+        async def add_paragraphs(self, paragraphs: list[Paragraph]) -> dict[str, object]:
+            calls.append(("add", [p.id for p in paragraphs]))
+            return {"added": len(paragraphs), "index_generation": 7}
+
+        async def remove_documents(self, doc_ids: list[str]) -> dict[str, object]:
+            calls.append(("remove", doc_ids))
+            if doc_ids != ["api:known"]:
+                raise KeyError(doc_ids[0])
+            return {"removed": 1}
+
+        async def health(self) -> dict[str, object]:
+            return {"status": "elsewhere"}
+
+    def never() -> None:
+        raise AssertionError("no question is asked here: the pipeline is never opened")
+
+    app = create_app(never, tmp_path / "data", api_key="k", make_writes=Recorded)
+    client = TestClient(app)  # no lifespan: the engine never starts
+    key = {"Authorization": "Bearer k"}
+    body = {"documents": [{"id": "known", "title": "설악산", "text": "설악산은 강원도에 있다."}]}
+    assert client.post("/documents", json=body).status_code == 401
+    assert client.post("/documents", json={"documents": [{"title": ""}]},
+                       headers=key).status_code == 422
+    assert calls == []
+    added = client.post("/documents", json=body, headers=key)
+    assert added.status_code == 200
+    assert added.json() == {"added": 1, "index_generation": 7, "documents": [
+        {"id": "known", "title": "설악산", "paragraph_ids": ["api:known:0"]}]}
+    assert client.delete("/documents/known", headers=key).json() == {"removed": 1, "id": "known"}
+    assert client.delete("/documents/other", headers=key).status_code == 404
+    assert calls == [("add", ["api:known:0"]), ("remove", ["api:known"]),
+                     ("remove", ["api:other"])]
+    assert client.get("/health").json() == {"status": "elsewhere"}
+    responses = client.get("/openapi.json").json()["paths"]["/documents"]["post"]["responses"]
+    assert "504" in responses and "409" not in responses

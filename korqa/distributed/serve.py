@@ -6,14 +6,14 @@
                                 IndexWriter       one actor: POST/DELETE /documents, /feedback,
                                                   the index generation and the replica table
 
-Every replica runs the app of `korqa.server.app.create_app` unchanged (its validation, API key,
-allowed hosts, deadline and body limit included), except for four routes: the writes go to the
-single `IndexWriter` actor (so two replicas never rebuild the retriever at once, and SQLite has
-one writer), and /health adds the cluster's view. Each replica asks the
-writer for the current generation every `POLL_SECONDS`, which doubles as its heartbeat; when
-the writer has rebuilt the index, the replica reopens it between two questions (the engine's
-own swap), without a restart. The index directory must be reachable at the same path from
-every node (one machine, or a shared filesystem), and korqa installed on every node.
+Every replica runs the app of `korqa.server.app.create_app` unchanged (its routes, validation, API
+key, allowed hosts, deadline and body limit included), with `ClusterWrites` behind the write
+routes: the writes go to the single `IndexWriter` actor (so two replicas never rebuild the
+retriever at once, and SQLite has one writer), and /health adds the cluster's view. Each replica
+asks the writer for the current generation every `POLL_SECONDS`, which doubles as its heartbeat;
+when the writer has rebuilt the index, the replica reopens it between two questions (the
+engine's own swap), without a restart. The index directory must be reachable at the same path
+from every node (one machine, or a shared filesystem), and korqa installed on every node.
 """
 
 from __future__ import annotations
@@ -27,30 +27,16 @@ import threading
 import time
 from dataclasses import asdict, astuple
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import ray
-from fastapi import Header
-from fastapi import Path as UrlPath
 from ray import serve
-from starlette.concurrency import run_in_threadpool
 
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval.index import STORE_FILE
-from korqa.server.app import (
-    API_DOC_PREFIX,
-    DOC_ID_PATTERN,
-    AddDocumentsRequest,
-    ApiError,
-    ErrorOut,
-    FeedbackRequest,
-    ServerConfig,
-    _checked_feedback,
-    _paragraphs,
-    check_api_key,
-)
-from korqa.server.engine import rebuild_retriever
+from korqa.server.app import ApiError, ErrorOut, ServerConfig, Writes
+from korqa.server.engine import Engine, rebuild_retriever
 from korqa.server.feedback import FEEDBACK_FILE, Feedback, FeedbackFull, FeedbackStore
 
 log = logging.getLogger("korqa.server")
@@ -175,8 +161,9 @@ class KorqaReplica:
                                                config),
                          options["data_dir"], options["allow_origins"], options["max_queue"],
                          deadline=options["deadline"], allowed_hosts=options["allowed_hosts"],
-                         api_key=options["api_key"])
-        _route_writes(app, self)
+                         api_key=options["api_key"],
+                         make_writes=lambda engine, feedback: ClusterWrites(engine, feedback,
+                                                                            self))
         self.korqa_app = app
         threading.Thread(target=self._follow, name="korqa-generation", daemon=True).start()
         return app
@@ -206,79 +193,56 @@ class KorqaReplica:
         self._stop.set()
 
 
-def _route_writes(app: Any, replica: KorqaReplica) -> None:
-    """Replace the app's write routes and /health with ones that go through the writer; the
-    request bodies, validation and error handling stay create_app's."""
-    # The request models are module globals: FastAPI resolves the (string) annotations there.
-    replaced = {("/documents", "POST"), ("/documents/{doc_id}", "DELETE"),
-                ("/feedback", "POST"), ("/health", "GET")}
-    app.router.routes = [r for r in app.router.routes
-                         if not any((getattr(r, "path", None), m) in replaced
-                                    for m in getattr(r, "methods", None) or ())]
-    writer = replica.writer
-    engine = app.state.engine
-    api_key = replica.options["api_key"]
+class ClusterWrites(Writes):
+    """The server's writes, sent to the single writer actor: each returns once every live
+    replica serves the new index generation. /health adds the cluster's view."""
 
-    @app.post("/documents", responses={504: {"model": ErrorOut}})
-    async def add_documents(body: AddDocumentsRequest,
-                            authorization: Annotated[str | None, Header()] = None,
-                            ) -> dict[str, Any]:
-        """Add (or replace, by id) documents through the single writer; returns once every
-        live replica serves the new index generation."""
-        check_api_key(api_key, authorization)
-        paragraphs, documents = _paragraphs(body)
-        result = await asyncio.shield(writer.add_paragraphs.remote(
+    errors: dict[int | str, dict[str, Any]] = {504: {"model": ErrorOut}}
+
+    def __init__(self, engine: Engine, feedback: FeedbackStore, replica: KorqaReplica) -> None:
+        super().__init__(engine, feedback)
+        self.replica = replica
+        self.writer = replica.writer
+
+    async def add_paragraphs(self, paragraphs: list[Paragraph]) -> dict[str, Any]:
+        result = await asyncio.shield(self.writer.add_paragraphs.remote(
             [astuple(p) for p in paragraphs]))
-        await _all_switched(result["generation"])
-        return {**{k: v for k, v in result.items() if k != "generation"},
-                "documents": documents, "index_generation": result["generation"]}
+        return await self._all_switched(result)
 
-    @app.delete("/documents/{doc_id}", responses={404: {"model": ErrorOut},
-                                                  504: {"model": ErrorOut}})
-    async def delete_document(
-            doc_id: Annotated[str, UrlPath(max_length=100, pattern=DOC_ID_PATTERN)],
-            authorization: Annotated[str | None, Header()] = None,
-    ) -> dict[str, Any]:
-        """Remove a document added through POST /documents, through the single writer."""
-        check_api_key(api_key, authorization)
+    async def remove_documents(self, doc_ids: list[str]) -> dict[str, Any]:
         try:
-            result = await asyncio.shield(
-                writer.remove_documents.remote([API_DOC_PREFIX + doc_id]))
+            result = await asyncio.shield(self.writer.remove_documents.remote(doc_ids))
         except ray.exceptions.RayTaskError as error:
             if isinstance(error.cause, KeyError):
-                raise ApiError(404, f"no document {doc_id!r} was added here") from None
+                raise error.cause from None
             raise
-        await _all_switched(result["generation"])
-        return {**{k: v for k, v in result.items() if k != "generation"}, "id": doc_id,
-                "index_generation": result["generation"]}
+        return await self._all_switched(result)
 
-    async def _all_switched(generation: int) -> None:
+    async def _all_switched(self, result: dict[str, Any]) -> dict[str, Any]:
+        """`result`, its generation as `index_generation`, once every live replica serves it."""
+        generation = result.pop("generation")
         deadline = time.monotonic() + SWITCH_TIMEOUT
         while time.monotonic() < deadline:
-            status = await writer.status.remote()
+            status = await self.writer.status.remote()
             if all(r["generation"] >= generation for r in status["replicas"]):
-                return
+                return {**result, "index_generation": generation}
             await asyncio.sleep(POLL_SECONDS / 2)
         raise ApiError(504, "the change is stored and indexed, but not every replica switched "
                             "to the new index in time")
 
-    @app.post("/feedback", status_code=201)
-    async def add_feedback(body: FeedbackRequest) -> dict[str, Any]:
-        """Record a verdict on an answer (stored by the single writer)."""
-        item = await run_in_threadpool(_checked_feedback, engine.index_dir,
-                                       engine.faq_answers, body)
+    async def add_feedback(self, item: Feedback) -> int:
         try:
-            return {"id": await writer.add_feedback.remote(asdict(item))}
+            return await self.writer.add_feedback.remote(asdict(item))
         except ray.exceptions.RayTaskError as error:
             if isinstance(error.cause, FeedbackFull):
                 raise ApiError(503, f"feedback is full: {error.cause}") from None
             raise
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health(self) -> dict[str, Any]:
         """This replica's state, and every live replica with the generation it serves."""
-        status = await writer.status.remote()
-        return {**engine.health(), "index_generation": replica.generation,
+        status = await self.writer.status.remote()
+        replica = self.replica
+        return {**self.engine.health(), "index_generation": replica.generation,
                 "indexing": status["indexing"], "feedback": status["feedback"],
                 "ray": {"replica": replica.name, "generation": status["generation"],
                         "replicas": status["replicas"]}}

@@ -336,6 +336,50 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+# ---- where writes go ------------------------------------------------------------------------
+
+
+class Writes:
+    """What the document, feedback and health routes do: in this process, through the engine's
+    writer thread and the feedback store. `korqa serve --ray` subclasses it to send writes to
+    its single writer actor; the routes, their validation and their API key stay create_app's.
+    """
+
+    # Responses the writes add to the routes' own, for the OpenAPI schema.
+    errors: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut}}
+
+    def __init__(self, engine: Engine, feedback: FeedbackStore) -> None:
+        self.engine = engine
+        self.feedback = feedback
+
+    async def add_paragraphs(self, paragraphs: list[Paragraph]) -> dict[str, Any]:
+        """Store the paragraphs (each document replacing its own) and reindex."""
+        try:
+            future = self.engine.add_paragraphs(paragraphs)
+        except NoIndex as error:
+            raise ApiError(409, str(error)) from None
+        # Once accepted, a write is carried out even if its client goes away.
+        return await asyncio.shield(asyncio.wrap_future(future))
+
+    async def remove_documents(self, doc_ids: list[str]) -> dict[str, Any]:
+        """Delete whole documents and reindex; KeyError (nothing changed) for an unknown id."""
+        try:
+            future = self.engine.remove_documents(doc_ids)
+        except NoIndex as error:
+            raise ApiError(409, str(error)) from None
+        return await asyncio.shield(asyncio.wrap_future(future))
+
+    async def add_feedback(self, item: Feedback) -> int:
+        try:
+            return await run_in_threadpool(self.feedback.add, item)
+        except FeedbackFull as error:
+            raise ApiError(503, f"feedback is full: {error}") from None
+
+    async def health(self) -> dict[str, Any]:
+        return {**self.engine.health(),
+                "feedback": await run_in_threadpool(len, self.feedback)}
+
+
 # ---- the application --------------------------------------------------------------------------
 
 
@@ -343,13 +387,16 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
                allow_origins: Sequence[str] = (), max_queue: int = 64,
                max_body: int = MAX_BODY, deadline: float = DEFAULT_DEADLINE,
                allowed_hosts: Sequence[str] | None = None,
-               api_key: str | None = None) -> FastAPI:
+               api_key: str | None = None,
+               make_writes: Callable[[Engine, FeedbackStore], Writes] | None = None) -> FastAPI:
     """The API and page over the pipeline `open_pipeline()` returns (opened on the engine's
     worker thread). Feedback goes to `data_dir/feedback.sqlite`. A question not answered
     within `deadline` seconds answers 504. With `allowed_hosts`, other Host headers get 421;
-    with `api_key`, adding and removing documents needs it."""
+    with `api_key`, adding and removing documents needs it. `make_writes` decides where
+    writes and /health go (default: this process's engine and feedback store)."""
     engine = Engine(open_pipeline, max_queue=max_queue)
     feedback = FeedbackStore(Path(data_dir) / FEEDBACK_FILE)
+    writes = (make_writes or Writes)(engine, feedback)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -421,23 +468,18 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
             raise ApiError(503, f"{store} could not be read ({error}); rebuild it with "
                                 "`korqa index`") from None
 
-    @app.post("/documents", responses={409: {"model": ErrorOut}, **errors})
+    write_errors = {**errors, **writes.errors}
+
+    @app.post("/documents", responses=write_errors)
     async def add_documents(body: AddDocumentsRequest,
                             authorization: Annotated[str | None, Header()] = None,
                             ) -> dict[str, Any]:
         """Add (or replace, by id) documents; returns once the retriever indexes them."""
         check_api_key(api_key, authorization)
         paragraphs, documents = _paragraphs(body)
-        try:
-            future = engine.add_paragraphs(paragraphs)
-        except NoIndex as error:
-            raise ApiError(409, str(error)) from None
-        # Once accepted, an addition is carried out even if this client goes away.
-        result = await asyncio.shield(asyncio.wrap_future(future))
-        return {**result, "documents": documents}
+        return {**await writes.add_paragraphs(paragraphs), "documents": documents}
 
-    @app.delete("/documents/{doc_id}", responses={404: {"model": ErrorOut},
-                                                  409: {"model": ErrorOut}})
+    @app.delete("/documents/{doc_id}", responses={404: {"model": ErrorOut}, **writes.errors})
     async def delete_document(
             doc_id: Annotated[str, UrlPath(max_length=100, pattern=DOC_ID_PATTERN)],
             authorization: Annotated[str | None, Header()] = None,
@@ -445,11 +487,7 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
         """Remove a document added through POST /documents, all of its paragraphs."""
         check_api_key(api_key, authorization)
         try:
-            future = engine.remove_documents([API_DOC_PREFIX + doc_id])
-        except NoIndex as error:
-            raise ApiError(409, str(error)) from None
-        try:
-            result = await asyncio.shield(asyncio.wrap_future(future))
+            result = await writes.remove_documents([API_DOC_PREFIX + doc_id])
         except KeyError:
             raise ApiError(404, f"no document {doc_id!r} was added here") from None
         return {**result, "id": doc_id}
@@ -459,15 +497,12 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
         """Record a verdict on an answer, and the right span when the user selected one."""
         item = await run_in_threadpool(_checked_feedback, engine.index_dir,
                                        engine.faq_answers, body)
-        try:
-            return {"id": await run_in_threadpool(feedback.add, item)}
-        except FeedbackFull as error:
-            raise ApiError(503, f"feedback is full: {error}") from None
+        return {"id": await writes.add_feedback(item)}
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Whether the model and index are loaded, the paragraph count, the queue."""
-        return {**engine.health(), "feedback": await run_in_threadpool(len, feedback)}
+        return await writes.health()
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
