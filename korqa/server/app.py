@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import MISSING, dataclass, field
 from dataclasses import fields as dataclass_fields
@@ -354,19 +355,18 @@ class Writes:
 
     async def add_paragraphs(self, paragraphs: list[Paragraph]) -> dict[str, Any]:
         """Store the paragraphs (each document replacing its own) and reindex."""
-        try:
-            future = self.engine.add_paragraphs(paragraphs)
-        except NoIndex as error:
-            raise ApiError(409, str(error)) from None
-        # Once accepted, a write is carried out even if its client goes away.
-        return await asyncio.shield(asyncio.wrap_future(future))
+        return await self._write(lambda: self.engine.add_paragraphs(paragraphs))
 
     async def remove_documents(self, doc_ids: list[str]) -> dict[str, Any]:
         """Delete whole documents and reindex; KeyError (nothing changed) for an unknown id."""
+        return await self._write(lambda: self.engine.remove_documents(doc_ids))
+
+    async def _write(self, submit: Callable[[], Future]) -> dict[str, Any]:
         try:
-            future = self.engine.remove_documents(doc_ids)
+            future = submit()
         except NoIndex as error:
             raise ApiError(409, str(error)) from None
+        # Once accepted, a write is carried out even if its client goes away.
         return await asyncio.shield(asyncio.wrap_future(future))
 
     async def add_feedback(self, item: Feedback) -> int:
