@@ -1183,6 +1183,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="korqa")
     for add in _COMMANDS:
         add(sub)
+    from korqa.extras import command_note
+
+    for name, command in sub.choices.items():
+        if note := command_note(name):  # the optional extra it needs
+            command.epilog = " ".join(filter(None, (command.epilog, note)))
     parser.description = _command_list(sub)
     sub.help = argparse.SUPPRESS  # listed by group in the description instead
     # "invalid choice" errors list the commands in the same order (in place: the same dict
@@ -1237,6 +1242,14 @@ def _run(argv: list[str] | None) -> int:
     except (FileNotFoundError, ValueError) as error:
         # Bad input gets one clear line, never a traceback.
         print(f"korqa {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        from korqa.extras import missing_extra_message
+
+        message = missing_extra_message(error, f"korqa {args.command}")
+        if message is None:
+            raise
+        print(f"korqa {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

