@@ -930,7 +930,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def _server_options(p: argparse.ArgumentParser) -> None:
-    from korqa.server.app import ServerConfig
+    from korqa.server.config import ServerConfig
 
     add_options(p, ServerConfig, skip=READER_KNOBS)  # the pipeline's sources and knobs too
     _add_engine_options(p)

@@ -56,6 +56,14 @@ def test_help_of_a_command_that_needs_an_extra_says_what_to_install(command: str
     assert f"pip install 'korqa[{extra}]'" in " ".join(capsys.readouterr().out.split())
 
 
+def test_serve_help_works_without_the_serve_extra():
+    done = run_without(list(EXTRA_MODULES["serve"]),
+                       "from korqa.cli import main\nmain(['serve', '--help'])")
+    assert done.returncode == 0, done.stderr
+    assert "--api-key" in done.stdout and "--top-k" in done.stdout
+    assert "pip install 'korqa[serve]'" in " ".join(done.stdout.split())
+
+
 def test_help_of_a_base_command_names_no_extra(capsys):
     with pytest.raises(SystemExit):
         main(["ask", "--help"])

@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
@@ -39,8 +39,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from korqa.corpus.paragraph import Paragraph, paragraph_id
 from korqa.corpus.store import ParagraphStore
 from korqa.corpus.text import TextReading
-from korqa.pipeline import Answer, AnswerCandidate, PipelineConfig, PipelineSources, QAPipeline
+from korqa.pipeline import Answer, AnswerCandidate, QAPipeline
 from korqa.retrieval.index import STORE_FILE
+from korqa.server.config import DEFAULT_DEADLINE, ServerConfig
 from korqa.server.engine import Busy, Engine, NoIndex, repair_index
 from korqa.server.feedback import (
     FEEDBACK_FILE,
@@ -69,7 +70,6 @@ API_KEY_ENV = "KORQA_API_KEY"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 HEADER_TIMEOUT = 5  # seconds a connection may take to send its request headers
 BODY_TIMEOUT = 30.0  # seconds a request body may take to arrive
-DEFAULT_DEADLINE = 10.0  # seconds a question may take, queueing included
 DISCONNECT_POLL = 0.25  # seconds between checks that a waiting client is still there
 API_DOC_PREFIX = "api:"  # the store's document id of an API document
 MAX_OFFSET = 2**31 - 1  # a character offset; SQLite's integers stop at 2**63 - 1
@@ -602,42 +602,6 @@ def _checked_feedback(index_dir: Path | None, faq_answers: dict[str, str],
 
 
 # ---- korqa serve ------------------------------------------------------------------------------
-
-
-@dataclass
-class ServerConfig:
-    """What `korqa serve` was asked for; the "help" metadata is its `--help` (korqa.cli_options).
-    The pipeline's knobs and sources are those of `korqa ask`, held whole, never copied."""
-
-    host: str = field(default="127.0.0.1", metadata={
-        "help": "address to listen on; one that other machines reach needs --api-key"})
-    port: int = field(default=8000, metadata={"help": "TCP port to listen on"})
-    sources: PipelineSources = field(default_factory=PipelineSources)
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    data_dir: str | None = field(default=None, metadata={
-        "help": "feedback and the server's own index (default ~/.local/share/korqa/server)",
-        "metavar": "DIR"})
-    allow_origins: list[str] = field(default_factory=list, metadata={
-        "help": "allow cross-origin requests from ORIGIN (repeatable; default: same origin "
-                "only)", "flag": "--allow-origin", "action": "append", "metavar": "ORIGIN"})
-    max_queue: int = field(default=64, metadata={
-        "help": "questions waiting at most; more get 503", "metavar": "N"})
-    deadline: float = field(default=DEFAULT_DEADLINE, metadata={
-        "help": "a question not answered in this time, queueing included, gets 504",
-        "metavar": "SECONDS"})
-    allowed_hosts: list[str] = field(default_factory=list, metadata={
-        "help": "Host header names to answer besides localhost, 127.0.0.1, ::1 and --host "
-                "(\"*\": any); other names get 421, which stops DNS rebinding (default: none)",
-        "metavar": "NAME"})
-    api_key: str | None = field(default=None, metadata={
-        "help": "required as 'Authorization: Bearer KEY' to add or remove documents; "
-                "mandatory with a --host other machines reach (default: $KORQA_API_KEY, else "
-                "none on loopback)", "metavar": "KEY"})
-    threads: int | None = field(default=None, metadata={
-        "help": "torch CPU threads", "metavar": "N"})
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = field(
-        default="info", metadata={"help": "what the server logs"})
-    reading: TextReading = field(default_factory=TextReading)  # of --corpus .txt/.md files
 
 
 def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
