@@ -1,4 +1,5 @@
-"""Shared test fixtures: where the read-only shared data lives."""
+"""Shared test fixtures: where the read-only shared data lives, the tiny reader, one torch
+thread. The helpers behind them are in tiny.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,29 @@ def torchrun() -> Callable[..., None]:
         assert done.returncode == 0, done.stderr[-3000:]
 
     return run
+
+
+@pytest.fixture(scope="module")
+def tiny_reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`tiny.make_tiny_reader`'s random reader over the four-document corpus, one per module."""
+    from tiny import make_tiny_reader  # imports torch: only for the tests that use it
+
+    return make_tiny_reader(tmp_path_factory.mktemp("reader"))
+
+
+@pytest.fixture()
+def trained_reader(tmp_path: Path) -> tuple[Path, Path]:
+    """`tiny.train_tiny_reader`: a reader directory (fresh per test: calibration writes into
+    it) and the SQuAD file of its one question."""
+    from tiny import train_tiny_reader
+
+    return train_tiny_reader(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    from tiny import one_torch_thread
+
+    with one_torch_thread():
+        yield

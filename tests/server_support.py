@@ -1,5 +1,5 @@
-"""Helpers shared by the server tests: a tiny index and reader, and a live server on a loopback
-port."""
+"""A live server on a loopback port, for the server tests (their tiny index and reader are in
+tiny.py)."""
 
 from __future__ import annotations
 
@@ -7,59 +7,13 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
-import torch
 from fastapi import FastAPI
 from hypercorn.asyncio import serve as serve_asgi
-from test_pipeline import DOCS, make_tiny_reader, write_corpus
 
-from korqa.modeling import BertForQuestionAnswering
-from korqa.modeling.checkpoint import load_model
-from korqa.pipeline import PipelineConfig, QAPipeline
-from korqa.reader.config import ReaderConfig
-from korqa.reader.reader import Reader
-from korqa.retrieval.index import Index, build_index, make_retriever
 from korqa.server.app import server_config
-from korqa.tokenization import Tokenizer
 
-__all__ = ["DOCS", "LiveServer", "build_tiny_index", "make_tiny_reader", "one_torch_thread",
-           "tiny_pipeline"]
-
-
-def build_tiny_index(directory: Path) -> Path:
-    """The four-document test corpus indexed with BM25 over character n-grams (no Kiwi: fast)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    corpus = write_corpus(directory.parent / f"{directory.name}-corpus.jsonl")
-    build_index(directory, [corpus], make_retriever("bm25", morphemes=False), progress=False)
-    return directory
-
-
-def tiny_pipeline(index_dir: Path, model_dir: Path, **config: object) -> Callable[[], QAPipeline]:
-    """A function opening a pipeline over `index_dir` with the tiny reader (particle trimming
-    off: it loads Kiwi, seconds these tests do not need)."""
-
-    def open_pipeline() -> QAPipeline:
-        model = load_model(BertForQuestionAnswering, model_dir)
-        reader = Reader(model, Tokenizer.from_pretrained(model_dir),
-                        ReaderConfig(trim_particles=False))
-        return QAPipeline(Index(index_dir), reader, config=PipelineConfig(**config))
-
-    return open_pipeline
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Torch on one thread for a while: with the cores busy (a training run beside the tests),
-    two threads make each tiny forward pass dozens of times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+__all__ = ["LiveServer"]
 
 
 class LiveServer:

@@ -6,30 +6,14 @@ import json
 
 import pytest
 import torch
+from tiny import make_reader
 
 from korqa.cli import main
-from korqa.modeling import BertConfig, BertForQuestionAnswering
-from korqa.modeling.checkpoint import load_model, save_pretrained
-from korqa.reader.config import ReaderConfig
+from korqa.modeling import BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model
 from korqa.reader.directory import ReaderDir
 from korqa.tokenization import Tokenizer
 from korqa.training.average import average_readers
-
-CONFIG = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-              intermediate_size=32, max_position_embeddings=64)
-
-
-def make_reader(directory, seed: int, chars: str = "가나다라마") -> BertForQuestionAnswering:
-    directory.mkdir(parents=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = Tokenizer.from_vocab(directory / "vocab.txt")
-    torch.manual_seed(seed)
-    model = BertForQuestionAnswering(BertConfig(vocab_size=len(vocab), **CONFIG))
-    save_pretrained(model, directory)
-    tokenizer.save(directory)
-    ReaderDir(directory).save_config(ReaderConfig(max_seq_length=48, doc_stride=16))
-    return model
 
 
 def test_average_is_the_mean_of_every_weight(tmp_path):

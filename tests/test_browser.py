@@ -9,14 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_support import (
-    DOCS,
-    LiveServer,
-    build_tiny_index,
-    make_tiny_reader,
-    one_torch_thread,
-    tiny_pipeline,
-)
+from server_support import LiveServer
+from tiny import DOCS, build_tiny_index, make_tiny_reader, one_torch_thread, tiny_pipeline
 
 from korqa.server.app import create_app
 from korqa.server.feedback import FEEDBACK_FILE

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_pipeline import make_tiny_reader, write_corpus
+from tiny import make_tiny_reader, write_corpus
 
 from korqa.cli import main
 
@@ -126,7 +126,7 @@ def test_chat_ends_cleanly_at_end_of_input(files: dict[str, Path],
 
 def test_ask_reads_a_cp949_folder_with_headings(files: dict[str, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from test_pipeline import DOCS
+    from tiny import DOCS
 
     folder = tmp_path / "docs"
     folder.mkdir()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_pipeline import make_tiny_reader, write_corpus
+from tiny import make_tiny_reader, write_corpus
 
 from korqa.cli import main
 from korqa.modeling.onnx_engine import build_onnx_engine

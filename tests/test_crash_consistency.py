@@ -13,12 +13,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from server_support import LiveServer, build_tiny_index, make_tiny_reader, one_torch_thread
+from server_support import LiveServer
+from tiny import build_tiny_index
 
 from korqa.cli import main as korqa_main
 from korqa.corpus.paragraph import Paragraph
@@ -45,15 +45,7 @@ ASK_NEW = "은빛수달 연구소의 소장은 누구인가?"
 SHRINK = Paragraph("api:shrink:0", "마을", OLD, "api:shrink")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_reader(tmp_path_factory.mktemp("reader"))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def index_with_shrink(directory: Path) -> Path:
@@ -220,7 +212,7 @@ SERVER = """
 import sys
 sys.path.insert(0, {tests!r})
 import korqa.pipeline
-from server_support import tiny_pipeline
+from tiny import tiny_pipeline
 from korqa.pipeline import PipelineConfig, PipelineSources
 from korqa.server.app import ServerConfig, serve
 
@@ -296,10 +288,10 @@ def post_update(url: str, timeout: float) -> httpx.Response:
     ("swapping", "new"),  # retriever/ moved aside, retriever.new not yet renamed (item 9)
 ])
 def test_a_server_killed_inside_an_update_restarts_with_old_or_new_never_a_mix(
-        tmp_path: Path, model_dir: Path, point: str, after: str) -> None:
+        tmp_path: Path, tiny_reader_dir: Path, point: str, after: str) -> None:
     index_dir = index_with_shrink(tmp_path / "index")
     flag = tmp_path / "paused"
-    server = ServerProcess(index_dir, model_dir, pause=f"{point}:{flag}")
+    server = ServerProcess(index_dir, tiny_reader_dir, pause=f"{point}:{flag}")
     try:
         assert server.state() == "old"
         try:
@@ -316,7 +308,7 @@ def test_a_server_killed_inside_an_update_restarts_with_old_or_new_never_a_mix(
         assert not (index_dir / RETRIEVER_DIR).exists()
         assert (index_dir / STAGING_DIR / "manifest.json").is_file()
 
-    server = ServerProcess(index_dir, model_dir)
+    server = ServerProcess(index_dir, tiny_reader_dir)
     try:
         assert server.state() == after
         assert not (index_dir / STAGING_DIR).exists() and not (index_dir / OLD_DIR).exists()
@@ -327,7 +319,7 @@ def test_a_server_killed_inside_an_update_restarts_with_old_or_new_never_a_mix(
     finally:
         server.kill()
     if after == "old":
-        server = ServerProcess(index_dir, model_dir)
+        server = ServerProcess(index_dir, tiny_reader_dir)
         try:
             assert server.state() == "new"
         finally:

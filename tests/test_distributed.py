@@ -18,8 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from server_support import DOCS, build_tiny_index, make_tiny_reader
-from test_pipeline import write_corpus
+from tiny import DOCS, build_tiny_index, char_vocab, make_tiny_reader, write_corpus
 
 from korqa.cli import main
 from korqa.distributed import INSTALL_COMMAND
@@ -85,13 +84,10 @@ def _tiny_encoder(directory: Path) -> Path:
     from korqa.modeling import BertConfig, BertModel
     from korqa.modeling.checkpoint import save_pretrained
 
-    text = "".join(title + "".join(texts) for _, title, texts in DOCS) + "".join(QUESTIONS)
-    chars = sorted({c for c in text + "query: passage:" if not c.isspace()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
-    directory.mkdir(parents=True)
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    texts = [title + "".join(texts) for _, title, texts in DOCS] + [*QUESTIONS, "query: passage:"]
+    tokenizer = char_vocab(texts, directory)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=256)
     save_pretrained(BertModel(config), directory)
     return directory

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from tiny import char_vocab
 
 from korqa.cli import main
 from korqa.corpus.formats import GoldAnswer, SquadExample
@@ -47,11 +48,7 @@ def tiny_dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     directory = tmp_path_factory.mktemp("model")
-    texts = CONTEXTS + [q for q, _ in QUESTIONS]
-    chars = sorted({c for text in texts for c in text if not c.isspace()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = Tokenizer.from_vocab(directory / "vocab.txt")
+    tokenizer = char_vocab(CONTEXTS + [q for q, _ in QUESTIONS], directory)
     torch.manual_seed(0)
     model = BertForQuestionAnswering(BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from server_support import DOCS, build_tiny_index, make_tiny_reader, one_torch_thread, tiny_pipeline
+from tiny import DOCS, build_tiny_index, make_tiny_reader, one_torch_thread, tiny_pipeline
 
 from korqa.cli import main
 from korqa.corpus.formats import read_squad

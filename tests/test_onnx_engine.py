@@ -7,7 +7,7 @@ import json
 import onnx
 import pytest
 import torch
-from test_quantize import ANSWER, CONTEXT, QUESTION, tiny_reader  # noqa: F401 (fixture)
+from tiny import ANSWER, CONTEXT, QUESTION
 
 from korqa.cli import main
 from korqa.modeling import BertConfig, BertForQuestionAnswering, load_engine, onnx_engine
@@ -85,8 +85,8 @@ def test_folding_attention_output_smoothing_keeps_the_function(random_reader):
         assert (model(ids)[0] - expected).abs().max() < 1e-4
 
 
-def test_int8_onnx_reader_answers_like_float(tiny_reader, monkeypatch, tmp_path):  # noqa: F811
-    model_dir, data = tiny_reader
+def test_int8_onnx_reader_answers_like_float(trained_reader, monkeypatch, tmp_path):
+    model_dir, data = trained_reader
     monkeypatch.setenv("KORQA_CACHE", str(tmp_path / "cache"))
     directory = ReaderDir(model_dir)
     with pytest.raises(ValueError, match="korqa calibrate"):
@@ -122,8 +122,8 @@ def test_engine_choice():
         resolve_engine("tensorrt")
 
 
-def test_evaluate_says_which_engine_ran(tiny_reader, monkeypatch, tmp_path, capsys):  # noqa: F811
-    model_dir, data = tiny_reader
+def test_evaluate_says_which_engine_ran(trained_reader, monkeypatch, tmp_path, capsys):
+    model_dir, data = trained_reader
     monkeypatch.setenv("KORQA_CACHE", str(tmp_path / "cache"))
     runs = {}
     for engine in ("torch", "onnx"):

@@ -8,12 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tiny import DOCS, QUESTIONS, write_corpus
 
 from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.corpus.paragraph import Paragraph
 from korqa.faq import FAQEntry, FAQIndex
-from korqa.modeling import BertConfig, BertForQuestionAnswering
-from korqa.modeling.checkpoint import load_model, save_pretrained
+from korqa.modeling import BertForQuestionAnswering
+from korqa.modeling.checkpoint import load_model
 from korqa.pipeline import (
     PipelineConfig,
     QAPipeline,
@@ -30,47 +31,6 @@ from korqa.reader.reader import Reader
 from korqa.retrieval.index import Index, build_index
 from korqa.tokenization import Tokenizer
 
-DOCS = [
-    ("hangul", "한글", ["한글은 세종이 1443년에 만든 글자이다. 1446년에 훈민정음이라는 책으로 "
-                        "백성에게 알려졌다. 한글날은 10월 9일이다."]),
-    ("halla", "한라산", ["한라산은 제주도 가운데에 있는 화산으로 높이는 1947미터이다. 남한에서 "
-                         "가장 높은 산이며 꼭대기에는 백록담이라는 호수가 있다."]),
-    ("kimchi", "김치", ["김치는 배추와 무를 소금에 절여 양념한 뒤 발효시킨 음식이다. 겨울을 "
-                        "나려고 김치를 한꺼번에 담그는 일을 김장이라고 한다."]),
-    ("sun", "태양계", ["태양계에서 가장 큰 행성은 목성이다. 지구는 태양에서 세 번째로 가까운 "
-                       "행성이며 달이라는 위성 하나를 가지고 있다."]),
-]
-QUESTIONS = ["한라산의 높이는 얼마인가?", "한글은 누가 만들었나?", "김장이란 무엇인가?",
-             "가장 큰 행성은?", "오늘 너무 힘들다", "정말 너무 힘들어요"]
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-def write_corpus(path: Path, docs: list = DOCS) -> Path:
-    lines = [json.dumps({"id": i, "title": t, "paragraphs": ps}, ensure_ascii=False)
-             for i, t, ps in docs]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def make_tiny_reader(directory: Path, seed: int = 0) -> Path:
-    """A random 1-layer BERT QA model and a syllable WordPiece vocab, saved as a model dir."""
-    text = "".join(p for _, t, ps in DOCS for p in [t, *ps]) + "".join(QUESTIONS)
-    chars = sorted({c for c in text if not c.isspace()})
-    vocab = SPECIALS + chars + ["##" + c for c in chars]
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=128)
-    save_pretrained(BertForQuestionAnswering(config), directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_reader(tmp_path_factory.mktemp("reader"))
-
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
@@ -80,10 +40,11 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
 
 
 @pytest.fixture(scope="module")
-def reader(tiny_dir: Path) -> Reader:
+def reader(tiny_reader_dir: Path) -> Reader:
     # Particle trimming loads Kiwi (seconds); the CLI tests cover it, these tests need speed.
-    model = load_model(BertForQuestionAnswering, tiny_dir)
-    return Reader(model, Tokenizer.from_pretrained(tiny_dir), ReaderConfig(trim_particles=False))
+    model = load_model(BertForQuestionAnswering, tiny_reader_dir)
+    return Reader(model, Tokenizer.from_pretrained(tiny_reader_dir),
+                  ReaderConfig(trim_particles=False))
 
 
 def pipeline_with(index: Index, reader: Reader, **config: object) -> QAPipeline:
@@ -104,13 +65,14 @@ def test_span_offsets_index_the_shown_paragraph_exactly(index: Index, reader: Re
         assert len({c.answer for c in answer.candidates}) == len(answer.candidates)
 
 
-def test_top_retrieved_paragraph_wins_when_the_reader_is_indifferent(tiny_dir: Path,
+def test_top_retrieved_paragraph_wins_when_the_reader_is_indifferent(tiny_reader_dir: Path,
                                                                       index: Index) -> None:
     # All-zero QA weights give every span the same logit, so only retrieval can separate them.
-    model = load_model(BertForQuestionAnswering, tiny_dir)
+    model = load_model(BertForQuestionAnswering, tiny_reader_dir)
     torch.nn.init.zeros_(model.qa_outputs.weight)
     torch.nn.init.zeros_(model.qa_outputs.bias)
-    flat = Reader(model, Tokenizer.from_pretrained(tiny_dir), ReaderConfig(trim_particles=False))
+    flat = Reader(model, Tokenizer.from_pretrained(tiny_reader_dir),
+                  ReaderConfig(trim_particles=False))
     pipeline = pipeline_with(index, flat, threshold=0.0)
     for question, title in [("한라산의 높이는 얼마인가?", "한라산"), ("김장이란 무엇인가?", "김치"),
                             ("가장 큰 행성은?", "태양계")]:

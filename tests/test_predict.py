@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tiny import char_vocab
 
 from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.modeling import BertConfig, BertForQuestionAnswering
@@ -67,10 +68,7 @@ def test_particle_tail_detection():
 
 
 def _tokenizer(tmp_path, texts) -> Tokenizer:
-    chars = sorted({c for text in texts for c in text if not c.isspace()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    return Tokenizer.from_vocab(tmp_path / "vocab.txt")
+    return char_vocab(texts, tmp_path)
 
 
 CONTEXT = "임종석이 체포되었다"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from test_average import make_reader
+from tiny import make_reader
 
 from korqa.cli import main
 from korqa.corpus.formats import GoldAnswer, SquadExample

@@ -10,15 +10,9 @@ import torch
 from torch import nn
 
 from korqa.cli import main
-from korqa.modeling import BertConfig, BertForQuestionAnswering
-from korqa.modeling.checkpoint import save_pretrained
 from korqa.modeling.config import ABSMAX_FILE
 from korqa.modeling.quantize import load_input_absmax, record_input_absmax, smooth_linears
 from korqa.reader.directory import ReaderDir
-from korqa.tokenization import Tokenizer
-
-CONTEXT = "숭례문 화재는 2008년 2월 10일 발생하였으며 소방차 32대가 출동하였다."
-QUESTION, ANSWER = "숭례문 화재가 난 날은?", "2008년 2월 10일"
 
 
 class TwoLayer(nn.Module):
@@ -97,49 +91,9 @@ def test_calibration_must_match_the_model():
         smooth_linears(TwoLayer(), {"up": torch.ones(64), "down": torch.ones(256)}, alpha=2.0)
 
 
-@pytest.fixture()
-def tiny_reader(tmp_path):
-    """A tiny reader trained a little on one question, so its best answer is stable."""
-    texts = [CONTEXT, QUESTION]
-    chars = sorted({c for text in texts for c in text if not c.isspace()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
-    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = Tokenizer.from_vocab(tmp_path / "vocab.txt")
-    torch.manual_seed(0)
-    model = BertForQuestionAnswering(BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128))
-    question = tokenizer.encode(QUESTION)
-    context = tokenizer.encode(CONTEXT)
-    ids, types, offset = tokenizer.build_pair(question.ids, context.ids)
-    start_char = CONTEXT.index(ANSWER)
-    start = offset + next(i for i, (s, _) in enumerate(context.offsets) if s == start_char)
-    end = offset + next(i for i, (_, e) in enumerate(context.offsets)
-                        if e == start_char + len(ANSWER))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    batch = {"input_ids": torch.tensor([ids]), "token_type_ids": torch.tensor([types]),
-             "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
-    model.train()
-    for _ in range(60):
-        loss = model(**batch, start_positions=torch.tensor([start]),
-                     end_positions=torch.tensor([end]))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    save_pretrained(model, tmp_path)
-    tokenizer.save(tmp_path)
-    articles = [{"title": f"a{i}", "paragraphs": [{"context": CONTEXT, "qas": [
-        {"id": f"q{i}", "question": QUESTION,
-         "answers": [{"text": ANSWER, "answer_start": start_char}]}]}]} for i in range(10)]
-    data = tmp_path / "data.json"
-    data.write_text(json.dumps({"version": "1.1", "data": articles}, ensure_ascii=False),
-                    encoding="utf-8")
-    return tmp_path, data
-
-
-def test_calibrate_writes_the_ranges_int8_needs_and_torch_int8_is_refused(tiny_reader,
+def test_calibrate_writes_the_ranges_int8_needs_and_torch_int8_is_refused(trained_reader,
                                                                           capsys):
-    model_dir, data = tiny_reader
+    model_dir, data = trained_reader
     with pytest.raises(ValueError, match="korqa calibrate"):  # no calibration yet
         ReaderDir(model_dir).load(engine="onnx", int8=True)
     assert main(["calibrate", "--model", str(model_dir), "--data", str(data)]) == 0
@@ -154,12 +108,12 @@ def test_calibrate_writes_the_ranges_int8_needs_and_torch_int8_is_refused(tiny_r
     assert ReaderDir(model_dir).load(engine="auto", int8=True).engine.is_int8
 
 
-def test_calibrate_reads_the_split_it_is_given(tiny_reader, monkeypatch):
+def test_calibrate_reads_the_split_it_is_given(trained_reader, monkeypatch):
     import korqa.reader.calibrate as calibrate
     from korqa.corpus.formats import read_squad
     from korqa.splits import select_split
 
-    model_dir, data = tiny_reader
+    model_dir, data = trained_reader
     asked = []
     monkeypatch.setattr(calibrate, "calibrate_reader",
                         lambda model, examples: asked.append({e.qid for e in examples}) or model)
@@ -170,8 +124,8 @@ def test_calibrate_reads_the_split_it_is_given(tiny_reader, monkeypatch):
     assert asked == [train, validation] and train.isdisjoint(validation)
 
 
-def test_evaluate_reports_which_weights_it_read_with(tiny_reader, capsys):
-    model_dir, data = tiny_reader
+def test_evaluate_reports_which_weights_it_read_with(trained_reader, capsys):
+    model_dir, data = trained_reader
     assert main(["calibrate", "--model", str(model_dir), "--data", str(data)]) == 0
     capsys.readouterr()
     runs = {}

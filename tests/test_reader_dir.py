@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_pipeline import make_tiny_reader
 
 from korqa.modeling.bert import BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model
@@ -23,11 +22,6 @@ from korqa.tokenization import Tokenizer
 
 CONTEXTS = ["한라산은 제주도에 있는 산으로 높이는 1,947 m이다.",
             "백두산은 북한과 중국의 국경에 있다."]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_reader(tmp_path_factory.mktemp("reader"))
 
 
 def test_a_reader_config_is_both_windows_and_reading(tmp_path: Path) -> None:
@@ -83,8 +77,8 @@ def test_no_reader_is_a_clear_error_and_the_default_follows_the_environment(
     assert ReaderDir(None).path == ReaderDir(str(tmp_path / "mine")).path
 
 
-def test_save_then_load_gives_the_same_reader(tiny_dir: Path, tmp_path: Path) -> None:
-    source = ReaderDir(tiny_dir)
+def test_save_then_load_gives_the_same_reader(tiny_reader_dir: Path, tmp_path: Path) -> None:
+    source = ReaderDir(tiny_reader_dir)
     config = ReaderConfig(64, 16, 16, trim_particles=False)
     saved = ReaderDir(tmp_path / "copy").save(source.torch_model(), source.tokenizer(), config)
     assert {p.name for p in saved.path.iterdir()} >= {"config.json", "model.safetensors",
@@ -93,17 +87,17 @@ def test_save_then_load_gives_the_same_reader(tiny_dir: Path, tmp_path: Path) ->
     assert isinstance(reader, Reader) and reader.config == config
     assert (reader.engine.name, reader.engine.is_int8, reader.directory) == \
         ("torch", False, saved.path)
-    by_hand = Reader(load_model(BertForQuestionAnswering, tiny_dir),
-                     Tokenizer.from_pretrained(tiny_dir), config)
+    by_hand = Reader(load_model(BertForQuestionAnswering, tiny_reader_dir),
+                     Tokenizer.from_pretrained(tiny_reader_dir), config)
     assert saved.load(engine="torch").read("한라산의 높이는?", CONTEXTS) == \
         by_hand.read("한라산의 높이는?", CONTEXTS)
     assert saved.load(engine="onnx").read("한라산의 높이는?", CONTEXTS)[0][0].text == \
         by_hand.read("한라산의 높이는?", CONTEXTS)[0][0].text
 
 
-def test_a_reader_reads_a_question_over_contexts(tiny_dir: Path) -> None:
-    model = load_model(BertForQuestionAnswering, tiny_dir)
-    reader = Reader(TorchEngine(model), Tokenizer.from_pretrained(tiny_dir),
+def test_a_reader_reads_a_question_over_contexts(tiny_reader_dir: Path) -> None:
+    model = load_model(BertForQuestionAnswering, tiny_reader_dir)
+    reader = Reader(TorchEngine(model), Tokenizer.from_pretrained(tiny_reader_dir),
                     ReaderConfig(trim_particles=False))
     # Windows never longer than the model reads: 128 positions, stride and question cut too.
     assert (reader.config.max_seq_length, reader.config.doc_stride,

@@ -17,15 +17,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
-from server_support import (
-    DOCS,
-    LiveServer,
-    build_tiny_index,
-    make_tiny_reader,
-    one_torch_thread,
-    tiny_pipeline,
-)
+from server_support import LiveServer
 from starlette.exceptions import HTTPException
+from tiny import DOCS, build_tiny_index, tiny_pipeline
 
 from korqa.cli import build_parser
 from korqa.corpus.paragraph import Paragraph
@@ -52,34 +46,26 @@ from korqa.server.engine import Busy, Engine, repair_index
 HALLA = "한라산의 높이는 얼마인가?"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_torch_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_reader(tmp_path_factory.mktemp("reader"))
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator[TestClient]:
+def client(tmp_path_factory: pytest.TempPathFactory, tiny_reader_dir: Path) -> Iterator[TestClient]:
     root = tmp_path_factory.mktemp("server")
-    app = create_app(tiny_pipeline(build_tiny_index(root / "index"), model_dir, threshold=0.0),
-                     root / "data", max_body=64 * 1024)
+    app = create_app(tiny_pipeline(build_tiny_index(root / "index"), tiny_reader_dir,
+                                   threshold=0.0), root / "data", max_body=64 * 1024)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
 
 def test_ask_returns_what_korqa_ask_json_prints(client: TestClient, tmp_path: Path,
-                                                model_dir: Path) -> None:
+                                                tiny_reader_dir: Path) -> None:
     response = client.post("/ask", json={"question": HALLA})
     assert response.status_code == 200
     data = response.json()
     # The same pipeline asked directly gives the same object, field for field.
     index_dir = client.app.state.engine.index_dir
-    with tiny_pipeline(index_dir, model_dir, threshold=0.0)() as pipeline:
+    with tiny_pipeline(index_dir, tiny_reader_dir, threshold=0.0)() as pipeline:
         assert data == json.loads(json.dumps(pipeline.ask(HALLA).to_json()))
     assert data["known"] and data["answer"]
     assert data["context"][data["start"]:data["end"]] == data["answer"]
@@ -371,9 +357,10 @@ def _well_formed(answer: dict) -> bool:
     return answer["answer"] == "" and answer["start"] is None
 
 
-def test_documents_added_while_questions_are_in_flight(tmp_path: Path, model_dir: Path) -> None:
+def test_documents_added_while_questions_are_in_flight(tmp_path: Path,
+                                                      tiny_reader_dir: Path) -> None:
     index_dir = build_tiny_index(tmp_path / "index")
-    make_app = lambda: create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0),  # noqa: E731
+    make_app = lambda: create_app(tiny_pipeline(index_dir, tiny_reader_dir, threshold=0.0),  # noqa: E731
                                   tmp_path / "data")
     writers, per_writer = 3, 3
     failures: list[str] = []
@@ -440,9 +427,9 @@ def _assert_retrievable(url: str, numbers: range) -> None:
 
 
 def test_documents_split_on_blank_lines_and_update_by_id(tmp_path: Path,
-                                                         model_dir: Path) -> None:
+                                                         tiny_reader_dir: Path) -> None:
     index_dir = build_tiny_index(tmp_path / "index")
-    app = create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0), tmp_path / "data")
+    app = create_app(tiny_pipeline(index_dir, tiny_reader_dir, threshold=0.0), tmp_path / "data")
     with TestClient(app, raise_server_exceptions=False) as client:
         text = "첫 문단이다.\n\n둘째 문단이다.\r\n  \r\n셋째 문단이다."
         first = client.post("/documents", json={"documents": [
@@ -463,9 +450,9 @@ def test_documents_split_on_blank_lines_and_update_by_id(tmp_path: Path,
 
 
 def test_reposting_a_document_replaces_it_and_delete_removes_it(tmp_path: Path,
-                                                               model_dir: Path) -> None:
+                                                               tiny_reader_dir: Path) -> None:
     index_dir = build_tiny_index(tmp_path / "index")
-    app = create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0), tmp_path / "data")
+    app = create_app(tiny_pipeline(index_dir, tiny_reader_dir, threshold=0.0), tmp_path / "data")
     with TestClient(app, raise_server_exceptions=False) as client:
         three = ["파란여우 마을의 우체국장은 남궁별이다.", "뷁뷁 둘째 문단.", "꽯꽯 셋째 문단."]
         assert client.post("/documents", json={"documents": [
@@ -517,7 +504,7 @@ def test_the_servers_own_index_keeps_added_documents_when_the_corpus_grows(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from functools import partial
 
-    from test_pipeline import write_corpus
+    from tiny import write_corpus
 
     import korqa.retrieval.index
 
@@ -610,9 +597,9 @@ def test_other_host_names_are_refused_so_dns_rebinding_cannot_reach_the_api(
 
 
 def test_with_an_api_key_only_its_holder_adds_or_removes_documents(tmp_path: Path,
-                                                                  model_dir: Path) -> None:
+                                                                  tiny_reader_dir: Path) -> None:
     index_dir = build_tiny_index(tmp_path / "index")
-    app = create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0), tmp_path / "data",
+    app = create_app(tiny_pipeline(index_dir, tiny_reader_dir, threshold=0.0), tmp_path / "data",
                      api_key="s3cret")
     document = {"documents": [{"title": "t", "text": "뷁뷁 꽯꽯", "id": "keyed"}]}
     with TestClient(app, raise_server_exceptions=False) as client:
