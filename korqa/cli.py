@@ -30,8 +30,8 @@ ENGINE_HELP = ("what runs the reader: torch, onnx (the same model traced once fo
 # `korqa --help` lists the commands in these groups, in this order; a command missing here is
 # listed under "other commands", so none is ever hidden.
 COMMAND_GROUPS = (
-    ("everyday use", ("index", "ask", "chat", "serve", "documents", "remove", "verify",
-                      "feedback")),
+    ("everyday use", ("index", "ask", "chat", "serve", "documents", "remove", "merge",
+                      "verify", "feedback")),
     ("evaluation", ("evaluate", "evaluate-open", "score", "retrieval-eval", "open-sets",
                     "split")),
     ("training", ("train", "cloze", "average", "prune", "calibrate", "calibrate-confidence",
@@ -462,6 +462,28 @@ def _remove(args: argparse.Namespace) -> int:
     removed, total = remove_documents(args.index, args.ids, progress=args.progress)
     _print_json({"index": args.index, "removed_documents": len(set(args.ids)),
                  "removed": removed, "paragraphs": total})
+    return 0
+
+
+@_command
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "merge", help="merge the segments of a BM25 index",
+        description="Rewrite a BM25 index's segments as --segments segments (default 1), "
+                    "dropping the paragraphs marked deleted, in one crash-safe commit. Adding "
+                    "and removing documents already merges small segments as they pile up; "
+                    "this is for a quiet moment.")
+    p.add_argument("--index", required=True, metavar="DIR", help="an index built by `korqa index`")
+    p.add_argument("--segments", type=int, default=1, metavar="N",
+                   help="how many segments to keep at most (default 1)")
+    p.set_defaults(handler=_merge)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from korqa.retrieval.index import merge_index
+
+    before, after = merge_index(args.index, args.segments)
+    _print_json({"index": args.index, "segments_before": before, "segments": after})
     return 0
 
 
