@@ -226,12 +226,10 @@ class BM25Retriever(Retriever):
                                                                strict=True)):
             if not lists:
                 continue
-            rows = np.concatenate([r for _, r, _ in lists])
-            tf = np.concatenate([t for _, _, t in lists]).astype(np.float64)
-            weight = np.repeat(qtf[[t for t, _, _ in lists]] * idf[[t for t, _, _ in lists]],
-                               [len(r) for _, r, _ in lists])
-            scores = np.bincount(rows, weights=weight * tf / (tf + norm[rows]),
-                                 minlength=segment.size)
+            scores = np.zeros(segment.size, dtype=np.float32)
+            for term, rows, tf in lists:
+                # A term's postings name each row once, so a fancy-indexed += adds correctly.
+                scores[rows] += float(qtf[term] * idf[term]) * (tf / (tf + norm[rows]))
             # Only paragraphs sharing a term score above zero (Lucene's idf is positive).
             hit_rows = np.flatnonzero(scores > 0)
             top_rows, top_scores = top_k(scores[hit_rows], k, hit_rows)
@@ -250,8 +248,8 @@ class BM25Retriever(Retriever):
                          else float(np.asarray(s.lengths, dtype=np.float64).sum())
                          for s, m in zip(self.segments, masks, strict=True))
             mean = length / total if total else 1.0
-            norms = [(self.k1 * (1.0 - self.b + self.b * np.asarray(s.lengths, np.float64) / mean))
-                     for s in self.segments]
+            norms = [(self.k1 * (1.0 - self.b + self.b * np.asarray(s.lengths, np.float64)
+                                 / mean)).astype(np.float32) for s in self.segments]
             self._stats = (mean, norms, masks)
         return self._stats
 

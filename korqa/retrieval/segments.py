@@ -91,9 +91,9 @@ class Segment:
         counts.has_sorted_indices = False
         lengths = np.asarray(counts.sum(axis=1), dtype=np.float32).ravel()
         csc = counts.tocsc()
-        return cls(name, sorted_hashes, csc.indptr.astype(np.int64),
-                   csc.indices.astype(np.int32), csc.data.astype(np.float32), lengths,
-                   *_id_arrays(ids))
+        return cls(name, sorted_hashes, csc.indptr.astype(np.int64, copy=False),
+                   csc.indices.astype(np.int32, copy=False),
+                   csc.data.astype(np.float32, copy=False), lengths, *_id_arrays(ids))
 
     def write(self, directory: Path) -> None:
         """Save the arrays as .npy files plus a manifest in `directory` (replaced if it
