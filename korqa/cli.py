@@ -445,9 +445,10 @@ def _documents(args: argparse.Namespace) -> int:
 @_command
 def _add_remove(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "remove", help="drop documents from an index and rebuild its retriever",
-        description="Delete the documents' paragraphs and rebuild the retriever with the "
-                    "settings it was built with. An unknown id changes nothing. Re-indexing a "
+        "remove", help="drop documents from an index and update its retriever",
+        description="Delete the documents' paragraphs and update the retriever: a BM25 index "
+                    "marks their rows deleted, other retrievers are rebuilt with the settings "
+                    "they were built with. An unknown id changes nothing. Re-indexing a "
                     "folder that still holds a removed file brings it back. " + DOC_ID_HELP
                     + ".")
     p.add_argument("--index", required=True, metavar="DIR", help="an index built by `korqa index`")
