@@ -42,8 +42,8 @@ from korqa.retrieval.terms import TermAnalyzer
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"
 KS = (1, 5, 20)
-NEW = Paragraph("bench:new:0", "벤치마크", "새로 더한 문단은 곧바로 검색되어야 한다. 파란여우 우체국장.",
-                "bench:new")
+NEW = Paragraph("bench:new:0", "벤치마크",
+                "새로 더한 문단은 곧바로 검색되어야 한다. 파란여우 우체국장.", "bench:new")
 
 
 def disk_bytes(path: Path) -> int:

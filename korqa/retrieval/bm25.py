@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from korqa.corpus.paragraph import Paragraph
 from korqa.retrieval.base import Hit, Retriever, stream_texts
 from korqa.retrieval.manifest import check_count, read_manifest, write_manifest
-from korqa.retrieval.segments import MergePolicy, Segment, hashes, merge
+from korqa.retrieval.segments import MergePolicy, Segment, merge, query_hashes
 from korqa.retrieval.sparse import count_matrix, top_k
 from korqa.retrieval.terms import TermAnalyzer, TermConfig
 
@@ -201,42 +201,40 @@ class BM25Retriever(Retriever):
         weights = Counter(terms)  # a term repeated in the query counts per occurrence
         if not weights or not self.segments:
             return []
-        query = hashes(list(weights))
+        query = query_hashes(list(weights))
         qtf = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
         mean_length, norms, masks = self._statistics()
-        # Postings of each query term in each segment, live rows only; df sums over segments.
+        # Postings of the query terms in each segment, live rows only; df sums over segments.
         df = np.zeros(len(query))
-        found: list[list[tuple[int, np.ndarray, np.ndarray]]] = []
+        found = []
         for segment, mask in zip(self.segments, masks, strict=True):
-            lists = []
-            for term, column in enumerate(segment.columns(query).tolist()):
-                if column < 0:
-                    continue
-                rows, tf = segment.postings(column)
-                if mask is not None:
-                    keep = mask[rows]
-                    rows, tf = rows[keep], tf[keep]
-                df[term] += len(rows)
-                lists.append((term, rows, tf))
-            found.append(lists)
-        total = len(self)
-        idf = np.log1p((total - df + 0.5) / (df + 0.5))
+            postings = _gather(segment, segment.columns(query), mask)
+            if postings is not None:
+                df += np.bincount(postings[2], minlength=len(query))
+            found.append(postings)
+        idf = np.log1p((len(self) - df + 0.5) / (df + 0.5))
+        term_weight = (qtf * idf).astype(np.float32)
         best: list[tuple[float, int, int]] = []
-        for position, (segment, norm, lists) in enumerate(zip(self.segments, norms, found,
-                                                               strict=True)):
-            if not lists:
+        for position, (segment, norm, postings) in enumerate(zip(self.segments, norms, found,
+                                                                 strict=True)):
+            if postings is None:
                 continue
-            scores = np.zeros(segment.size, dtype=np.float32)
-            for term, rows, tf in lists:
-                # A term's postings name each row once, so a fancy-indexed += adds correctly.
-                scores[rows] += float(qtf[term] * idf[term]) * (tf / (tf + norm[rows]))
+            rows, tf, term_of = postings
+            scores = np.bincount(rows, minlength=segment.size,
+                                 weights=term_weight[term_of] * (tf / (tf + norm[rows])))
             # Only paragraphs sharing a term score above zero (Lucene's idf is positive).
             hit_rows = np.flatnonzero(scores > 0)
             top_rows, top_scores = top_k(scores[hit_rows], k, hit_rows)
             best.extend(zip(top_scores.tolist(), [position] * len(top_rows), top_rows.tolist(),
                             strict=True))
         best.sort(key=lambda hit: (-hit[0], hit[1], hit[2]))
-        return [(self.segments[s].id(r), score) for score, s, r in best[:k]]
+        best = best[:k]
+        ids: dict[tuple[int, int], str] = {}
+        for position in {s for _, s, _ in best}:
+            rows = [r for _, s, r in best if s == position]
+            ids.update(zip([(position, r) for r in rows],
+                           self.segments[position].ids_of(rows), strict=True))
+        return [(ids[s, r], score) for score, s, r in best]
 
     def _statistics(self) -> tuple[float, list[np.ndarray], list[np.ndarray | None]]:
         """Average live length, each segment's length norm k1·(1 − b + b·|d|/avg) and live
@@ -365,6 +363,28 @@ class BM25Retriever(Retriever):
 
     def segment_names(self) -> list[str]:
         return [s.name for s in self.segments]
+
+
+def _gather(segment: Segment, columns: np.ndarray,
+            mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The live postings of `columns` (−1: term absent) in one segment, all terms at once:
+    (rows, tf, position of the query term). A few array operations whatever the number of
+    terms: a Python loop over a question's ~100 terms cost more than the scoring itself."""
+    terms = np.flatnonzero(columns >= 0)
+    if not len(terms):
+        return None
+    chosen = columns[terms]
+    starts = np.asarray(segment.indptr[chosen])
+    lengths = np.asarray(segment.indptr[chosen + 1]) - starts
+    # Every posting position of the chosen columns: one run per column, in query order.
+    runs = np.cumsum(lengths) - lengths
+    positions = np.arange(int(lengths.sum())) + np.repeat(starts - runs, lengths)
+    rows, tf = segment.rows[positions], segment.tf[positions]
+    term_of = np.repeat(terms.astype(np.int32), lengths)
+    if mask is not None:
+        keep = mask[rows]
+        rows, tf, term_of = rows[keep], tf[keep], term_of[keep]
+    return rows, tf, term_of
 
 
 def referenced_segments(directory: Path) -> set[str]:

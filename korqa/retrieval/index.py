@@ -584,6 +584,11 @@ def verify_index(directory: str | Path) -> dict[str, Any]:
                              f"({'; '.join(problems[:3])}): rebuild the index")
         top = index.retriever_dir / MANIFEST_FILE  # the one file no manifest hashes
         files = [p for p in index.retriever_dir.rglob("*") if p.is_file() and p != top]
+        from korqa.retrieval.bm25 import referenced_segments
+
+        for name in sorted(referenced_segments(index.retriever_dir)):
+            files += [p for p in (directory / SEGMENTS_DIR / name).iterdir()
+                      if p.name != MANIFEST_FILE]
         return {"index": str(directory), "retriever": index.retriever.kind,
                 "paragraphs": len(index.store), "files_hashed": len(files),
                 "bytes_hashed": sum(p.stat().st_size for p in files)}

@@ -27,6 +27,7 @@ import shutil
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from hashlib import blake2b
 from pathlib import Path
 
@@ -46,6 +47,18 @@ _OPEN: weakref.WeakValueDictionary[tuple, Segment] = weakref.WeakValueDictionary
 def hashes(strings: Sequence[str]) -> np.ndarray:
     """The 64-bit BLAKE2b hash of each string, as uint64 (stable across processes)."""
     digest = b"".join(blake2b(s.encode("utf-8"), digest_size=8).digest() for s in strings)
+    return np.frombuffer(digest, dtype="<u8").astype(np.uint64)
+
+
+@lru_cache(maxsize=1 << 17)
+def _query_hash(term: str) -> bytes:
+    return blake2b(term.encode("utf-8"), digest_size=8).digest()
+
+
+def query_hashes(terms: Sequence[str]) -> np.ndarray:
+    """`hashes` for query terms, remembering the recent ones: questions repeat their terms
+    (particles, common syllables), and hashing was a sixth of a query's time."""
+    digest = b"".join(map(_query_hash, terms))
     return np.frombuffer(digest, dtype="<u8").astype(np.uint64)
 
 
@@ -123,8 +136,10 @@ class Segment:
         arrays = {}
         for field in _ARRAYS:
             try:
+                # A plain ndarray view of the mapping: np.memmap's Python-level __getitem__
+                # cost a fifth of a query's time.
                 arrays[field] = np.load(directory / f"{field}.npy", mmap_mode="r",
-                                        allow_pickle=False)
+                                        allow_pickle=False).view(np.ndarray)
             except ValueError:  # numpy cannot map an empty array
                 arrays[field] = np.load(directory / f"{field}.npy", allow_pickle=False)
         segment = cls(directory.name, **arrays, path=directory)
@@ -152,6 +167,12 @@ class Segment:
     def id(self, row: int) -> str:
         lo, hi = int(self.id_offsets[row]), int(self.id_offsets[row + 1])
         return bytes(self.ids[lo:hi]).decode("utf-8")
+
+    def ids_of(self, rows: Sequence[int]) -> list[str]:
+        starts = self.id_offsets[rows].tolist()
+        ends = self.id_offsets[np.asarray(rows, dtype=np.int64) + 1].tolist()
+        blob = self.ids
+        return [blob[a:b].tobytes().decode("utf-8") for a, b in zip(starts, ends, strict=True)]
 
     def all_ids(self) -> list[str]:
         blob = bytes(self.ids).decode("utf-8")
