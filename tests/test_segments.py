@@ -396,3 +396,23 @@ def test_a_segment_opened_twice_is_mapped_once(tmp_path: Path) -> None:
     retriever.save(tmp_path / "r")
     home = tmp_path / "r" / SEGMENTS_DIR / "seg-000001"
     assert Segment.open(home) is Segment.open(home)
+
+
+def test_the_store_reports_the_paragraphs_a_change_touched_and_counts_as_before(
+        tmp_path: Path) -> None:
+    paragraphs = corpus(9)  # documents d0, d1, d2 of three paragraphs each
+    with ParagraphStore(tmp_path / "p.sqlite") as store:
+        store.add(paragraphs)
+        with store.transaction(), store.changes() as touched:
+            result = store.replace_documents([
+                paragraphs[0],  # unchanged: not touched
+                Paragraph(paragraphs[1].id, "고침", "바뀐 문단", "d0"),  # updated
+                Paragraph("kowiki:d3:0", "새", "새 문서", "d3"),  # added
+            ])
+            removed = store.remove_documents(["d1"])
+        # d0's third paragraph is dropped, as it is no longer given.
+        assert (result.added, result.updated, result.unchanged, result.removed) == (1, 1, 1, 1)
+        assert removed == 3
+        assert sorted(touched) == sorted([paragraphs[1].id, paragraphs[2].id, "kowiki:d3:0",
+                                          *[p.id for p in paragraphs[3:6]]])
+        assert [p.id for p in store.present(touched)] == [paragraphs[1].id, "kowiki:d3:0"]
