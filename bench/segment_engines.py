@@ -5,7 +5,9 @@ Every engine gets the same korqa terms (tuned: character 1-2-grams + Kiwi morphe
 `korqa.retrieval.index.TUNED`), analysed once, so the comparison is of the engines alone; the
 shared analysis time per query is printed beside them. Tantivy receives the terms joined by
 spaces into a field with its whitespace tokenizer (no lower-casing, no stemming); its BM25
-constants are fixed at k1 = 1.2, b = 0.75, so korqa's segments are also run at those.
+constants are fixed at k1 = 1.2, b = 0.75 (tantivy-py exposes no others), so korqa's segments
+are also run at those. Tantivy is not a korqa dependency: `pip install tantivy==0.27.0` first,
+or its row is skipped.
 
 Measured per engine: recall@1/5/20 over all KorQuAD dev questions (context rule, as
 bench/retrieval.py), search ms/query (one query at a time, terms given), build seconds, bytes on
@@ -18,6 +20,7 @@ reopen), median of `--writes` repeats.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -198,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             ("korqa segments, 1 segment, k1=1.2", KorqaSegments(1.2, 0.75)),
             ("tantivy, k1=1.2 (fixed)", Tantivy()),
         ]
+        if importlib.util.find_spec("tantivy") is None:
+            print("tantivy is not installed (pip install tantivy==0.27.0): skipped",
+                  file=sys.stderr)
+            lineup = lineup[:-1]
         for number, (name, engine) in enumerate(lineup):
             where = scratch_dir / f"engine{number}"
             where.mkdir()
