@@ -416,3 +416,22 @@ def test_the_store_reports_the_paragraphs_a_change_touched_and_counts_as_before(
         assert sorted(touched) == sorted([paragraphs[1].id, paragraphs[2].id, "kowiki:d3:0",
                                           *[p.id for p in paragraphs[3:6]]])
         assert [p.id for p in store.present(touched)] == [paragraphs[1].id, "kowiki:d3:0"]
+
+
+def test_two_tiers_merging_at_once_keep_every_paragraph() -> None:
+    # Sizes alternate between two tiers, so the two merge groups interleave.
+    retriever = bm25()
+    retriever.merge_policy = MergePolicy(per_tier=2, floor_rows=2)
+    paragraphs = corpus(24)
+    sizes = [1, 6, 1, 6]
+    start = 0
+    for size in sizes:
+        part = paragraphs[start:start + size]
+        if start == 0:
+            retriever.index(part, progress=False)
+        else:
+            retriever.add(part)
+        start += size
+    assert retriever.merge() == 2
+    assert sorted(s.size for s in retriever.segments) == [2, 12]
+    assert_same_results(retriever, one_shot(paragraphs[:start]))

@@ -135,8 +135,10 @@ class BM25Retriever(Retriever):
         else:
             sizes = [(s.size, self._live_count(i)) for i, s in enumerate(self.segments)]
             groups = self.merge_policy.plan(sizes)
-        for group in sorted(groups, key=min, reverse=True):
-            self._merge_group(group)
+        # Groups are taken as segments, not positions: merging one moves the others.
+        for members in [[self.segments[i] for i in group] for group in groups]:
+            self._merge_group(sorted(next(i for i, s in enumerate(self.segments) if s is m)
+                                     for m in members))
         return before - len(self.segments)
 
     def _merge_group(self, group: list[int]) -> None:
