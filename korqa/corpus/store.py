@@ -291,8 +291,9 @@ class ParagraphStore:
     def remove_documents(self, doc_ids: Sequence[str]) -> int:
         """Delete documents whole (paragraphs and source); returns the paragraphs removed.
         An id that is not stored raises KeyError naming it, before anything is deleted."""
-        known = {d.doc_id for d in self.documents()}
-        missing = [d for d in doc_ids if d not in known]
+        # One indexed lookup per id: listing every document scans the whole store.
+        missing = [d for d in doc_ids if self._conn.execute(
+            "SELECT 1 FROM paragraphs WHERE doc_id = ? LIMIT 1", (d,)).fetchone() is None]
         if missing:
             raise KeyError(f"{self.path}: document id {missing[0]!r} not in the store")
         self._require_sources()
