@@ -48,9 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     whole.scores = {"data": weights.data, "indices": weights.indices,
                     "indptr": weights.indptr, "num_docs": len(ids)}
     whole.vocab_dict = vocabulary
+    whole.nonoccurrence_array = None
 
     def bm25s_top(query: list[str]) -> list[str]:
-        scores = whole.get_scores_from_ids([vocabulary[t] for t in query if t in vocabulary])
+        term_ids = [vocabulary[t] for t in query if t in vocabulary]
+        if not term_ids:
+            return []
+        scores = whole.get_scores_from_ids(term_ids)
         rows = np.flatnonzero(scores > 0)
         return [ids[r] for r in top_k(scores[rows], 20, rows)[0].tolist()]
 
