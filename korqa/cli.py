@@ -32,8 +32,8 @@ ENGINE_HELP = ("what runs the reader: torch, onnx (the same model traced once fo
 # `korqa --help` lists the commands in these groups, in this order; a command missing here is
 # listed under "other commands", so none is ever hidden.
 COMMAND_GROUPS = (
-    ("everyday use", ("index", "ask", "chat", "serve", "documents", "remove", "verify",
-                      "feedback")),
+    ("everyday use", ("index", "ask", "chat", "serve", "documents", "remove", "merge",
+                      "verify", "feedback")),
     ("evaluation", ("evaluate", "evaluate-open", "score", "retrieval-eval", "open-sets",
                     "split")),
     ("training", ("train", "cloze", "average", "prune", "calibrate", "calibrate-confidence",
@@ -432,9 +432,10 @@ def _documents(args: argparse.Namespace) -> int:
 @_command
 def _add_remove(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "remove", help="drop documents from an index and rebuild its retriever",
-        description="Delete the documents' paragraphs and rebuild the retriever with the "
-                    "settings it was built with. An unknown id changes nothing. Re-indexing a "
+        "remove", help="drop documents from an index and update its retriever",
+        description="Delete the documents' paragraphs and update the retriever: a BM25 index "
+                    "marks their rows deleted, other retrievers are rebuilt with the settings "
+                    "they were built with. An unknown id changes nothing. Re-indexing a "
                     "folder that still holds a removed file brings it back. " + DOC_ID_HELP
                     + ".")
     p.add_argument("--index", required=True, metavar="DIR", help="an index built by `korqa index`")
@@ -449,6 +450,28 @@ def _remove(args: argparse.Namespace) -> int:
     removed, total = remove_documents(args.index, args.ids, progress=args.progress)
     _print_json({"index": args.index, "removed_documents": len(set(args.ids)),
                  "removed": removed, "paragraphs": total})
+    return 0
+
+
+@_command
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "merge", help="merge the segments of a BM25 index",
+        description="Rewrite a BM25 index's segments as --segments segments (default 1), "
+                    "dropping the paragraphs marked deleted, in one crash-safe commit. Adding "
+                    "and removing documents already merges small segments as they pile up; "
+                    "this is for a quiet moment.")
+    p.add_argument("--index", required=True, metavar="DIR", help="an index built by `korqa index`")
+    p.add_argument("--segments", type=int, default=1, metavar="N",
+                   help="how many segments to keep at most (default 1)")
+    p.set_defaults(handler=_merge)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from korqa.retrieval.index import merge_index
+
+    before, after = merge_index(args.index, args.segments)
+    _print_json({"index": args.index, "segments_before": before, "segments": after})
     return 0
 
 

@@ -197,8 +197,8 @@ def test_mismatched_manifest_raises_a_clear_error(tmp_path):
     rewrite(format_version=99)
     with pytest.raises(ValueError, match="field 'format_version' is 99"):
         load_retriever(directory)
-    rewrite(params={**original["params"], "k1": 2.0})
-    with pytest.raises(ValueError, match="k1/b/method"):
+    rewrite(params={**original["params"], "k1": -1.0})  # k1 and b apply at query time
+    with pytest.raises(ValueError, match="k1 must be positive"):
         load_retriever(directory)
     rewrite(files={**original["files"], "gone.npy": "0" * 64})
     with pytest.raises(FileNotFoundError, match="gone.npy"):

@@ -50,6 +50,24 @@ _UPSERT = (
     "WHERE title != excluded.title OR text != excluded.text "
     "OR doc_id != excluded.doc_id"
 )
+# Change tracking for an incremental retriever (`ParagraphStore.changes`): temp triggers, on
+# this connection only, note every paragraph id inserted, updated or deleted.
+_TRACK_SCHEMA = (
+    "CREATE TEMP TABLE IF NOT EXISTS touched (id TEXT PRIMARY KEY)",
+    # Not INSERT OR IGNORE: inside a trigger, the firing statement's conflict policy (an
+    # upsert's) would replace the IGNORE.
+    "CREATE TEMP TRIGGER IF NOT EXISTS touched_insert AFTER INSERT ON main.paragraphs "
+    "BEGIN INSERT INTO touched (id) SELECT new.id "
+    "WHERE NOT EXISTS (SELECT 1 FROM touched WHERE id = new.id); END",
+    "CREATE TEMP TRIGGER IF NOT EXISTS touched_update AFTER UPDATE ON main.paragraphs "
+    "BEGIN INSERT INTO touched (id) SELECT old.id "
+    "WHERE NOT EXISTS (SELECT 1 FROM touched WHERE id = old.id); "
+    "INSERT INTO touched (id) SELECT new.id "
+    "WHERE NOT EXISTS (SELECT 1 FROM touched WHERE id = new.id); END",
+    "CREATE TEMP TRIGGER IF NOT EXISTS touched_delete AFTER DELETE ON main.paragraphs "
+    "BEGIN INSERT INTO touched (id) SELECT old.id "
+    "WHERE NOT EXISTS (SELECT 1 FROM touched WHERE id = old.id); END",
+)
 # SQLite's default limit on bound parameters is 999 in old builds; stay below it.
 _IN_BATCH = 500
 
@@ -156,7 +174,8 @@ class ParagraphStore:
     def _writing(self) -> Iterator[None]:
         # Inside `transaction()` the outer block commits; otherwise each write commits itself.
         # Either way a change moves the generation on in the same transaction.
-        # (Counted by the writers, not by total_changes, which counts temp tables too.)
+        # (Counted by the writers from each statement's rowcount, not by total_changes, which
+        # counts temp tables and the change-tracking triggers too.)
         self._changed = 0
         if self._in_transaction:
             yield
@@ -195,10 +214,10 @@ class ParagraphStore:
         iterator = iter(paragraphs)
         while batch := list(islice(iterator, batch_size)):
             with self._writing():
-                start = self._conn.total_changes
-                self._conn.executemany(_UPSERT, [(p.id, p.title, p.text, p.doc_id) for p in batch])
-                changed += self._conn.total_changes - start
-                self._changed += self._conn.total_changes - start
+                done = self._conn.executemany(
+                    _UPSERT, [(p.id, p.title, p.text, p.doc_id) for p in batch]).rowcount
+                changed += done
+                self._changed += done
             seen += len(batch)
         added = len(self) - before
         return AddResult(added=added, updated=changed - added, unchanged=seen - changed)
@@ -248,10 +267,10 @@ class ParagraphStore:
         conn.execute("DELETE FROM temp.sync_ids")
         iterator = iter(paragraphs)
         while batch := list(islice(iterator, batch_size)):
-            start = conn.total_changes
-            conn.executemany(_UPSERT, [(p.id, p.title, p.text, p.doc_id) for p in batch])
-            changed += conn.total_changes - start
-            self._changed += conn.total_changes - start
+            done = conn.executemany(
+                _UPSERT, [(p.id, p.title, p.text, p.doc_id) for p in batch]).rowcount
+            changed += done
+            self._changed += done
             seen += len(batch)
             conn.executemany("INSERT OR IGNORE INTO temp.sync_ids (id) VALUES (?)",
                              [(p.id,) for p in batch])
@@ -263,18 +282,18 @@ class ParagraphStore:
                     "ON CONFLICT(doc_id) DO UPDATE SET source = excluded.source",
                     [(d, source) for (d,) in docs])
         added = len(self) - before
-        start = conn.total_changes
-        conn.execute(
+        dropped = conn.execute(
             "DELETE FROM paragraphs WHERE doc_id IN (SELECT doc_id FROM temp.sync_docs) "
-            "AND id NOT IN (SELECT id FROM temp.sync_ids)")
-        self._changed += conn.total_changes - start
-        return added, changed, seen, conn.total_changes - start
+            "AND id NOT IN (SELECT id FROM temp.sync_ids)").rowcount
+        self._changed += dropped
+        return added, changed, seen, dropped
 
     def remove_documents(self, doc_ids: Sequence[str]) -> int:
         """Delete documents whole (paragraphs and source); returns the paragraphs removed.
         An id that is not stored raises KeyError naming it, before anything is deleted."""
-        known = {d.doc_id for d in self.documents()}
-        missing = [d for d in doc_ids if d not in known]
+        # One indexed lookup per id: listing every document scans the whole store.
+        missing = [d for d in doc_ids if self._conn.execute(
+            "SELECT 1 FROM paragraphs WHERE doc_id = ? LIMIT 1", (d,)).fetchone() is None]
         if missing:
             raise KeyError(f"{self.path}: document id {missing[0]!r} not in the store")
         self._require_sources()
@@ -286,16 +305,29 @@ class ParagraphStore:
         for start in range(0, len(doc_ids), _IN_BATCH):
             chunk = doc_ids[start:start + _IN_BATCH]
             marks = ",".join("?" * len(chunk))
-            before = self._conn.total_changes
-            self._conn.execute(f"DELETE FROM paragraphs WHERE doc_id IN ({marks})", chunk)
-            removed += self._conn.total_changes - before
-            self._changed += self._conn.total_changes - before
+            dropped = self._conn.execute(
+                f"DELETE FROM paragraphs WHERE doc_id IN ({marks})", chunk).rowcount
+            removed += dropped
+            self._changed += dropped
             self._conn.execute(f"DELETE FROM documents WHERE doc_id IN ({marks})", chunk)
         return removed
 
     def _require_sources(self) -> None:
         if not self._has_sources:
             raise ValueError(f"{self.path}: opened read-only: documents cannot be changed")
+
+    @contextmanager
+    def changes(self) -> Iterator[list[str]]:
+        """Collect, into the list yielded (filled when the block ends), the ids of every
+        paragraph inserted, updated or deleted inside the block: what an incremental
+        retriever must delete and re-add."""
+        for statement in _TRACK_SCHEMA:
+            self._conn.execute(statement)
+        self._conn.execute("DELETE FROM temp.touched")
+        touched: list[str] = []
+        yield touched
+        touched.extend(row[0] for row in self._conn.execute("SELECT id FROM temp.touched"))
+        self._conn.execute("DELETE FROM temp.touched")
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -320,6 +352,19 @@ class ParagraphStore:
         if missing:
             raise KeyError(f"{self.path}: paragraph id {missing[0]!r} not in the store")
         return [found[i] for i in ids]
+
+    def present(self, ids: Iterable[str]) -> list[Paragraph]:
+        """The paragraphs of `ids` that are stored, in insertion order; others are skipped."""
+        ids = list(ids)
+        found: list[tuple[int, Paragraph]] = []
+        for start in range(0, len(ids), _IN_BATCH):
+            chunk = ids[start:start + _IN_BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT seq, id, title, text, doc_id FROM paragraphs WHERE id IN ({marks})",
+                chunk)
+            found.extend((row[0], Paragraph(*row[1:])) for row in rows)
+        return [paragraph for _, paragraph in sorted(found, key=lambda item: item[0])]
 
     def by_title(self, title: str) -> list[Paragraph]:
         """All paragraphs of documents titled `title`, in insertion order (title is indexed)."""

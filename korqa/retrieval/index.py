@@ -5,13 +5,18 @@
     DIR/retriever/            the retriever's files and its manifest (hashes, params, count,
                               the store generation it indexed)
 
+    DIR/segments/             a BM25 retriever's segments, shared by every commit
+
 Indexing a corpus path into an existing DIR makes the store hold what that path holds now
-(changed documents replaced whole, deleted ones removed; other paths' documents kept) and
-rebuilds the retriever over the whole store. The store changes commit only once the new
-retriever is saved beside the old one (DIR/retriever.new/), which then replaces it by two
-renames, and a new DIR is built beside its final name. Whatever a crash interrupts, the
-store's generation names the retriever that belongs to it: the old one, or a complete
-retriever.new/ whose swap the next writer finishes.
+(changed documents replaced whole, deleted ones removed; other paths' documents kept). A BM25
+retriever is updated in place: the paragraphs the store change touched are marked deleted and
+the stored ones among them indexed in a new segment (`korqa.retrieval.bm25`); other retrievers
+are rebuilt over the whole store. The store changes commit only once the new retriever is saved
+beside the old one (DIR/retriever.new/: for BM25 a few kilobytes naming its segments), which
+then replaces it by two renames, and a new DIR is built beside its final name. Whatever a crash
+interrupts, the store's generation names the retriever that belongs to it: the old one, or a
+complete retriever.new/ whose swap the next writer finishes; segments neither names are
+removed after each commit.
 """
 
 from __future__ import annotations
@@ -39,11 +44,15 @@ STORE_FILE = "paragraphs.sqlite"
 RETRIEVER_DIR = "retriever"
 STAGING_DIR = RETRIEVER_DIR + ".new"  # the rebuilt retriever, until it is swapped in
 OLD_DIR = RETRIEVER_DIR + ".old"  # the replaced one, during the swap
+SEGMENTS_DIR = "segments"  # segments of a BM25 retriever, shared by retriever/ and .new/
 # Test-only: "POINT:FILE" makes a rebuild that reaches POINT (see `_rebuild`) create FILE and
 # then wait to be killed, so tests can SIGKILL a real server at a known point of a write.
 PAUSE_ENV = "KORQA_TEST_PAUSE_AT"
 # Indexes the store with the retriever in another way (e.g. on a cluster): same result.
 Indexer = Callable[[Retriever, ParagraphStore, int, bool], None]
+# Changes a loaded retriever to follow a store change in place, given the paragraph ids the
+# change touched (`incremental_update`, or a merge).
+Updater = Callable[[Retriever, ParagraphStore, list[str]], None]
 
 
 # The tuned presets (bench/retrieval.py; tuned on KorQuAD dev's non-test questions). The
@@ -125,6 +134,10 @@ def build_index(
         return _sync_sources(store, corpus_paths, reading, progress)
 
     if (out / STORE_FILE).is_file():
+        saved = _same_saved_retriever(out, retriever) if corpus_paths and index_with is None \
+            else None
+        if saved is not None:
+            return _rebuild(out, saved, read, progress, name=out, update=incremental_update)
         return _rebuild(out, retriever, read, progress, name=out, index_with=index_with)
     return _create(out, lambda staging: _rebuild(staging, retriever, read, progress, name=out,
                                                  index_with=index_with))
@@ -150,8 +163,55 @@ def remove_documents(directory: str | Path, doc_ids: Sequence[str],
                              "empty; delete the directory instead")
         return AddResult(0, 0, 0, removed=removed, removed_documents=len(set(doc_ids)))
 
-    result, total = _rebuild(directory, retriever, remove, progress, name=directory)
+    result, total = _rebuild(directory, retriever, remove, progress, name=directory,
+                             update=_updater(retriever))
     return result.removed, total
+
+
+def merge_index(directory: str | Path, max_segments: int | None = 1) -> tuple[int, int]:
+    """Merge the segments of a BM25 index down to `max_segments` (None: as the tiered policy
+    says), dropping deleted rows, as one commit. Returns (segments before, after)."""
+    directory = Path(directory)
+    _require_index(directory)
+    retriever = saved_retriever(directory)
+    if not hasattr(retriever, "merge"):
+        raise ValueError(f"{directory}: a {retriever.kind} retriever has no segments to merge "
+                         "(only bm25 does)")
+    before = len(retriever.segments)
+
+    def merge(retriever: Any, store: ParagraphStore, touched: list[str]) -> None:
+        retriever.merge(max_segments)
+
+    _rebuild(directory, retriever, lambda store: AddResult(0, 0, 0), False, name=directory,
+             update=merge)
+    return before, len(retriever.segments)
+
+
+def incremental_update(retriever: Any, store: ParagraphStore, touched: list[str]) -> None:
+    """Make a segmented retriever follow a store change: delete every touched paragraph,
+    index the stored ones among them in a new segment, merge as the policy says."""
+    retriever.delete(touched)
+    retriever.add(store.present(touched))
+    retriever.merge()
+
+
+def _updater(retriever: Retriever) -> Updater | None:
+    return incremental_update if hasattr(retriever, "merge") else None
+
+
+def _same_saved_retriever(directory: Path, wanted: Retriever) -> Retriever | None:
+    """The index's saved retriever when it can be updated in place and has `wanted`'s kind
+    and settings; None when `wanted` must be built afresh."""
+    if _updater(wanted) is None:
+        return None
+    try:
+        manifest = read_manifest(directory / RETRIEVER_DIR, verify=False)
+        if manifest["kind"] != wanted.kind or manifest["params"] != wanted.params():
+            return None
+        saved = saved_retriever(directory)
+    except (FileNotFoundError, ValueError):
+        return None
+    return saved
 
 
 def change_index(
@@ -165,8 +225,9 @@ def change_index(
     what `change` returned and how many paragraphs the retriever indexes."""
     directory = Path(directory)
     _require_index(directory)
-    return _rebuild(directory, saved_retriever(directory), change, progress, name=directory,
-                    swap_guard=swap_guard)
+    retriever = saved_retriever(directory)
+    return _rebuild(directory, retriever, change, progress, name=directory,
+                    swap_guard=swap_guard, update=_updater(retriever))
 
 
 def list_documents(directory: str | Path) -> list[DocumentInfo]:
@@ -213,41 +274,75 @@ def _rebuild(
     name: Path,
     swap_guard: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
     index_with: Indexer | None = None,
+    update: Updater | None = None,
 ) -> tuple[AddResult, int]:
     """Apply `change` to the store and index the result, all in one store transaction that
     commits only after the new retriever is saved beside the old one, which it then replaces.
 
-    The saved retriever records the store generation it indexed, so whatever a crash
-    interrupts, the next open can tell which retriever belongs to the committed store
-    (`current_retriever`). `swap_guard`, when given, is entered just before the commit and
-    left after the swap (the server pauses its questions there)."""
+    With `update`, `retriever` is the saved one and follows the change in place (given the
+    paragraph ids it touched) instead of indexing the whole store; if it turns out not to
+    match the store (it indexes another generation, or the counts disagree after), it is
+    rebuilt whole after all. The saved retriever records the store generation it indexed, so
+    whatever a crash interrupts, the next open can tell which retriever belongs to the
+    committed store (`current_retriever`). `swap_guard`, when given, is entered just before
+    the commit and left after the swap (the server pauses its questions there)."""
     directory.mkdir(parents=True, exist_ok=True)
     finish_swap(directory)  # a swap a crash interrupted, before this change builds on it
     staging = directory / STAGING_DIR
+    if hasattr(retriever, "segment_home"):
+        retriever.segment_home = directory / SEGMENTS_DIR
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(ParagraphStore(directory / STORE_FILE))
         try:
             with store.transaction():
-                result = change(store)
+                current = update is not None and \
+                    getattr(retriever, "store_generation", None) == store.generation
+                with store.changes() as touched:
+                    result = change(store)
                 total = len(store)
                 if total == 0:
                     raise ValueError(f"{name}: no paragraphs to index (give --corpus PATH)")
-                if index_with is None:
-                    retriever.index(store, total=total, progress=progress)
-                else:
-                    index_with(retriever, store, total, progress)
+                if current:
+                    assert update is not None
+                    update(retriever, store, touched)
+                if not current or len(retriever) != total:
+                    if index_with is None:
+                        retriever.index(store, total=total, progress=progress)
+                    else:
+                        index_with(retriever, store, total, progress)
                 shutil.rmtree(staging, ignore_errors=True)
-                retriever.save(staging, store_generation=store.generation)
+                generation = store.generation
+                retriever.save(staging, store_generation=generation)
                 _sync_tree(staging)
                 _test_pause("saved")
                 if swap_guard is not None:
                     stack.enter_context(swap_guard())
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            collect_segments(directory)
             raise
         _test_pause("committed")
         _swap(directory)
+    collect_segments(directory)
+    if hasattr(retriever, "store_generation"):
+        retriever.store_generation = generation  # it may be updated again in place
     return result, total
+
+
+def collect_segments(directory: Path) -> list[str]:
+    """Remove the segments in DIR/segments that neither retriever/ nor retriever.new/ names
+    (merged away, or written by a change that never committed). Returns their names."""
+    from korqa.retrieval.bm25 import referenced_segments
+
+    home = directory / SEGMENTS_DIR
+    if not home.is_dir():
+        return []
+    keep = referenced_segments(directory / RETRIEVER_DIR) | \
+        referenced_segments(directory / STAGING_DIR)
+    gone = sorted(p.name for p in home.iterdir() if p.name not in keep)
+    for name in gone:
+        shutil.rmtree(home / name, ignore_errors=True)
+    return gone
 
 
 def _swap(directory: Path) -> None:
@@ -364,6 +459,7 @@ def finish_swap(directory: str | Path) -> bool:
         _swap(directory)
     if chosen is not None:
         shutil.rmtree(staging, ignore_errors=True)
+        collect_segments(directory)
     shutil.rmtree(old, ignore_errors=True)
     return swapped
 
@@ -415,9 +511,21 @@ class Index:
         self.store = ParagraphStore(self.directory / STORE_FILE, readonly=True)
         try:
             stored = len(self.store)
-            # Reads only: the swap itself is finished by the next writer or `korqa serve`.
-            self.retriever_dir = current_retriever(self.directory, self.store.generation, stored)
-            self.retriever = load_retriever(self.retriever_dir, verify=verify)
+            for attempt in (1, 2):
+                # Reads only: the swap itself is finished by the next writer or `korqa serve`.
+                self.retriever_dir = current_retriever(self.directory, self.store.generation,
+                                                       stored)
+                try:
+                    self.retriever = load_retriever(self.retriever_dir, verify=verify)
+                    break
+                except FileNotFoundError:
+                    # A writer in another process committed meanwhile and removed the
+                    # segments it merged away: the store's new state names the new ones.
+                    if attempt == 2:
+                        raise
+                    self.store.close()
+                    self.store = ParagraphStore(self.directory / STORE_FILE, readonly=True)
+                    stored = len(self.store)
         except BaseException:
             self.store.close()
             raise
@@ -476,6 +584,11 @@ def verify_index(directory: str | Path) -> dict[str, Any]:
                              f"({'; '.join(problems[:3])}): rebuild the index")
         top = index.retriever_dir / MANIFEST_FILE  # the one file no manifest hashes
         files = [p for p in index.retriever_dir.rglob("*") if p.is_file() and p != top]
+        from korqa.retrieval.bm25 import referenced_segments
+
+        for name in sorted(referenced_segments(index.retriever_dir)):
+            files += [p for p in (directory / SEGMENTS_DIR / name).iterdir()
+                      if p.name != MANIFEST_FILE]
         return {"index": str(directory), "retriever": index.retriever.kind,
                 "paragraphs": len(index.store), "files_hashed": len(files),
                 "bytes_hashed": sum(p.stat().st_size for p in files)}
