@@ -14,20 +14,11 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 
-from korqa.cli_options import add_options, build
+from korqa.cli_options import add_options, add_override_options, build, overrides
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
-
-INT8_HELP = ("read with smoothed int8 linear layers on the CPU: faster, slightly less accurate "
-             "(the model must ship the calibration `korqa calibrate` writes)")
-ALL_WINDOWS_HELP = ("read every window of a paragraph longer than one; by default the windows "
-                    "holding most of the question are read first and reading stops at the first "
-                    "confident one")
-ENGINE_HELP = ("what runs the reader: torch, onnx (the same model traced once for ONNX Runtime, "
-               "CPU only: same answers, faster), or auto (default: onnx on the CPU when "
-               "onnxruntime is installed)")
 
 # `korqa --help` lists the commands in these groups, in this order; a command missing here is
 # listed under "other commands", so none is ever hidden.
@@ -47,6 +38,7 @@ SHARED_HELP = {
     "--seed": "random seed",
     "--dtype": "how the weights are stored",
     "--out": "directory to write",
+    "--model": "a reader directory (default: the shipped reader, or $KORQA_MODEL)",
 }
 
 
@@ -142,13 +134,6 @@ def iter_parsers(parser: argparse.ArgumentParser,
                 yield from iter_parsers(sub, f"{name} {command}")
 
 
-def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--int8", action="store_true", help=INT8_HELP)
-    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
-                   help=ENGINE_HELP)
-    p.add_argument("--all-windows", action="store_true", help=ALL_WINDOWS_HELP)
-
-
 def _command(add: Callable[[argparse._SubParsersAction], None]):
     """Register a function that adds one subcommand (its parser and `handler`)."""
     _COMMANDS.append(add)
@@ -195,30 +180,20 @@ def _add_cloze(sub: argparse._SubParsersAction) -> None:
         description="Turn declarative sentences into questions by replacing a date, a counted "
                     "number or a proper noun with 언제 / 몇 <unit> / 어디 / 무엇; the replaced "
                     "words are the answer. For `korqa train --extra-data`.")
-    p.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
-                   help="kowiki .jsonl[.xz], SQuAD .json, .txt/.md or folders")
-    p.add_argument("--out", required=True, metavar="FILE", help="SQuAD JSON to write (.json.gz ok)")
-    p.add_argument("--max-questions", type=int, default=20_000, metavar="N",
-                   help="in all, shared equally between the corpus paths (default 20000)")
-    p.add_argument("--per-paragraph", type=int, default=2, metavar="N",
-                   help="questions per paragraph at most")
-    p.add_argument("--exclude", nargs="+", default=[], metavar="FILE",
-                   help="SQuAD files whose article titles are never drawn from (KorQuAD dev)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_later(_cloze_options)
     p.set_defaults(handler=_cloze)
 
 
-def _cloze(args: argparse.Namespace) -> int:
-    from korqa.corpus.formats import iter_documents, read_squad_json, write_json
-    from korqa.morphology import kiwi
-    from korqa.training.cloze import cloze_from_corpus
+def _cloze_options(p: argparse.ArgumentParser) -> None:
+    from korqa.training.cloze import ClozeConfig
 
-    titles = [document.title for document in iter_documents(args.exclude)]
-    dataset = cloze_from_corpus(args.corpus, kiwi(), args.max_questions, args.per_paragraph,
-                                titles, seed=args.seed)
-    write_json(dataset, args.out)
-    count = len(read_squad_json(dataset, args.out))
-    _print_json({"out": args.out, "questions": count, "articles": len(dataset["data"])})
+    add_options(p, ClozeConfig)
+
+
+def _cloze(args: argparse.Namespace) -> int:
+    from korqa.training.cloze import ClozeConfig, write_cloze
+
+    _print_json(write_cloze(build(ClozeConfig, args)))
     return 0
 
 
@@ -259,8 +234,7 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
                     "layers and without each single layer, one JSON line each. --drop N [N ...] "
                     "--out DIR: write the reader without those layers (0-based), then run "
                     "`korqa calibrate` on it for --int8.")
-    p.add_argument("--model", metavar="DIR",
-                   help="a reader directory (default: the shipped reader, or $KORQA_MODEL)")
+    p.add_argument("--model", metavar="DIR")
     action = p.add_mutually_exclusive_group(required=True)
     action.add_argument("--probe", action="store_true", help="score each single-layer drop")
     action.add_argument("--drop", type=int, nargs="+", metavar="N", help="layers to remove")
@@ -325,6 +299,17 @@ def _reading(args: argparse.Namespace):  # -> TextReading, imported lazily
     return TextReading(args.encoding, args.skip_bad)
 
 
+def _add_retriever_options(p: argparse.ArgumentParser, when: str = "") -> None:
+    """Which retriever `index` builds (and `retrieval-eval --corpus`); `when` prefixes the help."""
+    p.add_argument("--retriever", choices=RETRIEVER_KINDS, default="bm25",
+                   help=when + "which retriever to build: hybrid fuses bm25 with tfidf, or with "
+                               "dense given --encoder")
+    p.add_argument("--encoder", metavar="DIR", help=when + "e5 encoder directory (dense, hybrid)")
+    p.add_argument("--no-morphemes", dest="morphemes", action="store_false",
+                   help=when + "character n-grams only (Kiwi morphemes take hours on all of "
+                               "kowiki)")
+
+
 def _add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", action="store_true",
                    help="run on a Ray cluster (needs the extra: pip install -e '.[ray]')")
@@ -354,13 +339,8 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
                    help="corpus files/folders to index (none: rebuild the retriever over what "
                         "OUT holds)")
     p.add_argument("--out", required=True, metavar="DIR", help="index directory")
-    p.add_argument("--retriever", choices=RETRIEVER_KINDS, default="bm25",
-                   help="hybrid fuses bm25 with tfidf, or with dense given --encoder; "
-                        "default bm25")
-    p.add_argument("--encoder", metavar="DIR", help="e5 encoder directory (dense, hybrid)")
+    _add_retriever_options(p)
     p.add_argument("--fusion", choices=["rrf", "weighted"], help="hybrid fusion (default: tuned)")
-    p.add_argument("--no-morphemes", dest="morphemes", action="store_false",
-                   help="character n-grams only (Kiwi morphemes take hours on all of kowiki)")
     _add_reading_options(p)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     _add_ray_options(p)
@@ -470,11 +450,7 @@ def _add_retrieval_eval(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--index", metavar="DIR", help="an index built by `korqa index`")
     source.add_argument("--corpus", nargs="+", metavar="PATH",
                         help="index these paths in a temporary directory first")
-    p.add_argument("--retriever", choices=RETRIEVER_KINDS, default="bm25",
-                   help="with --corpus: which retriever to build")
-    p.add_argument("--encoder", metavar="DIR", help="with --corpus: e5 encoder (dense, hybrid)")
-    p.add_argument("--no-morphemes", dest="morphemes", action="store_false",
-                   help="with --corpus: character n-grams only")
+    _add_retriever_options(p, "with --corpus: ")
     _add_reading_options(p)
     p.add_argument("--split", choices=["train", "validation", "train+validation", "test", "all"],
                    default="test",
@@ -614,44 +590,41 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                     "group-k-fold fold 0 (5 folds, seed 0) of the other articles, what `korqa "
                     "train` validates on; all = every question. --report DIR writes "
                     "predictions.json, nbest.json, error_analysis.md and error_analysis.json.")
-    p.add_argument("--model", metavar="DIR",
-                   help="a reader saved with save_pretrained, its tokenizer beside it "
-                        "(default: the shipped reader, or $KORQA_MODEL)")
+    p.add_argument("--model", metavar="DIR")
     p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
     p.add_argument("--split", choices=["test", "validation", "all"], default="test",
                    help="questions to score, as described above")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", metavar="DIR", help="write predictions and the error analysis")
-    p.add_argument("--no-trim", dest="trim_particles", action="store_false",
-                   help="primary scores without particle trimming")
-    window = "(default: what the model was trained with, from its reader_config.json; else "
-    p.add_argument("--max-seq-length", type=int, help=window + "384)")
-    p.add_argument("--doc-stride", type=int, help=window + "128)")
-    p.add_argument("--max-query-length", type=int, help=window + "64)")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
-    p.add_argument("--n-best", type=int, default=20,
-                   help="candidate answers kept per question (nbest.json)")
-    p.add_argument("--max-answer-length", type=int, default=30, help="in tokens")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    _add_engine_options(p)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_later(_reader_options)
     p.set_defaults(handler=_evaluate)
+
+
+def _reader_options(p: argparse.ArgumentParser) -> None:
+    """The engine and the `ReaderConfig` fields, which replace the directory's own."""
+    from korqa.modeling.engines import EngineChoice
+    from korqa.reader.config import ReaderConfig
+
+    add_options(p, EngineChoice)
+    add_override_options(p, ReaderConfig,
+                         title="reading (each replaces the reader's reader_config.json)")
+
+
+def _load_reader(args: argparse.Namespace):  # -> Reader, imported lazily
+    from korqa.modeling.engines import EngineChoice
+    from korqa.reader.config import ReaderConfig
+    from korqa.reader.directory import ReaderDir
+
+    choice = build(EngineChoice, args)
+    return ReaderDir(args.model).load(choice.engine, choice.int8, choice.device,
+                                      **overrides(ReaderConfig, args))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from korqa.evaluation.evaluate import evaluate_model
-    from korqa.reader.directory import ReaderDir
-    from korqa.reader.predict import DEFAULT_STOP_CONFIDENCE
 
-    windows = {"max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride,
-               "max_query_length": args.max_query_length}
-    reader = ReaderDir(args.model).load(
-        args.engine, args.int8, args.device,
-        **{name: value for name, value in windows.items() if value is not None},
-        n_best=args.n_best, max_answer_length=args.max_answer_length,
-        batch_size=args.batch_size, trim_particles=args.trim_particles,
-        stop_confidence=None if args.all_windows else DEFAULT_STOP_CONFIDENCE)
-    result = evaluate_model(reader, args.data, args.split, report_dir=args.report,
+    result = evaluate_model(_load_reader(args), args.data, args.split, report_dir=args.report,
                             progress=args.progress)
     if args.json:
         _print_json(result)
@@ -708,19 +681,13 @@ def _calibrate(args: argparse.Namespace) -> int:
 # ---- ask ----------------------------------------------------------------------------------
 
 
-# The reader's own knobs (engine, int8, windows) are declared by _add_engine_options until a
-# reader config owns them; every other pipeline knob comes from PipelineConfig.
-READER_KNOBS = ("int8", "engine", "all_windows", "device", "max_answer_length")
-
-
 def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     """What `ask`, `chat` and `serve` share: where paragraphs, FAQ pairs and the reader come
     from, and the pipeline's knobs."""
     from korqa.pipeline import PipelineConfig, PipelineSources
 
     add_options(p, PipelineSources)
-    add_options(p, PipelineConfig, skip=READER_KNOBS)
-    _add_engine_options(p)
+    add_options(p, PipelineConfig)
     _add_reading_options(p)
 
 
@@ -858,30 +825,22 @@ def _add_vocab(sub: argparse._SubParsersAction) -> None:
                     "OUT/tokenizer.json and OUT/vocab_report.json. Reports the [UNK] share and "
                     "pieces per word on the questions and contexts of --eval-data (default: "
                     "the shared KorQuAD dev file, if found).")
-    p.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
-                   help="kowiki .jsonl[.xz], SQuAD .json[.gz], .txt/.md files, or folders")
-    p.add_argument("--size", type=int, default=32_000, help="vocabulary size (default 32000)")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--max-docs", type=int, metavar="N",
-                   help="read N documents in all, spread evenly over the corpus files")
-    p.add_argument("--min-frequency", type=int, default=2,
-                   help="pairs seen fewer times are never merged into one piece")
-    p.add_argument("--limit-alphabet", type=int, default=6_000,
-                   help="most frequent characters kept as the initial alphabet")
-    p.add_argument("--eval-data", nargs="+", metavar="FILE",
-                   help="SQuAD-format files to measure on (default: shared KorQuAD dev)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_later(_vocab_options)
     p.set_defaults(handler=_vocab)
+
+
+def _vocab_options(p: argparse.ArgumentParser) -> None:
+    from korqa.pretraining.vocab import VocabConfig
+
+    add_options(p, VocabConfig)
 
 
 def _vocab(args: argparse.Namespace) -> int:
     from korqa.pretraining.vocab import VocabConfig, build_vocab, default_eval_data
 
-    eval_data = default_eval_data() if args.eval_data is None else args.eval_data
-    _print_json(build_vocab(VocabConfig(
-        corpus=args.corpus, out=args.out, size=args.size, max_docs=args.max_docs,
-        min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet,
-        eval_data=eval_data, progress=args.progress)))
+    config = build(VocabConfig, args)
+    config.eval_data = config.eval_data or default_eval_data()  # --eval-data takes one or more
+    _print_json(build_vocab(config))
     return 0
 
 
@@ -932,8 +891,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _server_options(p: argparse.ArgumentParser) -> None:
     from korqa.server.app import ServerConfig
 
-    add_options(p, ServerConfig, skip=READER_KNOBS)  # the pipeline's sources and knobs too
-    _add_engine_options(p)
+    add_options(p, ServerConfig)  # the pipeline's sources and knobs too
     _add_reading_options(p)
     _add_ray_options(p)
     p.add_argument("--replicas", type=int, default=1, metavar="N",
@@ -1002,8 +960,7 @@ def _add_open_set_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_open_read_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="DIR",
-                   help="reader directory (default: the shipped reader, or $KORQA_MODEL)")
+    p.add_argument("--model", metavar="DIR")
     p.add_argument("--cache", metavar="FILE",
                    help="JSON lines of the pipeline's reads, reused across runs (default: "
                         "under ~/.cache/korqa/open-domain, per reader and split)")

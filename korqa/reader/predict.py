@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,15 +37,25 @@ TIE_SHARE = 0.95
 class PredictConfig:
     """How answers are read off the logits."""
 
-    n_best: int = 20  # candidates kept per question
-    max_answer_length: int = 30  # in tokens, end - start + 1
-    batch_size: int = 32  # windows per forward pass
-    trim_particles: bool = True  # cut trailing josa/copula off each span (korqa.reader.josa)
+    # The "help" metadata is each knob's command-line help (korqa.cli_options).
+    n_best: int = field(default=20, metadata={
+        "help": "candidate answers kept per question", "metavar": "N"})
+    max_answer_length: int = field(default=30, metadata={
+        "help": "longest answer, in tokens (end - start + 1)", "metavar": "N"})
+    batch_size: int = field(default=32, metadata={
+        "help": "windows per forward pass", "metavar": "N"})
+    trim_particles: bool = field(default=True, metadata={
+        "help": "keep trailing particles (josa, copula) on answers instead of cutting them off",
+        "flag": "--no-trim"})
     # Answer "" when the best span's score is below this; None never abstains.
     no_answer_threshold: float | None = None
     # Stop reading a question's windows once one's best span is this probable (read_logits);
     # None reads every window.
-    stop_confidence: float | None = DEFAULT_STOP_CONFIDENCE
+    stop_confidence: float | None = field(default=DEFAULT_STOP_CONFIDENCE, metadata={
+        "help": "a paragraph longer than one window is read most promising window first, up "
+                "to the first whose best answer is this probable", "metavar": "P",
+        "presets": {"--all-windows": (None, "read every window of a paragraph longer than "
+                                            "one (--stop-confidence off)")}})
 
 
 @dataclass
