@@ -14,7 +14,8 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 
-from korqa.cli_options import add_options, add_override_options, build, overrides
+from korqa.cli_options import add_options, add_override_options, build, overrides, resolve
+from korqa.splits import EVALUATION_SPLITS, SPLIT_NAMES
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
@@ -140,6 +141,21 @@ def _command(add: Callable[[argparse._SubParsersAction], None]):
     return add
 
 
+def _config_command(sub: argparse._SubParsersAction, name: str, config: str,
+                    run: str | Callable[[object], object], **parser_options: object) -> None:
+    """A command whose options are the fields of `config` ("module:Class") and which prints
+    `run(config)` (a function, or "module:function") as JSON; both are imported only when the
+    command is used."""
+    p = sub.add_parser(name, **parser_options)
+    p.add_later(lambda parser: add_options(parser, resolve(config)))
+
+    def handler(args: argparse.Namespace) -> int:
+        _print_json(resolve(run)(build(resolve(config), args)))
+        return 0
+
+    p.set_defaults(handler=handler)
+
+
 def _print_json(obj: object) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=2))
 
@@ -149,25 +165,11 @@ def _print_json(obj: object) -> None:
 
 @_command
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train", help="fine-tune a reader on a SQuAD-format file (never on its test split)",
+    _config_command(
+        sub, "train", "korqa.training.config:FinetuneConfig", "korqa.training.finetune:finetune",
+        help="fine-tune a reader on a SQuAD-format file (never on its test split)",
         description="Fine-tune BertForQuestionAnswering; writes OUT/best (the model to use), "
                     "OUT/last (resumable), log.jsonl, curves.png, split.json, summary.json.")
-    p.add_later(_finetune_options)
-    p.set_defaults(handler=_train)
-
-
-def _finetune_options(p: argparse.ArgumentParser) -> None:
-    from korqa.training.config import FinetuneConfig
-
-    add_options(p, FinetuneConfig)
-
-
-def _train(args: argparse.Namespace) -> int:
-    from korqa.training.finetune import FinetuneConfig, finetune
-
-    _print_json(finetune(build(FinetuneConfig, args)))
-    return 0
 
 
 # ---- cloze (synthetic training questions from plain paragraphs) ---------------------------
@@ -175,26 +177,12 @@ def _train(args: argparse.Namespace) -> int:
 
 @_command
 def _add_cloze(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "cloze", help="write synthetic cloze questions over paragraphs as SQuAD JSON",
+    _config_command(
+        sub, "cloze", "korqa.training.cloze:ClozeConfig", "korqa.training.cloze:write_cloze",
+        help="write synthetic cloze questions over paragraphs as SQuAD JSON",
         description="Turn declarative sentences into questions by replacing a date, a counted "
                     "number or a proper noun with 언제 / 몇 <unit> / 어디 / 무엇; the replaced "
                     "words are the answer. For `korqa train --extra-data`.")
-    p.add_later(_cloze_options)
-    p.set_defaults(handler=_cloze)
-
-
-def _cloze_options(p: argparse.ArgumentParser) -> None:
-    from korqa.training.cloze import ClozeConfig
-
-    add_options(p, ClozeConfig)
-
-
-def _cloze(args: argparse.Namespace) -> int:
-    from korqa.training.cloze import ClozeConfig, write_cloze
-
-    _print_json(write_cloze(build(ClozeConfig, args)))
-    return 0
 
 
 # ---- average (a "model soup" of readers fine-tuned from one start) -----------------------
@@ -452,8 +440,7 @@ def _add_retrieval_eval(sub: argparse._SubParsersAction) -> None:
                         help="index these paths in a temporary directory first")
     _add_retriever_options(p, "with --corpus: ")
     _add_reading_options(p)
-    p.add_argument("--split", choices=["train", "validation", "train+validation", "test", "all"],
-                   default="test",
+    p.add_argument("--split", choices=SPLIT_NAMES, default="test",
                    help="test = articles whose index is 4 mod 5; validation = group-k-fold fold "
                         "0 of the others, what `korqa train` validates on; train+validation = "
                         "all of the others")
@@ -592,7 +579,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                     "predictions.json, nbest.json, error_analysis.md and error_analysis.json.")
     p.add_argument("--model", metavar="DIR")
     p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
-    p.add_argument("--split", choices=["test", "validation", "all"], default="test",
+    p.add_argument("--split", choices=EVALUATION_SPLITS, default="test",
                    help="questions to score, as described above")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", metavar="DIR", help="write predictions and the error analysis")
@@ -818,30 +805,21 @@ def _run_export(args: argparse.Namespace) -> int:
 
 @_command
 def _add_vocab(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "vocab", help="train a cased Korean WordPiece vocabulary on kowiki / text files",
+    _config_command(
+        sub, "vocab", "korqa.pretraining.vocab:VocabConfig", _vocab,
+        help="train a cased Korean WordPiece vocabulary on kowiki / text files",
         description="Train WordPiece (BERT's cased normaliser: no lower-casing, no accent "
                     "stripping, so Hangul stays whole) and write OUT/vocab.txt, "
                     "OUT/tokenizer.json and OUT/vocab_report.json. Reports the [UNK] share and "
                     "pieces per word on the questions and contexts of --eval-data (default: "
                     "the shared KorQuAD dev file, if found).")
-    p.add_later(_vocab_options)
-    p.set_defaults(handler=_vocab)
 
 
-def _vocab_options(p: argparse.ArgumentParser) -> None:
-    from korqa.pretraining.vocab import VocabConfig
+def _vocab(config):  # VocabConfig -> its report, imported lazily
+    from korqa.pretraining.vocab import build_vocab, default_eval_data
 
-    add_options(p, VocabConfig)
-
-
-def _vocab(args: argparse.Namespace) -> int:
-    from korqa.pretraining.vocab import VocabConfig, build_vocab, default_eval_data
-
-    config = build(VocabConfig, args)
     config.eval_data = config.eval_data or default_eval_data()  # --eval-data takes one or more
-    _print_json(build_vocab(config))
-    return 0
+    return build_vocab(config)
 
 
 # ---- pretrain (masked-LM + next-sentence prediction on Korean Wikipedia) -----------------
@@ -849,27 +827,14 @@ def _vocab(args: argparse.Namespace) -> int:
 
 @_command
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "pretrain", help="pre-train a BERT (masked LM + NSP) on kowiki shards or text files",
+    _config_command(
+        sub, "pretrain", "korqa.pretraining.config:PretrainConfig",
+        "korqa.pretraining.pretrain:pretrain",
+        help="pre-train a BERT (masked LM + NSP) on kowiki shards or text files",
         description="Stream documents, cut sentence pairs and mask them as BERT's "
                     "create_pretraining_data does, and train BertForPreTraining. Writes "
                     "OUT/last (resumable), OUT/final (HF format + tokenizer: `korqa train "
                     "--model OUT/final`), log.jsonl, curves.png, summary.json.")
-    p.add_later(_pretrain_options)
-    p.set_defaults(handler=_pretrain)
-
-
-def _pretrain_options(p: argparse.ArgumentParser) -> None:
-    from korqa.pretraining.config import PretrainConfig
-
-    add_options(p, PretrainConfig)
-
-
-def _pretrain(args: argparse.Namespace) -> int:
-    from korqa.pretraining.pretrain import PretrainConfig, pretrain
-
-    _print_json(pretrain(build(PretrainConfig, args)))
-    return 0
 
 
 # ---- serve --------------------------------------------------------------------------------

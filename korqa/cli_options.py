@@ -38,7 +38,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...
     """Add an option for each field of dataclass `cls` that has help and is not in `skip`."""
     hints = typing.get_type_hints(cls)
     groups: dict[str, Any] = {}
-    for spec in dataclasses.fields(cls):
+    # Keyword-only fields (a shared base's, e.g. korqa.training.config.RunConfig) come last.
+    for spec in sorted(dataclasses.fields(cls), key=lambda spec: spec.kw_only is True):
         kind = hints[spec.name]
         if spec.name in skip:
             continue
@@ -48,7 +49,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...
             add_options(parser, kind, inner_skip)
             continue
         if "overrides" in meta:
-            add_override_options(parser, _resolve(meta["overrides"]), inner_skip,
+            add_override_options(parser, resolve(meta["overrides"]), inner_skip,
                                  meta.get("title"))
             continue
         if "help" not in meta:
@@ -103,12 +104,12 @@ def _add(target: Any, spec: dataclasses.Field, kind: Any, default: Any = None,
                             help=help_text, **({} if default is None else {"default": default}))
 
 
-def _resolve(cls: type | str) -> type:
-    """A class, or the class a "module:Class" string names."""
-    if isinstance(cls, str):
-        module, name = cls.split(":")
+def resolve(target: Any) -> Any:
+    """`target`, or what a "module:name" string names (imported now)."""
+    if isinstance(target, str):
+        module, name = target.split(":")
         return getattr(importlib.import_module(module), name)
-    return cls
+    return target
 
 
 def build(cls: type[T], args: argparse.Namespace) -> T:
@@ -122,7 +123,7 @@ def build(cls: type[T], args: argparse.Namespace) -> T:
         if dataclasses.is_dataclass(hints[spec.name]):
             kwargs[spec.name] = build(hints[spec.name], args)
         elif "overrides" in spec.metadata:
-            kwargs[spec.name] = overrides(_resolve(spec.metadata["overrides"]), args,
+            kwargs[spec.name] = overrides(resolve(spec.metadata["overrides"]), args,
                                           spec.metadata.get("skip", ()))
         elif spec.name in values:
             kwargs[spec.name] = values[spec.name]

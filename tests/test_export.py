@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from korqa.convert.export import export_reader, trim_unigram
-from korqa.convert.unigram import build_normalizer, build_tokenizer
+from korqa.convert.export import export_reader
+from korqa.convert.unigram import build_normalizer, build_tokenizer, trim_unigram
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.reader.config import ReaderConfig

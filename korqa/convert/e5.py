@@ -28,13 +28,13 @@ from korqa.convert.unigram import (
 )
 from korqa.corpus.formats import corpus_files
 from korqa.modeling.checkpoint import dequantize
+from korqa.retrieval.dense import PASSAGE_PREFIX, QUERY_PREFIX  # how the retriever embeds
 from korqa.tokenization import XLMR_SPECIALS, Tokenizer
 
 MAGIC = b"E5S1"
 Q4_BLOCK = 32
 Q4_BLOCK_BYTES = 2 + Q4_BLOCK // 2
 DTYPE_F32, DTYPE_Q4 = 0, 1
-QUERY_PREFIX, PASSAGE_PREFIX = "query: ", "passage: "
 
 
 # ---- reading the E5S1 file ----------------------------------------------------------------
@@ -364,7 +364,7 @@ def prepare_e5(
     trim_max_docs: int = DEFAULT_TRIM_MAX_DOCS,
 ) -> PreparedImport:
     """Read the E5S1 file and build the tokenizer; with `trim_corpus`, keep only the pieces
-    those texts (and the "query: "/"passage: " prefixes) use, plus specials and single
+    those texts (and the retriever's query and passage prefixes) use, plus specials and single
     characters; the kept texts then tokenise exactly as with the full vocabulary."""
     if trim_max_docs < 1:
         raise ValueError(f"trim_max_docs must be at least 1, got {trim_max_docs}")
