@@ -15,9 +15,11 @@ from korqa.tokenization import Tokenizer
 if TYPE_CHECKING:  # only `collate` makes tensors; reading with ONNX Runtime never loads torch
     import torch
 
-@dataclass
+@dataclass(kw_only=True)
 class FeatureConfig:
-    """How examples are cut into windows; the defaults are BERT's run_squad settings."""
+    """How examples are cut into windows; the defaults are BERT's run_squad settings.
+    Keyword-only, so that configs holding the windows among their own fields (a reader's, a
+    training run's) can inherit them."""
 
     # The "help" metadata is each knob's command-line help (korqa.cli_options).
     max_seq_length: int = field(default=384, metadata={

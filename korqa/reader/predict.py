@@ -33,9 +33,9 @@ DEFAULT_STOP_CONFIDENCE = 0.5
 TIE_SHARE = 0.95
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PredictConfig:
-    """How answers are read off the logits."""
+    """How answers are read off the logits (keyword-only, as `FeatureConfig`)."""
 
     # The "help" metadata is each knob's command-line help (korqa.cli_options).
     n_best: int = field(default=20, metadata={

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from korqa.reader.features import FeatureConfig
+
 
 @dataclass(kw_only=True)
 class RunConfig:
@@ -29,8 +31,9 @@ class RunConfig:
 
 
 @dataclass
-class FinetuneConfig(RunConfig):
-    """One fine-tuning run; defaults are BERT's SQuAD recipe, scaled for a small encoder."""
+class FinetuneConfig(RunConfig, FeatureConfig):
+    """One fine-tuning run; defaults are BERT's SQuAD recipe, scaled for a small encoder. The
+    windows it trains on (`FeatureConfig`'s fields) are saved with the model it writes."""
 
     # The "help" metadata is `korqa train --help` (korqa.cli_options).
     model: str = field(metadata={"help": "initial checkpoint dir (weights + tokenizer)"})
@@ -56,11 +59,6 @@ class FinetuneConfig(RunConfig):
     warmup: float = field(default=0.1, metadata={"help": "fraction of steps, or steps if >= 1"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "0 = no clipping"})
-    max_seq_length: int = field(default=384, metadata={
-        "help": "tokens per window: question, paragraph part and specials"})
-    doc_stride: int = field(default=128, metadata={
-        "help": "paragraph tokens between the starts of two windows"})
-    max_query_length: int = field(default=64, metadata={"help": "question tokens kept at most"})
     eval_every: int = field(default=0, metadata={
         "help": "validate every N steps too (always at each epoch end)", "metavar": "STEPS"})
     eval_limit: int | None = field(default=None, metadata={

@@ -280,8 +280,9 @@ def finetune(config: FinetuneConfig) -> dict:
     tokenizer = Tokenizer.from_pretrained(source)
     model = load_model(BertForQuestionAnswering, source).to(device)
     data = load_training_data(config)
-    feature_config = ReaderConfig(config.max_seq_length, config.doc_stride,
-                                  config.max_query_length)
+    feature_config = ReaderConfig(max_seq_length=config.max_seq_length,
+                                  doc_stride=config.doc_stride,
+                                  max_query_length=config.max_query_length)
     features = convert_examples_to_features(data.train, tokenizer, feature_config,
                                             is_training=True)
     if not features:
