@@ -21,6 +21,10 @@ Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
+# How weights may be stored: korqa.modeling.checkpoint.SAVE_DTYPES, spelled out as importing
+# it would load torch for `korqa --help`.
+DTYPES = ("fp32", "fp16", "int8")
+
 # `korqa --help` lists the commands in these groups, in this order; a command missing here is
 # listed under "other commands", so none is ever hidden.
 COMMAND_GROUPS = (
@@ -198,7 +202,7 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", nargs="+", required=True, metavar="DIR",
                    help="reader directories to average")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32")
     p.set_defaults(handler=_average)
 
 
@@ -227,7 +231,7 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     action.add_argument("--probe", action="store_true", help="score each single-layer drop")
     action.add_argument("--drop", type=int, nargs="+", metavar="N", help="layers to remove")
     p.add_argument("--out", metavar="DIR", help="where --drop writes the smaller reader")
-    p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32")
     p.add_argument("--data", help="SQuAD-format JSON for --probe (KorQuAD dev)")
     p.add_argument("--limit", type=int, default=150,
                    help="--probe questions (random, seeded; each layer reads them all)")
@@ -755,7 +759,7 @@ def _add_import_e5(sub: argparse._SubParsersAction) -> None:
                         "characters): SQuAD .json[.gz], kowiki .jsonl[.xz], .txt/.md, folders")
     p.add_argument("--trim-max-docs", type=int, default=20_000, metavar="N",
                    help="documents read from each .jsonl[.xz] corpus (default 20000)")
-    p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32",
+    p.add_argument("--dtype", choices=DTYPES, default="fp32",
                    help="int8: exact blockwise int8 + fp16 scales (korqa only)")
     p.set_defaults(handler=_run_import_e5)
 
@@ -780,7 +784,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                     "use (Unigram tokenizers), and write it as fp32, fp16 or int8 blocks.")
     p.add_argument("--model", required=True, help="reader directory to export")
     p.add_argument("--out", required=True, help="directory to write")
-    p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="int8")
+    p.add_argument("--dtype", choices=DTYPES, default="int8")
     p.add_argument("--trim-corpus", nargs="+", default=None, metavar="PATH",
                    help="texts the model must read exactly as before: SQuAD .json[.gz], "
                         "kowiki .jsonl[.xz], .txt/.md, folders (default: the whole vocabulary)")

@@ -160,3 +160,10 @@ def test_the_readmes_output_folders_are_ignored_by_git() -> None:
     done = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True,
                           text=True, timeout=60)
     assert done.stdout.split() == paths
+
+
+def test_the_dtypes_offered_are_those_checkpoints_save() -> None:
+    from korqa.cli import DTYPES
+    from korqa.modeling.checkpoint import SAVE_DTYPES
+
+    assert DTYPES == SAVE_DTYPES

@@ -27,7 +27,7 @@ from korqa.convert.unigram import (
     used_piece_ids,
 )
 from korqa.corpus.formats import corpus_files
-from korqa.modeling.checkpoint import dequantize
+from korqa.modeling.checkpoint import SAVE_DTYPES, dequantize
 from korqa.retrieval.dense import PASSAGE_PREFIX, QUERY_PREFIX  # how the retriever embeds
 from korqa.tokenization import XLMR_SPECIALS, Tokenizer
 
@@ -249,14 +249,13 @@ _LAYER_NAMES = {  # E5S1 name → HF BertModel name under encoder.layer.{i}.
     "fo": "output.dense",
     "oln": "output.LayerNorm",
 }
-DTYPES = ("fp32", "fp16", "int8")
 
 
 def e5_state_dict(model: E5S1, keep: list[int] | None, dtype: str) -> dict[str, np.ndarray]:
     """HF BertModel weights (no `bert.` prefix). fp32/fp16: plain tensors; int8: every 4-bit
     matrix as `K.qweight` int8 + `K.qscale` fp16 (block 32), exact, the rest fp32."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r}: want one of {', '.join(DTYPES)}")
+    if dtype not in SAVE_DTYPES:
+        raise ValueError(f"dtype {dtype!r}: want one of {', '.join(SAVE_DTYPES)}")
     c = model.config
     state: dict[str, np.ndarray] = {}
 
@@ -422,6 +421,6 @@ def import_e5(
     trim_max_docs: int = DEFAULT_TRIM_MAX_DOCS,
 ) -> ImportSummary:
     """`prepare_e5` then `write_e5`: the whole `korqa import-e5` command."""
-    if dtype not in DTYPES:  # before the slow part
-        raise ValueError(f"dtype {dtype!r}: want one of {', '.join(DTYPES)}")
+    if dtype not in SAVE_DTYPES:  # before the slow part
+        raise ValueError(f"dtype {dtype!r}: want one of {', '.join(SAVE_DTYPES)}")
     return write_e5(prepare_e5(source, trim_corpus, trim_max_docs), out, dtype)
