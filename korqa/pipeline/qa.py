@@ -175,7 +175,7 @@ def load_reader(model: str | Path | None = None, config: PipelineConfig | None =
     config = config or PipelineConfig()
     directory = ReaderDir(model)
     reader = directory.load(config.engine, config.int8, config.device,
-                            **{"batch_size": 1, **config.reader_overrides})
+                            **{**config.reader_overrides, "batch_size": 1})
     reader.confidence = load_confidence(directory.path) if confidence else None
     return reader
 
