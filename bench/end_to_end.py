@@ -152,9 +152,10 @@ def main() -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"end_to_end: error: {error}", file=sys.stderr)
         return 2
+    all_windows = {"stop_confidence": None} if args.all_windows else {}
     reader = load_reader(model_dir, PipelineConfig(int8=args.int8, engine=args.engine,
                                                    device=args.device,
-                                                   all_windows=args.all_windows))
+                                                   reader_overrides=all_windows))
     config = PipelineConfig.with_overrides(top_k=args.top_k, device=args.device,
                                            fusion_weight=args.weight, read_gate=args.gate,
                                            threshold=args.threshold)

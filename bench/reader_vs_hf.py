@@ -94,7 +94,8 @@ def main() -> int:
     window = ReaderDir(model_dir).config()
 
     def load(**options: object) -> Reader:  # as `korqa ask` loads it
-        config = PipelineConfig(all_windows=args.all_windows, **options)
+        all_windows = {"stop_confidence": None} if args.all_windows else {}
+        config = PipelineConfig(reader_overrides=all_windows, **options)
         return load_reader(model_dir, config, confidence=False)
 
     korqa = {"korqa_onnx_fp32": load(), "korqa_torch_fp32": load(engine="torch")}

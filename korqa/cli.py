@@ -14,20 +14,16 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 
-from korqa.cli_options import add_options, build
+from korqa.cli_options import add_options, add_override_options, build, overrides, resolve
+from korqa.splits import EVALUATION_SPLITS, SPLIT_NAMES
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
-INT8_HELP = ("read with smoothed int8 linear layers on the CPU: faster, slightly less accurate "
-             "(the model must ship the calibration `korqa calibrate` writes)")
-ALL_WINDOWS_HELP = ("read every window of a paragraph longer than one; by default the windows "
-                    "holding most of the question are read first and reading stops at the first "
-                    "confident one")
-ENGINE_HELP = ("what runs the reader: torch, onnx (the same model traced once for ONNX Runtime, "
-               "CPU only: same answers, faster), or auto (default: onnx on the CPU when "
-               "onnxruntime is installed)")
+# How weights may be stored: korqa.modeling.checkpoint.SAVE_DTYPES, spelled out as importing
+# it would load torch for `korqa --help`.
+DTYPES = ("fp32", "fp16", "int8")
 
 # `korqa --help` lists the commands in these groups, in this order; a command missing here is
 # listed under "other commands", so none is ever hidden.
@@ -47,6 +43,7 @@ SHARED_HELP = {
     "--seed": "random seed",
     "--dtype": "how the weights are stored",
     "--out": "directory to write",
+    "--model": "a reader directory (default: the shipped reader, or $KORQA_MODEL)",
 }
 
 
@@ -142,17 +139,25 @@ def iter_parsers(parser: argparse.ArgumentParser,
                 yield from iter_parsers(sub, f"{name} {command}")
 
 
-def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--int8", action="store_true", help=INT8_HELP)
-    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
-                   help=ENGINE_HELP)
-    p.add_argument("--all-windows", action="store_true", help=ALL_WINDOWS_HELP)
-
-
 def _command(add: Callable[[argparse._SubParsersAction], None]):
     """Register a function that adds one subcommand (its parser and `handler`)."""
     _COMMANDS.append(add)
     return add
+
+
+def _config_command(sub: argparse._SubParsersAction, name: str, config: str,
+                    run: str | Callable[[object], object], **parser_options: object) -> None:
+    """A command whose options are the fields of `config` ("module:Class") and which prints
+    `run(config)` (a function, or "module:function") as JSON; both are imported only when the
+    command is used."""
+    p = sub.add_parser(name, **parser_options)
+    p.add_later(lambda parser: add_options(parser, resolve(config)))
+
+    def handler(args: argparse.Namespace) -> int:
+        _print_json(resolve(run)(build(resolve(config), args)))
+        return 0
+
+    p.set_defaults(handler=handler)
 
 
 def _print_json(obj: object) -> None:
@@ -164,25 +169,11 @@ def _print_json(obj: object) -> None:
 
 @_command
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train", help="fine-tune a reader on a SQuAD-format file (never on its test split)",
+    _config_command(
+        sub, "train", "korqa.training.config:FinetuneConfig", "korqa.training.finetune:finetune",
+        help="fine-tune a reader on a SQuAD-format file (never on its test split)",
         description="Fine-tune BertForQuestionAnswering; writes OUT/best (the model to use), "
                     "OUT/last (resumable), log.jsonl, curves.png, split.json, summary.json.")
-    p.add_later(_finetune_options)
-    p.set_defaults(handler=_train)
-
-
-def _finetune_options(p: argparse.ArgumentParser) -> None:
-    from korqa.training.config import FinetuneConfig
-
-    add_options(p, FinetuneConfig)
-
-
-def _train(args: argparse.Namespace) -> int:
-    from korqa.training.finetune import FinetuneConfig, finetune
-
-    _print_json(finetune(build(FinetuneConfig, args)))
-    return 0
 
 
 # ---- cloze (synthetic training questions from plain paragraphs) ---------------------------
@@ -190,36 +181,12 @@ def _train(args: argparse.Namespace) -> int:
 
 @_command
 def _add_cloze(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "cloze", help="write synthetic cloze questions over paragraphs as SQuAD JSON",
+    _config_command(
+        sub, "cloze", "korqa.training.cloze:ClozeConfig", "korqa.training.cloze:write_cloze",
+        help="write synthetic cloze questions over paragraphs as SQuAD JSON",
         description="Turn declarative sentences into questions by replacing a date, a counted "
                     "number or a proper noun with 언제 / 몇 <unit> / 어디 / 무엇; the replaced "
                     "words are the answer. For `korqa train --extra-data`.")
-    p.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
-                   help="kowiki .jsonl[.xz], SQuAD .json, .txt/.md or folders")
-    p.add_argument("--out", required=True, metavar="FILE", help="SQuAD JSON to write (.json.gz ok)")
-    p.add_argument("--max-questions", type=int, default=20_000, metavar="N",
-                   help="in all, shared equally between the corpus paths (default 20000)")
-    p.add_argument("--per-paragraph", type=int, default=2, metavar="N",
-                   help="questions per paragraph at most")
-    p.add_argument("--exclude", nargs="+", default=[], metavar="FILE",
-                   help="SQuAD files whose article titles are never drawn from (KorQuAD dev)")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(handler=_cloze)
-
-
-def _cloze(args: argparse.Namespace) -> int:
-    from korqa.corpus.formats import iter_documents, read_squad_json, write_json
-    from korqa.morphology import kiwi
-    from korqa.training.cloze import cloze_from_corpus
-
-    titles = [document.title for document in iter_documents(args.exclude)]
-    dataset = cloze_from_corpus(args.corpus, kiwi(), args.max_questions, args.per_paragraph,
-                                titles, seed=args.seed)
-    write_json(dataset, args.out)
-    count = len(read_squad_json(dataset, args.out))
-    _print_json({"out": args.out, "questions": count, "articles": len(dataset["data"])})
-    return 0
 
 
 # ---- average (a "model soup" of readers fine-tuned from one start) -----------------------
@@ -235,7 +202,7 @@ def _add_average(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", nargs="+", required=True, metavar="DIR",
                    help="reader directories to average")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32")
     p.set_defaults(handler=_average)
 
 
@@ -259,13 +226,12 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
                     "layers and without each single layer, one JSON line each. --drop N [N ...] "
                     "--out DIR: write the reader without those layers (0-based), then run "
                     "`korqa calibrate` on it for --int8.")
-    p.add_argument("--model", metavar="DIR",
-                   help="a reader directory (default: the shipped reader, or $KORQA_MODEL)")
+    p.add_argument("--model", metavar="DIR")
     action = p.add_mutually_exclusive_group(required=True)
     action.add_argument("--probe", action="store_true", help="score each single-layer drop")
     action.add_argument("--drop", type=int, nargs="+", metavar="N", help="layers to remove")
     p.add_argument("--out", metavar="DIR", help="where --drop writes the smaller reader")
-    p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32")
     p.add_argument("--data", help="SQuAD-format JSON for --probe (KorQuAD dev)")
     p.add_argument("--limit", type=int, default=150,
                    help="--probe questions (random, seeded; each layer reads them all)")
@@ -325,6 +291,17 @@ def _reading(args: argparse.Namespace):  # -> TextReading, imported lazily
     return TextReading(args.encoding, args.skip_bad)
 
 
+def _add_retriever_options(p: argparse.ArgumentParser, when: str = "") -> None:
+    """Which retriever `index` builds (and `retrieval-eval --corpus`); `when` prefixes the help."""
+    p.add_argument("--retriever", choices=RETRIEVER_KINDS, default="bm25",
+                   help=when + "which retriever to build: hybrid fuses bm25 with tfidf, or with "
+                               "dense given --encoder")
+    p.add_argument("--encoder", metavar="DIR", help=when + "e5 encoder directory (dense, hybrid)")
+    p.add_argument("--no-morphemes", dest="morphemes", action="store_false",
+                   help=when + "character n-grams only (Kiwi morphemes take hours on all of "
+                               "kowiki)")
+
+
 def _add_ray_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", action="store_true",
                    help="run on a Ray cluster (needs the extra: pip install -e '.[ray]')")
@@ -354,13 +331,8 @@ def _add_index(sub: argparse._SubParsersAction) -> None:
                    help="corpus files/folders to index (none: rebuild the retriever over what "
                         "OUT holds)")
     p.add_argument("--out", required=True, metavar="DIR", help="index directory")
-    p.add_argument("--retriever", choices=RETRIEVER_KINDS, default="bm25",
-                   help="hybrid fuses bm25 with tfidf, or with dense given --encoder; "
-                        "default bm25")
-    p.add_argument("--encoder", metavar="DIR", help="e5 encoder directory (dense, hybrid)")
+    _add_retriever_options(p)
     p.add_argument("--fusion", choices=["rrf", "weighted"], help="hybrid fusion (default: tuned)")
-    p.add_argument("--no-morphemes", dest="morphemes", action="store_false",
-                   help="character n-grams only (Kiwi morphemes take hours on all of kowiki)")
     _add_reading_options(p)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     _add_ray_options(p)
@@ -493,14 +465,9 @@ def _add_retrieval_eval(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--index", metavar="DIR", help="an index built by `korqa index`")
     source.add_argument("--corpus", nargs="+", metavar="PATH",
                         help="index these paths in a temporary directory first")
-    p.add_argument("--retriever", choices=RETRIEVER_KINDS, default="bm25",
-                   help="with --corpus: which retriever to build")
-    p.add_argument("--encoder", metavar="DIR", help="with --corpus: e5 encoder (dense, hybrid)")
-    p.add_argument("--no-morphemes", dest="morphemes", action="store_false",
-                   help="with --corpus: character n-grams only")
+    _add_retriever_options(p, "with --corpus: ")
     _add_reading_options(p)
-    p.add_argument("--split", choices=["train", "validation", "train+validation", "test", "all"],
-                   default="test",
+    p.add_argument("--split", choices=SPLIT_NAMES, default="test",
                    help="test = articles whose index is 4 mod 5; validation = group-k-fold fold "
                         "0 of the others, what `korqa train` validates on; train+validation = "
                         "all of the others")
@@ -637,44 +604,41 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                     "group-k-fold fold 0 (5 folds, seed 0) of the other articles, what `korqa "
                     "train` validates on; all = every question. --report DIR writes "
                     "predictions.json, nbest.json, error_analysis.md and error_analysis.json.")
-    p.add_argument("--model", metavar="DIR",
-                   help="a reader saved with save_pretrained, its tokenizer beside it "
-                        "(default: the shipped reader, or $KORQA_MODEL)")
+    p.add_argument("--model", metavar="DIR")
     p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
-    p.add_argument("--split", choices=["test", "validation", "all"], default="test",
+    p.add_argument("--split", choices=EVALUATION_SPLITS, default="test",
                    help="questions to score, as described above")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", metavar="DIR", help="write predictions and the error analysis")
-    p.add_argument("--no-trim", dest="trim_particles", action="store_false",
-                   help="primary scores without particle trimming")
-    window = "(default: what the model was trained with, from its reader_config.json; else "
-    p.add_argument("--max-seq-length", type=int, help=window + "384)")
-    p.add_argument("--doc-stride", type=int, help=window + "128)")
-    p.add_argument("--max-query-length", type=int, help=window + "64)")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
-    p.add_argument("--n-best", type=int, default=20,
-                   help="candidate answers kept per question (nbest.json)")
-    p.add_argument("--max-answer-length", type=int, default=30, help="in tokens")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    _add_engine_options(p)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_later(_reader_options)
     p.set_defaults(handler=_evaluate)
+
+
+def _reader_options(p: argparse.ArgumentParser) -> None:
+    """The engine and the `ReaderConfig` fields, which replace the directory's own."""
+    from korqa.modeling.engines import EngineChoice
+    from korqa.reader.config import ReaderConfig
+
+    add_options(p, EngineChoice)
+    add_override_options(p, ReaderConfig,
+                         title="reading (each replaces the reader's reader_config.json)")
+
+
+def _load_reader(args: argparse.Namespace):  # -> Reader, imported lazily
+    from korqa.modeling.engines import EngineChoice
+    from korqa.reader.config import ReaderConfig
+    from korqa.reader.directory import ReaderDir
+
+    choice = build(EngineChoice, args)
+    return ReaderDir(args.model).load(choice.engine, choice.int8, choice.device,
+                                      **overrides(ReaderConfig, args))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from korqa.evaluation.evaluate import evaluate_model
-    from korqa.reader.directory import ReaderDir
-    from korqa.reader.predict import DEFAULT_STOP_CONFIDENCE
 
-    windows = {"max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride,
-               "max_query_length": args.max_query_length}
-    reader = ReaderDir(args.model).load(
-        args.engine, args.int8, args.device,
-        **{name: value for name, value in windows.items() if value is not None},
-        n_best=args.n_best, max_answer_length=args.max_answer_length,
-        batch_size=args.batch_size, trim_particles=args.trim_particles,
-        stop_confidence=None if args.all_windows else DEFAULT_STOP_CONFIDENCE)
-    result = evaluate_model(reader, args.data, args.split, report_dir=args.report,
+    result = evaluate_model(_load_reader(args), args.data, args.split, report_dir=args.report,
                             progress=args.progress)
     if args.json:
         _print_json(result)
@@ -731,19 +695,13 @@ def _calibrate(args: argparse.Namespace) -> int:
 # ---- ask ----------------------------------------------------------------------------------
 
 
-# The reader's own knobs (engine, int8, windows) are declared by _add_engine_options until a
-# reader config owns them; every other pipeline knob comes from PipelineConfig.
-READER_KNOBS = ("int8", "engine", "all_windows", "device", "max_answer_length")
-
-
 def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     """What `ask`, `chat` and `serve` share: where paragraphs, FAQ pairs and the reader come
     from, and the pipeline's knobs."""
     from korqa.pipeline import PipelineConfig, PipelineSources
 
     add_options(p, PipelineSources)
-    add_options(p, PipelineConfig, skip=READER_KNOBS)
-    _add_engine_options(p)
+    add_options(p, PipelineConfig)
     _add_reading_options(p)
 
 
@@ -824,7 +782,7 @@ def _add_import_e5(sub: argparse._SubParsersAction) -> None:
                         "characters): SQuAD .json[.gz], kowiki .jsonl[.xz], .txt/.md, folders")
     p.add_argument("--trim-max-docs", type=int, default=20_000, metavar="N",
                    help="documents read from each .jsonl[.xz] corpus (default 20000)")
-    p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="fp32",
+    p.add_argument("--dtype", choices=DTYPES, default="fp32",
                    help="int8: exact blockwise int8 + fp16 scales (korqa only)")
     p.set_defaults(handler=_run_import_e5)
 
@@ -849,7 +807,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                     "use (Unigram tokenizers), and write it as fp32, fp16 or int8 blocks.")
     p.add_argument("--model", required=True, help="reader directory to export")
     p.add_argument("--out", required=True, help="directory to write")
-    p.add_argument("--dtype", choices=["fp32", "fp16", "int8"], default="int8")
+    p.add_argument("--dtype", choices=DTYPES, default="int8")
     p.add_argument("--trim-corpus", nargs="+", default=None, metavar="PATH",
                    help="texts the model must read exactly as before: SQuAD .json[.gz], "
                         "kowiki .jsonl[.xz], .txt/.md, folders (default: the whole vocabulary)")
@@ -874,38 +832,21 @@ def _run_export(args: argparse.Namespace) -> int:
 
 @_command
 def _add_vocab(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "vocab", help="train a cased Korean WordPiece vocabulary on kowiki / text files",
+    _config_command(
+        sub, "vocab", "korqa.pretraining.vocab:VocabConfig", _vocab,
+        help="train a cased Korean WordPiece vocabulary on kowiki / text files",
         description="Train WordPiece (BERT's cased normaliser: no lower-casing, no accent "
                     "stripping, so Hangul stays whole) and write OUT/vocab.txt, "
                     "OUT/tokenizer.json and OUT/vocab_report.json. Reports the [UNK] share and "
                     "pieces per word on the questions and contexts of --eval-data (default: "
                     "the shared KorQuAD dev file, if found).")
-    p.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
-                   help="kowiki .jsonl[.xz], SQuAD .json[.gz], .txt/.md files, or folders")
-    p.add_argument("--size", type=int, default=32_000, help="vocabulary size (default 32000)")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--max-docs", type=int, metavar="N",
-                   help="read N documents in all, spread evenly over the corpus files")
-    p.add_argument("--min-frequency", type=int, default=2,
-                   help="pairs seen fewer times are never merged into one piece")
-    p.add_argument("--limit-alphabet", type=int, default=6_000,
-                   help="most frequent characters kept as the initial alphabet")
-    p.add_argument("--eval-data", nargs="+", metavar="FILE",
-                   help="SQuAD-format files to measure on (default: shared KorQuAD dev)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.set_defaults(handler=_vocab)
 
 
-def _vocab(args: argparse.Namespace) -> int:
-    from korqa.pretraining.vocab import VocabConfig, build_vocab, default_eval_data
+def _vocab(config):  # VocabConfig -> its report, imported lazily
+    from korqa.pretraining.vocab import build_vocab, default_eval_data
 
-    eval_data = default_eval_data() if args.eval_data is None else args.eval_data
-    _print_json(build_vocab(VocabConfig(
-        corpus=args.corpus, out=args.out, size=args.size, max_docs=args.max_docs,
-        min_frequency=args.min_frequency, limit_alphabet=args.limit_alphabet,
-        eval_data=eval_data, progress=args.progress)))
-    return 0
+    config.eval_data = config.eval_data or default_eval_data()  # --eval-data takes one or more
+    return build_vocab(config)
 
 
 # ---- pretrain (masked-LM + next-sentence prediction on Korean Wikipedia) -----------------
@@ -913,27 +854,14 @@ def _vocab(args: argparse.Namespace) -> int:
 
 @_command
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "pretrain", help="pre-train a BERT (masked LM + NSP) on kowiki shards or text files",
+    _config_command(
+        sub, "pretrain", "korqa.pretraining.config:PretrainConfig",
+        "korqa.pretraining.pretrain:pretrain",
+        help="pre-train a BERT (masked LM + NSP) on kowiki shards or text files",
         description="Stream documents, cut sentence pairs and mask them as BERT's "
                     "create_pretraining_data does, and train BertForPreTraining. Writes "
                     "OUT/last (resumable), OUT/final (HF format + tokenizer: `korqa train "
                     "--model OUT/final`), log.jsonl, curves.png, summary.json.")
-    p.add_later(_pretrain_options)
-    p.set_defaults(handler=_pretrain)
-
-
-def _pretrain_options(p: argparse.ArgumentParser) -> None:
-    from korqa.pretraining.config import PretrainConfig
-
-    add_options(p, PretrainConfig)
-
-
-def _pretrain(args: argparse.Namespace) -> int:
-    from korqa.pretraining.pretrain import PretrainConfig, pretrain
-
-    _print_json(pretrain(build(PretrainConfig, args)))
-    return 0
 
 
 # ---- serve --------------------------------------------------------------------------------
@@ -955,8 +883,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _server_options(p: argparse.ArgumentParser) -> None:
     from korqa.server.config import ServerConfig
 
-    add_options(p, ServerConfig, skip=READER_KNOBS)  # the pipeline's sources and knobs too
-    _add_engine_options(p)
+    add_options(p, ServerConfig)  # the pipeline's sources and knobs too
     _add_reading_options(p)
     _add_ray_options(p)
     p.add_argument("--replicas", type=int, default=1, metavar="N",
@@ -1025,8 +952,7 @@ def _add_open_set_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_open_read_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="DIR",
-                   help="reader directory (default: the shipped reader, or $KORQA_MODEL)")
+    p.add_argument("--model", metavar="DIR")
     p.add_argument("--cache", metavar="FILE",
                    help="JSON lines of the pipeline's reads, reused across runs (default: "
                         "under ~/.cache/korqa/open-domain, per reader and split)")

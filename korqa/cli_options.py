@@ -14,12 +14,19 @@ Metadata keys besides "help" (all optional):
   aliases    further spellings that keep working (e.g. ("--weight",))
   metavar, choices, action ("append": repeat the flag instead of listing values)
   exclusive  fields with the same name here form one mutually exclusive group
+  presets    {flag: (value, help)}: further flags that each set the field to one value
+             (e.g. "--all-windows" sets stop_confidence to None)
+  overrides  on a dict field: a config dataclass (or "module:Class", imported when options
+             are added) whose options fill the dict with only the fields given on the command
+             line, to lay over a saved config (a reader's reader_config.json)
+  skip       on a dataclass or overrides field: names of the inner fields left out
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import types
 import typing
 from typing import Any, TypeVar
@@ -31,14 +38,20 @@ def add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...
     """Add an option for each field of dataclass `cls` that has help and is not in `skip`."""
     hints = typing.get_type_hints(cls)
     groups: dict[str, Any] = {}
-    for spec in dataclasses.fields(cls):
+    # Keyword-only fields (a shared base's, e.g. korqa.training.config.RunConfig) come last.
+    for spec in sorted(dataclasses.fields(cls), key=lambda spec: spec.kw_only is True):
         kind = hints[spec.name]
         if spec.name in skip:
             continue
-        if dataclasses.is_dataclass(kind):
-            add_options(parser, kind, skip)
-            continue
         meta = spec.metadata
+        inner_skip = (*skip, *meta.get("skip", ()))
+        if dataclasses.is_dataclass(kind):
+            add_options(parser, kind, inner_skip)
+            continue
+        if "overrides" in meta:
+            add_override_options(parser, resolve(meta["overrides"]), inner_skip,
+                                 meta.get("title"))
+            continue
         if "help" not in meta:
             continue
         target = parser
@@ -46,7 +59,57 @@ def add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...
             if meta["exclusive"] not in groups:
                 groups[meta["exclusive"]] = parser.add_mutually_exclusive_group()
             target = groups[meta["exclusive"]]
-        target.add_argument(*_flags(spec), dest=spec.name, **_kwargs(spec, kind))
+        _add(target, spec, kind)
+
+
+def add_override_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
+                         title: str | None = None) -> None:
+    """Options for the fields of `cls` (those with help, not in `skip`) that are absent from
+    the parsed namespace unless given: `overrides(cls, args)` collects the given ones. They are
+    listed under `title` (default: the class's first docstring line)."""
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(title or (cls.__doc__ or cls.__name__).splitlines()[0])
+    for spec in dataclasses.fields(cls):
+        if spec.name not in skip and "help" in spec.metadata:
+            _add(group, spec, hints[spec.name], default=argparse.SUPPRESS,
+                 help_text=_saved_default(spec, hints[spec.name]))
+
+
+def _saved_default(spec: dataclasses.Field, kind: Any) -> str:
+    """An override's help, saying that its default is the saved config's, else the field's."""
+    if kind is bool or spec.default is dataclasses.MISSING:
+        return spec.metadata["help"]
+    default = "off" if spec.default is None else spec.default
+    return f"{spec.metadata['help']} (default: the saved config's, else {default})"
+
+
+def overrides(cls: type, args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields of `cls`, but those in `skip`, given on the command line (see
+    `add_override_options`)."""
+    values = vars(args)
+    return {spec.name: values[spec.name] for spec in dataclasses.fields(cls)
+            if spec.name in values and spec.name not in skip}
+
+
+def _add(target: Any, spec: dataclasses.Field, kind: Any, default: Any = None,
+         help_text: str | None = None) -> None:
+    kwargs = _kwargs(spec, kind)
+    if default is not None:
+        kwargs["default"] = default
+    if help_text is not None:
+        kwargs["help"] = help_text
+    target.add_argument(*_flags(spec), dest=spec.name, **kwargs)
+    for flag, (value, help_text) in spec.metadata.get("presets", {}).items():
+        target.add_argument(flag, dest=spec.name, action="store_const", const=value,
+                            help=help_text, **({} if default is None else {"default": default}))
+
+
+def resolve(target: Any) -> Any:
+    """`target`, or what a "module:name" string names (imported now)."""
+    if isinstance(target, str):
+        module, name = target.split(":")
+        return getattr(importlib.import_module(module), name)
+    return target
 
 
 def build(cls: type[T], args: argparse.Namespace) -> T:
@@ -59,6 +122,9 @@ def build(cls: type[T], args: argparse.Namespace) -> T:
     for spec in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[spec.name]):
             kwargs[spec.name] = build(hints[spec.name], args)
+        elif "overrides" in spec.metadata:
+            kwargs[spec.name] = overrides(resolve(spec.metadata["overrides"]), args,
+                                          spec.metadata.get("skip", ()))
         elif spec.name in values:
             kwargs[spec.name] = values[spec.name]
     return cls(**kwargs)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 TEST_MODULUS = 5
 TEST_REMAINDER = 4
 SPLIT_NAMES = ("train", "validation", "train+validation", "test", "all")
+TRAINING_SPLITS = ("train", "train+validation")  # what `korqa train` may fit a reader on
+EVALUATION_SPLITS = ("test", "validation", "all")  # what `korqa evaluate` scores
 FOLDS = 5
 VALIDATION_FOLD = 0
 SEED = 0

@@ -115,6 +115,8 @@ def test_the_split_rules_and_the_title_key_are_defined_once() -> None:
     # "validation" is the same questions.
     assert modules_containing("def select_split", "def train_validation_test",
                               "def korquad_split") == ["splits.py"]
+    # The e5 prefixes are the retriever's; the converter records the same ones.
+    assert modules_containing('"query: "', '"passage: "') == ["retrieval/dense.py"]
 
 
 FORMATS = "corpus/formats.py"

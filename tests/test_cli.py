@@ -44,7 +44,9 @@ def test_every_option_of_every_command_says_what_it_does_and_its_default() -> No
             assert "default" in shown.lower(), f"{name} does not show its default"
     shown = dict(options)
     assert formatter._expand_help(shown["korqa serve --port"]).endswith("(default: 8000)")
-    assert formatter._expand_help(shown["korqa evaluate --n-best"]).endswith("(default: 20)")
+    # A reader setting's default is the reader directory's reader_config.json, else the field's.
+    assert formatter._expand_help(shown["korqa evaluate --n-best"]).endswith(
+        "(default: the saved config's, else 20)")
     # A flag's "default" is its absence: "(default: True)" on --no-progress would read backwards.
     assert "default" not in formatter._expand_help(shown["korqa evaluate --no-progress"])
 
@@ -158,3 +160,10 @@ def test_the_readmes_output_folders_are_ignored_by_git() -> None:
     done = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True,
                           text=True, timeout=60)
     assert done.stdout.split() == paths
+
+
+def test_the_dtypes_offered_are_those_checkpoints_save() -> None:
+    from korqa.cli import DTYPES
+    from korqa.modeling.checkpoint import SAVE_DTYPES
+
+    assert DTYPES == SAVE_DTYPES

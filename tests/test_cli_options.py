@@ -90,8 +90,8 @@ def test_fusion_weight_is_one_knob_under_its_new_and_its_old_flag() -> None:
     assert build(PipelineSources, args) == PipelineSources()
     args = parser.parse_args(["ask", "질문", "--int8", "--all-windows", "--engine", "torch",
                               "--corpus", "a", "b", "--faq", "f.csv"])
-    assert build(PipelineConfig, args) == PipelineConfig(int8=True, all_windows=True,
-                                                         engine="torch")
+    assert build(PipelineConfig, args) == PipelineConfig(
+        int8=True, engine="torch", reader_overrides={"stop_confidence": None})
     assert build(PipelineSources, args) == PipelineSources(corpus=["a", "b"], faq="f.csv")
 
 
@@ -170,3 +170,29 @@ def test_help_imports_only_what_its_options_need(argv: list[str], unloaded: list
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=120)
     assert "usage: korqa" in done.stdout and done.stdout.splitlines()[-1] == "[]"
+
+
+def test_reader_settings_override_the_saved_config_only_where_given() -> None:
+    from korqa.cli_options import overrides
+    from korqa.reader.config import ReaderConfig
+
+    parser = build_parser()
+    assert build(PipelineConfig, parser.parse_args(["ask", "질문"])).reader_overrides == {}
+    # --all-windows is the old spelling of --stop-confidence off: one field, two flags.
+    for flags, expected in ((["--all-windows"], {"stop_confidence": None}),
+                            (["--stop-confidence", "0.7"], {"stop_confidence": 0.7}),
+                            (["--max-answer-length", "12", "--no-trim"],
+                             {"max_answer_length": 12, "trim_particles": False})):
+        args = parser.parse_args(["ask", "질문", "--n-best", "3", *flags])
+        config = build(PipelineConfig, args)
+        assert config.reader_overrides == expected
+        assert config.n_best == 3  # the pipeline's own n_best, not the reader's
+    args = parser.parse_args(["evaluate", "--data", "d", "--max-seq-length", "256",
+                              "--n-best", "7", "--all-windows", "--int8"])
+    assert overrides(ReaderConfig, args) == {"max_seq_length": 256, "n_best": 7,
+                                             "stop_confidence": None}
+    assert args.int8 and args.engine == "auto"
+    assert overrides(ReaderConfig, parser.parse_args(["evaluate", "--data", "d"])) == {}
+    # The pipeline has no batch size of its own to give: it reads one window per pass.
+    with pytest.raises(SystemExit):
+        parser.parse_args(["ask", "질문", "--batch-size", "8"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from korqa.convert.export import export_reader, trim_unigram
-from korqa.convert.unigram import build_normalizer, build_tokenizer
+from korqa.convert.export import export_reader
+from korqa.convert.unigram import build_normalizer, build_tokenizer, trim_unigram
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.reader.config import ReaderConfig
@@ -76,6 +76,7 @@ def test_export_from_python_keeps_the_windows(tmp_path):
     # Called from Python, not only through `korqa export`: the reader must still cut the
     # windows it was trained on, not BERT's defaults.
     _tiny_reader(tmp_path, len(PIECES))
-    ReaderDir(tmp_path / "reader").save_config(ReaderConfig(48, 16, 8))
+    windows = ReaderConfig(max_seq_length=48, doc_stride=16, max_query_length=8)
+    ReaderDir(tmp_path / "reader").save_config(windows)
     export_reader(tmp_path / "reader", tmp_path / "out", dtype="fp32")
-    assert ReaderDir(tmp_path / "out").config() == ReaderConfig(48, 16, 8)
+    assert ReaderDir(tmp_path / "out").config() == windows

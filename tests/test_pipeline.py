@@ -248,3 +248,19 @@ def test_faq_works_without_a_reader_and_documents_ask_for_one(
     assert not pipeline.ask("xyzzy").known  # nothing retrieved: nothing to load a reader for
     with pytest.raises(FileNotFoundError, match="--model"):
         pipeline.ask("한라산의 높이는?")
+
+
+def test_the_pipeline_reads_with_the_reader_settings_it_is_given(tiny_reader_dir: Path) -> None:
+    from korqa.pipeline import load_reader
+    from korqa.reader.predict import DEFAULT_STOP_CONFIDENCE
+
+    given = PipelineConfig(engine="torch", reader_overrides={
+        "stop_confidence": None, "max_answer_length": 7, "trim_particles": False})
+    config = load_reader(tiny_reader_dir, given, confidence=False).config
+    assert (config.stop_confidence, config.max_answer_length, config.trim_particles) == \
+        (None, 7, False)
+    assert config.batch_size == 1  # one window per forward pass, whatever the directory says
+    plain = load_reader(tiny_reader_dir, PipelineConfig(engine="torch"), confidence=False).config
+    assert (plain.stop_confidence, plain.max_answer_length) == (DEFAULT_STOP_CONFIDENCE, 30)
+    with pytest.raises(ValueError, match="unknown field 'stop_confidense'"):
+        load_reader(tiny_reader_dir, PipelineConfig(reader_overrides={"stop_confidense": None}))

@@ -25,7 +25,8 @@ CONTEXTS = ["한라산은 제주도에 있는 산으로 높이는 1,947 m이다.
 
 
 def test_a_reader_config_is_both_windows_and_reading(tmp_path: Path) -> None:
-    config = ReaderConfig(256, 96, 32, n_best=3, stop_confidence=None)
+    config = ReaderConfig(max_seq_length=256, doc_stride=96, max_query_length=32, n_best=3,
+                          stop_confidence=None)
     assert isinstance(config, FeatureConfig) and isinstance(config, PredictConfig)
     assert (config.max_seq_length, config.doc_stride, config.max_query_length) == (256, 96, 32)
     assert ReaderConfig() == ReaderConfig(**{**vars(FeatureConfig()), **vars(PredictConfig())})
@@ -39,7 +40,8 @@ def test_a_windows_only_file_reads_as_before(tmp_path: Path) -> None:
     # What the shipped reader and every earlier run wrote: the windows, nothing else.
     (tmp_path / READER_CONFIG_FILE).write_text(
         '{"max_seq_length": 320, "doc_stride": 160, "max_query_length": 64}', encoding="utf-8")
-    assert ReaderDir(tmp_path).config() == ReaderConfig(320, 160, 64)
+    assert ReaderDir(tmp_path).config() == ReaderConfig(max_seq_length=320, doc_stride=160,
+                                                        max_query_length=64)
     assert ReaderDir(tmp_path / "none").config() == ReaderConfig()  # none: BERT's defaults
 
 
@@ -79,7 +81,8 @@ def test_no_reader_is_a_clear_error_and_the_default_follows_the_environment(
 
 def test_save_then_load_gives_the_same_reader(tiny_reader_dir: Path, tmp_path: Path) -> None:
     source = ReaderDir(tiny_reader_dir)
-    config = ReaderConfig(64, 16, 16, trim_particles=False)
+    config = ReaderConfig(max_seq_length=64, doc_stride=16, max_query_length=16,
+                          trim_particles=False)
     saved = ReaderDir(tmp_path / "copy").save(source.torch_model(), source.tokenizer(), config)
     assert {p.name for p in saved.path.iterdir()} >= {"config.json", "model.safetensors",
                                                        "vocab.txt", READER_CONFIG_FILE}

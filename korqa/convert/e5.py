@@ -27,14 +27,14 @@ from korqa.convert.unigram import (
     used_piece_ids,
 )
 from korqa.corpus.formats import corpus_files
-from korqa.modeling.checkpoint import dequantize
+from korqa.modeling.checkpoint import SAVE_DTYPES, dequantize
+from korqa.retrieval.dense import PASSAGE_PREFIX, QUERY_PREFIX  # how the retriever embeds
 from korqa.tokenization import XLMR_SPECIALS, Tokenizer
 
 MAGIC = b"E5S1"
 Q4_BLOCK = 32
 Q4_BLOCK_BYTES = 2 + Q4_BLOCK // 2
 DTYPE_F32, DTYPE_Q4 = 0, 1
-QUERY_PREFIX, PASSAGE_PREFIX = "query: ", "passage: "
 
 
 # ---- reading the E5S1 file ----------------------------------------------------------------
@@ -252,14 +252,13 @@ _LAYER_NAMES = {  # E5S1 name → HF BertModel name under encoder.layer.{i}.
     "fo": "output.dense",
     "oln": "output.LayerNorm",
 }
-DTYPES = ("fp32", "fp16", "int8")
 
 
 def e5_state_dict(model: E5S1, keep: list[int] | None, dtype: str) -> dict[str, np.ndarray]:
     """HF BertModel weights (no `bert.` prefix). fp32/fp16: plain tensors; int8: every 4-bit
     matrix as `K.qweight` int8 + `K.qscale` fp16 (block 32), exact, the rest fp32."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r}: want one of {', '.join(DTYPES)}")
+    if dtype not in SAVE_DTYPES:
+        raise ValueError(f"dtype {dtype!r}: want one of {', '.join(SAVE_DTYPES)}")
     c = model.config
     state: dict[str, np.ndarray] = {}
 
@@ -367,7 +366,7 @@ def prepare_e5(
     trim_max_docs: int = DEFAULT_TRIM_MAX_DOCS,
 ) -> PreparedImport:
     """Read the E5S1 file and build the tokenizer; with `trim_corpus`, keep only the pieces
-    those texts (and the "query: "/"passage: " prefixes) use, plus specials and single
+    those texts (and the retriever's query and passage prefixes) use, plus specials and single
     characters; the kept texts then tokenise exactly as with the full vocabulary."""
     if trim_max_docs < 1:
         raise ValueError(f"trim_max_docs must be at least 1, got {trim_max_docs}")
@@ -425,6 +424,6 @@ def import_e5(
     trim_max_docs: int = DEFAULT_TRIM_MAX_DOCS,
 ) -> ImportSummary:
     """`prepare_e5` then `write_e5`: the whole `korqa import-e5` command."""
-    if dtype not in DTYPES:  # before the slow part
-        raise ValueError(f"dtype {dtype!r}: want one of {', '.join(DTYPES)}")
+    if dtype not in SAVE_DTYPES:  # before the slow part
+        raise ValueError(f"dtype {dtype!r}: want one of {', '.join(SAVE_DTYPES)}")
     return write_e5(prepare_e5(source, trim_corpus, trim_max_docs), out, dtype)

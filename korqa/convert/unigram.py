@@ -4,6 +4,7 @@ vocabulary to the pieces a corpus uses."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -156,3 +157,23 @@ def pieces_to_keep(
     chars = {i for i, piece in enumerate(pieces) if len(piece) == 1}
     lowest = int(np.argmin(scores))
     return sorted(used | special | chars | {lowest})
+
+
+def trim_unigram(tokenizer: Tokenizer, texts: Iterable[str]) -> tuple[Tokenizer, list[int]]:
+    """A copy of a Unigram tokenizer keeping only what `texts` need; returns it and the old ids
+    it keeps (ascending), which index the embedding rows to keep."""
+    spec = json.loads(tokenizer.backend.to_str())
+    model = spec["model"]
+    if model.get("type") != "Unigram":
+        raise ValueError(f"vocabulary trimming needs a Unigram tokenizer, not {model.get('type')}")
+    pieces = [piece for piece, _ in model["vocab"]]
+    scores = np.array([score for _, score in model["vocab"]], dtype=np.float64)
+    special = {token["id"] for token in spec.get("added_tokens", [])}
+    keep = pieces_to_keep(pieces, scores, special, used_piece_ids(tokenizer, texts))
+    new_id = {old: new for new, old in enumerate(keep)}
+    model["vocab"] = [model["vocab"][i] for i in keep]
+    model["unk_id"] = new_id[model["unk_id"]]
+    for token in spec.get("added_tokens", []):
+        token["id"] = new_id[token["id"]]
+    spec["post_processor"] = None  # Tokenizer() installs one with the new special-token ids
+    return Tokenizer(HFTokenizer.from_str(json.dumps(spec)), tokenizer.specials), keep

@@ -15,9 +15,8 @@ from korqa.evaluation.report import build_report, write_report
 from korqa.reader.features import FeatureConfig, convert_examples_to_features
 from korqa.reader.predict import Candidate, PredictConfig, decode_predictions, read_logits
 from korqa.reader.reader import Reader
-from korqa.splits import select_split
+from korqa.splits import EVALUATION_SPLITS, select_split
 
-EVALUATION_SPLITS = ("test", "validation", "all")
 PREDICTIONS_FILE = "predictions.json"
 NBEST_FILE = "nbest.json"
 

@@ -8,8 +8,9 @@ time than the whole answer, so this module imports torch only where a torch engi
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -17,6 +18,23 @@ if TYPE_CHECKING:
     import torch
 
 ENGINES = ("auto", "torch", "onnx")
+
+
+@dataclass
+class EngineChoice:
+    """What runs a reader, and where: the arguments of `load_engine` (and `ReaderDir.load`)."""
+
+    # The "help" metadata is each knob's command-line help (korqa.cli_options).
+    engine: Literal["auto", "torch", "onnx"] = field(default="auto", metadata={
+        "help": "what runs the reader: torch, onnx (the same model traced once for ONNX "
+                "Runtime, CPU only: same answers, faster), or auto (default: onnx on the CPU "
+                "when onnxruntime is installed)"})
+    int8: bool = field(default=False, metadata={
+        "help": "read with ONNX Runtime's int8 (smoothed int8 linear layers, CPU only): "
+                "faster, slightly less accurate (the model must ship the calibration `korqa "
+                "calibrate` writes)"})
+    device: str = field(default="cpu", metadata={
+        "help": "where the torch engine reads: cpu, cuda, cuda:1, ..."})
 
 
 @runtime_checkable

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from korqa.corpus.paragraph import Paragraph
 from korqa.faq import DEFAULT_FAQ_THRESHOLD, FAQIndex, FAQMatch
+from korqa.modeling.engines import EngineChoice
 from korqa.tokenization import Tokenizer
 
 if TYPE_CHECKING:  # the reader loads with its first use, so FAQ-only use stays light
@@ -44,8 +45,9 @@ class ParagraphSearch(Protocol):
 
 
 @dataclass
-class PipelineConfig:
-    """Knobs of one pipeline; the defaults are what `korqa ask` uses."""
+class PipelineConfig(EngineChoice):
+    """Knobs of one pipeline; the defaults are what `korqa ask` uses. The reader runs on
+    `EngineChoice`'s engine, int8 and device."""
 
     # The "help" metadata is each knob's `korqa ask/chat/serve` help text (korqa.cli_options).
     top_k: int = field(default=3, metadata={"help": "paragraphs to read", "metavar": "N"})
@@ -64,17 +66,12 @@ class PipelineConfig:
         "help": "answers listed per question (and spans kept per paragraph)", "metavar": "N"})
     faq_threshold: float = field(default=DEFAULT_FAQ_THRESHOLD, metadata={
         "help": "FAQ similarity at which a stored question answers on its own", "metavar": "S"})
-    max_answer_length: int = 30  # tokens
-    device: str = "cpu"
-    # Read with ONNX Runtime's int8 (the model must ship a calibration): faster, but not the
-    # default as it costs some F1 (the model card has the figures).
-    int8: bool = False
-    # "auto": ONNX Runtime on the CPU when installed (same answers, faster), else torch;
-    # "torch" or "onnx" to choose (checked when the reader loads).
-    engine: str = "auto"
-    # Read every window of a long paragraph, instead of the most promising first up to the
-    # first confident one (korqa.reader.predict.read_logits).
-    all_windows: bool = False
+    # `ReaderConfig` fields (korqa.reader.config) that replace the reader directory's own, e.g.
+    # {"stop_confidence": None} (`--all-windows`) or {"max_answer_length": 20}. n_best is the
+    # pipeline's own above, and the pipeline reads one window per forward pass.
+    reader_overrides: dict[str, Any] = field(default_factory=dict, metadata={
+        "overrides": "korqa.reader.config:ReaderConfig", "skip": ("n_best", "batch_size"),
+        "title": "reading (each replaces the reader's reader_config.json)"})
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -177,10 +174,8 @@ def load_reader(model: str | Path | None = None, config: PipelineConfig | None =
 
     config = config or PipelineConfig()
     directory = ReaderDir(model)
-    overrides: dict[str, Any] = {"batch_size": 1}
-    if config.all_windows:
-        overrides["stop_confidence"] = None
-    reader = directory.load(config.engine, config.int8, config.device, **overrides)
+    reader = directory.load(config.engine, config.int8, config.device,
+                            **{**config.reader_overrides, "batch_size": 1})
     reader.confidence = load_confidence(directory.path) if confidence else None
     return reader
 
@@ -316,8 +311,7 @@ class QAPipeline:
             return [], []
         to_read = [i for i, item in enumerate(retrieved) if self._passes(item, i, gate)]
         read = self.reader.read(question, [retrieved[i].paragraph.text for i in to_read],
-                                n_best=self.config.n_best,
-                                max_answer_length=self.config.max_answer_length)
+                                n_best=self.config.n_best)
         readings: list[list[Candidate]] = [[] for _ in retrieved]
         for i, candidates in zip(to_read, read, strict=True):
             readings[i] = candidates

@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+
+from korqa.training.config import RunConfig
 
 if TYPE_CHECKING:
     from korqa.pretraining.data import PairConfig
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(RunConfig):
     """One pre-training run; defaults follow BERT's recipe at sequence length 128."""
 
     # The "help" metadata is `korqa pretrain --help` (korqa.cli_options).
@@ -51,21 +53,8 @@ class PretrainConfig:
         "help": "instances shuffled together"})
     max_docs_per_file: int | None = field(default=None, metadata={
         "help": "read only the first N documents of each file", "metavar": "N"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
-        "help": "auto uses CUDA when it is available"})
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={
-        "help": "auto: bf16 (or fp16) autocast on CUDA, fp32 on the CPU"})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads"})
     save_every: int = field(default=1000, metadata={
         "help": "write OUT/last every N steps, and at the end", "metavar": "STEPS"})
-    stop_at_step: int | None = field(default=None, metadata={
-        "help": "stop at this step (after saving OUT/last); continue with --resume",
-        "metavar": "STEP"})
-    resume: bool = field(default=False, metadata={
-        "help": "continue the run in OUT/last (same settings required)"})
-    progress: bool = field(default=True, metadata={
-        "help": "hide the progress bar", "flag": "--no-progress"})
 
     def pair_config(self) -> PairConfig:
         from korqa.pretraining.data import PairConfig

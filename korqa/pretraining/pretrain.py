@@ -194,8 +194,7 @@ def pretrain(config: PretrainConfig) -> dict:
     """Pre-train as `config` says, checkpointing on the way; returns the run's summary."""
     _check_config(config)
     started = time.perf_counter()
-    run = start_run(config.out, config.resume, "final", config.device, config.precision,
-                    config.threads, config.seed)
+    run = start_run(config.out, config, "final")
     out, resume_from, device, precision, log = (run.out, run.resume_from, run.device,
                                                 run.precision, run.log)
 

@@ -27,16 +27,27 @@ KORQUAD_DEV = Path("data") / "korquad" / "KorQuAD_v1.0_dev.json"
 class VocabConfig:
     """One vocabulary; the defaults suit Korean Wikipedia and a BERT-base-sized vocabulary."""
 
-    corpus: list[str]  # corpus paths, as `korqa.corpus.formats` reads them
-    out: str
-    size: int = 32_000
-    max_docs: int | None = None  # documents in all, spread evenly over the corpus files
-    min_frequency: int = 2  # a merge seen once is noise (typos, one-off names)
+    # The "help" metadata is each knob's `korqa vocab` help (korqa.cli_options).
+    corpus: list[str] = field(metadata={
+        "help": "kowiki .jsonl[.xz], SQuAD .json[.gz], .txt/.md files, or folders",
+        "metavar": "PATH"})  # as `korqa.corpus.formats` reads them
+    out: str = field(metadata={"help": "directory to write", "metavar": "DIR"})
+    size: int = field(default=32_000, metadata={"help": "vocabulary size", "metavar": "N"})
+    max_docs: int | None = field(default=None, metadata={
+        "help": "read N documents in all, spread evenly over the corpus files", "metavar": "N"})
+    # A merge seen once is noise (typos, one-off names).
+    min_frequency: int = field(default=2, metadata={
+        "help": "pairs seen fewer times are never merged into one piece", "metavar": "N"})
     # Hangul alone has 11,172 syllables, and Wikipedia adds Hanja, kana and symbols. Characters
     # outside the alphabet turn their whole word into [UNK], so keep the common few thousand.
-    limit_alphabet: int = 6_000
-    eval_data: list[str] = field(default_factory=list)  # SQuAD files to report [UNK]/pieces on
-    progress: bool = True
+    limit_alphabet: int = field(default=6_000, metadata={
+        "help": "most frequent characters kept as the initial alphabet", "metavar": "N"})
+    # SQuAD files to report [UNK]/pieces on; `korqa vocab` defaults to `default_eval_data()`.
+    eval_data: list[str] = field(default_factory=list, metadata={
+        "help": "SQuAD-format files to measure on (default: shared KorQuAD dev)",
+        "metavar": "FILE"})
+    progress: bool = field(default=True, metadata={"help": "hide the progress bars",
+                                                   "flag": "--no-progress"})
 
 
 def iter_corpus(paths: Iterable[str | Path], max_docs: int | None = None) -> Iterator[str]:

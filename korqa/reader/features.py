@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,13 +15,20 @@ from korqa.tokenization import Tokenizer
 if TYPE_CHECKING:  # only `collate` makes tensors; reading with ONNX Runtime never loads torch
     import torch
 
-@dataclass
+@dataclass(kw_only=True)
 class FeatureConfig:
-    """How examples are cut into windows; the defaults are BERT's run_squad settings."""
+    """How examples are cut into windows; the defaults are BERT's run_squad settings.
+    Keyword-only, so that configs holding the windows among their own fields (a reader's, a
+    training run's) can inherit them."""
 
-    max_seq_length: int = 384  # tokens per window, specials included
-    doc_stride: int = 128  # how far the next window starts after the previous one, in tokens
-    max_query_length: int = 64  # longer questions are cut to this many tokens
+    # The "help" metadata is each knob's command-line help (korqa.cli_options).
+    max_seq_length: int = field(default=384, metadata={
+        "help": "tokens per window, specials included", "metavar": "N"})
+    doc_stride: int = field(default=128, metadata={
+        "help": "how far the next window starts after the previous one, in tokens",
+        "metavar": "N"})
+    max_query_length: int = field(default=64, metadata={
+        "help": "longer questions are cut to this many tokens", "metavar": "N"})
 
 
 @dataclass

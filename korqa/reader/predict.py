@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.special import logsumexp
 
 from korqa.corpus.formats import SquadExample
 from korqa.modeling.engines import ReaderEngine, as_engine
@@ -33,19 +32,34 @@ DEFAULT_STOP_CONFIDENCE = 0.5
 TIE_SHARE = 0.95
 
 
-@dataclass
-class PredictConfig:
-    """How answers are read off the logits."""
+# numpy's own stable log-sum-exp (a ufunc reduction), equal to scipy.special.logsumexp: that
+# module is not otherwise imported when `korqa ask` reads, and importing it costs the answer time.
+_logsumexp = np.logaddexp.reduce
 
-    n_best: int = 20  # candidates kept per question
-    max_answer_length: int = 30  # in tokens, end - start + 1
-    batch_size: int = 32  # windows per forward pass
-    trim_particles: bool = True  # cut trailing josa/copula off each span (korqa.reader.josa)
+
+@dataclass(kw_only=True)
+class PredictConfig:
+    """How answers are read off the logits (keyword-only, as `FeatureConfig`)."""
+
+    # The "help" metadata is each knob's command-line help (korqa.cli_options).
+    n_best: int = field(default=20, metadata={
+        "help": "candidate answers kept per question", "metavar": "N"})
+    max_answer_length: int = field(default=30, metadata={
+        "help": "longest answer, in tokens (end - start + 1)", "metavar": "N"})
+    batch_size: int = field(default=32, metadata={
+        "help": "windows per forward pass", "metavar": "N"})
+    trim_particles: bool = field(default=True, metadata={
+        "help": "keep trailing particles (josa, copula) on answers instead of cutting them off",
+        "flag": "--no-trim"})
     # Answer "" when the best span's score is below this; None never abstains.
     no_answer_threshold: float | None = None
     # Stop reading a question's windows once one's best span is this probable (read_logits);
     # None reads every window.
-    stop_confidence: float | None = DEFAULT_STOP_CONFIDENCE
+    stop_confidence: float | None = field(default=DEFAULT_STOP_CONFIDENCE, metadata={
+        "help": "a paragraph longer than one window is read most promising window first, up "
+                "to the first whose best answer is this probable", "metavar": "P",
+        "presets": {"--all-windows": (None, "read every window of a paragraph longer than "
+                                            "one (--stop-confidence off)")}})
 
 
 @dataclass
@@ -177,7 +191,7 @@ def window_confidence(feature: InputFeatures, window: WindowLogits,
         return 0.0
     cls_logit = window.start[0] + window.end[0]
     best = float(sums.max())
-    return float(np.exp(best - logsumexp(np.append(sums, cls_logit))))
+    return float(np.exp(best - _logsumexp(np.append(sums, cls_logit))))
 
 
 def compute_logits(
@@ -318,13 +332,13 @@ def _context_nbest(
         sums, starts, lengths = _span_logits(feature, window, config.max_answer_length)
         if sums.size == 0:
             continue
-        log_masses.append(float(logsumexp(sums)))
+        log_masses.append(float(_logsumexp(sums)))
         top = np.argpartition(-sums, min(config.n_best, sums.size) - 1)[: config.n_best]
         for k in top:
             i, j = int(starts[k]), int(starts[k] + lengths[k])
             spans.append((float(sums[k]), float(window.start[i]), float(window.end[j]),
                           feature.token_offsets[i], feature.token_offsets[j]))
-    log_z = float(logsumexp(np.array([null_logit, *log_masses])))
+    log_z = float(_logsumexp(np.array([null_logit, *log_masses])))
 
     spans.sort(key=lambda span: -span[0])
     null_score = float(np.exp(null_logit - log_z))
@@ -370,3 +384,4 @@ def _span_logits(
     starts, lengths = np.nonzero(allowed)
     sums = window.start[starts] + window.end[starts + lengths]
     return sums, starts, lengths
+

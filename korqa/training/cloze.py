@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from korqa.corpus.formats import load_corpus
+from korqa.corpus.formats import iter_documents, load_corpus, read_squad_json, write_json
 from korqa.corpus.paragraph import Paragraph
+from korqa.morphology import kiwi
 from korqa.splits import title_key
 
 CLOZE_VERSION = "korqa-cloze-1"  # the "version" field of the SQuAD files written here
@@ -216,3 +217,31 @@ def cloze_from_corpus(paths: Sequence[str | Path], analyser: Any, max_questions:
                              exclude_titles, seed=seed + i)
         data += part["data"]
     return {"version": CLOZE_VERSION, "data": data}
+
+
+@dataclass
+class ClozeConfig:
+    """What `korqa cloze` writes; the "help" metadata is its `--help` (korqa.cli_options)."""
+
+    corpus: list[str] = field(metadata={
+        "help": "kowiki .jsonl[.xz], SQuAD .json, .txt/.md or folders", "metavar": "PATH"})
+    out: str = field(metadata={"help": "SQuAD JSON to write (.json.gz ok)", "metavar": "FILE"})
+    max_questions: int = field(default=20_000, metadata={
+        "help": "in all, shared equally between the corpus paths", "metavar": "N"})
+    per_paragraph: int = field(default=2, metadata={
+        "help": "questions per paragraph at most", "metavar": "N"})
+    exclude: list[str] = field(default_factory=list, metadata={
+        "help": "SQuAD files whose article titles are never drawn from (KorQuAD dev)",
+        "metavar": "FILE"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+
+
+def write_cloze(config: ClozeConfig) -> dict[str, Any]:
+    """Write `config.out` (`cloze_from_corpus` with Kiwi, never drawing from the articles of
+    `config.exclude`), read it back as any SQuAD file is read, and count what it holds."""
+    titles = [document.title for document in iter_documents(config.exclude)]
+    dataset = cloze_from_corpus(config.corpus, kiwi(), config.max_questions,
+                                config.per_paragraph, titles, seed=config.seed)
+    write_json(dataset, config.out)
+    count = len(read_squad_json(dataset, config.out))
+    return {"out": config.out, "questions": count, "articles": len(dataset["data"])}

@@ -6,10 +6,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from korqa.reader.features import FeatureConfig
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """What every training run (`korqa train`, `korqa pretrain`) settles before its model is
+    built, and how it stops and resumes (`korqa.training.loop.start_run`). Keyword-only, so the
+    runs' own required fields come first; their --help lists these last."""
+
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
+        "help": "auto uses CUDA when it is available"})
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={
+        "help": "auto: bf16 (or fp16) autocast on CUDA, fp32 on the CPU"})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads"})
+    stop_at_step: int | None = field(default=None, metadata={
+        "help": "stop at this step (after saving OUT/last); continue with --resume",
+        "metavar": "STEP"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue the run in OUT/last (same settings required)"})
+    progress: bool = field(default=True, metadata={
+        "help": "hide the progress bars", "flag": "--no-progress"})
+
 
 @dataclass
-class FinetuneConfig:
-    """One fine-tuning run; defaults are BERT's SQuAD recipe, scaled for a small encoder."""
+class FinetuneConfig(RunConfig, FeatureConfig):
+    """One fine-tuning run; defaults are BERT's SQuAD recipe, scaled for a small encoder. The
+    windows it trains on (`FeatureConfig`'s fields) are saved with the model it writes."""
 
     # The "help" metadata is `korqa train --help` (korqa.cli_options).
     model: str = field(metadata={"help": "initial checkpoint dir (weights + tokenizer)"})
@@ -35,11 +59,6 @@ class FinetuneConfig:
     warmup: float = field(default=0.1, metadata={"help": "fraction of steps, or steps if >= 1"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "0 = no clipping"})
-    max_seq_length: int = field(default=384, metadata={
-        "help": "tokens per window: question, paragraph part and specials"})
-    doc_stride: int = field(default=128, metadata={
-        "help": "paragraph tokens between the starts of two windows"})
-    max_query_length: int = field(default=64, metadata={"help": "question tokens kept at most"})
     eval_every: int = field(default=0, metadata={
         "help": "validate every N steps too (always at each epoch end)", "metavar": "STEPS"})
     eval_limit: int | None = field(default=None, metadata={
@@ -47,11 +66,6 @@ class FinetuneConfig:
     save_every: int = field(default=0, metadata={
         "help": "write OUT/last every N steps too (always at each validation)",
         "metavar": "STEPS"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={
-        "help": "auto uses CUDA when it is available"})
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={
-        "help": "auto: bf16 (or fp16) autocast on CUDA, fp32 on the CPU"})
     freeze_layers: int = field(default=0, metadata={
         "help": "freeze the embeddings and the N lowest layers (faster on CPU)", "metavar": "N"})
     freeze_embeddings: bool = field(default=False, metadata={
@@ -59,14 +73,6 @@ class FinetuneConfig:
     layer_lr_decay: float = field(default=1.0, metadata={
         "help": "each layer below the head trains at this times the learning rate of the "
                 "layer above; 1: one rate for all"})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads"})
     trim_particles: bool = field(default=True, metadata={
         "help": "validate without cutting particles off answers (no kiwipiepy needed)",
         "flag": "--no-trim"})
-    stop_at_step: int | None = field(default=None, metadata={
-        "help": "stop at this step (after saving OUT/last); continue with --resume",
-        "metavar": "STEP"})
-    resume: bool = field(default=False, metadata={
-        "help": "continue the run in OUT/last (same settings required)"})
-    progress: bool = field(default=True, metadata={
-        "help": "hide the progress bars", "flag": "--no-progress"})

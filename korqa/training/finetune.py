@@ -29,7 +29,7 @@ from korqa.reader.features import (
     convert_examples_to_features,
 )
 from korqa.reader.predict import PredictConfig, predict
-from korqa.splits import title_key, train_validation_test
+from korqa.splits import TRAINING_SPLITS, title_key, train_validation_test
 from korqa.tokenization import Tokenizer
 from korqa.training.config import FinetuneConfig
 from korqa.training.loop import (
@@ -51,8 +51,6 @@ from korqa.training.resume import (
     save_state,
     staged_directory,
 )
-
-SPLITS = ("train", "train+validation")
 
 # What decides the sequence of weights: a resumed run must agree on all of these (the data is
 # compared by fingerprint). Evaluation and saving never touch the trajectory, so they may change.
@@ -244,8 +242,8 @@ def _throughput(features: int, seconds: float, examples_per_feature: float) -> d
 
 
 def _check_config(config: FinetuneConfig) -> None:
-    if config.split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {config.split!r}")
+    if config.split not in TRAINING_SPLITS:
+        raise ValueError(f"split must be one of {TRAINING_SPLITS}, got {config.split!r}")
     check_device_options(config.device, config.precision)
     for name in ("epochs", "batch_size", "grad_accum"):
         if getattr(config, name) < 1:
@@ -274,8 +272,7 @@ def finetune(config: FinetuneConfig) -> dict:
     """Train as `config` says, validating and checkpointing on the way; returns the summary."""
     _check_config(config)
     started = time.perf_counter()
-    run = start_run(config.out, config.resume, "best", config.device, config.precision,
-                    config.threads, config.seed)
+    run = start_run(config.out, config, "best")
     out, resume_from, device, precision, log = (run.out, run.resume_from, run.device,
                                                 run.precision, run.log)
 
@@ -283,8 +280,9 @@ def finetune(config: FinetuneConfig) -> dict:
     tokenizer = Tokenizer.from_pretrained(source)
     model = load_model(BertForQuestionAnswering, source).to(device)
     data = load_training_data(config)
-    feature_config = ReaderConfig(config.max_seq_length, config.doc_stride,
-                                  config.max_query_length)
+    feature_config = ReaderConfig(max_seq_length=config.max_seq_length,
+                                  doc_stride=config.doc_stride,
+                                  max_query_length=config.max_query_length)
     features = convert_examples_to_features(data.train, tokenizer, feature_config,
                                             is_training=True)
     if not features:

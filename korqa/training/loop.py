@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from korqa.modeling.checkpoint import save_pretrained
+from korqa.training.config import RunConfig
 from korqa.training.plot import read_log
 from korqa.training.resume import resume_source, save_state, staged_directory
 
@@ -213,16 +214,16 @@ class Run:
             torch.distributed.destroy_process_group()
 
 
-def start_run(out: str | Path, resume: bool, finished: str, device: str, precision: str,
-              threads: int | None, seed: int) -> Run:
-    """Settle the run before its model is built: the seed decides freshly drawn weights.
+def start_run(out: str | Path, config: RunConfig, finished: str) -> Run:
+    """Settle the run in `out` before its model is built, as `config` says (the seed decides
+    freshly drawn weights); `finished` names the directory a finished run leaves.
 
     Under `torchrun` (WORLD_SIZE > 1) this joins the process group: NCCL on GPUs, gloo on CPUs,
     one GPU per process (LOCAL_RANK).
     """
     out = Path(out)
-    resume_from = resume_source(out, resume, finished)
-    torch_device = resolve_device(device)
+    resume_from = resume_source(out, config.resume, finished)
+    torch_device = resolve_device(config.device)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = 0
     if world_size > 1:
@@ -231,10 +232,10 @@ def start_run(out: str | Path, resume: bool, finished: str, device: str, precisi
             torch_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(torch_device)
         torch.distributed.init_process_group("nccl" if torch_device.type == "cuda" else "gloo")
-    if threads:
-        torch.set_num_threads(threads)
-    seed_everything(seed)
-    return Run(out, resume_from, torch_device, resolve_precision(precision, torch_device),
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    return Run(out, resume_from, torch_device, resolve_precision(config.precision, torch_device),
                JsonlLog(out / "log.jsonl", enabled=rank == 0), rank, world_size)
 
 
