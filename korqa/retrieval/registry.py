@@ -14,6 +14,7 @@ _MODULES = {
     "bm25": ("korqa.retrieval.bm25", "BM25Retriever"),
     "hybrid": ("korqa.retrieval.hybrid", "HybridRetriever"),
     "dense": ("korqa.retrieval.dense", "DenseRetriever"),
+    "articles": ("korqa.retrieval.articles", "ArticleRetriever"),
 }
 KINDS = tuple(_MODULES)
 
