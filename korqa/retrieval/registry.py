@@ -15,6 +15,7 @@ _MODULES = {
     "hybrid": ("korqa.retrieval.hybrid", "HybridRetriever"),
     "dense": ("korqa.retrieval.dense", "DenseRetriever"),
     "articles": ("korqa.retrieval.articles", "ArticleRetriever"),
+    "dense-ivfpq": ("korqa.retrieval.dense_pq", "CompressedDenseRetriever"),
 }
 KINDS = tuple(_MODULES)
 
