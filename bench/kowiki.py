@@ -42,6 +42,7 @@ from korqa.retrieval.terms import TermConfig
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "korquad" / \
     "KorQuAD_v1.0_dev.json"
 KNOBS = ("weight", "title_weight", "articles", "max_df")
+KOWIKI_CHARS = 333_900_000
 
 
 def memory_mb() -> dict[str, float]:
@@ -197,6 +198,57 @@ def answer(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def morphemes(args: argparse.Namespace) -> dict[str, Any]:
+    """Are Kiwi morphemes worth their time at kowiki scale? Measured on a slice: the articles
+    of the non-test questions plus `--docs` random articles, indexed with and without
+    morpheme terms; Kiwi's rate with one thread and with two projects the full build."""
+    from kiwipiepy import Kiwi
+
+    from korqa.corpus.store import ParagraphStore
+    from korqa.morphology import kiwi
+    from korqa.retrieval.index import STORE_FILE
+    from korqa.splits import title_key
+
+    questions = load_questions(args.data, "validation")
+    with ParagraphStore(Path(args.index) / STORE_FILE, readonly=True) as store:
+        titles = {t for q in questions for t in (q.title, title_key(q.title))}
+        documents = store.documents()
+        titles |= {d.title for d in random.Random(args.seed).sample(documents, args.docs)}
+        paragraphs = [p for title in sorted(titles) for p in store.by_title(title)]
+        texts = [f"{p.title}\n{p.text}" for p in paragraphs]
+        chars = sum(map(len, texts))
+        out: dict[str, Any] = {"paragraphs": len(paragraphs), "chars": chars,
+                               "questions": len(questions)}
+        analysers = {"korqa's Kiwi": kiwi(()),
+                     "Kiwi(num_workers=2)": Kiwi(num_workers=2, load_default_dict=False,
+                                                 load_typo_dict=False, load_multi_dict=False)}
+        for name, analyser in analysers.items():
+            analyser.tokenize("가")
+            start, cpu = time.perf_counter(), time.process_time()
+            list(analyser.tokenize(texts))
+            wall = time.perf_counter() - start
+            used = time.process_time() - cpu
+            out[name] = {
+                "chars_per_s": round(chars / wall), "cpu_s": round(used, 1),
+                "chars_per_cpu_s": round(chars / used),
+                "kowiki_projected_min": round(KOWIKI_CHARS / (chars / wall) / 60, 1)}
+        knobs = json.loads(args.knobs)
+        for morph in (False, True):
+            retriever = ArticleRetriever(terms=TermConfig(ngrams=(1, 2), morphemes=morph))
+            start, cpu = time.perf_counter(), time.process_time()
+            retriever.index(paragraphs, progress=False)
+            built = {"wall_s": round(time.perf_counter() - start, 1),
+                     "cpu_s": round(time.process_time() - cpu, 1)}
+            for name, setting in {"paragraph BM25 (weight 0)": {"weight": 0.0},
+                                  "two-stage": knobs}.items():
+                configure(retriever, **setting)
+                result = evaluate_recall(retriever, store, questions, (1, 5, 20),
+                                         rule="title-answer")
+                built[name] = {k: round(v, 4) for k, v in result.items() if "recall" in k}
+            out["with morphemes" if morph else "character n-grams"] = built
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -214,6 +266,9 @@ def main() -> int:
     p = sub.add_parser("recall")
     p.add_argument("--index", required=True)
     p.add_argument("--split", default="test", choices=["test", "validation"])
+    p = sub.add_parser("morphemes")
+    p.add_argument("--index", required=True, help="the kowiki index (its store is read)")
+    p.add_argument("--docs", type=int, default=3000, help="random articles beside the gold ones")
     p = sub.add_parser("answer")
     p.add_argument("--index", required=True)
     p.add_argument("--model", help="reader directory (default: the shipped reader)")
@@ -226,11 +281,12 @@ def main() -> int:
         p.add_argument("--data", default=str(DEFAULT_DATA), help="KorQuAD 1.0 dev JSON")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--json", metavar="FILE", help="also write the results here")
-        if p.prog.split()[-1] in ("recall", "answer"):
+        if p.prog.split()[-1] in ("recall", "answer", "morphemes"):
             p.add_argument("--knobs", default="{}",
                            help='article retriever knobs as JSON, e.g. {"weight": 1.0}')
     args = parser.parse_args()
-    commands = {"build": build, "tune": tune, "recall": recall, "answer": answer}
+    commands = {"build": build, "tune": tune, "recall": recall, "answer": answer,
+                "morphemes": morphemes}
     results = commands[args.command](args)
     text = json.dumps(results, ensure_ascii=False, indent=2)
     print(text)
