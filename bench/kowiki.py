@@ -35,7 +35,9 @@ from typing import Any
 import numpy as np
 
 from korqa.retrieval.articles import ArticleRetriever
+from korqa.retrieval.base import Retriever
 from korqa.retrieval.evaluate import GoldJudge, evaluate_recall, load_questions
+from korqa.retrieval.hybrid import HybridRetriever
 from korqa.retrieval.index import Index, build_index
 from korqa.retrieval.terms import TermConfig
 
@@ -71,11 +73,18 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
                 Path(args.out)), 1), "memory_mb": memory_mb()}
 
 
-def configure(retriever: ArticleRetriever, **knobs: Any) -> ArticleRetriever:
+def configure(retriever: Retriever, **knobs: Any) -> Retriever:
+    """Set the article retriever's query-time knobs (in a hybrid: its article component's;
+    `hybrid_weights` sets the hybrid's fusion weights)."""
+    articles = retriever
+    if isinstance(retriever, HybridRetriever):
+        if "hybrid_weights" in knobs:
+            retriever.weights = [float(w) for w in knobs.pop("hybrid_weights")]
+        articles = next(c for c in retriever.components if isinstance(c, ArticleRetriever))
     for name, value in knobs.items():
         if name not in KNOBS:
             raise ValueError(f"unknown knob {name!r} (expected one of {', '.join(KNOBS)})")
-        setattr(retriever, name, value)
+        setattr(articles, name, value)
     return retriever
 
 
@@ -156,7 +165,7 @@ def recall(args: argparse.Namespace) -> dict[str, Any]:
         retriever.retrieve("워밍업", 5)  # first touch of the mapped files
         for name, knobs in runs.items():
             saved = {k: getattr(retriever, k) for k in KNOBS}
-            configure(retriever, **knobs)
+            configure(retriever, **dict(knobs))
             out[name] = evaluate_recall(retriever, index.store, questions, (1, 5, 20, 100),
                                         rule="title-answer")
             configure(retriever, **saved)
@@ -171,9 +180,9 @@ def answer(args: argparse.Namespace) -> dict[str, Any]:
     from end_to_end import run  # the same question loop and scoring
 
     from korqa.paths import resolve_reader_dir
-    from korqa.pipeline import PipelineConfig, QAPipeline, Reader
+    from korqa.pipeline import PipelineConfig, QAPipeline, Reader, tune_fusion
     from korqa.reader.squad import read_squad
-    from korqa.training.splits import korquad_split
+    from korqa.training.splits import korquad_split, select_split
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -183,14 +192,22 @@ def answer(args: argparse.Namespace) -> dict[str, Any]:
     config = PipelineConfig.with_overrides(top_k=args.top_k, device="cpu",
                                            fusion_weight=args.weight, read_gate=args.gate)
     pipeline = QAPipeline(index, reader, config=config)
-    _, test = korquad_split(read_squad(args.data))
+    examples = read_squad(args.data)
+    _, test = korquad_split(examples)
     if args.limit:
         test = random.Random(args.seed).sample(test, args.limit)
     pipeline.ask(test[0].question)  # loads Kiwi and warms the engine: not a user's latency
     results: dict[str, Any] = {"index": str(args.index), "knobs": json.loads(args.knobs),
-                               "top_k": args.top_k, "fusion_weight": config.fusion_weight,
-                               "read_gate": config.read_gate,
-                               "threads": torch.get_num_threads()}
+                               "top_k": args.top_k, "threads": torch.get_num_threads()}
+    if args.tune:  # the answer fusion weight and read gate, on validation questions
+        validation = select_split(examples, "validation")
+        validation = random.Random(args.seed).sample(validation, min(args.tune,
+                                                                     len(validation)))
+        tuning = tune_fusion(pipeline, validation, top_k=args.top_k)
+        config.fusion_weight, config.read_gate = tuning.best_weight, tuning.best_gate
+        results["tuning"] = {"questions": tuning.questions, "best_weight": tuning.best_weight,
+                             "best_gate": tuning.best_gate}
+    results.update(fusion_weight=config.fusion_weight, read_gate=config.read_gate)
     results.update(run(pipeline, reader, test, args.top_k, oracle=False))
     results.pop("recall_at_k", None)  # KorQuAD-context equality: meaningless over kowiki
     results["memory_mb"] = memory_mb()
@@ -277,6 +294,9 @@ def main() -> int:
     p.add_argument("--gate", type=float, help="read gate (default: korqa's)")
     p.add_argument("--threads", type=int)
     p.add_argument("--limit", type=int, help="test questions (default: all)")
+    p.add_argument("--tune", type=int, metavar="N",
+                   help="first fit the answer fusion weight and read gate on N validation "
+                        "questions")
     for p in sub.choices.values():
         p.add_argument("--data", default=str(DEFAULT_DATA), help="KorQuAD 1.0 dev JSON")
         p.add_argument("--seed", type=int, default=0)
