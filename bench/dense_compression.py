@@ -89,9 +89,9 @@ def main() -> int:
     for m in args.m:
         retriever = CompressedDenseRetriever(args.encoder, nlist=4096, m=m)
         retriever.compress(passages, seed=args.seed)
-        # Codes and ids only: the coarse centroids are a fixed 6 MB at kowiki's 4,096 cells.
-        centroids = retriever.ann.nlist * passages.shape[1] * 4
-        per_paragraph = (len(faiss.serialize_index(retriever.ann)) - centroids) / len(texts)
+        # Codes and ids only: the coarse centroids and PQ codebooks are a fixed few MB.
+        fixed = (retriever.ann.nlist + 2**retriever.nbits) * passages.shape[1] * 4
+        per_paragraph = (len(faiss.serialize_index(retriever.ann)) - fixed) / len(texts)
         for nprobe in args.nprobe:
             retriever.ann.nprobe = nprobe
             _, ranked = retriever.ann.search(queries, 20)
