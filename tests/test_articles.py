@@ -122,3 +122,19 @@ def test_a_damaged_vocabulary_is_named_with_the_fix(tmp_path):
     (tmp_path / "r" / "vocabulary.json").write_text('{"terms": [', encoding="utf-8")
     with pytest.raises(ValueError, match=r"vocabulary\.json.*rebuild"):
         load_retriever(tmp_path / "r", verify=False)
+
+
+def test_korqa_index_builds_the_tuned_article_retriever(tmp_path):
+    from korqa.cli import main
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(
+        json.dumps({"id": str(i), "title": title, "paragraphs": texts}, ensure_ascii=False) + "\n"
+        for i, (title, texts) in enumerate(ARTICLES.items())), encoding="utf-8")
+    assert main(["index", "--corpus", str(corpus), "--out", str(tmp_path / "idx"),
+                 "--retriever", "articles", "--no-morphemes"]) == 0
+    with Index(tmp_path / "idx") as index:
+        params = index.retriever.params()
+        assert index.retriever.kind == "articles" and not params["terms"]["morphemes"]
+        assert (params["weight"], params["max_df"]) == (0.1, 0.2)  # the kowiki-tuned preset
+        assert index.search("거북선을 이끈 장군", 1)[0][0].title == "이순신"
