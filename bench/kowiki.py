@@ -159,9 +159,9 @@ def recall(args: argparse.Namespace) -> dict[str, Any]:
     with Index(args.index) as index:
         retriever = index.retriever
         chosen = json.loads(args.knobs)
-        runs = {"paragraph BM25 (weight 0)": {"weight": 0.0, "max_df": 1.0},
-                "two-stage": chosen}
-        out: dict[str, Any] = {"split": args.split, "knobs": chosen}
+        runs = {"peer": json.loads(args.peer), "two-stage": chosen}
+        out: dict[str, Any] = {"split": args.split, "knobs": chosen,
+                               "peer_knobs": json.loads(args.peer)}
         retriever.retrieve("워밍업", 5)  # first touch of the mapped files
         for name, knobs in runs.items():
             saved = {k: getattr(retriever, k) for k in KNOBS}
@@ -283,6 +283,8 @@ def main() -> int:
     p = sub.add_parser("recall")
     p.add_argument("--index", required=True)
     p.add_argument("--split", default="test", choices=["test", "validation"])
+    p.add_argument("--peer", default='{"weight": 0.0, "max_df": 1.0}',
+                   help="the peer's knobs (default: paragraph BM25 alone, every term)")
     p = sub.add_parser("morphemes")
     p.add_argument("--index", required=True, help="the kowiki index (its store is read)")
     p.add_argument("--docs", type=int, default=3000, help="random articles beside the gold ones")
