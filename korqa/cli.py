@@ -270,7 +270,7 @@ def _prune(args: argparse.Namespace) -> int:
 # ---- index --------------------------------------------------------------------------------
 
 # Spelled out rather than imported: importing korqa.retrieval here would slow `korqa --help`.
-RETRIEVER_KINDS = ("bm25", "tfidf", "hybrid", "dense")
+RETRIEVER_KINDS = ("bm25", "tfidf", "hybrid", "dense", "articles")
 
 
 ENCODING_HELP = (".txt/.md files that are not UTF-8 are read in this encoding (default: "

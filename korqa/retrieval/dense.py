@@ -140,29 +140,35 @@ class DenseRetriever(Retriever):
 
     def _save_files(self, directory: Path) -> list[str]:
         np.save(directory / EMBEDDINGS_FILE, self.embeddings, allow_pickle=False)
+        return [EMBEDDINGS_FILE, *self._save_encoder(directory)]
+
+    def _save_encoder(self, directory: Path) -> list[str]:
         # Which encoder made these vectors: queries must be encoded by the same one.
         config = (self.encoder_dir / "config.json").read_text(encoding="utf-8")
         (directory / ENCODER_FILE).write_text(
             json.dumps({"encoder": str(self.encoder_dir), "config": json.loads(config)},
                        ensure_ascii=False, indent=2), encoding="utf-8")
-        return [EMBEDDINGS_FILE, ENCODER_FILE]
+        return [ENCODER_FILE]
 
     @classmethod
     def _load_files(cls, directory: Path, manifest: dict[str, Any], verify: bool | str) -> Self:
         retriever = cls(**manifest["params"])
         retriever.embeddings = np.load(directory / EMBEDDINGS_FILE, allow_pickle=False)
+        retriever._check_encoder(directory)
+        if retriever.embeddings.ndim != 2:
+            raise ValueError(f"{directory / EMBEDDINGS_FILE}: expected a 2-D array, got shape "
+                             f"{retriever.embeddings.shape}")
+        return retriever
+
+    def _check_encoder(self, directory: Path) -> None:
         saved = json.loads((directory / ENCODER_FILE).read_text(encoding="utf-8"))["config"]
-        config_path = retriever.encoder_dir / "config.json"
+        config_path = self.encoder_dir / "config.json"
         if not config_path.exists():
             raise FileNotFoundError(f"{config_path}: the encoder this index was built with "
                                     f"(params.encoder in {directory}/manifest.json) is missing")
         if json.loads(config_path.read_text(encoding="utf-8")) != saved:
             raise ValueError(f"{config_path}: differs from the encoder config saved in "
                              f"{directory / ENCODER_FILE}: the index was built by another model")
-        if retriever.embeddings.ndim != 2:
-            raise ValueError(f"{directory / EMBEDDINGS_FILE}: expected a 2-D array, got shape "
-                             f"{retriever.embeddings.shape}")
-        return retriever
 
     def _row_count(self) -> int:
         return self.embeddings.shape[0]

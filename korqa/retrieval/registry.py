@@ -14,6 +14,8 @@ _MODULES = {
     "bm25": ("korqa.retrieval.bm25", "BM25Retriever"),
     "hybrid": ("korqa.retrieval.hybrid", "HybridRetriever"),
     "dense": ("korqa.retrieval.dense", "DenseRetriever"),
+    "articles": ("korqa.retrieval.articles", "ArticleRetriever"),
+    "dense-ivfpq": ("korqa.retrieval.dense_pq", "CompressedDenseRetriever"),
 }
 KINDS = tuple(_MODULES)
 
