@@ -23,7 +23,13 @@ from tiny import DOCS, build_tiny_index, char_vocab, make_tiny_reader, write_cor
 from korqa.cli import main
 from korqa.distributed import INSTALL_COMMAND
 from korqa.procfs import process_tree
-from korqa.retrieval.index import RETRIEVER_DIR, Index, build_index, make_retriever
+from korqa.retrieval.index import (
+    RETRIEVER_DIR,
+    SEGMENTS_DIR,
+    Index,
+    build_index,
+    make_retriever,
+)
 
 QUESTIONS = ["한라산의 높이는 얼마인가?", "한글은 누가 만들었나?", "김장이란 무엇인가?",
              "가장 큰 행성은?", "백두산의 높이는?", "제주도에는 무엇이 있나?"]
@@ -94,11 +100,14 @@ def _tiny_encoder(directory: Path) -> Path:
 
 
 def _same_index(one: Path, two: Path) -> None:
-    """Byte-equal retriever files, except dense vectors, which may differ in the last bits
-    (encoded in other batches): those are compared with a tolerance."""
-    files = sorted(p.relative_to(one) for p in (one / RETRIEVER_DIR).rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(two) for p in (two / RETRIEVER_DIR).rglob("*")
-                           if p.is_file())
+    """Byte-equal retriever files and BM25 segments, except dense vectors, which may differ in
+    the last bits (encoded in other batches): those are compared with a tolerance."""
+    def retriever_files(root: Path) -> list[Path]:
+        return sorted(p.relative_to(root) for folder in (RETRIEVER_DIR, SEGMENTS_DIR)
+                      for p in (root / folder).rglob("*") if p.is_file())
+
+    files = retriever_files(one)
+    assert files == retriever_files(two)
     for name in files:
         if name.name == "embeddings.npy":
             np.testing.assert_allclose(np.load(one / name), np.load(two / name), atol=1e-5)

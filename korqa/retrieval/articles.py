@@ -40,7 +40,7 @@ from korqa.retrieval.terms import TermAnalyzer, TermConfig
 
 VOCABULARY_FILE = "vocabulary.json"
 ARTICLE_OF_FILE = "article_of_paragraph.npy"
-MATRICES = ("paragraphs", "articles", "titles")
+MATRICES = PARAGRAPHS, ARTICLES, TITLES = ("paragraphs", "articles", "titles")
 PARTS = ("data", "indices", "indptr")
 
 
@@ -110,12 +110,12 @@ class ArticleRetriever(Retriever):
         width = len(counts.vocabulary)
         # One matrix at a time, each freed once weighted: kowiki's paragraph counts alone are
         # gigabytes.
-        stacked = {"paragraphs": lambda: counts.stack(counts.take("paragraph_rows"), width),
-                   "articles": lambda: counts.articles(width),
-                   "titles": lambda: counts.stack(counts.take("title_rows"), width)}
+        stacked = {PARAGRAPHS: lambda: counts.stack(counts.take("paragraph_rows"), width),
+                   ARTICLES: lambda: counts.articles(width),
+                   TITLES: lambda: counts.stack(counts.take("title_rows"), width)}
         self.matrices = {}
         for name, make in stacked.items():
-            k1, b = (self.k1, self.b) if name == "paragraphs" else (self.article_k1,
+            k1, b = (self.k1, self.b) if name == PARAGRAPHS else (self.article_k1,
                                                                      self.article_b)
             weights = bm25_weights(make(), k1, b)
             self.matrices[name] = {"data": weights.data,
@@ -136,10 +136,10 @@ class ArticleRetriever(Retriever):
         term_ids = self._query_terms(terms)
         if not term_ids:
             return []
-        paragraph = self._column_sum("paragraphs", term_ids, len(self.article_of))
-        article = self._column_sum("articles", term_ids, len(self.article_ids))
+        paragraph = self._column_sum(PARAGRAPHS, term_ids, len(self.article_of))
+        article = self._column_sum(ARTICLES, term_ids, len(self.article_ids))
         if self.title_weight:
-            article += self.title_weight * self._column_sum("titles", term_ids,
+            article += self.title_weight * self._column_sum(TITLES, term_ids,
                                                             len(self.article_ids))
         if self.articles and self.articles < len(article):
             keep = np.argpartition(-article, self.articles - 1)[:self.articles]
@@ -160,7 +160,7 @@ class ArticleRetriever(Retriever):
         ids = [self.vocabulary[t] for t in terms if t in self.vocabulary]
         if self.max_df >= 1.0:
             return ids
-        indptr = self.matrices["paragraphs"]["indptr"]
+        indptr = self.matrices[PARAGRAPHS]["indptr"]
         limit = self.max_df * len(self.article_of)
         return [i for i in ids if indptr[i + 1] - indptr[i] <= limit]
 
