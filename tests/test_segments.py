@@ -333,6 +333,16 @@ def start_writer(index_dir: Path, what: str, n: int = 1, pause: str | None = Non
                             env=env, stdout=subprocess.PIPE, text=True)
 
 
+def kill_when_paused(writer: subprocess.Popen, flag: Path, point: str) -> None:
+    """SIGKILL `writer` once it has paused at `point` (it touches `flag` there)."""
+    deadline = time.monotonic() + 120
+    while not flag.exists():
+        assert time.monotonic() < deadline and writer.poll() is None, "never reached " + point
+        time.sleep(0.05)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+
+
 def consistent_state(index_dir: Path) -> set[str]:
     """Open the index as the next writer would and check store and retriever agree exactly:
     same paragraphs, the scores of a one-shot build. Returns the stored `w` documents."""
@@ -358,12 +368,7 @@ def test_a_writer_killed_mid_commit_leaves_the_old_or_the_new_state(
                 progress=False)
     flag = tmp_path / "paused"
     writer = start_writer(index_dir, "add", pause=f"{point}:{flag}")
-    deadline = time.monotonic() + 120
-    while not flag.exists():
-        assert time.monotonic() < deadline and writer.poll() is None, "never reached " + point
-        time.sleep(0.05)
-    writer.send_signal(signal.SIGKILL)
-    writer.wait()
+    kill_when_paused(writer, flag, point)
     assert consistent_state(index_dir) == after
     assert not (index_dir / STAGING_DIR).exists()
 
@@ -379,12 +384,7 @@ def test_a_merge_killed_mid_commit_keeps_the_same_results(tmp_path: Path, point:
     assert len(segment_names(index_dir)) == 2
     flag = tmp_path / "paused"
     writer = start_writer(index_dir, "merge", pause=f"{point}:{flag}")
-    deadline = time.monotonic() + 120
-    while not flag.exists():
-        assert time.monotonic() < deadline and writer.poll() is None, "never reached " + point
-        time.sleep(0.05)
-    writer.send_signal(signal.SIGKILL)
-    writer.wait()
+    kill_when_paused(writer, flag, point)
     consistent_state(index_dir)
     assert len(segment_names(index_dir)) in (1, 2)
     merge_index(index_dir, 1)  # and the next merge completes
