@@ -79,21 +79,11 @@ def test_a_small_corpus_trains_fewer_cells_and_bits(tmp_path):
 
 
 def test_indexes_paragraphs_with_a_tiny_encoder_and_drops_the_float_vectors(tmp_path):
-    torch = pytest.importorskip("torch")
-    from korqa.modeling import BertConfig, BertModel
-    from korqa.modeling.checkpoint import save_pretrained
+    from tiny import tiny_encoder
 
     syllables = "가나다라마바사아자차카타파하"
     texts = [f"문단 {i}번은 {syllables[i % 14]}로 시작한다" for i in range(120)]
-    chars = sorted({c for t in [*texts, "query: passage:"] for c in t if not c.isspace()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
-    encoder = tmp_path / "encoder"
-    encoder.mkdir()
-    (encoder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)
-    save_pretrained(BertModel(config), encoder)
+    encoder = tiny_encoder(tmp_path / "encoder", texts, intermediate_size=32, max_positions=64)
     paragraphs = [Paragraph(f"t:{i}", "문단", text, str(i)) for i, text in enumerate(texts)]
     retriever = CompressedDenseRetriever(encoder, m=8, max_length=64, batch_size=32)
     retriever.index(paragraphs, progress=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from tiny import DOCS, build_tiny_index, char_vocab, make_tiny_reader, write_corpus
+from tiny import DOCS, build_tiny_index, make_tiny_reader, tiny_encoder, write_corpus
 
 from korqa.cli import main
 from korqa.distributed import INSTALL_COMMAND
@@ -85,18 +85,8 @@ def local_ray() -> Iterator[None]:
 
 
 def _tiny_encoder(directory: Path) -> Path:
-    import torch
-
-    from korqa.modeling import BertConfig, BertModel
-    from korqa.modeling.checkpoint import save_pretrained
-
-    texts = [title + "".join(texts) for _, title, texts in DOCS] + [*QUESTIONS, "query: passage:"]
-    tokenizer = char_vocab(texts, directory)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=256)
-    save_pretrained(BertModel(config), directory)
-    return directory
+    texts = [title + "".join(texts) for _, title, texts in DOCS] + QUESTIONS
+    return tiny_encoder(directory, texts)
 
 
 def _same_index(one: Path, two: Path) -> None:

@@ -118,20 +118,12 @@ def test_chunked_bm25_weights_equal_bm25s_index():
 
 
 def test_tiny_random_dense_encoder(tmp_path):
-    torch = pytest.importorskip("torch")
-    from korqa.modeling import BertConfig, BertModel
-    from korqa.modeling.checkpoint import save_pretrained
+    from tiny import tiny_encoder
+
     from korqa.retrieval.dense import DenseRetriever
 
-    chars = sorted({c for t in [*DOCS.values(), "query: passage:"] for c in t if not c.isspace()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *("##" + c for c in chars)]
-    encoder = tmp_path / "encoder"
-    encoder.mkdir()
-    (encoder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    save_pretrained(BertModel(config), encoder)
+    encoder = tiny_encoder(tmp_path / "encoder", DOCS.values(), hidden_size=64, layers=2,
+                           max_positions=128)
 
     retriever = DenseRetriever(encoder, max_length=128, batch_size=4)
     retriever.index(paragraphs(), progress=False)

@@ -56,6 +56,23 @@ def char_vocab(texts: Iterable[str], directory: Path) -> Tokenizer:
     return Tokenizer.from_vocab(directory / "vocab.txt")
 
 
+def tiny_encoder(directory: Path, texts: Iterable[str], hidden_size: int = 32,
+                 layers: int = 1, intermediate_size: int = 64,
+                 max_positions: int = 256) -> Path:
+    """A random BertModel (seed 0) with a character vocabulary of `texts` and of e5's
+    "query: "/"passage: " prefixes, saved as an encoder directory for dense retrieval."""
+    from korqa.modeling import BertModel
+
+    tokenizer = char_vocab([*texts, "query: passage:"], directory)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden_size,
+                        num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=intermediate_size,
+                        max_position_embeddings=max_positions)
+    save_pretrained(BertModel(config), directory)
+    return directory
+
+
 def make_tiny_reader(directory: Path, seed: int = 0) -> Path:
     """A random 1-layer BERT QA model and a syllable WordPiece vocab, saved as a model dir."""
     texts = [p for _, t, ps in DOCS for p in [t, *ps]] + QUESTIONS
