@@ -1,5 +1,5 @@
 """Giving freed memory back to the system: glibc keeps freed heap pages for reuse, so a server
-that parsed a 136 MB graph once, or read a long paragraph, would hold that memory for good."""
+that parsed a large graph once, or read a long paragraph, would hold that memory for good."""
 
 from __future__ import annotations
 

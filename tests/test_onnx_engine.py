@@ -11,7 +11,7 @@ from tiny import ANSWER, CONTEXT, QUESTION
 
 from korqa.cli import main
 from korqa.modeling import BertConfig, BertForQuestionAnswering, load_engine, onnx_engine
-from korqa.modeling.checkpoint import save_pretrained
+from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.modeling.engines import ReaderEngine, resolve_engine
 from korqa.modeling.onnx_engine import OnnxEngine, build_onnx_engine
 from korqa.modeling.quantize import fold_attention_output_smoothing
@@ -72,6 +72,33 @@ def test_the_traced_graph_is_cached_by_the_model_files(random_reader, tmp_path, 
     save_pretrained(model, model_dir)
     monkeypatch.undo()
     assert build_onnx_engine(model_dir, cache=cache).path != first.path
+
+
+def test_an_int8_weights_file_keeps_its_word_embeddings_int8_in_the_graph(random_reader,
+                                                                         tmp_path):
+    model, fp32_dir = random_reader
+    int8_dir = tmp_path / "int8"
+    save_pretrained(model, int8_dir, dtype="int8")
+    engines = {name: build_onnx_engine(directory, cache=tmp_path / name)
+               for name, directory in (("fp32", fp32_dir), ("int8", int8_dir))}
+
+    def embedding_tables(engine: OnnxEngine) -> dict[str, int]:
+        return {t.name: t.data_type for t in onnx.load(str(engine.path)).graph.initializer
+                if tuple(t.dims)[:1] == (50,)}
+
+    assert embedding_tables(engines["fp32"]) == {
+        "model.bert.embeddings.word_embeddings.weight": onnx.TensorProto.FLOAT}
+    assert embedding_tables(engines["int8"]) == {
+        "model.bert.embeddings.word_embeddings.weight.qweight": onnx.TensorProto.INT8,
+        "model.bert.embeddings.word_embeddings.weight.qscale": onnx.TensorProto.FLOAT16}
+    # The same function as the int8 file read back into torch (its dequantised weights).
+    features = windows([7, 19, 12])
+    expected = compute_logits(load_model(BertForQuestionAnswering, int8_dir).eval(), features,
+                              pad_id=0, batch_size=3)
+    got = compute_logits(engines["int8"], features, pad_id=0, batch_size=3)
+    for want, have in zip(expected, got, strict=True):
+        assert abs(have.start - want.start).max() < 1e-4
+        assert abs(have.end - want.end).max() < 1e-4
 
 
 def test_folding_attention_output_smoothing_keeps_the_function(random_reader):

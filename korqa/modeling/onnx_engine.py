@@ -202,7 +202,7 @@ def build_onnx_engine(directory: str | Path, int8: bool = False,
         raise ValueError(f"{directory}: no {ABSMAX_FILE}; run `korqa calibrate --model "
                          f"{directory} --data TRAIN.json` to read it with int8")
     config = BertConfig.from_json_file(Path(directory) / "config.json")
-    settings = {"opset": ONNX_OPSET, "int8": int8, "alpha": DEFAULT_ALPHA, "format": 1}
+    settings = {"opset": ONNX_OPSET, "int8": int8, "alpha": DEFAULT_ALPHA, "format": 2}
     folder = Path(cache) if cache is not None else cache_dir() / "onnx"
     target = folder / f"{cache_key(directory, settings)}.onnx"
     if not target.is_file():
@@ -239,7 +239,72 @@ def _trace(directory: str | Path, int8: bool, config: BertConfig, folder: Path,
         optimize_onnx(staged, config)
         if int8:
             _quantize_onnx(staged)
+        keep_word_embeddings_int8(staged, Path(directory) / "model.safetensors")
         os.replace(staged, target)
+
+
+WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
+
+
+def keep_word_embeddings_int8(path: Path, weights: Path) -> bool:
+    """Hold the word-embedding table in the graph as the weights file stores it (int8 rows and
+    their fp16 block scales), scaling only the rows a window gathers; False if it cannot.
+
+    The table is most of the reader's float weights but a window reads a few hundred of its
+    rows, so ORT holds a quarter of its bytes. The values are the same: Cast and Mul compute
+    the product `checkpoint.dequantize` computed, which is checked before the graph changes.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from safetensors import safe_open
+
+    if not weights.is_file():
+        return False
+    with safe_open(weights, "np") as handle:
+        if f"{WORD_EMBEDDINGS}.qweight" not in handle.keys():
+            return False  # a float weights file: nothing smaller to keep
+        qweight = handle.get_tensor(f"{WORD_EMBEDDINGS}.qweight")
+        qscale = handle.get_tensor(f"{WORD_EMBEDDINGS}.qscale")
+    rows, width = qweight.shape
+    blocks = qscale.shape[1]
+    table = (qweight.astype(np.float32).reshape(rows, blocks, -1)
+             * qscale.astype(np.float32)[:, :, None]).reshape(rows, width)
+    model = onnx.load(str(path))
+    graph = model.graph
+    initializer = next((t for t in graph.initializer if tuple(t.dims) == (rows, width)
+                        and t.data_type == TensorProto.FLOAT
+                        and np.array_equal(numpy_helper.to_array(t), table)), None)
+    gathers = [n for n in graph.node if initializer is not None and n.op_type == "Gather"
+               and n.input[0] == initializer.name]
+    if initializer is None or len(gathers) != 1 or any(
+            a.name == "axis" and a.i != 0 for a in gathers[0].attribute):
+        return False
+    gather = gathers[0]
+    name = initializer.name
+    ids, out = gather.input[1], gather.output[0]
+    graph.initializer.remove(initializer)
+    graph.initializer.extend([
+        numpy_helper.from_array(qweight, f"{name}.qweight"),
+        numpy_helper.from_array(qscale, f"{name}.qscale"),
+        numpy_helper.from_array(np.array([0, 0, blocks, width // blocks], np.int64),
+                                f"{name}.blocked"),
+        numpy_helper.from_array(np.array([0, 0, width], np.int64), f"{name}.rows"),
+        numpy_helper.from_array(np.array([-1], np.int64), f"{name}.last_axis")])
+    nodes = [
+        helper.make_node("Gather", [f"{name}.qweight", ids], [f"{name}.q"]),
+        helper.make_node("Cast", [f"{name}.q"], [f"{name}.qf"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", [f"{name}.qf", f"{name}.blocked"], [f"{name}.qb"]),
+        helper.make_node("Gather", [f"{name}.qscale", ids], [f"{name}.s"]),
+        helper.make_node("Cast", [f"{name}.s"], [f"{name}.sf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", [f"{name}.sf", f"{name}.last_axis"], [f"{name}.sb"]),
+        helper.make_node("Mul", [f"{name}.qb", f"{name}.sb"], [f"{name}.scaled"]),
+        helper.make_node("Reshape", [f"{name}.scaled", f"{name}.rows"], [out])]
+    position = list(graph.node).index(gather)
+    graph.node.remove(gather)
+    for offset, node in enumerate(nodes):
+        graph.node.insert(position + offset, node)
+    onnx.save(model, str(path))
+    return True
 
 
 def _quantize_onnx(path: Path) -> None:
