@@ -32,9 +32,8 @@ COMMAND_GROUPS = (
                       "verify", "feedback")),
     ("evaluation", ("evaluate", "evaluate-open", "score", "retrieval-eval", "open-sets",
                     "split")),
-    ("training", ("train", "cloze", "average", "prune", "calibrate", "calibrate-confidence",
-                  "export", "import-e5",
-                  "vocab", "pretrain")),
+    ("training", ("train", "cloze", "negatives", "average", "prune", "calibrate",
+                  "calibrate-confidence", "export", "import-e5", "vocab", "pretrain")),
 )
 # Options many commands share, explained once: each command parser gives them to any option
 # it adds without a help text of its own (options from config dataclasses carry their own).
@@ -187,6 +186,21 @@ def _add_cloze(sub: argparse._SubParsersAction) -> None:
         description="Turn declarative sentences into questions by replacing a date, a counted "
                     "number or a proper noun with 언제 / 몇 <unit> / 어디 / 무엇; the replaced "
                     "words are the answer. For `korqa train --extra-data`.")
+
+
+# ---- negatives (unanswerable training questions, SQuAD 2.0 style) ------------------------
+
+
+@_command
+def _add_negatives(sub: argparse._SubParsersAction) -> None:
+    _config_command(
+        sub, "negatives", "korqa.training.negatives:NegativesConfig",
+        "korqa.training.negatives:write_negatives",
+        help="write unanswerable training questions (other articles' paragraphs) as SQuAD JSON",
+        description="Pair each question of a training split with the paragraphs of other "
+                    "articles that BM25 ranks highest for it, and small-talk questions with "
+                    "paragraphs, all unanswerable: `korqa train --extra-data` then trains "
+                    "their windows towards the null span, so the reader learns to say none.")
 
 
 # ---- average (a "model soup" of readers fine-tuned from one start) -----------------------
