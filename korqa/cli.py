@@ -32,8 +32,9 @@ COMMAND_GROUPS = (
                       "verify", "feedback")),
     ("evaluation", ("evaluate", "evaluate-open", "score", "retrieval-eval", "open-sets",
                     "split")),
-    ("training", ("train", "cloze", "negatives", "average", "prune", "calibrate",
-                  "calibrate-confidence", "export", "import-e5", "vocab", "pretrain")),
+    ("training", ("train", "cloze", "negatives", "clean-squad", "average", "prune",
+                  "calibrate", "calibrate-confidence", "export", "import-e5", "vocab",
+                  "pretrain")),
 )
 # Options many commands share, explained once: each command parser gives them to any option
 # it adds without a help text of its own (options from config dataclasses carry their own).
@@ -201,6 +202,21 @@ def _add_negatives(sub: argparse._SubParsersAction) -> None:
                     "articles that BM25 ranks highest for it, and small-talk questions with "
                     "paragraphs, all unanswerable: `korqa train --extra-data` then trains "
                     "their windows towards the null span, so the reader learns to say none.")
+
+
+# ---- clean-squad (extra training data: markup cut, test articles dropped) -----------------
+
+
+@_command
+def _add_clean_squad(sub: argparse._SubParsersAction) -> None:
+    _config_command(
+        sub, "clean-squad", "korqa.training.extra_data:CleanConfig",
+        "korqa.training.extra_data:write_clean",
+        help="cut markup out of a SQuAD file (answers moved) and drop KorQuAD test articles",
+        description="Make another SQuAD-format set (TyDi QA GoldP, XQuAD) ready for `korqa "
+                    "train --extra-data`: HTML-like tags cut out of contexts and answers with "
+                    "the answer offsets moved, and every article titled as one of the given "
+                    "KorQuAD files' test articles dropped.")
 
 
 # ---- average (a "model soup" of readers fine-tuned from one start) -----------------------

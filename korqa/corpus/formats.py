@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import json
 import lzma
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import IO, Any
 
 from korqa.corpus.paragraph import Paragraph, paragraph_id
 from korqa.corpus.text import TextReading, read_text, text_document
+from korqa.splits import title_key
 
 SQUAD_SUFFIXES = (".json", ".json.gz")
 KOWIKI_SUFFIXES = (".jsonl", ".jsonl.xz")
@@ -193,6 +195,79 @@ def subset_dataset(obj: dict[str, Any], qids: set[str]) -> dict[str, Any]:
         if paragraphs:
             articles.append({**article, "paragraphs": paragraphs})
     return {**obj, "data": articles}
+
+
+# An HTML/XML tag as Wikipedia dumps leave them in contexts ("</b>", "<b data-parsoid='…'>").
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+
+
+def without_markup(obj: Any, drop_titles: Iterable[str] = (),
+                   source: str = "<json>") -> tuple[dict[str, Any], dict[str, int]]:
+    """A copy of a SQuAD object with markup tags cut out of its contexts and answers (answer
+    offsets moved with them: an answer is what is left of its span) and without the articles
+    titled as in `drop_titles`, and counts of what changed. An answer left empty is dropped;
+    so is a question left without answers (unless unanswerable)."""
+    read_squad_json(obj, source)
+    dropped_titles = {title_key(title) for title in drop_titles}
+    counts = {"articles_dropped": 0, "contexts_cleaned": 0, "answers_dropped": 0,
+              "questions_dropped": 0}
+    articles = []
+    for article in obj["data"]:
+        if title_key(article.get("title", "")) in dropped_titles:
+            counts["articles_dropped"] += 1
+            continue
+        paragraphs = []
+        for paragraph in article["paragraphs"]:
+            context = paragraph["context"]
+            kept = _kept_spans(context)
+            clean = "".join(context[a:b] for a, b in kept)
+            counts["contexts_cleaned"] += clean != context
+            qas = []
+            for qa in paragraph["qas"]:
+                answers = []
+                for answer in qa.get("answers", []):
+                    start = _moved(answer["answer_start"], kept)
+                    end = _moved(answer["answer_start"] + len(answer["text"]), kept)
+                    text = clean[start:end]
+                    start += len(text) - len(text.lstrip())
+                    if text.strip():
+                        answers.append({**answer, "text": text.strip(), "answer_start": start})
+                    else:
+                        counts["answers_dropped"] += 1
+                if answers or qa.get("is_impossible", False):
+                    qas.append({**qa, "answers": answers})
+                else:
+                    counts["questions_dropped"] += 1
+            if qas:
+                paragraphs.append({**paragraph, "context": clean, "qas": qas})
+        if paragraphs:
+            articles.append({**article, "paragraphs": paragraphs})
+    return {**obj, "data": articles}, counts
+
+
+def _kept_spans(text: str) -> list[tuple[int, int]]:
+    """The [start, end) runs of `text` outside markup tags."""
+    spans, position = [], 0
+    for tag in _TAG.finditer(text):
+        if tag.start() > position:
+            spans.append((position, tag.start()))
+        position = tag.end()
+    if position < len(text):
+        spans.append((position, len(text)))
+    return spans
+
+
+def _moved(offset: int, kept: list[tuple[int, int]]) -> int:
+    """Where character `offset` of the original lands once only the `kept` runs remain (a
+    character inside a tag moves to the next kept one)."""
+    removed = 0
+    previous_end = 0
+    for start, end in kept:
+        removed += start - previous_end
+        if offset < end:
+            return max(offset, start) - removed
+        previous_end = end
+    return offset - removed - max(0, offset - previous_end)
 
 
 def _read_qa(
