@@ -12,13 +12,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from korqa.modeling.bert import BertConfig, BertPreTrainedModel
+from korqa.modeling.config import CONFIG_FILE, SAFETENSORS_FILE
 
 M = TypeVar("M", bound=BertPreTrainedModel)
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-SAFETENSORS_FILE = "model.safetensors"
 BIN_FILE = "pytorch_model.bin"
 WEIGHT_FILES = (SAFETENSORS_FILE, BIN_FILE)  # in order of preference
 

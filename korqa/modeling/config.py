@@ -14,6 +14,10 @@ logger = logging.getLogger("korqa.modeling.bert")
 # the tanh approximation (HF computes them with slightly different formulas, equal to ~1e-7).
 ACTIVATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
 
+# A model directory's config and weights (`korqa.modeling.checkpoint` reads and writes them;
+# the ONNX engine names them without importing torch).
+CONFIG_FILE = "config.json"
+SAFETENSORS_FILE = "model.safetensors"
 # The int8 calibration beside a model (`korqa calibrate`) and SmoothQuant's α
 # (`korqa.modeling.quantize` says how it was chosen): int8 reading and the ONNX cache key.
 ABSMAX_FILE = "activation_absmax.safetensors"

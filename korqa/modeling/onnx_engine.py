@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from korqa.memory import return_freed_memory
-from korqa.modeling.config import ABSMAX_FILE, DEFAULT_ALPHA, BertConfig
+from korqa.modeling.config import (
+    ABSMAX_FILE,
+    CONFIG_FILE,
+    DEFAULT_ALPHA,
+    SAFETENSORS_FILE,
+    BertConfig,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,7 +42,7 @@ if TYPE_CHECKING:
 ONNX_OPSET = 17
 _INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 # The files a traced reader depends on; the cache key hashes them (the calibration: int8 only).
-_KEY_FILES = ("config.json", "model.safetensors")
+_KEY_FILES = (CONFIG_FILE, SAFETENSORS_FILE)
 
 
 def onnxruntime_available() -> bool:
@@ -201,7 +207,7 @@ def build_onnx_engine(directory: str | Path, int8: bool = False,
     if int8 and not (Path(directory) / ABSMAX_FILE).is_file():
         raise ValueError(f"{directory}: no {ABSMAX_FILE}; run `korqa calibrate --model "
                          f"{directory} --data TRAIN.json` to read it with int8")
-    config = BertConfig.from_json_file(Path(directory) / "config.json")
+    config = BertConfig.from_json_file(Path(directory) / CONFIG_FILE)
     settings = {"opset": ONNX_OPSET, "int8": int8, "alpha": DEFAULT_ALPHA, "format": 2}
     folder = Path(cache) if cache is not None else cache_dir() / "onnx"
     target = folder / f"{cache_key(directory, settings)}.onnx"
@@ -239,7 +245,7 @@ def _trace(directory: str | Path, int8: bool, config: BertConfig, folder: Path,
         optimize_onnx(staged, config)
         if int8:
             _quantize_onnx(staged)
-        keep_word_embeddings_int8(staged, Path(directory) / "model.safetensors")
+        keep_word_embeddings_int8(staged, Path(directory) / SAFETENSORS_FILE)
         os.replace(staged, target)
 
 
@@ -258,17 +264,19 @@ def keep_word_embeddings_int8(path: Path, weights: Path) -> bool:
     from onnx import TensorProto, helper, numpy_helper
     from safetensors import safe_open
 
+    from korqa.modeling.checkpoint import dequantize  # torch: tracing has loaded it already
+
     if not weights.is_file():
         return False
-    with safe_open(weights, "np") as handle:
+    with safe_open(weights, "pt") as handle:
         if f"{WORD_EMBEDDINGS}.qweight" not in handle.keys():
             return False  # a float weights file: nothing smaller to keep
         qweight = handle.get_tensor(f"{WORD_EMBEDDINGS}.qweight")
         qscale = handle.get_tensor(f"{WORD_EMBEDDINGS}.qscale")
+    table = dequantize(qweight, qscale).numpy()
+    qweight, qscale = qweight.numpy(), qscale.numpy()
     rows, width = qweight.shape
     blocks = qscale.shape[1]
-    table = (qweight.astype(np.float32).reshape(rows, blocks, -1)
-             * qscale.astype(np.float32)[:, :, None]).reshape(rows, width)
     model = onnx.load(str(path))
     graph = model.graph
     initializer = next((t for t in graph.initializer if tuple(t.dims) == (rows, width)
