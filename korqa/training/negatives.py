@@ -48,10 +48,13 @@ class NegativesConfig:
 
 
 def other_article_paragraphs(examples: Sequence[SquadExample], per_question: int,
+                             search: _ParagraphSearch | None = None,
                              search_depth: int = 50) -> list[list[Paragraph]]:
     """For each example, the `per_question` paragraphs of other articles among `examples`'
-    paragraphs that BM25 ranks highest for its question (fewer when fewer share a term)."""
-    ranked = _ParagraphSearch(examples).search([e.question for e in examples], search_depth)
+    paragraphs that BM25 ranks highest for its question (fewer when fewer share a term);
+    `search` is BM25 over those paragraphs when the caller has it already."""
+    search = search or _ParagraphSearch(examples)
+    ranked = search.search([e.question for e in examples], search_depth)
     return [[p for p in hits if p.title != example.title][:per_question]
             for example, hits in zip(examples, ranked, strict=True)]
 
@@ -62,17 +65,16 @@ def negative_dataset(examples: Sequence[SquadExample], per_question: int = 1,
     and each `small_talk` question over the paragraph BM25 ranks first for it (a random one
     when none shares a term), all unanswerable; articles keep their paragraphs' titles."""
     rng = random.Random(seed)
+    search = _ParagraphSearch(examples)
     pairs: list[tuple[str, str, Paragraph]] = []
-    for example, others in zip(examples, other_article_paragraphs(examples, per_question),
+    for example, others in zip(examples, other_article_paragraphs(examples, per_question, search),
                                strict=True):
         pairs += [(f"negative-{example.qid}-{n}", example.question, paragraph)
                   for n, paragraph in enumerate(others)]
-    if small_talk:
-        search = _ParagraphSearch(examples)
-        for n, (question, hits) in enumerate(zip(small_talk, search.search(list(small_talk), 1),
-                                                 strict=True)):
-            pairs.append((f"negative-smalltalk-{n}", question,
-                          hits[0] if hits else rng.choice(search.paragraphs)))
+    for n, (question, hits) in enumerate(zip(small_talk, search.search(list(small_talk), 1),
+                                             strict=True)):
+        pairs.append((f"negative-smalltalk-{n}", question,
+                      hits[0] if hits else rng.choice(search.paragraphs)))
     articles: dict[str, dict[str, Any]] = {}
     contexts: dict[str, dict[str, Any]] = {}
     for qid, question, paragraph in pairs:
