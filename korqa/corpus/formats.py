@@ -267,7 +267,7 @@ def _moved(offset: int, kept: list[tuple[int, int]]) -> int:
         if offset < end:
             return max(offset, start) - removed
         previous_end = end
-    return offset - removed - max(0, offset - previous_end)
+    return previous_end - removed  # past the last kept run: the end of the clean text
 
 
 def _read_qa(
