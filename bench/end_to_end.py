@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from korqa.corpus.formats import SquadExample, read_squad
-from korqa.evaluation.korquad_metric import score_example
+from korqa.korquad_metric import score_example
 from korqa.pipeline import (
     PipelineConfig,
     QAPipeline,

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from korqa.corpus.formats import SquadExample, read_squad
-from korqa.evaluation.korquad_metric import evaluate_predictions
+from korqa.korquad_metric import evaluate_predictions
 from korqa.modeling import BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model
 from korqa.reader.config import ReaderConfig
