@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from korqa.procfs import cpu_seconds, memory_mib, process_tree
+from procfs import cpu_seconds, memory_mib, process_tree
 
 QUESTIONS = [
     "한라산의 높이는 얼마인가?", "한글은 누가 만들었나?", "훈민정음은 언제 알려졌나?",
