@@ -333,13 +333,13 @@ def batching_main(args: argparse.Namespace) -> int:
     from korqa.pipeline import (
         PipelineConfig,
         QAPipeline,
-        Reader,
         RetrievedParagraph,
         normalise_retrieval,
     )
     from korqa.pipeline.sources import open_index
     from korqa.reader.config import ReaderConfig
     from korqa.reader.predict import predict
+    from korqa.reader.reader import Reader
     from korqa.tokenization import Tokenizer
 
     torch.set_num_threads(args.threads or torch.get_num_threads())

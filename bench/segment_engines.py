@@ -2,8 +2,8 @@
 scoring, with bm25s's whole-index scoring (the engine before segments) as the peer, in one run.
 
 Every engine gets the same korqa terms (tuned: character 1-2-grams + Kiwi morphemes + title,
-`korqa.retrieval.registry.REGISTRY`), analysed once, so the comparison is of the engines alone; the
-shared analysis time per query is printed beside them. Tantivy receives the terms joined by
+the bm25 preset of `korqa.retrieval.registry`), analysed once, so the comparison is of the
+engines alone; the shared analysis time per query is printed beside them. Tantivy receives the terms joined by
 spaces into a field with its whitespace tokenizer (no lower-casing, no stemming); its BM25
 constants are fixed at k1 = 1.2, b = 0.75 (tantivy-py exposes no others), so korqa's segments
 are also run at those. Tantivy is not a korqa dependency: `pip install tantivy==0.27.0` first,
