@@ -3,11 +3,11 @@ scoring, with bm25s's whole-index scoring (the engine before segments) as the pe
 
 Every engine gets the same korqa terms (tuned: character 1-2-grams + Kiwi morphemes + title,
 the bm25 preset of `korqa.retrieval.registry`), analysed once, so the comparison is of the
-engines alone; the shared analysis time per query is printed beside them. Tantivy receives the terms joined by
-spaces into a field with its whitespace tokenizer (no lower-casing, no stemming); its BM25
-constants are fixed at k1 = 1.2, b = 0.75 (tantivy-py exposes no others), so korqa's segments
-are also run at those. Tantivy is not a korqa dependency: `pip install tantivy==0.27.0` first,
-or its row is skipped.
+engines alone; the shared analysis time per query is printed beside them. Tantivy receives the
+terms joined by spaces into a field with its whitespace tokenizer (no lower-casing, no
+stemming); its BM25 constants are fixed at k1 = 1.2, b = 0.75 (tantivy-py exposes no others),
+so korqa's segments are also run at those. Tantivy is not a korqa dependency: `pip install
+tantivy==0.27.0` first, or its row is skipped.
 
 Measured per engine: recall@1/5/20 over all KorQuAD dev questions (context rule, as
 bench/retrieval.py), search ms/query (one query at a time, terms given), build seconds, bytes on
