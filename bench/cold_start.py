@@ -48,7 +48,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from korqa.procfs import memory_mib
+from procfs import memory_mib
 
 REPO = Path(__file__).resolve().parents[1]
 KORQUAD = REPO.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev.json"

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from korqa.corpus.loaders import iter_jsonl, iter_squad
 
+from korqa.corpus.formats import load_corpus
 from korqa.retrieval.dense import PASSAGE_PREFIX, QUERY_PREFIX, DenseRetriever
 from korqa.retrieval.dense_pq import CompressedDenseRetriever
 from korqa.retrieval.evaluate import load_questions
@@ -35,8 +35,8 @@ KOWIKI_PARAGRAPHS = 2_131_841
 
 
 def slice_paragraphs(data: Path, shard: Path, distractors: int, seed: int) -> list[str]:
-    gold = [p.text for p in iter_squad(data)]
-    pool = [p.text for p in iter_jsonl(shard)]
+    gold = [p.text for p in load_corpus([data])]
+    pool = [p.text for p in load_corpus([shard])]
     return gold + random.Random(seed).sample(pool, distractors)
 
 

@@ -30,14 +30,9 @@ from pathlib import Path
 import torch
 
 from korqa.corpus.formats import SquadExample, read_squad
-from korqa.evaluation.korquad_metric import score_example
-from korqa.pipeline import (
-    PipelineConfig,
-    QAPipeline,
-    cached_index,
-    load_reader,
-    tune_fusion,
-)
+from korqa.evaluation.fusion import tune_fusion
+from korqa.korquad_metric import score_example
+from korqa.pipeline import PipelineConfig, QAPipeline, cached_index, load_reader
 from korqa.pipeline.qa import passes_gate
 from korqa.reader.directory import ReaderDir
 from korqa.reader.reader import Reader

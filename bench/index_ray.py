@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from korqa.distributed import index as ray_index
     from korqa.retrieval.base import index_text
-    from korqa.retrieval.index import RETRIEVER_DIR, TUNED, build_index, make_retriever
+    from korqa.retrieval.index import RETRIEVER_DIR, build_index
+    from korqa.retrieval.registry import REGISTRY, make_retriever
     from korqa.retrieval.terms import TermAnalyzer
 
     torch.set_num_threads(1)
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         result["characters"] = sum(len(p.text) + len(p.title) for p in paragraphs)
         texts = [index_text(p, True) for p in paragraphs]
 
-        analyzer = TermAnalyzer(TUNED["bm25"]["terms"])
+        analyzer = TermAnalyzer(REGISTRY["bm25"].preset["terms"])
         analyzer.many(texts[:10])  # Kiwi's model loads once
         cpu = time.process_time()
         for start in range(0, len(texts), 1000):

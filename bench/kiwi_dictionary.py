@@ -53,14 +53,13 @@ def main() -> int:
     from korqa.corpus import ParagraphStore, load_corpus
     from korqa.corpus.formats import read_squad
     from korqa.evaluation.evaluate import best_answers
-    from korqa.evaluation.korquad_metric import evaluate_predictions
+    from korqa.korquad_metric import evaluate_predictions
     from korqa.reader import josa
     from korqa.reader.directory import ReaderDir
     from korqa.reader.features import convert_examples_to_features
     from korqa.reader.predict import decode_predictions, read_logits
     from korqa.retrieval.evaluate import evaluate_recall, load_questions
-    from korqa.retrieval.index import TUNED
-    from korqa.retrieval.registry import retriever_class
+    from korqa.retrieval.registry import REGISTRY, retriever_class
     from korqa.splits import select_split
 
     reader = ReaderDir().load()
@@ -79,7 +78,7 @@ def main() -> int:
             josa._cut.cache_clear()
             decoded = decode_predictions(examples, features, logits, predict_config)
             scores = evaluate_predictions(examples, best_answers(decoded))
-            preset = dict(TUNED["bm25"])
+            preset = dict(REGISTRY["bm25"].preset)
             preset["terms"] = replace(preset["terms"], kiwi_dictionaries=dictionaries)
             retriever = retriever_class("bm25")(**preset)
             retriever.index(store, total=len(store), progress=False)

@@ -180,7 +180,8 @@ def answer(args: argparse.Namespace) -> dict[str, Any]:
     from end_to_end import run  # the same question loop and scoring
 
     from korqa.corpus.formats import read_squad
-    from korqa.pipeline import PipelineConfig, QAPipeline, load_reader, tune_fusion
+    from korqa.evaluation.fusion import tune_fusion
+    from korqa.pipeline import PipelineConfig, QAPipeline, load_reader
     from korqa.splits import korquad_split, select_split
 
     if args.threads:

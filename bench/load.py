@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from korqa.procfs import cpu_seconds, memory_mib, process_tree
+from procfs import cpu_seconds, memory_mib, process_tree
 
 QUESTIONS = [
     "한라산의 높이는 얼마인가?", "한글은 누가 만들었나?", "훈민정음은 언제 알려졌나?",
@@ -333,13 +333,13 @@ def batching_main(args: argparse.Namespace) -> int:
     from korqa.pipeline import (
         PipelineConfig,
         QAPipeline,
-        Reader,
         RetrievedParagraph,
         normalise_retrieval,
     )
     from korqa.pipeline.sources import open_index
     from korqa.reader.config import ReaderConfig
     from korqa.reader.predict import predict
+    from korqa.reader.reader import Reader
     from korqa.tokenization import Tokenizer
 
     torch.set_num_threads(args.threads or torch.get_num_threads())

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from korqa.corpus.formats import read_squad
-from korqa.evaluation.korquad_metric import score_example
+from korqa.korquad_metric import score_example
 from korqa.modeling import BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.modeling.config import ABSMAX_FILE

@@ -2,12 +2,12 @@
 scoring, with bm25s's whole-index scoring (the engine before segments) as the peer, in one run.
 
 Every engine gets the same korqa terms (tuned: character 1-2-grams + Kiwi morphemes + title,
-`korqa.retrieval.index.TUNED`), analysed once, so the comparison is of the engines alone; the
-shared analysis time per query is printed beside them. Tantivy receives the terms joined by
-spaces into a field with its whitespace tokenizer (no lower-casing, no stemming); its BM25
-constants are fixed at k1 = 1.2, b = 0.75 (tantivy-py exposes no others), so korqa's segments
-are also run at those. Tantivy is not a korqa dependency: `pip install tantivy==0.27.0` first,
-or its row is skipped.
+the bm25 preset of `korqa.retrieval.registry`), analysed once, so the comparison is of the
+engines alone; the shared analysis time per query is printed beside them. Tantivy receives the
+terms joined by spaces into a field with its whitespace tokenizer (no lower-casing, no
+stemming); its BM25 constants are fixed at k1 = 1.2, b = 0.75 (tantivy-py exposes no others),
+so korqa's segments are also run at those. Tantivy is not a korqa dependency: `pip install
+tantivy==0.27.0` first, or its row is skipped.
 
 Measured per engine: recall@1/5/20 over all KorQuAD dev questions (context rule, as
 bench/retrieval.py), search ms/query (one query at a time, terms given), build seconds, bytes on
@@ -37,8 +37,7 @@ from korqa.corpus.paragraph import Paragraph
 from korqa.retrieval.base import index_text
 from korqa.retrieval.bm25 import BM25Retriever, bm25_weights
 from korqa.retrieval.evaluate import GoldJudge, load_questions
-from korqa.retrieval.index import TUNED
-from korqa.retrieval.registry import load_retriever
+from korqa.retrieval.registry import REGISTRY, load_retriever
 from korqa.retrieval.sparse import count_matrix, top_k
 from korqa.retrieval.terms import TermAnalyzer
 
@@ -92,7 +91,7 @@ class KorqaSegments:
         self.k1, self.b, self.n_segments = k1, b, segments
 
     def build(self, paragraphs: list[Paragraph], where: Path) -> None:
-        settings = {**TUNED["bm25"], "k1": self.k1, "b": self.b}
+        settings = {**REGISTRY["bm25"].preset, "k1": self.k1, "b": self.b}
         retriever = BM25Retriever(**settings)
         size = -(-len(paragraphs) // self.n_segments)
         retriever.index(paragraphs[:size], progress=False)
@@ -170,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     questions = load_questions(args.data, "all")
-    settings = TUNED["bm25"]
+    settings = REGISTRY["bm25"].preset
     analyzer = TermAnalyzer(settings["terms"])
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -1,3 +1,5 @@
 """korqa: Korean question answering — retrieval + a hand-built BERT reader."""
 
-__version__ = "0.1.0"
+from korqa.version import __version__
+
+__all__ = ["__version__"]

@@ -121,7 +121,7 @@ def version() -> str:
     try:
         return installed("korqa")
     except PackageNotFoundError:
-        from korqa import __version__
+        from korqa.version import __version__
 
         return __version__
 
@@ -556,7 +556,7 @@ def _add_split(sub: argparse._SubParsersAction) -> None:
                     "the other articles as OUT/train_validation; the CV schemes split them into "
                     "OUT/fold{i}/train and OUT/fold{i}/validation. group-kfold keeps each "
                     "article in one fold (questions of one article leak into each other); "
-                    "stratified balances question types (korqa.training.splits.question_type); "
+                    "stratified balances question types (korqa.questions.question_type); "
                     "shuffle draws --folds random 1/folds hold-outs. A SQuAD file written here "
                     "numbers its articles afresh, so cut no further split from it by index.")
     p.add_argument("--data", required=True, help="SQuAD-format JSON (KorQuAD dev)")
@@ -573,7 +573,7 @@ def _add_split(sub: argparse._SubParsersAction) -> None:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from korqa.training.splits import write_splits
+    from korqa.training.cross_validation import write_splits
 
     _print_json(write_splits(args.data, args.out, args.scheme, args.folds, args.fold, args.seed,
                              args.file_format))
@@ -601,7 +601,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 
 def _score(args: argparse.Namespace) -> int:
     from korqa.corpus.formats import load_json, read_squad
-    from korqa.evaluation.korquad_metric import evaluate_predictions
+    from korqa.korquad_metric import evaluate_predictions
 
     examples = read_squad(args.data)
     predictions = load_json(args.predictions)
@@ -1018,7 +1018,7 @@ def _add_open_sets(sub: argparse._SubParsersAction) -> None:
 def _open_sets(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from korqa.evaluation.open_domain import build_open_sets, write_sets
+    from korqa.open_sets import build_open_sets, write_sets
 
     questions = build_open_sets(args.data, args.chitchat, args.split, args.answerable,
                                 args.offtopic, args.seed)

@@ -15,10 +15,7 @@ No torch here; scikit-learn is imported only when a validation fold is cut.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, TypeVar
-
-if TYPE_CHECKING:
-    from korqa.corpus.formats import SquadExample
+from typing import Protocol, TypeVar
 
 TEST_MODULUS = 5
 TEST_REMAINDER = 4
@@ -29,7 +26,14 @@ FOLDS = 5
 VALIDATION_FOLD = 0
 SEED = 0
 
-Example = TypeVar("Example", bound="SquadExample")
+
+class _OfAnArticle(Protocol):
+    """What the rules read of a question (`korqa.corpus.formats.SquadExample` is one)."""
+
+    article_index: int  # its article's index in the file's `data` list
+
+
+Example = TypeVar("Example", bound=_OfAnArticle)
 
 
 def is_test_article(article_index: int) -> bool:

@@ -15,7 +15,8 @@ from tiny import make_tiny_reader, write_corpus
 from korqa.cli import main
 from korqa.modeling.onnx_engine import build_onnx_engine
 from korqa.retrieval import manifest
-from korqa.retrieval.index import Index, build_index, make_retriever
+from korqa.retrieval.index import Index, build_index
+from korqa.retrieval.registry import make_retriever
 
 REPORT = "import sys, json; from korqa import morphology; print(json.dumps({{'torch': 'torch' in " \
          "sys.modules, 'sklearn': 'sklearn' in sys.modules, 'kiwi_builds': " \

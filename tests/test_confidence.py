@@ -14,11 +14,11 @@ from korqa.corpus.paragraph import Paragraph
 from korqa.evaluation.open_domain import (
     WithoutArticle,
     auroc,
-    build_open_sets,
     coverage_accuracy,
     expected_calibration_error,
     summarise,
 )
+from korqa.open_sets import build_open_sets
 from korqa.paths import default_reader_dir
 from korqa.pipeline.confidence import (
     CONFIDENCE_FILE,
@@ -249,7 +249,7 @@ def shipped_pipeline(tmp_path_factory):
 def test_shipped_reader_says_it_does_not_know_what_the_documents_do_not_say(
         shipped_pipeline, question):
     answer = shipped_pipeline.ask(question)
-    threshold = shipped_pipeline.reader.confidence.threshold
+    threshold = shipped_pipeline.confidence.threshold
     assert answer.known is False and answer.answer == ""
     # The don't-know shows the guess, under any confidence korqa answers with.
     assert answer.candidates and answer.score == answer.candidates[0].score < threshold
@@ -260,7 +260,7 @@ def test_shipped_reader_still_answers_what_the_documents_say(shipped_pipeline, q
                                                              expected):
     answer = shipped_pipeline.ask(question)
     assert answer.known is True and expected in answer.answer
-    assert shipped_pipeline.reader.confidence.threshold <= answer.score <= 1.0
+    assert shipped_pipeline.confidence.threshold <= answer.score <= 1.0
     assert answer.score == answer.candidates[0].score
     assert answer.candidates[0].reader_score is not None
 

@@ -20,16 +20,11 @@ import numpy as np
 import pytest
 from tiny import DOCS, build_tiny_index, make_tiny_reader, tiny_encoder, write_corpus
 
+from bench.procfs import process_tree
 from korqa.cli import main
 from korqa.distributed import INSTALL_COMMAND
-from korqa.procfs import process_tree
-from korqa.retrieval.index import (
-    RETRIEVER_DIR,
-    SEGMENTS_DIR,
-    Index,
-    build_index,
-    make_retriever,
-)
+from korqa.retrieval.index import RETRIEVER_DIR, SEGMENTS_DIR, Index, build_index
+from korqa.retrieval.registry import make_retriever
 
 QUESTIONS = ["한라산의 높이는 얼마인가?", "한글은 누가 만들었나?", "김장이란 무엇인가?",
              "가장 큰 행성은?", "백두산의 높이는?", "제주도에는 무엇이 있나?"]

@@ -33,11 +33,17 @@ def _example(context: str, answer: str, question: str = "누구?", qid: str = "q
     return SquadExample(qid, question, context, "제목", 0, answers)
 
 
+def _span(offsets: list[tuple[int, int]], char_start: int, char_end: int
+          ) -> tuple[int, int] | None:
+    return answer_token_span([s for s, _ in offsets], [e for _, e in offsets], char_start,
+                             char_end)
+
+
 def test_answer_span_worked_example(tmp_path):
     context = "1989년 2월 15일에 지명수배"
     tokenizer = _char_tokenizer(tmp_path, [context], extra=["1989", "15"])
     encoding = tokenizer.encode(context)
-    span = answer_token_span(encoding.offsets, 0, len("1989년 2월 15일"))
+    span = _span(encoding.offsets, 0, len("1989년 2월 15일"))
     assert span is not None
     first, last = span
     assert context[encoding.offsets[first][0]:encoding.offsets[last][1]] == "1989년 2월 15일"
@@ -48,9 +54,9 @@ def test_answer_inside_a_token_gets_the_whole_token(tmp_path):
     tokenizer = _char_tokenizer(tmp_path, [context], extra=["임종", "##석이"])
     encoding = tokenizer.encode(context)
     assert encoding.tokens[:2] == ["임종", "##석이"]
-    assert answer_token_span(encoding.offsets, 0, 3) == (0, 1)  # "임종석" → "임종석이"
-    assert answer_token_span(encoding.offsets, 2, 3) == (1, 1)  # "석" → "석이"
-    assert answer_token_span(encoding.offsets, 4, 5) is None  # only the space
+    assert _span(encoding.offsets, 0, 3) == (0, 1)  # "임종석" → "임종석이"
+    assert _span(encoding.offsets, 2, 3) == (1, 1)  # "석" → "석이"
+    assert _span(encoding.offsets, 4, 5) is None  # only the space
 
 
 def test_korean_answer_recovered_in_every_window_that_holds_it(tmp_path):

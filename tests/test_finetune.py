@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from korqa.cli import build_parser, main
 from korqa.corpus.formats import read_squad
-from korqa.evaluation.korquad_metric import evaluate_predictions
+from korqa.korquad_metric import evaluate_predictions
 from korqa.modeling import BertConfig, BertForQuestionAnswering, BertModel
 from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.reader.config import ReaderConfig

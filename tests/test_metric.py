@@ -1,4 +1,4 @@
-"""KorQuAD 1.0 and SQuAD v1.1 metrics (korqa.evaluation.korquad_metric, `korqa score`)."""
+"""KorQuAD 1.0 and SQuAD v1.1 metrics (korqa.korquad_metric, `korqa score`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from korqa.cli import main
 from korqa.corpus.formats import GoldAnswer, SquadExample
-from korqa.evaluation.korquad_metric import (
+from korqa.korquad_metric import (
     evaluate_predictions,
     exact_match_score,
     f1_score,

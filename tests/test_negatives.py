@@ -8,8 +8,8 @@ from tiny import make_tiny_reader
 
 from korqa.cli import main
 from korqa.corpus.formats import read_squad
-from korqa.evaluation.open_domain import build_open_sets
 from korqa.faq import load_faq
+from korqa.open_sets import build_open_sets
 from korqa.reader.config import ReaderConfig
 from korqa.reader.features import convert_examples_to_features
 from korqa.splits import is_test_article, select_split

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from tiny import DOCS, QUESTIONS, write_corpus
 
-from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.corpus.paragraph import Paragraph
 from korqa.faq import FAQEntry, FAQIndex
 from korqa.modeling import BertForQuestionAnswering
@@ -24,8 +25,8 @@ from korqa.pipeline import (
     normalise_retrieval,
     open_index,
     open_pipeline,
-    tune_fusion,
 )
+from korqa.pipeline.confidence import SPAN_SCORE_THRESHOLD, UNCALIBRATED
 from korqa.reader.config import ReaderConfig
 from korqa.reader.reader import Reader
 from korqa.retrieval.index import Index, build_index
@@ -198,21 +199,43 @@ def test_faq_answers_first_when_it_matches_closely(index: Index, reader: Reader)
     assert pipeline.ask("한라산의 높이는 얼마인가?").source == "reader"
 
 
-def test_tune_fusion_reads_once_and_scores_every_weight_and_gate(index: Index,
-                                                                 reader: Reader) -> None:
-    context = DOCS[1][2][0]
-    start = context.index("1947미터")
-    examples = [SquadExample("q1", "한라산의 높이는 얼마인가?", context, "한라산", 0,
-                             [GoldAnswer("1947미터", start)])]
-    tuning = tune_fusion(pipeline_with(index, reader), examples, weights=[0.0, 0.5, 1.0],
-                         gates=[0.0, 1.0])
-    assert [row[:2] for row in tuning.table] == [(w, g) for g in (0.0, 1.0)
-                                                  for w in (0.0, 0.5, 1.0)]
-    assert tuning.best_weight in (0.0, 0.5, 1.0) and tuning.questions == 1
-    assert all(0.0 <= em <= f1 <= 100.0 for _, _, em, f1, _ in tuning.table)
-    # Gate 0 reads all three retrieved paragraphs, gate 1 only those tied with the top one.
-    read = {gate: paragraphs for _, gate, _, _, paragraphs in tuning.table}
-    assert read[0.0] == 3 and 1 <= read[1.0] < 3
+def test_without_a_confidence_file_the_span_score_is_the_confidence(index: Index,
+                                                                   reader: Reader) -> None:
+    pipeline = pipeline_with(index, reader)
+    assert pipeline.confidence is UNCALIBRATED  # the tiny reader was made in memory
+    retrieved, readings = pipeline.read("한라산의 높이는 얼마인가?")
+    answer = pipeline.decide("한라산의 높이는 얼마인가?", retrieved, readings)
+    # One scale: every shown score is the reader's span score, decided on against 0.1 ...
+    assert [c.score for c in answer.candidates] == [c.reader_score for c in answer.candidates]
+    assert answer.score == answer.candidates[0].score
+    assert answer.known == (answer.score >= SPAN_SCORE_THRESHOLD)
+    # ... and --threshold moves the line on that same scale.
+    above = pipeline_with(index, reader, threshold=answer.score)
+    assert above.decide("한라산의 높이는 얼마인가?", retrieved, readings).known
+    below = pipeline_with(index, reader, threshold=answer.score + 1e-9)
+    unknown = below.decide("한라산의 높이는 얼마인가?", retrieved, readings)
+    assert not unknown.known and unknown.score == answer.score
+
+
+def test_a_reader_directory_brings_its_calibration_and_a_given_one_wins(
+        index: Index, tiny_reader_dir: Path, tmp_path: Path) -> None:
+    from korqa.pipeline import load_reader
+    from korqa.pipeline.confidence import CONFIDENCE_FILE, Confidence, SpanScore
+
+    config = PipelineConfig(engine="torch")
+    assert QAPipeline(index, load_reader(tiny_reader_dir, config)).confidence is UNCALIBRATED
+    calibrated = shutil.copytree(tiny_reader_dir, tmp_path / "calibrated")
+    fitted = Confidence(("log_span",), np.zeros(1), np.ones(1), np.ones(1), 0.0,
+                        np.array([0.0, 1.0]), np.array([0.0, 1.0]), 0.3, 0.7)
+    fitted.save(calibrated / CONFIDENCE_FILE)
+    pipeline = QAPipeline(index, lambda: load_reader(calibrated, config))
+    assert isinstance(pipeline.confidence, Confidence) and pipeline.confidence.threshold == 0.3
+    strict = SpanScore(threshold=0.999)
+    given = QAPipeline(index, lambda: load_reader(calibrated, config), confidence=strict)
+    assert given.confidence is strict
+    (calibrated / CONFIDENCE_FILE).write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError, match="calibrate-confidence"):
+        QAPipeline(index, load_reader(calibrated, config)).reader  # noqa: B018
 
 
 def test_cached_index_is_built_once_and_rebuilt_when_the_corpus_changes(
@@ -256,11 +279,11 @@ def test_the_pipeline_reads_with_the_reader_settings_it_is_given(tiny_reader_dir
 
     given = PipelineConfig(engine="torch", reader_overrides={
         "stop_confidence": None, "max_answer_length": 7, "trim_particles": False})
-    config = load_reader(tiny_reader_dir, given, confidence=False).config
+    config = load_reader(tiny_reader_dir, given).config
     assert (config.stop_confidence, config.max_answer_length, config.trim_particles) == \
         (None, 7, False)
     assert config.batch_size == 1  # one window per forward pass, whatever the directory says
-    plain = load_reader(tiny_reader_dir, PipelineConfig(engine="torch"), confidence=False).config
+    plain = load_reader(tiny_reader_dir, PipelineConfig(engine="torch")).config
     assert (plain.stop_confidence, plain.max_answer_length) == (DEFAULT_STOP_CONFIDENCE, 30)
     with pytest.raises(ValueError, match="unknown field 'stop_confidense'"):
         load_reader(tiny_reader_dir, PipelineConfig(reader_overrides={"stop_confidense": None}))

@@ -13,13 +13,12 @@ from safetensors.torch import load_file
 from korqa.cli import main
 from korqa.modeling import BertConfig, BertForPreTraining, BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, load_pretrained
+from korqa.pretraining.config import PairConfig
 from korqa.pretraining.data import (
     InstanceStream,
-    PairConfig,
     Vocabulary,
     collate,
     create_pairs,
-    dense_mlm_labels,
     mask_tokens,
     split_sentences,
 )
@@ -212,6 +211,13 @@ def test_whole_word_masking_masks_every_piece_of_a_word():
 
 
 # ---- the model and the loop ----------------------------------------------------------------
+
+
+def dense_mlm_labels(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The sparse targets as HF's [B, L] `labels` (-100 where nothing is predicted)."""
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[batch["mlm_rows"], batch["mlm_columns"]] = batch["mlm_labels"]
+    return labels
 
 
 def test_sparse_forward_gives_the_models_own_loss(workspace, tokenizer):

@@ -1,4 +1,4 @@
-"""korqa.procfs: a process's descendants, CPU time and memory, read from /proc."""
+"""bench/procfs.py: a process's descendants, CPU time and memory, read from /proc."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from korqa.procfs import cpu_seconds, memory_mib, process_tree
+from bench.procfs import cpu_seconds, memory_mib, process_tree
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
 

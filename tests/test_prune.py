@@ -10,7 +10,7 @@ from tiny import make_reader
 
 from korqa.cli import main
 from korqa.corpus.formats import GoldAnswer, SquadExample
-from korqa.evaluation.korquad_metric import score_example
+from korqa.korquad_metric import score_example
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.reader.directory import ReaderDir

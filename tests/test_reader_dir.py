@@ -45,6 +45,13 @@ def test_a_windows_only_file_reads_as_before(tmp_path: Path) -> None:
     assert ReaderDir(tmp_path / "none").config() == ReaderConfig()  # none: BERT's defaults
 
 
+def test_a_file_from_before_the_one_dont_know_threshold_reads(tmp_path: Path) -> None:
+    # Runs trained before it wrote every ReaderConfig field, this one unset among them.
+    saved = {**ReaderConfig(max_seq_length=320).to_dict(), "no_answer_threshold": None}
+    (tmp_path / READER_CONFIG_FILE).write_text(json.dumps(saved), encoding="utf-8")
+    assert ReaderDir(tmp_path).config() == ReaderConfig(max_seq_length=320)
+
+
 def test_the_shipped_reader_config_is_read_unchanged() -> None:
     if not (default_reader_dir() / READER_CONFIG_FILE).is_file():
         pytest.skip(f"no shipped reader at {default_reader_dir()}")
@@ -59,6 +66,7 @@ def test_the_shipped_reader_config_is_read_unchanged() -> None:
     ('{"trim_particles": 1}', "'trim_particles' has the wrong type"),
     ('{"max_seq_length": true}', "'max_seq_length' has the wrong type"),
     ('{"windows": 320}', "unknown field 'windows'"),
+    ('{"no_answer_threshold": 0.5}', "'no_answer_threshold' is no longer read"),
     ('[320, 160]', "expected a JSON object"),
     ('{"max_seq', "not a valid reader config"),
 ])

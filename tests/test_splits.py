@@ -1,4 +1,4 @@
-"""KorQuAD splits (korqa.splits) and the cross-validation family (korqa.training.splits,
+"""KorQuAD splits (korqa.splits) and the cross-validation family (korqa.training.cross_validation,
 `korqa split`)."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import pytest
 
 from korqa.cli import main
 from korqa.corpus.formats import GoldAnswer, SquadExample, read_squad
+from korqa.questions import question_type
 from korqa.splits import SPLIT_NAMES, korquad_split, select_split, title_key, train_validation_test
-from korqa.training.splits import cv_folds, question_type
+from korqa.training.cross_validation import cv_folds
 
 
 @pytest.mark.parametrize(("question", "kind"), [

@@ -19,7 +19,8 @@ from korqa.pipeline import PipelineConfig, QAPipeline
 from korqa.reader.config import ReaderConfig
 from korqa.reader.directory import ReaderDir
 from korqa.reader.reader import Reader
-from korqa.retrieval.index import Index, build_index, make_retriever
+from korqa.retrieval.index import Index, build_index
+from korqa.retrieval.registry import make_retriever
 from korqa.tokenization import Tokenizer
 
 # ---- the four-document corpus -------------------------------------------------------------

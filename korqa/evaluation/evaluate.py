@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from korqa.corpus.formats import read_squad
-from korqa.evaluation.korquad_metric import evaluate_predictions
 from korqa.evaluation.report import build_report, write_report
+from korqa.korquad_metric import evaluate_predictions
 from korqa.reader.features import FeatureConfig, convert_examples_to_features
 from korqa.reader.predict import Candidate, PredictConfig, decode_predictions, read_logits
 from korqa.reader.reader import Reader

@@ -1,4 +1,5 @@
-"""Does korqa know when it doesn't know? Three question sets through the whole pipeline.
+"""Does korqa know when it doesn't know? Three question sets (korqa.open_sets) through the whole
+pipeline:
 
 - answerable: KorQuAD questions over an index of KorQuAD dev paragraphs, their own included;
 - unanswerable: the same questions over that index without their article;
@@ -20,86 +21,21 @@ without running the reader again; `replay` turns a cached read back into the pip
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from korqa.corpus.paragraph import Paragraph
-from korqa.evaluation.korquad_metric import exact_match_score, f1_score
-from korqa.pipeline.qa import (
-    Answer,
-    QAPipeline,
-    RetrievedParagraph,
-    fuse,
-    passes_gate,
-)
+from korqa.korquad_metric import exact_match_score, f1_score
+from korqa.open_sets import SET_KINDS, OpenQuestion, build_open_sets
+from korqa.pipeline.answers import Answer, RetrievedParagraph
+from korqa.pipeline.confidence import UNCALIBRATED, Calibration, Confidence, candidate_features
+from korqa.pipeline.qa import QAPipeline, fuse, passes_gate
 from korqa.reader.predict import Candidate
-from korqa.splits import is_test_article
-
-KINDS = ("answerable", "unanswerable", "offtopic")
-
-
-@dataclass
-class OpenQuestion:
-    """One question of a set; `exclude_title` is the article the index must not hold."""
-
-    kind: str
-    qid: str
-    question: str
-    answers: list[str]
-    group: str  # questions of one group are never split between fitting folds
-    exclude_title: str | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind}:{self.qid}"
-
-
-def build_open_sets(data: str | Path, chitchat: str | Path, split: str,
-                    answerable: int | None = None, offtopic: int | None = None,
-                    seed: int = 0) -> list[OpenQuestion]:
-    """The three sets over `split`: "test" (KorQuAD test articles, chitchat rows ≡ 4 mod 5) or
-    "validation" (the reader's held-out fold 0 of the other articles, the other chitchat
-    rows). `answerable` questions are drawn (seeded; None: all), the unanswerable set asks the
-    same ones, and `offtopic` small-talk questions (None: half as many as answerable).
-    """
-    from korqa.corpus.formats import read_squad
-    from korqa.faq import load_faq
-    from korqa.splits import select_split
-
-    if split not in ("test", "validation"):
-        raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
-    rng = random.Random(seed)
-    examples = select_split(read_squad(data), split)
-    if answerable is not None and answerable < len(examples):
-        examples = sorted(rng.sample(examples, answerable), key=examples.index)
-    # ChatbotData rows split by KorQuAD's article rule: rows 4 mod 5 are the test questions.
-    entries = [e for e in load_faq(chitchat) if is_test_article(e.id) == (split == "test")]
-    # Repeated small-talk questions ("…싶다" in many spellings) would count twice.
-    entries = list({e.question: e for e in entries}.values())
-    count = len(examples) // 2 if offtopic is None else offtopic
-    entries = rng.sample(entries, min(count, len(entries)))
-    sets = [OpenQuestion("answerable", e.qid, e.question, [a.text for a in e.answers], e.title)
-            for e in examples]
-    # Gold answers stay with the unanswerable twin: a guess from another article can still be
-    # right (another article may say the same), and the confidence is P(right).
-    sets += [OpenQuestion("unanswerable", e.qid, e.question, [a.text for a in e.answers],
-                          e.title, e.title) for e in examples]
-    sets += [OpenQuestion("offtopic", f"chitchat-{e.id}", e.question, [], f"chitchat-{e.id}")
-             for e in entries]
-    return sets
-
-
-def write_sets(questions: Sequence[OpenQuestion], path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text("".join(json.dumps(asdict(q), ensure_ascii=False) + "\n" for q in questions),
-                    encoding="utf-8")
-    return path
 
 
 class WithoutArticle:
@@ -197,8 +133,6 @@ def fitting_rows(records: Iterable[dict[str, Any]], pipeline: QAPipeline,
     """(features of each question's best guess, whether it is exactly right, its group, its
     set), for every question with something read. An unanswerable question's guess is right
     when it matches the gold answer anyway (read from another article)."""
-    from korqa.pipeline.confidence import candidate_features
-
     rows, right, groups, kinds = [], [], [], []
     for record in records:
         retrieved, readings = unpack(record)
@@ -244,7 +178,7 @@ def summarise(rows: Sequence[dict[str, Any]], bins: int = 10) -> dict[str, Any]:
     AUROC and ECE of the shown confidence of the best guess against its being exactly right
     (every set pooled; an unanswerable question's guess is always wrong)."""
     out: dict[str, Any] = {}
-    for kind in KINDS:
+    for kind in SET_KINDS:
         part = [r for r in rows if r["kind"] == kind]
         if not part:
             continue
@@ -356,17 +290,18 @@ def _pct(part: float, whole: int) -> float:
 
 
 def open_pipeline_for(data: str | Path, model: str | Path | None, progress: bool = False,
-                      confidence: bool = True) -> tuple[QAPipeline, WithoutArticle]:
+                      confidence: Calibration | None = None,
+                      ) -> tuple[QAPipeline, WithoutArticle]:
     """`korqa ask`'s pipeline (BM25 over the KorQuAD dev paragraphs, default top-k, weight and
-    gate) over a `WithoutArticle` view of the index, and that view."""
+    gate) over a `WithoutArticle` view of the index, and that view. `confidence` replaces the
+    reader's calibration (refitting it must not need the old file to be readable)."""
     from korqa.pipeline.qa import load_reader
     from korqa.pipeline.sources import cached_index
     from korqa.retrieval.index import Index
 
     index = Index(cached_index([data], progress=progress))
     search = WithoutArticle(index, largest_article(index))
-    reader = load_reader(model, confidence=confidence)
-    return QAPipeline(search, reader), search
+    return QAPipeline(search, load_reader(model), confidence=confidence), search
 
 
 def default_cache(model: str | Path | None, data: str | Path, split: str) -> Path:
@@ -396,7 +331,7 @@ def calibrate_confidence(data: str | Path, chitchat: str | Path, model: str | Pa
     questions = build_open_sets(data, chitchat, "validation", answerable, offtopic, seed)
     cache = Path(cache) if cache else default_cache(model, data, "validation")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    pipeline, search = open_pipeline_for(data, model, progress, confidence=False)
+    pipeline, search = open_pipeline_for(data, model, progress, confidence=UNCALIBRATED)
     with pipeline:
         records = collect(pipeline, search, questions, cache, progress)
         rows, right, groups, kinds = fitting_rows(records, pipeline)
@@ -406,7 +341,7 @@ def calibrate_confidence(data: str | Path, chitchat: str | Path, model: str | Pa
     stats: dict[str, Any] = {"questions": Counter(kinds), "right": int(sum(right)),
                              "split": "validation (reader's held-out fold 0; chitchat rows "
                                       "not 4 mod 5)", "seed": seed}
-    for kind in KINDS:
+    for kind in SET_KINDS:
         mask = np.array([k == kind for k in kinds])
         if mask.any():
             stats[f"{kind}_abstention"] = _pct(int((~answered[mask]).sum()), int(mask.sum()))
@@ -427,33 +362,30 @@ def evaluate_open(data: str | Path, chitchat: str | Path, model: str | Path | No
                   offtopic: int | None = None, report_dir: str | Path | None = None,
                   seed: int = 0, progress: bool = False) -> dict[str, Any]:
     """The three sets of `split` through the pipeline, decided with the reader's confidence
-    ("calibrated") and with the rule before it ("reader score ≥ 0.1, fused score shown");
-    with `report_dir`, reliability.png, coverage_accuracy.png and summary.json there."""
-    from korqa.pipeline.confidence import Confidence
-
+    ("calibrated") and with the reader's span score as the confidence, the rule before it and
+    what an uncalibrated reader still uses ("before": `UNCALIBRATED`); with `report_dir`,
+    reliability.png, coverage_accuracy.png and summary.json there."""
     questions = build_open_sets(data, chitchat, split, answerable, offtopic, seed)
     cache = Path(cache) if cache else default_cache(model, data, split)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    pipeline, search = open_pipeline_for(data, model, progress, confidence=confidence is None)
-    reader = pipeline.reader
+    given = Confidence.load(confidence) if confidence is not None else None
+    pipeline, search = open_pipeline_for(data, model, progress, confidence=given)
+    fitted = pipeline.confidence
+    if not isinstance(fitted, Confidence):
+        raise ValueError("the reader has no confidence.json: run `korqa calibrate-confidence` "
+                         "first, or pass --confidence FILE")
     with pipeline:
         records = collect(pipeline, search, questions, cache, progress)
-        if confidence is not None:
-            reader.confidence = Confidence.load(confidence)
-        if reader.confidence is None:
-            raise ValueError("the reader has no confidence.json: run `korqa "
-                             "calibrate-confidence` first, or pass --confidence FILE")
         calibrated = replay(records, pipeline)
-        fitted, reader.confidence = reader.confidence, None
+        pipeline.confidence = UNCALIBRATED
         before = replay(records, pipeline)
-        reader.confidence = fitted
     result: dict[str, Any] = {
         "split": split, "cache": str(cache), "threshold": fitted.threshold,
         "precision_chosen_for": fitted.precision,
         "calibrated": summarise(calibrated), "before": summarise(before)}
     if report_dir is not None:
         paths = plot({"calibrated confidence": confidence_pairs(calibrated),
-                      "before: fused score": confidence_pairs(before)}, report_dir)
+                      "before: reader's span score": confidence_pairs(before)}, report_dir)
         summary = Path(report_dir) / "summary.json"
         summary.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n",
                            encoding="utf-8")

@@ -1,27 +1,20 @@
 """The retriever–reader pipeline: the only place that knows both, plus the chat loop on top."""
 
+from korqa.pipeline.answers import Answer, AnswerCandidate, RetrievedParagraph
 from korqa.pipeline.qa import (
     DEFAULT_FUSION_WEIGHT,
-    DEFAULT_THRESHOLD,
-    Answer,
-    AnswerCandidate,
-    FusionTuning,
     PipelineConfig,
     QAPipeline,
-    RetrievedParagraph,
     fuse,
     load_reader,
     normalise_retrieval,
-    tune_fusion,
 )
 from korqa.pipeline.sources import PipelineSources, cached_index, open_index, open_pipeline
 
 __all__ = [
     "DEFAULT_FUSION_WEIGHT",
-    "DEFAULT_THRESHOLD",
     "Answer",
     "AnswerCandidate",
-    "FusionTuning",
     "PipelineConfig",
     "PipelineSources",
     "QAPipeline",
@@ -32,5 +25,4 @@ __all__ = [
     "normalise_retrieval",
     "open_index",
     "open_pipeline",
-    "tune_fusion",
 ]

@@ -12,7 +12,10 @@ pipeline says it does not know.
 
 `fit_confidence` fits it (scikit-learn, imported only there); `Confidence` applies it with
 numpy from `confidence.json` beside the reader's weights, so `korqa ask` loads no more than a
-small JSON file for it.
+small JSON file for it. A reader without one (freshly trained, not yet calibrated) gets
+`UNCALIBRATED`: its span score taken as the probability, with `SPAN_SCORE_THRESHOLD`. Either
+way the pipeline decides on one quantity, the probability, against one threshold (the
+calibration's own, or `PipelineConfig.threshold`).
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from korqa.pipeline.answers import AnswerCandidate, RetrievedParagraph
 from korqa.questions import QUESTION_TYPES, question_type
 
 if TYPE_CHECKING:
-    from korqa.pipeline.qa import AnswerCandidate, RetrievedParagraph
     from korqa.reader.predict import Candidate
 
 CONFIDENCE_FILE = "confidence.json"
@@ -77,6 +80,41 @@ class PieceTokenizer(Protocol):
     def piece_weights(self) -> np.ndarray: ...
 
 
+class Calibration(Protocol):
+    """Turns the pipeline's read of a question into the probability that each candidate is
+    exactly right; under `threshold` the pipeline says it does not know."""
+
+    threshold: float
+
+    def probabilities(self, question: str, ranked: Sequence[AnswerCandidate],
+                      retrieved: Sequence[RetrievedParagraph],
+                      readings: Sequence[Sequence[Candidate]],
+                      tokenizer: PieceTokenizer) -> list[float]: ...
+
+
+# On the reader's span score (a softmax over every span of the paragraph plus a "no answer"
+# event): below it the best span got less than a tenth of the mass.
+SPAN_SCORE_THRESHOLD = 0.1
+
+
+@dataclass(frozen=True)
+class SpanScore:
+    """The fallback calibration of a reader without `confidence.json`: the reader's span score
+    as the probability. It is overconfident on paragraphs that do not hold the answer (see the
+    module docstring), which is what `korqa calibrate-confidence` fixes."""
+
+    threshold: float = SPAN_SCORE_THRESHOLD
+
+    def probabilities(self, question: str, ranked: Sequence[AnswerCandidate],
+                      retrieved: Sequence[RetrievedParagraph],
+                      readings: Sequence[Sequence[Candidate]],
+                      tokenizer: PieceTokenizer) -> list[float]:
+        return [c.reader_score or 0.0 for c in ranked]
+
+
+UNCALIBRATED = SpanScore()
+
+
 @dataclass
 class Confidence:
     """A fitted verifier and its calibration, as stored in `confidence.json`."""
@@ -101,6 +139,14 @@ class Confidence:
     def probability(self, values: dict[str, float]) -> float:
         """The calibrated probability that the answer these features describe is exactly right."""
         return float(np.interp(self.verifier(values), self.iso_x, self.iso_y))
+
+    def probabilities(self, question: str, ranked: Sequence[AnswerCandidate],
+                      retrieved: Sequence[RetrievedParagraph],
+                      readings: Sequence[Sequence[Candidate]],
+                      tokenizer: PieceTokenizer) -> list[float]:
+        """The probability of each of `ranked` (the pipeline's fused candidates)."""
+        return [self.probability(values) for values in
+                candidate_features(question, ranked, retrieved, readings, tokenizer)]
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "features": list(self.features),
@@ -150,6 +196,13 @@ def load_confidence(model_dir: str | Path) -> Confidence | None:
     """The reader's calibration (`CONFIDENCE_FILE` in its directory), or None when it has none."""
     path = Path(model_dir) / CONFIDENCE_FILE
     return Confidence.load(path) if path.is_file() else None
+
+
+def reader_calibration(model_dir: str | Path | None) -> Calibration:
+    """What decides for a reader loaded from `model_dir`: its confidence.json, else (or for a
+    reader made in memory, `model_dir` None) `UNCALIBRATED`."""
+    fitted = load_confidence(model_dir) if model_dir is not None else None
+    return UNCALIBRATED if fitted is None else fitted
 
 
 def _floats(values: np.ndarray) -> list[float]:

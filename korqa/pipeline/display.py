@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from korqa.pipeline.qa import Answer, AnswerCandidate
+from korqa.pipeline.answers import Answer, AnswerCandidate
 
 # Bold yellow on a terminal; brackets that survive copy-paste and pipes everywhere else.
 ANSI_ON, ANSI_OFF = "\x1b[1;33m", "\x1b[0m"

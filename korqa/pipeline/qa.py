@@ -16,32 +16,28 @@ from typing import TYPE_CHECKING, Any, Protocol
 from korqa.corpus.paragraph import Paragraph
 from korqa.faq import DEFAULT_FAQ_THRESHOLD, FAQIndex, FAQMatch
 from korqa.modeling.engines import EngineChoice
-from korqa.tokenization import Tokenizer
+from korqa.pipeline.answers import Answer, AnswerCandidate, RetrievedParagraph
+from korqa.pipeline.confidence import Calibration, reader_calibration
 
 if TYPE_CHECKING:  # the reader loads with its first use, so FAQ-only use stays light
-    from korqa.corpus.formats import SquadExample
-    from korqa.pipeline.confidence import Confidence
     from korqa.reader.predict import Candidate
     from korqa.reader.reader import Reader
 
-# Both fitted by `tune_fusion` on KorQuAD validation questions (BM25, top-3; each refit is in
-# the model card). The reader's span scores are overconfident on wrong paragraphs, so retrieval
-# earns the weight.
+# Both fitted by `korqa.evaluation.fusion.tune_fusion` on KorQuAD validation questions (BM25,
+# top-3; each refit is in the model card). The reader's span scores are overconfident on wrong
+# paragraphs, so retrieval earns the weight.
 DEFAULT_FUSION_WEIGHT = 0.8
 # Paragraphs whose retrieval score is under this share of the top one's are not read (0 reads
 # all top_k): far-behind paragraphs cost reader time and mostly lure it into wrong spans.
 DEFAULT_READ_GATE = 0.9
-# For a reader without a fitted confidence (`korqa calibrate-confidence`) only: on the reader's
-# score (a softmax over every span of the paragraph plus a "no answer" event), below it the
-# best span got less than a tenth of the mass, and the pipeline says it does not know. A reader
-# with a confidence.json brings its own threshold on the calibrated probability.
-DEFAULT_THRESHOLD = 0.1
 
 
 class ParagraphSearch(Protocol):
     """What the pipeline needs of an index: `korqa.retrieval.index.Index` is one."""
 
     def search(self, query: str, k: int = 10) -> list[tuple[Paragraph, float]]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -57,11 +53,11 @@ class PipelineConfig(EngineChoice):
     read_gate: float = field(default=DEFAULT_READ_GATE, metadata={
         "help": "read only paragraphs whose retrieval score is at least G times the top one's; "
                 "0 reads all --top-k", "metavar": "G"})
-    # Under it the answer is "don't know": on the calibrated confidence when the reader has one
-    # (None: the one fitted with it), else on the reader's span score (None: DEFAULT_THRESHOLD).
+    # Under it the answer is "don't know"; None: the threshold of the reader's calibration
+    # (korqa.pipeline.confidence: its confidence.json's, else SPAN_SCORE_THRESHOLD's).
     threshold: float | None = field(default=None, metadata={
         "help": "confidence under which the answer is 'don't know' (default: the threshold "
-                "fitted with the reader's confidence.json)", "metavar": "T"})
+                "fitted with the reader's confidence.json; 0.1 without one)", "metavar": "T"})
     n_best: int = field(default=5, metadata={
         "help": "answers listed per question (and spans kept per paragraph)", "metavar": "N"})
     faq_threshold: float = field(default=DEFAULT_FAQ_THRESHOLD, metadata={
@@ -89,95 +85,16 @@ class PipelineConfig(EngineChoice):
         return cls(**{name: value for name, value in options.items() if value is not None})
 
 
-@dataclass
-class AnswerCandidate:
-    """One answer span from one paragraph, with every score that ranked it."""
-
-    answer: str
-    # The calibrated probability that this answer is exactly right when the reader ships a
-    # confidence (korqa.pipeline.confidence); else fused: (1 − w)·reader + w·retrieval.
-    score: float
-    # The reader's probability-like span score, comparable across paragraphs; None for FAQ
-    # answers, which no reader looked at.
-    reader_score: float | None
-    retrieval_score: float  # the paragraph's retrieval score divided by the top one's (0–1)
-    retrieval_raw: float  # the retriever's own score (BM25, cosine, …)
-    title: str
-    paragraph_id: str
-    start: int  # characters of `context`: context[start:end] == answer
-    end: int
-    context: str = field(repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"answer": self.answer, "score": self.score, "reader_score": self.reader_score,
-                "retrieval_score": self.retrieval_score, "retrieval_raw": self.retrieval_raw,
-                "title": self.title, "paragraph_id": self.paragraph_id,
-                "start": self.start, "end": self.end}
-
-
-@dataclass
-class RetrievedParagraph:
-    """A paragraph the retriever returned, with its raw and normalised score."""
-
-    paragraph: Paragraph
-    retrieval_raw: float
-    retrieval_score: float
-
-
-@dataclass
-class Answer:
-    """The pipeline's reply to one question.
-
-    When `known` is False the pipeline does not know: `answer` is "", `start`/`end` are None and
-    `title`/`paragraph_id`/`context` name the closest paragraph (the retriever's first), or are
-    empty when nothing matched at all; `candidates` still lists the best guesses.
-    `source` is "reader", "faq", or "none" (nothing above the thresholds).
-    """
-
-    question: str
-    answer: str
-    score: float
-    known: bool
-    title: str
-    paragraph_id: str
-    context: str
-    start: int | None
-    end: int | None
-    candidates: list[AnswerCandidate] = field(default_factory=list)
-    source: str = "reader"
-    paragraphs: list[RetrievedParagraph] = field(default_factory=list)
-    faq_question: str | None = None  # the stored question matched, for FAQ answers
-
-    def to_json(self) -> dict[str, Any]:
-        data = {"question": self.question, "answer": self.answer, "score": self.score,
-                "known": self.known, "source": self.source, "title": self.title,
-                "paragraph_id": self.paragraph_id, "context": self.context,
-                "start": self.start, "end": self.end,
-                "candidates": [c.to_json() for c in self.candidates],
-                "retrieved": [{"paragraph_id": r.paragraph.id, "title": r.paragraph.title,
-                               "retrieval_score": r.retrieval_score,
-                               "retrieval_raw": r.retrieval_raw} for r in self.paragraphs]}
-        if self.faq_question is not None:
-            data["faq_question"] = self.faq_question
-        return data
-
-
-def load_reader(model: str | Path | None = None, config: PipelineConfig | None = None,
-                confidence: bool = True) -> Reader:
+def load_reader(model: str | Path | None = None, config: PipelineConfig | None = None) -> Reader:
     """The reader in `model` (default: `korqa.paths.default_reader_dir()`) as the pipeline reads
-    with it: `config`'s engine, int8, device and window rule, one window per forward pass (a
-    question's windows differ in length, and on a CPU padding them into one batch cost more
-    than it saved), and the confidence.json beside it unless `confidence` is False (refitting
-    it must not need the old file to be readable)."""
-    from korqa.pipeline.confidence import load_confidence
+    with it: `config`'s engine, int8, device and window rule, and one window per forward pass
+    (a question's windows differ in length, and on a CPU padding them into one batch cost more
+    than it saved)."""
     from korqa.reader.directory import ReaderDir
 
     config = config or PipelineConfig()
-    directory = ReaderDir(model)
-    reader = directory.load(config.engine, config.int8, config.device,
-                            **{**config.reader_overrides, "batch_size": 1})
-    reader.confidence = load_confidence(directory.path) if confidence else None
-    return reader
+    return ReaderDir(model).load(config.engine, config.int8, config.device,
+                                 **{**config.reader_overrides, "batch_size": 1})
 
 
 def passes_gate(item: RetrievedParagraph, rank: int, gate: float) -> bool:
@@ -236,11 +153,14 @@ class QAPipeline:
 
     `reader` may be a `Reader` or a function returning one: the pipeline calls it on the first
     question that needs the reader, so FAQ-only answers work before any model is available.
+    `confidence` decides when it does not know (`korqa.pipeline.confidence`); by default the
+    calibration of the reader's directory, loaded with the reader.
     """
 
     def __init__(self, index: ParagraphSearch | None = None,
                  reader: Reader | Callable[[], Reader] | None = None,
-                 faq: FAQIndex | None = None, config: PipelineConfig | None = None) -> None:
+                 faq: FAQIndex | None = None, config: PipelineConfig | None = None,
+                 confidence: Calibration | None = None) -> None:
         if index is None and faq is None:
             raise ValueError("a pipeline needs an index of paragraphs, an FAQ, or both")
         if index is not None and reader is None:
@@ -249,12 +169,12 @@ class QAPipeline:
         self.faq = faq
         self.config = config or PipelineConfig()
         self._reader = reader
+        self._confidence = confidence
 
     def close(self) -> None:
-        """Close the index's paragraph store (if it has one to close)."""
-        close = getattr(self.index, "close", None)
-        if close is not None:
-            close()
+        """Close the index's paragraph store."""
+        if self.index is not None:
+            self.index.close()
 
     def __enter__(self) -> QAPipeline:
         return self
@@ -270,12 +190,21 @@ class QAPipeline:
             raise ValueError("this pipeline has no reader")
         if not isinstance(self._reader, Reader):
             self._reader = self._reader()
+        if self._confidence is None:  # with the reader: a bad confidence.json fails at start
+            self._confidence = reader_calibration(self._reader.directory)
         return self._reader
 
-    def _reader_loaded(self) -> bool:
-        from korqa.reader.reader import Reader
+    @property
+    def confidence(self) -> Calibration:
+        """The calibration the pipeline decides with (see the class docstring)."""
+        if self._confidence is None:
+            self.reader  # noqa: B018 - loading the reader settles it
+        assert self._confidence is not None
+        return self._confidence
 
-        return isinstance(self._reader, Reader)
+    @confidence.setter
+    def confidence(self, calibration: Calibration) -> None:
+        self._confidence = calibration
 
     def ask(self, question: str, top_k: int | None = None) -> Answer:
         """The best answer to `question`: from the FAQ when a stored question is close enough,
@@ -323,39 +252,27 @@ class QAPipeline:
     def decide(self, question: str, retrieved: list[RetrievedParagraph],
                readings: list[list[Candidate]], weight: float | None = None,
                gate: float | None = None) -> Answer:
-        """Fuse the reader's candidates with retrieval scores and apply the threshold; readings
-        of paragraphs under the read gate are left out, as if they had not been read."""
+        """Fuse the reader's candidates with retrieval scores, score each with the probability
+        that it is exactly right (`confidence`; fusion order kept) and answer the first unless
+        that is under the threshold. Readings of paragraphs under the read gate are left out,
+        as if they had not been read."""
         weight = self.config.fusion_weight if weight is None else weight
         readings = [candidates if self._passes(item, i, gate) else []
                     for i, (item, candidates) in enumerate(zip(retrieved, readings, strict=True))]
         ranked = fuse(retrieved, readings, weight, self.config.n_best)
-        confidence = self.reader.confidence if self._reader_loaded() else None
-        if ranked and confidence is not None:
-            ranked = calibrate(question, ranked, retrieved, readings, confidence,
-                               self.reader.tokenizer)
-            threshold = confidence.threshold if self.config.threshold is None \
-                else self.config.threshold
-            if ranked[0].score < threshold:
-                return _unknown(question, retrieved, ranked, [], ranked[0].score)
-        elif not ranked or (ranked[0].reader_score or 0.0) < (
-                DEFAULT_THRESHOLD if self.config.threshold is None else self.config.threshold):
-            # Uncalibrated: a fused score would show a guess above real answers; show none.
-            return _unknown(question, retrieved, ranked, [], 0.0)
+        if not ranked:
+            return _unknown(question, retrieved, [], [], 0.0)
+        confidence = self.confidence
+        probabilities = confidence.probabilities(question, ranked, retrieved, readings,
+                                                 self.reader.tokenizer)
+        ranked = [replace(c, score=p) for c, p in zip(ranked, probabilities, strict=True)]
+        threshold = confidence.threshold if self.config.threshold is None \
+            else self.config.threshold
         best = ranked[0]
+        if best.score < threshold:
+            return _unknown(question, retrieved, ranked, [], best.score)
         return Answer(question, best.answer, best.score, True, best.title, best.paragraph_id,
                       best.context, best.start, best.end, ranked, "reader", retrieved)
-
-
-def calibrate(question: str, ranked: list[AnswerCandidate], retrieved: list[RetrievedParagraph],
-              readings: list[list[Candidate]], confidence: Confidence,
-              tokenizer: Tokenizer) -> list[AnswerCandidate]:
-    """`ranked` (fusion order, kept) with each score replaced by the calibrated probability
-    that the candidate is exactly right."""
-    from korqa.pipeline.confidence import candidate_features
-
-    features = candidate_features(question, ranked, retrieved, readings, tokenizer)
-    return [replace(c, score=confidence.probability(values))
-            for c, values in zip(ranked, features, strict=True)]
 
 
 def _faq_answer(question: str, matches: list[FAQMatch]) -> Answer:
@@ -389,58 +306,3 @@ def _unknown(question: str, retrieved: list[RetrievedParagraph],
                       None, None, candidates, "none", retrieved)
     return Answer(question, "", score, False, "", "", "", None, None, candidates, "none",
                   retrieved)
-
-
-@dataclass
-class FusionTuning:
-    """The result of `tune_fusion`: the best (w, gate) and a row for every pair tried."""
-
-    best_weight: float
-    best_gate: float
-    # (w, gate, EM, F1, paragraphs read per question), EM and F1 in percent
-    table: list[tuple[float, float, float, float, float]]
-    questions: int
-
-
-def tune_fusion(pipeline: QAPipeline, examples: Sequence[SquadExample],
-                weights: Sequence[float] | None = None, gates: Sequence[float] | None = None,
-                top_k: int | None = None, f1_tolerance: float = 0.25) -> FusionTuning:
-    """The fusion weight and read gate for `examples`: of the pairs within `f1_tolerance`
-    points of the best end-to-end F1, the one reading the fewest paragraphs (then the best F1,
-    then EM), since reading is what answering costs and such F1 gaps are noise.
-
-    `examples` are `SquadExample`s with gold answers; give validation questions, never test
-    ones (for KorQuAD, `korqa.training.splits` decides which are which). Each question is
-    retrieved and read once with no gate; only the cheap gating and fusion are redone for
-    every pair.
-    """
-    from korqa.evaluation.korquad_metric import score_example
-
-    if not examples:
-        raise ValueError("tuning the fusion needs at least one validation question")
-    weights = [i / 20 for i in range(21)] if weights is None else list(weights)
-    gates = [0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0] if gates is None else list(gates)
-    for name, values in (("fusion weights", weights), ("read gates", gates)):
-        if not values or any(not 0.0 <= v <= 1.0 for v in values):
-            raise ValueError(f"{name} must be in [0, 1], got {values}")
-    read = [(example, *pipeline.read(example.question, top_k, gate=0.0))
-            for example in examples]
-    table = []
-    for gate in gates:
-        paragraphs = sum(sum(passes_gate(item, i, gate) for i, item in enumerate(retrieved))
-                         for _, retrieved, _ in read) / len(read)
-        for weight in weights:
-            em = f1 = 0.0
-            for example, retrieved, readings in read:
-                answer = pipeline.decide(example.question, retrieved, readings, weight, gate)
-                # A "don't know" is scored by the best guess: the threshold is not tuned here.
-                text = answer.candidates[0].answer if answer.candidates else ""
-                exact, overlap = score_example(text, example)
-                em, f1 = em + exact, f1 + overlap
-            table.append((weight, gate, 100.0 * em / len(read), 100.0 * f1 / len(read),
-                          paragraphs))
-    top_f1 = max(row[3] for row in table)
-    close = [row for row in table if row[3] >= top_f1 - f1_tolerance]
-    # min keeps the first of equal rows, so ties go to the smaller weight.
-    best = min(close, key=lambda row: (row[4], -row[3], -row[2]))
-    return FusionTuning(best[0], best[1], table, len(read))

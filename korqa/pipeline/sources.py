@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import korqa
 from korqa.corpus.text import TEXT_RULES_VERSION, TextReading
 from korqa.faq import FAQIndex
 from korqa.paths import cache_dir, sample_corpus_path
@@ -18,6 +17,7 @@ from korqa.pipeline.qa import PipelineConfig, QAPipeline, load_reader
 from korqa.retrieval.index import RETRIEVER_DIR, STORE_FILE, Index, build_index
 from korqa.retrieval.manifest import FORMAT_VERSION, MANIFEST_FILE
 from korqa.retrieval.terms import TermConfig
+from korqa.version import __version__
 
 
 @dataclass
@@ -95,7 +95,7 @@ def corpus_fingerprint(paths: Sequence[str | Path], reading: TextReading | None 
     """A short hash of the corpus files' resolved paths, sizes and mtimes, and korqa's version
     (and of `reading`, when it is not the default)."""
     # The default terms are part of what a cached index is: a change of them rebuilds it.
-    entries: list[list[object]] = [[korqa.__version__, FORMAT_VERSION, TEXT_RULES_VERSION,
+    entries: list[list[object]] = [[__version__, FORMAT_VERSION, TEXT_RULES_VERSION,
                                     TermConfig().to_dict()]]
     if reading is not None and reading != TextReading():
         entries.append([reading.encoding, reading.skip_bad])

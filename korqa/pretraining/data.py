@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 import random
 import re
 from collections import deque
@@ -14,37 +13,8 @@ from pathlib import Path
 import torch
 
 from korqa.corpus.formats import corpus_files, file_documents
+from korqa.pretraining.config import PairConfig
 from korqa.tokenization import Tokenizer
-
-
-@dataclass
-class PairConfig:
-    """How instances are cut and masked; defaults are BERT's create_pretraining_data flags."""
-
-    max_seq_length: int = 128
-    short_seq_prob: float = 0.1  # sometimes aim shorter, so the model also sees short inputs
-    mask_prob: float = 0.15
-    max_predictions: int | None = None  # per sequence; None = ceil(max_seq_length * mask_prob)
-    whole_word_mask: bool = False
-    sop: bool = False  # ALBERT's sentence-order prediction instead of next-sentence prediction
-    doc_buffer: int = 1000  # documents shuffled together (and drawn from for random B segments)
-    instance_buffer: int = 2000  # instances shuffled together, so one document's don't cluster
-
-    def __post_init__(self) -> None:
-        if self.max_seq_length < 8:
-            raise ValueError(f"max_seq_length must be at least 8, got {self.max_seq_length}")
-        if not 0.0 < self.mask_prob < 1.0:
-            raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
-        if not 0.0 <= self.short_seq_prob <= 1.0:
-            raise ValueError(f"short_seq_prob must be in [0, 1], got {self.short_seq_prob}")
-        if self.doc_buffer < 1 or self.instance_buffer < 1:
-            raise ValueError("doc_buffer and instance_buffer must be at least 1")
-
-    @property
-    def predictions_per_sequence(self) -> int:
-        if self.max_predictions is not None:
-            return self.max_predictions
-        return math.ceil(self.max_seq_length * self.mask_prob)
 
 
 @dataclass
@@ -376,10 +346,3 @@ def collate(instances: list[TrainingInstance], pad_id: int) -> dict[str, torch.T
         "mlm_labels": torch.tensor(labels, dtype=torch.long),
         "nsp_labels": torch.tensor([int(i.is_random_next) for i in instances], dtype=torch.long),
     }
-
-
-def dense_mlm_labels(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The sparse targets as HF's [B, L] `labels` (-100 where nothing is predicted)."""
-    labels = torch.full_like(batch["input_ids"], -100)
-    labels[batch["mlm_rows"], batch["mlm_columns"]] = batch["mlm_labels"]
-    return labels

@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -16,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from tqdm import tqdm
 
 from korqa.modeling import BertConfig, BertForPreTraining
 from korqa.modeling.checkpoint import load_model
@@ -26,8 +24,7 @@ from korqa.tokenization import Tokenizer
 from korqa.training.loop import (
     Optimisation,
     accumulation,
-    check_device_options,
-    check_resumable,
+    check_run_config,
     parameter_groups,
     save_model_dir,
     start_run,
@@ -35,7 +32,7 @@ from korqa.training.loop import (
     warmup_steps,
 )
 from korqa.training.plot import read_log, smooth
-from korqa.training.resume import capture_rng, load_state, restore_rng
+from korqa.training.resume import capture_rng
 
 # Encoder shapes; the vocabulary size always comes from the tokenizer.
 MODEL_SIZES = {
@@ -164,19 +161,10 @@ def plot_pretraining(log_path: str | Path, png_path: str | Path) -> None:
 
 
 def _check_config(config: PretrainConfig) -> None:
-    check_device_options(config.device, config.precision)
-    for name in ("max_steps", "batch_size", "grad_accum", "save_every"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
-    for name in ("stop_at_step", "threads", "max_docs_per_file"):
-        value = getattr(config, name)
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be at least 1 (or unset), got {value}")
-    if config.lr <= 0 or config.warmup < 0:
-        raise ValueError("lr must be > 0 and warmup >= 0")
+    check_run_config(config, ("max_steps", "batch_size", "grad_accum", "save_every"),
+                     ("max_docs_per_file",))
     if not config.corpus:
         raise ValueError("no corpus given")
-    config.pair_config()  # its own checks
 
 
 def _vocab_digest(tokenizer: Tokenizer) -> str:
@@ -211,26 +199,18 @@ def pretrain(config: PretrainConfig) -> dict:
         parameter_groups(model, config.lr, config.weight_decay), config.lr,
         warmup_steps(config.warmup, config.max_steps), config.max_steps, device, precision)
     decided = trajectory(config, TRAJECTORY_FIELDS, run, vocab=_vocab_digest(tokenizer))
-    instances = InstanceStream(config.corpus, tokenizer, config.pair_config(), config.seed,
+    instances = InstanceStream(config.corpus, tokenizer, config, config.seed,
                                config.max_docs_per_file)
     stream = iter(instances)
 
     per_step = config.batch_size * config.grad_accum * run.world_size  # over all processes
     trained = run.wrap(SparsePretraining(model))
-    step, tokens_seen = 0, 0
-    if resume_from:
-        state = load_state(resume_from)
-        check_resumable(state["trajectory"], resume_from, decided)
-        optimisation.load(state)
-        step, tokens_seen = state["step"], state["tokens_seen"]
-        # The stream is a function of its seed: skipping what was trained on finds the place.
-        for _ in itertools.islice(stream, step * per_step):
-            pass
-        restore_rng(state["rng"])
-        log.truncate(step)
-    elif run.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        log.start()
+    state = run.resume_or_start(optimisation, decided)
+    step, tokens_seen = (state["step"], state["tokens_seen"]) if state else (0, 0)
+    # The stream is a function of its own seed (no global RNG): skipping what was trained on
+    # finds the place.
+    for _ in itertools.islice(stream, step * per_step):
+        pass
 
     def save_last() -> None:
         save_model_dir(out / "last", model, tokenizer, {
@@ -240,14 +220,9 @@ def pretrain(config: PretrainConfig) -> dict:
         })
 
     parameters = count_parameters(model)
-    log.write({"kind": "resume" if resume_from else "start", "step": step,
-               "total_steps": config.max_steps, "parameters": parameters,
-               "device": str(device), "precision": precision, "world_size": run.world_size,
-               "global_batch": per_step})
+    run.log_start(step, config.max_steps, per_step, parameters=parameters)
     stop_at = min(config.max_steps, config.stop_at_step or config.max_steps)
-    bar = tqdm(total=config.max_steps, initial=step, disable=not (config.progress and run.is_main),
-               unit="step",
-               desc="pretrain", dynamic_ncols=True, file=sys.stderr)
+    bar = run.progress_bar(config.progress, config.max_steps, step, "pretrain")
     train_seconds, data_seconds = 0.0, 0.0
     # Every process reads the same stream and trains on its share of each micro-batch.
     batches = _batches(stream, config.batch_size * run.world_size, config.grad_accum)

@@ -16,6 +16,12 @@ class ReaderConfig(PredictConfig, FeatureConfig):
     flat set: a ReaderConfig is both, so it goes wherever either is asked for. Each knob is
     declared once, in its own class."""
 
+    @classmethod
+    def with_windows(cls, windows: FeatureConfig) -> ReaderConfig:
+        """The default reading knobs over `windows`' windows (a training run's config, say,
+        which holds the windows among its own settings)."""
+        return cls(**{field.name: getattr(windows, field.name) for field in fields(FeatureConfig)})
+
     def fitted(self, max_length: int) -> ReaderConfig:
         """This config with windows no longer than a model with `max_length` positions reads;
         the stride and the question stay within a half and a quarter of the window."""
@@ -33,6 +39,7 @@ class ReaderConfig(PredictConfig, FeatureConfig):
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a JSON object of reader settings")
         known = {field.name: field for field in fields(cls)}
+        data = _without_retired(data, source)
         unknown = sorted(set(data) - set(known))
         if unknown:
             raise ValueError(f"{source}: unknown field {unknown[0]!r}; the fields are "
@@ -42,6 +49,20 @@ class ReaderConfig(PredictConfig, FeatureConfig):
         return cls(**values)
 
 
+# Fields older korqa versions wrote, no longer read: what decides in their place.
+RETIRED = {"no_answer_threshold": "the pipeline's --threshold decides when not to answer"}
+
+
+def _without_retired(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """`data` without retired fields left at their old default (None); a retired field that
+    was set is an error naming what replaced it."""
+    for name, replacement in RETIRED.items():
+        if data.get(name) is not None:
+            raise ValueError(f"{source}: field {name!r} is no longer read ({replacement}); "
+                             "remove it")
+    return {name: value for name, value in data.items() if name not in RETIRED}
+
+
 def _checked(source: str, name: str, value: object, default: object) -> object:
     """`value` if it has the type of the field's `default` (None allowed where the default is
     None or the field is a threshold), else a clear error."""
@@ -49,7 +70,7 @@ def _checked(source: str, name: str, value: object, default: object) -> object:
         ok = isinstance(value, bool)
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
-    else:  # float | None fields (no_answer_threshold, stop_confidence)
+    else:  # float | None fields (stop_confidence)
         ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
         value = None if value is None else float(value)
     if not ok:

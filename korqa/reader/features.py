@@ -122,7 +122,7 @@ def _cut(questions: list[str], contexts: list[str], names: list[str],
             if context_index not in bounds:
                 bounds[context_index] = ([s for s, _ in context.offsets],
                                          [e for _, e in context.offsets])
-            answer = _token_span(*bounds[context_index], gold.start, gold.end)
+            answer = answer_token_span(*bounds[context_index], gold.start, gold.end)
 
         for window_index, window in enumerate(windows):
             input_ids, token_type_ids, context_start = tokenizer.build_pair(
@@ -145,9 +145,10 @@ def _cut(questions: list[str], contexts: list[str], names: list[str],
 
 
 def answer_token_span(
-    offsets: list[tuple[int, int]], char_start: int, char_end: int
+    starts: list[int], ends: list[int], char_start: int, char_end: int
 ) -> tuple[int, int] | None:
-    """First and last token (inclusive) covering characters [char_start, char_end), or None.
+    """First and last token (inclusive) covering characters [char_start, char_end), or None;
+    `starts` and `ends` are the tokens' character offsets (ascending, as an encoding's are).
 
     The first token is the first whose span ends after `char_start`; the last is the last whose
     span starts before `char_end`. Answers that cut a token in two get the whole token, so the
@@ -162,13 +163,6 @@ def answer_token_span(
     the particle is left to `korqa.reader.josa` at prediction time. None means no token
     overlaps the characters (e.g. an answer that is only whitespace).
     """
-    return _token_span([start for start, _ in offsets], [end for _, end in offsets],
-                       char_start, char_end)
-
-
-def _token_span(
-    starts: list[int], ends: list[int], char_start: int, char_end: int
-) -> tuple[int, int] | None:
     first = bisect.bisect_right(ends, char_start)
     last = bisect.bisect_left(starts, char_end) - 1
     if first >= len(ends) or last < first:

@@ -51,8 +51,6 @@ class PredictConfig:
     trim_particles: bool = field(default=True, metadata={
         "help": "keep trailing particles (josa, copula) on answers instead of cutting them off",
         "flag": "--no-trim"})
-    # Answer "" when the best span's score is below this; None never abstains.
-    no_answer_threshold: float | None = None
     # Stop reading a question's windows once one's best span is this probable (read_logits);
     # None reads every window.
     stop_confidence: float | None = field(default=DEFAULT_STOP_CONFIDENCE, metadata={
@@ -261,8 +259,9 @@ def decode_predictions(
 
     With trim_particles, each span's end is pulled back before trailing particles
     (korqa.reader.josa) and keeps its score; candidates whose text repeats a better one's
-    are dropped. When no span qualifies, or the best score is below no_answer_threshold, the
-    list starts with an empty answer (start = end = 0) scored exp(null) / Z.
+    are dropped. When no span qualifies, the list is one empty answer (start = end = 0) scored
+    exp(null) / Z. Whether to answer at all is the pipeline's decision
+    (korqa.pipeline.confidence), not the reader's.
     """
     contexts = [example.context for example in examples]
     names = [f"question {example.qid!r}" for example in examples]
@@ -356,10 +355,8 @@ def _context_nbest(
         if len(nbest) == config.n_best:
             break
 
-    threshold = config.no_answer_threshold
-    if not nbest or (threshold is not None and nbest[0].score < threshold):
-        empty = Candidate("", 0, 0, null_score, null_start, null_end, null_score)
-        nbest = [empty, *nbest][: config.n_best]
+    if not nbest:
+        nbest = [Candidate("", 0, 0, null_score, null_start, null_end, null_score)]
     return nbest
 
 

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from korqa.modeling.engines import ReaderEngine, as_engine
 from korqa.reader.config import ReaderConfig
@@ -45,10 +45,6 @@ class CachingTokenizer(Tokenizer):
             self._cache.popitem(last=False)
         return out
 
-    @property
-    def cached(self) -> int:
-        return len(self._cache)
-
 
 class Reader:
     """A span reader: an engine (`korqa.modeling.engines`; a bare torch model is read by a
@@ -67,9 +63,6 @@ class Reader:
             else CachingTokenizer(tokenizer)
         self.config = (config or ReaderConfig()).fitted(self.engine.max_length)
         self.directory = directory  # where it was loaded from, when it was
-        # The verifier that turns a read into P(exact match), attached by the pipeline
-        # (korqa.pipeline.confidence) when the reader directory ships one.
-        self.confidence: Any = None
 
     def read(self, question: str, contexts: Sequence[str], n_best: int | None = None,
              max_answer_length: int | None = None) -> list[list[Candidate]]:

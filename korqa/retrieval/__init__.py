@@ -12,8 +12,8 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "bm25": ("BM25Retriever",),
     "evaluate": ("Question", "evaluate_recall", "load_questions"),
     "hybrid": ("HybridRetriever",),
-    "index": ("Index", "build_index", "make_retriever"),
-    "registry": ("KINDS", "load_retriever", "retriever_class"),
+    "index": ("Index", "build_index"),
+    "registry": ("KINDS", "load_retriever", "make_retriever", "retriever_class"),
     "terms": ("TermAnalyzer", "TermConfig"),
     "tfidf": ("TfidfRetriever",),
 })

@@ -1,17 +1,22 @@
-"""The retriever interface: index paragraphs, retrieve (paragraph id, score) lists, save, load."""
+"""The retriever interface: index paragraphs, retrieve (paragraph id, score) lists, save, load,
+and, for a retriever that can, follow changes of the paragraph store in place."""
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
 from korqa.corpus.paragraph import Paragraph
 from korqa.retrieval.manifest import check_count, read_manifest, write_manifest
+
+if TYPE_CHECKING:
+    from korqa.corpus.store import ParagraphStore
 
 Hit = tuple[str, float]
 IDS_FILE = "paragraph_ids.json"
@@ -23,12 +28,33 @@ class Retriever(ABC):
     Usage mirrors bm25s: `index(paragraphs)`, `retrieve(query, k)`, `save(dir)`, `load(dir)`.
     Row i of every index is `paragraph_ids[i]`; hits are `(paragraph id, score)`, best first,
     and only paragraphs the retriever actually scored (e.g. sharing a term) are returned.
+
+    An index directory (`korqa.retrieval.index`) rebuilds a retriever over the whole store on
+    every write, unless its class sets `incremental`: then it calls `update` with the ids a
+    write touched, and `merge` on request.
     """
 
     kind: ClassVar[str]
+    incremental: ClassVar[bool] = False
+    # The paragraph store generation this retriever indexes, as its manifest records it.
+    store_generation: str | None = None
+    # Where files shared by every commit of an index directory go (BM25's segments); None:
+    # inside the retriever's own directory. A retriever saved whole ignores it.
+    segment_home: Path | None = None
 
     def __init__(self) -> None:
         self.paragraph_ids: list[str] = []
+
+    @classmethod
+    def from_preset(cls, preset: Mapping[str, Any], encoder: str | Path | None = None,
+                    morphemes: bool = True, **options: Any) -> Self:
+        """A retriever with `preset` (its registry entry's tuned settings), `options`
+        replacing any of them (`korqa.retrieval.registry.make_retriever`). `morphemes=False`
+        drops the Kiwi morphemes from its terms; `encoder` is for retrievers that embed."""
+        settings = {**preset, **options}
+        if not morphemes and "terms" in settings:
+            settings["terms"] = replace(settings["terms"], morphemes=False)
+        return cls(**settings)
 
     # ---- to implement -------------------------------------------------------------------
 
@@ -58,6 +84,22 @@ class Retriever(ABC):
     @abstractmethod
     def _row_count(self) -> int:
         """How many paragraphs the loaded index files hold."""
+
+    # ---- changing in place (only where `incremental` is set) ------------------------------
+
+    def update(self, store: ParagraphStore, touched: Sequence[str]) -> None:
+        """Follow a store change: `touched` are the ids of every paragraph it added, replaced
+        or removed (`store.present(touched)` gives those still stored)."""
+        raise ValueError(f"a {self.kind} retriever is rebuilt whole on every change")
+
+    def merge(self, max_segments: int | None = None) -> int:
+        """Merge segments down to `max_segments` (None: as the retriever's policy says);
+        returns how many were merged away."""
+        raise ValueError(f"a {self.kind} retriever has no segments to merge (only bm25 does)")
+
+    def segment_count(self) -> int:
+        """How many parts a search visits: 1 for a retriever saved whole."""
+        return 1
 
     # ---- shared -------------------------------------------------------------------------
 
@@ -94,6 +136,7 @@ class Retriever(ABC):
         retriever.paragraph_ids = ids
         check_count(directory, manifest, IDS_FILE, len(ids))
         check_count(directory, manifest, "the index matrix", retriever._row_count())
+        retriever.store_generation = manifest.get("store_generation")
         return retriever
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:

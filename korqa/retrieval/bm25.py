@@ -8,6 +8,8 @@ all live rows, summed across segments when a query runs, so they equal a one-sho
     score(d, q) = Σ_{t ∈ q} idf(t) · tf / (tf + k1 · (1 − b + b · |d| / avg|d|)),
     idf(t) = ln(1 + (N − df + 0.5) / (df + 0.5))      (bm25s's and Lucene's "lucene" BM25)
 
+(`idf`, `length_norm` and `term_scores` below; |d| counts a paragraph's terms with repeats.)
+
 A saved retriever directory holds only `segments.json` (which segments, where) and the deleted
 rows of each segment; the segments themselves live in a folder beside it (an index directory's
 `segments/`), shared by every commit, so a change writes kilobytes, not the index.
@@ -20,13 +22,16 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import scipy.sparse as sp
 
 from korqa.corpus.paragraph import Paragraph
 from korqa.retrieval.base import Hit, Retriever, stream_texts
+
+if TYPE_CHECKING:
+    from korqa.corpus.store import ParagraphStore
 from korqa.retrieval.manifest import check_count, read_manifest, write_manifest
 from korqa.retrieval.segments import MergePolicy, Segment, merge, query_hashes
 from korqa.retrieval.sparse import count_matrix, top_k
@@ -46,6 +51,7 @@ class BM25Retriever(Retriever):
     """
 
     kind = "bm25"
+    incremental = True
 
     def __init__(
         self,
@@ -70,11 +76,8 @@ class BM25Retriever(Retriever):
         self.analyzer = TermAnalyzer(self.terms)
         self.segments: list[Segment] = []
         self.deleted: dict[str, np.ndarray] = {}  # segment name → its deleted rows, sorted
-        self.store_generation: str | None = None  # as loaded: the store state it indexes
-        # Where `save` writes new segments (an index directory sets its shared folder).
-        self.segment_home: Path | None = None
         self._next = 1
-        self._stats: tuple[float, list[np.ndarray], list[np.ndarray | None]] | None = None
+        self._stats: tuple[list[np.ndarray], list[np.ndarray | None]] | None = None
 
     def params(self) -> dict[str, Any]:
         return {"terms": self.terms.to_dict(), "k1": self.k1, "b": self.b,
@@ -118,6 +121,13 @@ class BM25Retriever(Retriever):
         if deleted:
             self._stats = None
         return deleted
+
+    def update(self, store: ParagraphStore, touched: Sequence[str]) -> None:
+        """Delete every touched paragraph, index the stored ones among them in a new segment,
+        merge as the policy says."""
+        self.delete(touched)
+        self.add(store.present(touched))
+        self.merge()
 
     def merge(self, max_segments: int | None = None) -> int:
         """Merge segments: down to `max_segments` (smallest first), or as the tiered policy
@@ -205,7 +215,7 @@ class BM25Retriever(Retriever):
             return []
         query = query_hashes(list(weights))
         qtf = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
-        mean_length, norms, masks = self._statistics()
+        norms, masks = self._statistics()
         # Postings of the query terms in each segment, live rows only; df sums over segments.
         df = np.zeros(len(query))
         found = []
@@ -217,8 +227,7 @@ class BM25Retriever(Retriever):
             for term, _, _, live in long:
                 df[term] += live
             found.append((short, long))
-        idf = np.log1p((len(self) - df + 0.5) / (df + 0.5))
-        term_weight = (qtf * idf).astype(np.float32)
+        term_weight = (qtf * idf(len(self), df)).astype(np.float32)
         best: list[tuple[float, int, int]] = []
         for position, (segment, norm, (short, long)) in enumerate(zip(
                 self.segments, norms, found, strict=True)):
@@ -229,18 +238,11 @@ class BM25Retriever(Retriever):
             scores = np.zeros(segment.size, dtype=np.float32)
             if short is not None:
                 rows, tf, term_of = short
-                weight = np.take(norm, rows)
-                np.add(weight, tf, out=weight)
-                np.divide(tf, weight, out=weight)
-                weight *= term_weight[term_of]
-                np.add.at(scores, rows, weight)
+                np.add.at(scores, rows, term_scores(tf, np.take(norm, rows),
+                                                    term_weight[term_of]))
             for term, rows, tf, _ in long:
                 # Slices of the mapped postings, no copies; deleted rows are zeroed below.
-                weight = np.take(norm, rows)
-                np.add(weight, tf, out=weight)
-                np.divide(tf, weight, out=weight)
-                weight *= term_weight[term]
-                np.add.at(scores, rows, weight)
+                np.add.at(scores, rows, term_scores(tf, np.take(norm, rows), term_weight[term]))
             if long and segment.name in self.deleted:
                 scores[self.deleted[segment.name]] = 0.0
             # Only paragraphs sharing a term score above zero (Lucene's idf is positive).
@@ -257,9 +259,9 @@ class BM25Retriever(Retriever):
                            self.segments[position].ids_of(rows), strict=True))
         return [(ids[s, r], score) for score, s, r in best]
 
-    def _statistics(self) -> tuple[float, list[np.ndarray], list[np.ndarray | None]]:
-        """Average live length, each segment's length norm k1·(1 − b + b·|d|/avg) and live
-        mask: computed once per state of the index, not per query."""
+    def _statistics(self) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """Each segment's length norm (over the average live length) and live mask: computed
+        once per state of the index, not per query."""
         if self._stats is None:
             masks = [self._live_mask(s) for s in self.segments]
             total = len(self)
@@ -267,9 +269,9 @@ class BM25Retriever(Retriever):
                          else float(np.asarray(s.lengths, dtype=np.float64).sum())
                          for s, m in zip(self.segments, masks, strict=True))
             mean = length / total if total else 1.0
-            norms = [(self.k1 * (1.0 - self.b + self.b * np.asarray(s.lengths, np.float64)
-                                 / mean)).astype(np.float32) for s in self.segments]
-            self._stats = (mean, norms, masks)
+            norms = [length_norm(np.asarray(s.lengths, np.float64), mean, self.k1, self.b)
+                     for s in self.segments]
+            self._stats = (norms, masks)
         return self._stats
 
     def _live_mask(self, segment: Segment) -> np.ndarray | None:
@@ -382,8 +384,8 @@ class BM25Retriever(Retriever):
     def _row_count(self) -> int:
         return len(self)
 
-    def segment_names(self) -> list[str]:
-        return [s.name for s in self.segments]
+    def segment_count(self) -> int:
+        return len(self.segments)
 
 
 # Posting lists longer than this are scored as slices of the mapping, one term at a time;
@@ -435,21 +437,39 @@ def referenced_segments(directory: Path) -> set[str]:
         return set()
 
 
-def bm25_weights(counts: sp.csr_matrix, k1: float, b: float) -> sp.csc_matrix:
-    """bm25s's eager "lucene" scores from a (paragraphs × terms) count matrix, as CSC: the
-    one-shot weights the segments' query-time scores are checked against.
+# ---- the formula (module docstring), once for the segments' query-time scores and the eager
+# weights below --------------------------------------------------------------------------------
 
-    score(d, t) = idf(t) · tf / (tf + k1 · (1 − b + b · |d| / avg|d|)),
-    idf(t) = ln(1 + (N − df + 0.5) / (df + 0.5)), |d| = number of terms in d (with repeats).
-    """
+
+def idf(paragraphs: int, df: np.ndarray) -> np.ndarray:
+    """Lucene's BM25 idf of terms found in `df` of `paragraphs` paragraphs (float64)."""
+    return np.log1p((paragraphs - df + 0.5) / (df + 0.5))
+
+
+def length_norm(lengths: np.ndarray, mean: float, k1: float, b: float) -> np.ndarray:
+    """k1 · (1 − b + b · |d| / avg|d|) of each paragraph, as float32."""
+    return (k1 * (1.0 - b + b * lengths / mean)).astype(np.float32)
+
+
+def term_scores(tf: np.ndarray, norm: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """weight · tf / (tf + norm) of each posting, given its paragraph's `length_norm` and its
+    term's weight (idf, times the term's count in a query); computed in `norm`'s buffer."""
+    np.add(norm, tf, out=norm)
+    np.divide(tf, norm, out=norm)
+    norm *= weight
+    return norm
+
+
+def bm25_weights(counts: sp.csr_matrix, k1: float, b: float) -> sp.csc_matrix:
+    """bm25s's eager "lucene" scores from a (paragraphs × terms) count matrix, as CSC: each
+    paragraph's score for each term alone (the articles retriever's weights)."""
     n_docs = counts.shape[0]
     lengths = np.asarray(counts.sum(axis=1)).ravel()
     mean_length = lengths.mean() if n_docs else 1.0
     df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float64)
-    idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
-    norm = (k1 * (1.0 - b + b * lengths / mean_length)).astype(np.float32)
+    weights = idf(n_docs, df).astype(np.float32)
     counts = counts.copy()
     rows = np.repeat(np.arange(n_docs), np.diff(counts.indptr))
-    counts.data /= counts.data + norm[rows]
-    counts.data *= idf[counts.indices]
+    counts.data = term_scores(counts.data, length_norm(lengths, mean_length, k1, b)[rows],
+                              weights[counts.indices])
     return counts.tocsc()

@@ -7,7 +7,7 @@ module (or any other retriever) stays torch-free.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -56,6 +56,14 @@ class DenseRetriever(Retriever):
         self.embeddings = np.zeros((0, 0), dtype=np.float32)
         self._model: BertModel | None = None
         self._tokenizer: Tokenizer | None = None
+
+    @classmethod
+    def from_preset(cls, preset: Mapping[str, Any], encoder: str | Path | None = None,
+                    morphemes: bool = True, **options: Any) -> Self:
+        if encoder is None:
+            raise ValueError(f"the {cls.kind} retriever needs --encoder DIR (an e5 model "
+                             "directory)")
+        return cls(encoder, **{**preset, **options})
 
     def params(self) -> dict[str, Any]:
         return {"encoder": str(self.encoder_dir), "max_length": self.max_length,

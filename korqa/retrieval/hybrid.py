@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 from korqa.corpus.paragraph import Paragraph
 from korqa.retrieval.base import Hit, Retriever
 from korqa.retrieval.manifest import MANIFEST_FILE
-from korqa.retrieval.registry import retriever_class
+from korqa.retrieval.registry import make_retriever, retriever_class
 
 FUSIONS = ("rrf", "weighted")
 
@@ -48,6 +48,16 @@ class HybridRetriever(Retriever):
         self.rrf_k = rrf_k
         if all(c.paragraph_ids for c in self.components):
             self.paragraph_ids = self._shared_ids()
+
+    @classmethod
+    def from_preset(cls, preset: Mapping[str, Any], encoder: str | Path | None = None,
+                    morphemes: bool = True, **options: Any) -> Self:
+        """BM25 fused with TF-IDF, or with the dense retriever when an `encoder` is given,
+        each with its own tuned preset."""
+        second = make_retriever("tfidf", morphemes=morphemes) if encoder is None \
+            else make_retriever("dense", encoder)
+        return cls([make_retriever("bm25", morphemes=morphemes), second],
+                   **{**preset, **options})
 
     def params(self) -> dict[str, Any]:
         return {"fusion": self.fusion, "weights": self.weights, "depth": self.depth,

@@ -8,15 +8,15 @@
     DIR/segments/             a BM25 retriever's segments, shared by every commit
 
 Indexing a corpus path into an existing DIR makes the store hold what that path holds now
-(changed documents replaced whole, deleted ones removed; other paths' documents kept). A BM25
-retriever is updated in place: the paragraphs the store change touched are marked deleted and
-the stored ones among them indexed in a new segment (`korqa.retrieval.bm25`); other retrievers
-are rebuilt over the whole store. The store changes commit only once the new retriever is saved
-beside the old one (DIR/retriever.new/: for BM25 a few kilobytes naming its segments), which
-then replaces it by two renames, and a new DIR is built beside its final name. Whatever a crash
-interrupts, the store's generation names the retriever that belongs to it: the old one, or a
-complete retriever.new/ whose swap the next writer finishes; segments neither names are
-removed after each commit.
+(changed documents replaced whole, deleted ones removed; other paths' documents kept). An
+incremental retriever (BM25) follows the change in place (`Retriever.update`: the paragraphs
+the store change touched are marked deleted and the stored ones among them indexed in a new
+segment); other retrievers are rebuilt over the whole store. The store changes commit only
+once the new retriever is saved beside the old one (DIR/retriever.new/: for BM25 a few
+kilobytes naming its segments), which then replaces it by two renames, and a new DIR is built
+beside its final name. Whatever a crash interrupts, the store's generation names the retriever
+that belongs to it: the old one, or a complete retriever.new/ whose swap the next writer
+finishes; segments neither names are removed after each commit.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import astuple, replace
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,7 @@ from korqa.corpus.store import AddResult, DocumentInfo, ParagraphStore
 from korqa.corpus.text import TextReading
 from korqa.retrieval.base import Hit, Retriever
 from korqa.retrieval.manifest import read_manifest
-from korqa.retrieval.registry import load_retriever, retriever_class
-from korqa.retrieval.terms import TermConfig
+from korqa.retrieval.registry import load_retriever, make_retriever
 
 STORE_FILE = "paragraphs.sqlite"
 RETRIEVER_DIR = "retriever"
@@ -50,59 +49,9 @@ SEGMENTS_DIR = "segments"  # segments of a BM25 retriever, shared by retriever/ 
 PAUSE_ENV = "KORQA_TEST_PAUSE_AT"
 # Indexes the store with the retriever in another way (e.g. on a cluster): same result.
 Indexer = Callable[[Retriever, ParagraphStore, int, bool], None]
-# Changes a loaded retriever to follow a store change in place, given the paragraph ids the
-# change touched (`incremental_update`, or a merge).
-Updater = Callable[[Retriever, ParagraphStore, list[str]], None]
-
-
-# The tuned presets (bench/retrieval.py; tuned on KorQuAD dev's non-test questions). The
-# retriever classes keep plain defaults (char 1-2 grams, no title) for other callers.
-TUNED: dict[str, dict[str, Any]] = {
-    "bm25": {"terms": TermConfig(ngrams=(1, 2), morphemes=True), "k1": 0.6, "b": 0.75,
-             "with_title": True},
-    "tfidf": {"terms": TermConfig(ngrams=(2,), morphemes=True), "sublinear_tf": True,
-              "with_title": True},
-    # Weighted min-max fusion beat reciprocal-rank fusion in every pairing tried; TF-IDF adds
-    # almost nothing to BM25 (same terms), so with an encoder the hybrid is BM25 + dense.
-    "hybrid": {"fusion": "weighted", "weights": (1.0, 0.1), "depth": 100},
-    # Tuned on kowiki with non-test KorQuAD questions (bench/kowiki.py tune; the numbers are
-    # in the README): the article share barely moves recall there, and skipping the terms of
-    # over 20 % of the paragraphs spares a query their long posting lists.
-    "articles": {"terms": TermConfig(ngrams=(1, 2), morphemes=True), "k1": 0.6, "b": 0.75,
-                 "weight": 0.1, "title_weight": 1.0, "max_df": 0.2},
-    "hybrid+dense": {"fusion": "weighted", "weights": (1.0, 0.3), "depth": 100},
-}
-
-
-def make_retriever(
-    kind: str,
-    encoder: str | Path | None = None,
-    morphemes: bool = True,
-    **options: Any,
-) -> Retriever:
-    """A retriever of `kind` with korqa's tuned presets (`TUNED`); `options` override them.
-
-    `hybrid` fuses BM25 with TF-IDF, or with the dense retriever when an `encoder` is given.
-    `morphemes=False` drops the Kiwi morphemes from the sparse terms: Kiwi analyses ~30k
-    characters/s, hours for all of kowiki, while character n-grams alone index it in minutes.
-    """
-    if kind == "dense":
-        if encoder is None:
-            raise ValueError("the dense retriever needs --encoder DIR (an e5 model directory)")
-        return retriever_class("dense")(encoder, **options)
-    if kind == "hybrid":
-        components = [make_retriever("bm25", morphemes=morphemes)]
-        if encoder is None:
-            components.append(make_retriever("tfidf", morphemes=morphemes))
-            preset = "hybrid"
-        else:
-            components.append(make_retriever("dense", encoder))
-            preset = "hybrid+dense"
-        return retriever_class("hybrid")(components, **{**TUNED[preset], **options})
-    settings = {**TUNED.get(kind, {}), **options}
-    if not morphemes and "terms" in settings:
-        settings["terms"] = replace(settings["terms"], morphemes=False)
-    return retriever_class(kind)(**settings)
+# Changes the loaded retriever in place to follow a store change, given the paragraph ids the
+# change touched (`Retriever.update`, or a merge).
+Updater = Callable[[ParagraphStore, list[str]], None]
 
 
 def build_index(
@@ -142,7 +91,7 @@ def build_index(
         saved = _same_saved_retriever(out, retriever) if corpus_paths and index_with is None \
             else None
         if saved is not None:
-            return _rebuild(out, saved, read, progress, name=out, update=incremental_update)
+            return _rebuild(out, saved, read, progress, name=out, update=saved.update)
         return _rebuild(out, retriever, read, progress, name=out, index_with=index_with)
     return _create(out, lambda staging: _rebuild(staging, retriever, read, progress, name=out,
                                                  index_with=index_with))
@@ -179,35 +128,27 @@ def merge_index(directory: str | Path, max_segments: int | None = 1) -> tuple[in
     directory = Path(directory)
     _require_index(directory)
     retriever = saved_retriever(directory)
-    if not hasattr(retriever, "merge"):
+    if not retriever.incremental:
         raise ValueError(f"{directory}: a {retriever.kind} retriever has no segments to merge "
                          "(only bm25 does)")
-    before = len(retriever.segments)
+    before = retriever.segment_count()
 
-    def merge(retriever: Any, store: ParagraphStore, touched: list[str]) -> None:
+    def merge(store: ParagraphStore, touched: list[str]) -> None:
         retriever.merge(max_segments)
 
     _rebuild(directory, retriever, lambda store: AddResult(0, 0, 0), False, name=directory,
              update=merge)
-    return before, len(retriever.segments)
-
-
-def incremental_update(retriever: Any, store: ParagraphStore, touched: list[str]) -> None:
-    """Make a segmented retriever follow a store change: delete every touched paragraph,
-    index the stored ones among them in a new segment, merge as the policy says."""
-    retriever.delete(touched)
-    retriever.add(store.present(touched))
-    retriever.merge()
+    return before, retriever.segment_count()
 
 
 def _updater(retriever: Retriever) -> Updater | None:
-    return incremental_update if hasattr(retriever, "merge") else None
+    return retriever.update if retriever.incremental else None
 
 
 def _same_saved_retriever(directory: Path, wanted: Retriever) -> Retriever | None:
     """The index's saved retriever when it can be updated in place and has `wanted`'s kind
     and settings; None when `wanted` must be built afresh."""
-    if _updater(wanted) is None:
+    if not wanted.incremental:
         return None
     try:
         manifest = read_manifest(directory / RETRIEVER_DIR, verify=False)
@@ -284,8 +225,8 @@ def _rebuild(
     """Apply `change` to the store and index the result, all in one store transaction that
     commits only after the new retriever is saved beside the old one, which it then replaces.
 
-    With `update`, `retriever` is the saved one and follows the change in place (given the
-    paragraph ids it touched) instead of indexing the whole store; if it turns out not to
+    With `update`, `retriever` is the saved one and follows the change in place (`update` is
+    given the paragraph ids it touched) instead of indexing the whole store; if it turns out not to
     match the store (it indexes another generation, or the counts disagree after), it is
     rebuilt whole after all. The saved retriever records the store generation it indexed, so
     whatever a crash interrupts, the next open can tell which retriever belongs to the
@@ -294,14 +235,12 @@ def _rebuild(
     directory.mkdir(parents=True, exist_ok=True)
     finish_swap(directory)  # a swap a crash interrupted, before this change builds on it
     staging = directory / STAGING_DIR
-    if hasattr(retriever, "segment_home"):
-        retriever.segment_home = directory / SEGMENTS_DIR
+    retriever.segment_home = directory / SEGMENTS_DIR
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(ParagraphStore(directory / STORE_FILE))
         try:
             with store.transaction():
-                current = update is not None and \
-                    getattr(retriever, "store_generation", None) == store.generation
+                current = update is not None and retriever.store_generation == store.generation
                 with store.changes() as touched:
                     result = change(store)
                 total = len(store)
@@ -309,7 +248,7 @@ def _rebuild(
                     raise ValueError(f"{name}: no paragraphs to index (give --corpus PATH)")
                 if current:
                     assert update is not None
-                    update(retriever, store, touched)
+                    update(store, touched)
                 if not current or len(retriever) != total:
                     if index_with is None:
                         retriever.index(store, total=total, progress=progress)
@@ -329,8 +268,7 @@ def _rebuild(
         _test_pause("committed")
         _swap(directory)
     collect_segments(directory)
-    if hasattr(retriever, "store_generation"):
-        retriever.store_generation = generation  # it may be updated again in place
+    retriever.store_generation = generation  # it may be updated again in place
     return result, total
 
 

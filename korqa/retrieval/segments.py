@@ -160,10 +160,6 @@ class Segment:
         clipped = np.minimum(found, len(self.terms) - 1)
         return np.where(self.terms[clipped] == term_hashes, clipped, -1)
 
-    def postings(self, column: int) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = int(self.indptr[column]), int(self.indptr[column + 1])
-        return self.rows[lo:hi], self.tf[lo:hi]
-
     def id(self, row: int) -> str:
         lo, hi = int(self.id_offsets[row]), int(self.id_offsets[row + 1])
         return bytes(self.ids[lo:hi]).decode("utf-8")

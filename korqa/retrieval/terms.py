@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -87,14 +86,6 @@ def words(text: str) -> list[str]:
     return _WORD.findall(normalize(text))
 
 
-def char_ngrams(word: str, ngrams: Iterable[int]) -> list[str]:
-    """N-grams of one word for each length in `ngrams`; a too-short word is kept whole once."""
-    lengths = sorted(set(ngrams))
-    if len(word) < lengths[0]:
-        return [word]
-    return [word[i:i + n] for n in lengths for i in range(len(word) - n + 1)]
-
-
 class TermAnalyzer:
     """Turns text into a list of terms (with repeats: counts matter for BM25 and TF-IDF)."""
 
@@ -114,7 +105,8 @@ class TermAnalyzer:
         longer = [n for n in lengths if n > 2]
         out: list[list[str]] = []
         # The hot loop of indexing (kowiki has ~10^9 n-grams): lengths 1 and 2 are inlined and
-        # take C-level paths; this is char_ngrams() for every word of the text.
+        # take C-level paths. Each word gives its n-grams of every length, shortest first, or
+        # itself once when shorter than the shortest.
         for text in texts:
             terms: list[str] = []
             extend = terms.extend

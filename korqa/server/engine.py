@@ -193,7 +193,7 @@ class Engine:
         # The writer wrote and hashed these files a moment ago; re-hashing only costs time.
         new = Index(self.index_dir, verify=False)
         self._pipeline.index = new
-        if old is not None and hasattr(old, "close"):
+        if old is not None:
             old.close()
         self.paragraphs = len(new.store)
         self.generation += 1

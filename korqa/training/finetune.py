@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from korqa.corpus.formats import SquadExample, read_squad
-from korqa.evaluation.korquad_metric import evaluate_predictions
+from korqa.korquad_metric import evaluate_predictions
 from korqa.modeling import BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model
 from korqa.reader.config import ReaderConfig
@@ -35,8 +34,7 @@ from korqa.training.config import FinetuneConfig
 from korqa.training.loop import (
     Optimisation,
     accumulation,
-    check_device_options,
-    check_resumable,
+    check_run_config,
     layer_depth,
     parameter_groups,
     start_run,
@@ -46,7 +44,6 @@ from korqa.training.loop import (
 from korqa.training.plot import plot_curves
 from korqa.training.resume import (
     capture_rng,
-    load_state,
     restore_rng,
     save_state,
     staged_directory,
@@ -244,16 +241,9 @@ def _throughput(features: int, seconds: float, examples_per_feature: float) -> d
 def _check_config(config: FinetuneConfig) -> None:
     if config.split not in TRAINING_SPLITS:
         raise ValueError(f"split must be one of {TRAINING_SPLITS}, got {config.split!r}")
-    check_device_options(config.device, config.precision)
-    for name in ("epochs", "batch_size", "grad_accum"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
-    for name in ("max_steps", "stop_at_step", "eval_limit", "threads"):
-        value = getattr(config, name)
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be at least 1 (or unset), got {value}")
-    if config.lr <= 0 or config.warmup < 0 or config.layer_lr_decay <= 0:
-        raise ValueError("lr and layer_lr_decay must be > 0 and warmup >= 0")
+    check_run_config(config, ("epochs", "batch_size", "grad_accum"), ("max_steps", "eval_limit"))
+    if config.layer_lr_decay <= 0:
+        raise ValueError(f"layer_lr_decay must be > 0, got {config.layer_lr_decay}")
 
 
 def save_reader_run(directory: Path, model: torch.nn.Module, tokenizer: Tokenizer,
@@ -280,9 +270,7 @@ def finetune(config: FinetuneConfig) -> dict:
     tokenizer = Tokenizer.from_pretrained(source)
     model = load_model(BertForQuestionAnswering, source).to(device)
     data = load_training_data(config)
-    feature_config = ReaderConfig(max_seq_length=config.max_seq_length,
-                                  doc_stride=config.doc_stride,
-                                  max_query_length=config.max_query_length)
+    feature_config = ReaderConfig.with_windows(config)
     features = convert_examples_to_features(data.train, tokenizer, feature_config,
                                             is_training=True)
     if not features:
@@ -300,19 +288,11 @@ def finetune(config: FinetuneConfig) -> dict:
     # Features per optimizer step, over all processes.
     per_step = config.grad_accum * config.batch_size * run.world_size
     trained = run.wrap(model)
-    step, best = 0, None
-    if resume_from:
-        state = load_state(resume_from)
-        check_resumable(state["trajectory"], resume_from, decided,
-                        [] if state["data"] == fingerprint else
-                        ["the training features differ (data, split or windowing changed)"])
-        optimisation.load(state)
-        restore_rng(state["rng"])
-        step, best = state["step"], state["best"]
-        log.truncate(step)
-    elif run.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        log.start()
+    state = run.resume_or_start(optimisation, decided, lambda state: [] if state["data"] ==
+                                fingerprint else ["the training features differ (data, split "
+                                                  "or windowing changed)"])
+    step, best = (state["step"], state["best"]) if state else (0, None)
+    if state is None and run.is_main:
         _write_split(out / "split.json", config, data, validation)
 
     def save_last() -> None:
@@ -324,14 +304,9 @@ def finetune(config: FinetuneConfig) -> dict:
             "rng": capture_rng(),
         })
 
-    log.write({"kind": "resume" if resume_from else "start", "step": step,
-               "total_steps": plan.total_steps, "train_features": len(features),
-               "device": str(device), "precision": precision, "world_size": run.world_size,
-               "global_batch": per_step})
+    run.log_start(step, plan.total_steps, per_step, train_features=len(features))
     stop_at = min(plan.total_steps, config.stop_at_step or plan.total_steps)
-    bar = tqdm(total=plan.total_steps, initial=step, disable=not (config.progress and run.is_main),
-               unit="step",
-               desc="train", dynamic_ncols=True, file=sys.stderr)
+    bar = run.progress_bar(config.progress, plan.total_steps, step, "train")
     train_seconds, trained_features = 0.0, 0
     order_epoch, order = -1, []
     model.train()

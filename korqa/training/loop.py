@@ -1,6 +1,7 @@
-"""What every korqa training run shares: device and precision, optimiser groups, schedule,
-the optimiser step, the resume check and the JSONL log. `finetune.py` and `pretrain.py` each
-keep only their data, their loss and their run directory."""
+"""What every korqa training run shares: the settings' checks, device and precision, optimiser
+groups, schedule, the optimiser step, starting or resuming the run, the JSONL log and the
+progress bar. `finetune.py` and `pretrain.py` each keep only their data, their loss and their
+run directory."""
 
 from __future__ import annotations
 
@@ -11,17 +12,26 @@ import math
 import os
 import random
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from korqa.modeling.checkpoint import save_pretrained
 from korqa.training.config import RunConfig
 from korqa.training.plot import read_log
-from korqa.training.resume import resume_source, save_state, staged_directory
+from korqa.training.resume import (
+    load_state,
+    restore_rng,
+    resume_source,
+    save_state,
+    staged_directory,
+)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -58,11 +68,33 @@ def autocast_factory(device: torch.device, precision: str,
     return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
 
 
-def check_device_options(device: str, precision: str) -> None:
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+class RunSettings(Protocol):
+    """What `check_run_config` reads besides the counts: a `RunConfig` with a schedule."""
+
+    device: str
+    precision: str
+    lr: float
+    warmup: float
+
+
+def check_run_config(config: RunSettings, counts: Sequence[str],
+                     optional_counts: Sequence[str]) -> None:
+    """The checks every run's settings share: the device and precision names, the fields that
+    count something (`counts` at least 1, `optional_counts` too or unset), the threads, and a
+    positive learning rate (`lr`) with a warmup (`warmup`) of at least 0."""
+    if config.device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {config.device!r}")
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+    for name in counts:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
+    for name in (*optional_counts, "stop_at_step", "threads"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1 (or unset), got {value}")
+    if config.lr <= 0 or config.warmup < 0:
+        raise ValueError("lr must be > 0 and warmup >= 0")
 
 
 def seed_everything(seed: int) -> None:
@@ -212,6 +244,37 @@ class Run:
         if self.world_size > 1:
             torch.distributed.barrier()  # nobody leaves while the main process still writes
             torch.distributed.destroy_process_group()
+
+    def resume_or_start(self, optimisation: Optimisation, decided: dict,
+                        differences: Callable[[dict], list[str]] | None = None) -> dict | None:
+        """The saved state of the run being resumed, after refusing one whose weights would
+        follow another trajectory (`decided`, plus what `differences(state)` finds), restoring
+        the optimiser and the RNGs and cutting the log back to its step; None for a fresh run,
+        whose directory and log the main process starts."""
+        if self.resume_from is None:
+            if self.is_main:
+                self.out.mkdir(parents=True, exist_ok=True)
+                self.log.start()
+            return None
+        state = load_state(self.resume_from)
+        check_resumable(state["trajectory"], self.resume_from, decided,
+                        differences(state) if differences else [])
+        optimisation.load(state)
+        restore_rng(state["rng"])
+        self.log.truncate(state["step"])
+        return state
+
+    def log_start(self, step: int, total_steps: int, global_batch: int, **facts: object) -> None:
+        """The log's first row of this process's run: started or resumed, at which step."""
+        self.log.write({"kind": "resume" if self.resume_from else "start", "step": step,
+                        "total_steps": total_steps, **facts, "device": str(self.device),
+                        "precision": self.precision, "world_size": self.world_size,
+                        "global_batch": global_batch})
+
+    def progress_bar(self, shown: bool, total: int, step: int, desc: str) -> tqdm:
+        """The run's step bar on stderr, on the main process only."""
+        return tqdm(total=total, initial=step, disable=not (shown and self.is_main),
+                    unit="step", desc=desc, dynamic_ncols=True, file=sys.stderr)
 
 
 def start_run(out: str | Path, config: RunConfig, finished: str) -> Run:

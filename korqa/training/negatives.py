@@ -91,8 +91,8 @@ def negative_dataset(examples: Sequence[SquadExample], per_question: int = 1,
 def training_small_talk(path: str | Path, data: str | Path, count: int, seed: int) -> list[str]:
     """`count` small-talk questions (seeded) from rows that are neither test questions nor
     asked by `korqa calibrate-confidence`'s validation set over `data`."""
-    from korqa.evaluation.open_domain import build_open_sets
     from korqa.faq import load_faq
+    from korqa.open_sets import build_open_sets
     from korqa.splits import is_test_article
 
     asked = {q.question for q in build_open_sets(data, path, "validation") if q.kind == "offtopic"}

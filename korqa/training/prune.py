@@ -55,7 +55,7 @@ def layer_drop_scores(model_dir: str | Path, examples: Sequence[SquadExample],
     Give held-out questions (validation), never the test split. `on_score(layer, f1)` is
     called as each result comes in, since every one is a full read of `examples`.
     """
-    from korqa.evaluation.korquad_metric import score_example
+    from korqa.korquad_metric import score_example
     from korqa.reader.predict import predict
 
     if not examples:

@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold
 
 from korqa.corpus.formats import SquadExample, load_json, read_squad_json, subset_dataset
-from korqa.questions import QUESTION_TYPES, question_type  # noqa: F401 (re-exported)
+from korqa.questions import question_type
 from korqa.splits import group_folds, korquad_split
 
 SCHEMES = ("korquad", "group-kfold", "kfold", "stratified", "shuffle")
