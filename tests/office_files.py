@@ -145,13 +145,15 @@ def write_markdown(path: Path, outline: Outline) -> None:
     path.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
 
 
-NAVIGATION = ["홈", "기관 소개", "알림마당", "자료실", "고객센터", "사이트맵", "로그인"]
+NAVIGATION = ["홈", "기관 소개", "알림마당", "정보공개", "고객센터", "사이트맵", "로그인"]
 FOOTER = ("(우) 12345 바닷가시 등대로 1 · 대표전화 000-123-4567 · "
           "Copyright © 솔섬문화재단. All rights reserved.")
 
 
-def write_html(path: Path, outline: Outline, encoding: str = "utf-8") -> None:
-    """A saved web page: navigation, a sidebar and a footer around the article."""
+def write_html(path: Path, outline: Outline, encoding: str = "utf-8",
+               semantic: bool = True) -> None:
+    """A saved web page: navigation, a sidebar and a footer around the article, in HTML5's
+    own elements, or (`semantic=False`) in <div>s named by class as many Korean sites do."""
     esc = html.escape
     body = []
     for kind, value in outline:
@@ -176,6 +178,11 @@ def write_html(path: Path, outline: Outline, encoding: str = "utf-8") -> None:
 <div class="share">공유하기: 페이스북 · 트위터 · 카카오톡</div></main></div>
 <footer><p>{esc(FOOTER)}</p></footer>
 </body></html>"""
+    if not semantic:
+        for tag, name in (("header", "top"), ("nav", "gnb"), ("aside", "lnb"), ("main", "cont"),
+                          ("article", "view"), ("footer", "foot")):
+            page = page.replace(f"<{tag}>", f'<div class="{name}">').replace(
+                f"<{tag} class=", "<div class=").replace(f"</{tag}>", "</div>")
     path.write_bytes(page.encode(encoding, "xmlcharrefreplace"))
 
 

@@ -9,14 +9,27 @@ the page's own charset (UTF-8, EUC-KR, …).
 
 from __future__ import annotations
 
+import functools
+from configparser import ConfigParser
 from pathlib import Path
 
 import trafilatura
 from lxml import etree
+from trafilatura.settings import use_config
 
 from korqa.corpus.documents import Section, UnreadableDocument, table_rows
 
 HEADING_LEVELS = {f"h{n}": n for n in range(1, 7)}
+# trafilatura falls back to the whole page's text when the main text it found is shorter
+# than 250 characters; a short Korean page (a notice, a recipe) is often that short.
+MIN_MAIN_TEXT = 20
+
+
+@functools.cache
+def _config() -> ConfigParser:
+    config = use_config()
+    config.set("DEFAULT", "MIN_EXTRACTED_SIZE", str(MIN_MAIN_TEXT))
+    return config
 
 
 def read(path: Path) -> list[Section]:
@@ -25,7 +38,7 @@ def read(path: Path) -> list[Section]:
         raise UnreadableDocument("an empty file")
     extracted = trafilatura.extract(raw, output_format="xml", include_tables=True,
                                     include_comments=False, include_images=False,
-                                    with_metadata=True)
+                                    with_metadata=True, config=_config())
     if not extracted:
         raise UnreadableDocument("no main text found (an empty page, a frame set, or a page "
                                  "that builds its text with JavaScript)")
