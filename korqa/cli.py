@@ -308,17 +308,24 @@ ENCODING_HELP = (".txt/.md files that are not UTF-8 are read in this encoding (d
                  "each file not read as UTF-8 is named in a warning)")
 SKIP_BAD_HELP = ("skip .txt/.md files that cannot be read as text (binary files, unknown "
                  "encodings) with a warning (default: such a file is an error)")
+# TextReading.strict's help (the options generated from TextReading will replace these).
+STRICT_HELP = ("stop at the first PDF, DOCX, HWP, HWPX or HTML file that cannot be read "
+               "(encrypted, damaged, no text layer, its extra missing) instead of skipping it "
+               "with a warning")
 
 
-def _add_reading_options(p: argparse.ArgumentParser) -> None:
+def _add_reading_options(p: argparse.ArgumentParser, strict: bool = True) -> None:
+    """--encoding, --skip-bad and (unless a config's generated options hold it) --strict."""
     p.add_argument("--encoding", metavar="NAME", help=ENCODING_HELP)
     p.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
+    if strict:
+        p.add_argument("--strict", action="store_true", help=STRICT_HELP)
 
 
 def _reading(args: argparse.Namespace):  # -> TextReading, imported lazily
     from korqa.corpus.text import TextReading
 
-    return TextReading(args.encoding, args.skip_bad)
+    return TextReading(args.encoding, args.skip_bad, args.strict)
 
 
 def _add_retriever_options(p: argparse.ArgumentParser, when: str = "") -> None:
@@ -913,8 +920,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _server_options(p: argparse.ArgumentParser) -> None:
     from korqa.server.config import ServerConfig
 
-    add_options(p, ServerConfig)  # the pipeline's sources and knobs too
-    _add_reading_options(p)
+    add_options(p, ServerConfig)  # the pipeline's sources and knobs too (and --strict)
+    _add_reading_options(p, strict=False)
     _add_ray_options(p)
     p.add_argument("--replicas", type=int, default=1, metavar="N",
                    help="with --ray: reader replicas, each with its share of --threads")

