@@ -29,7 +29,7 @@ import codecs
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("korqa.corpus")
@@ -62,8 +62,14 @@ class TextReading:
     `skip_bad`: a file that cannot be read as text is skipped with a warning, not an error.
     """
 
-    encoding: str | None = None
-    skip_bad: bool = False
+    # The "help" metadata is the command line's (korqa.cli_options): index, ask, chat, serve …
+    encoding: str | None = field(default=None, metadata={
+        "help": ".txt/.md files that are not UTF-8 are read in this encoding (default: "
+                "detected: UTF-8 with or without BOM, UTF-16 with BOM, else CP949/EUC-KR; each "
+                "file not read as UTF-8 is named in a warning)", "metavar": "NAME"})
+    skip_bad: bool = field(default=False, metadata={
+        "help": "skip .txt/.md files that cannot be read as text (binary files, unknown "
+                "encodings) with a warning (default: such a file is an error)"})
 
     def __post_init__(self) -> None:
         if self.encoding is not None:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import string
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from korqa.corpus.formats import SquadExample, read_squad_json
+
+if TYPE_CHECKING:
+    from korqa.evaluation.config import ScoreConfig
+
+log = logging.getLogger("korqa.evaluation")
 
 METRICS = ("korquad", "squad")
 
@@ -124,3 +130,26 @@ def _scorers(metric: str) -> tuple[Callable[[str, str], float], Callable[[str, s
     if metric not in _SCORERS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     return _SCORERS[metric]
+
+
+def score_file(config: ScoreConfig) -> dict[str, Any]:
+    """`korqa score`: `evaluate_predictions` of the predictions file `config.predictions`
+    against `config.data`; questions without a prediction score 0, and a warning counts them."""
+    from korqa.corpus.formats import load_json, read_squad
+
+    examples = read_squad(config.data)
+    predictions = load_json(config.predictions)
+    if not isinstance(predictions, dict):
+        raise ValueError(f"{config.predictions}: expected a JSON object of question id -> "
+                         "answer")
+    result = evaluate_predictions(examples, predictions, config.metric)
+    missing = sum(example.qid not in predictions for example in examples)
+    if missing:
+        log.warning("korqa score: %d of %d questions have no prediction (scored 0)", missing,
+                    result["total"])
+    return result
+
+
+def format_score(result: dict[str, Any], config: ScoreConfig) -> str:
+    return (f"{config.metric}: EM {result['exact_match']:.2f}  F1 {result['f1']:.2f}  "
+            f"({result['total']} questions)")

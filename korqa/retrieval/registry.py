@@ -18,6 +18,21 @@ _MODULES = {
     "dense-ivfpq": ("korqa.retrieval.dense_pq", "CompressedDenseRetriever"),
 }
 KINDS = tuple(_MODULES)
+# What each kind is, in a line: `korqa index --retriever`'s help (its choices are KINDS).
+SUMMARIES = {
+    "tfidf": "TF-IDF cosine over character n-grams and morphemes",
+    "bm25": "Okapi BM25 in live segments",
+    "hybrid": "bm25 fused with tfidf, or with dense given --encoder",
+    "dense": "e5 vectors, needs --encoder",
+    "articles": "paragraph BM25 fused with article BM25 (kowiki)",
+    "dense-ivfpq": "dense vectors compressed with faiss IVF-PQ, needs --encoder and the ann "
+                   "extra",
+}
+
+
+def summary() -> str:
+    """Every kind with its line, in registry order."""
+    return "; ".join(f"{kind}: {SUMMARIES[kind]}" for kind in KINDS)
 
 
 def retriever_class(kind: str) -> type[Retriever]:
