@@ -68,5 +68,6 @@ class CalibrateConfig:
     data: str = field(metadata={"help": "SQuAD-format JSON (KorQuAD dev)"})
     split: Literal["train", "validation"] = field(default="train", metadata={
         "help": "questions to calibrate on (korqa's split rule; never the test split)"})
-    limit: int = field(default=64, metadata={"help": "questions (random, seeded)"})
+    limit: int = field(default=64, metadata={"help": "questions (random, seeded)",
+                                              "metavar": "N"})
     seed: int = field(default=0, metadata={"help": "random seed of the questions"})

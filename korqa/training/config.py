@@ -111,7 +111,8 @@ class PruneConfig:
     data: str | None = field(default=None, metadata={
         "help": "SQuAD-format JSON for --probe (KorQuAD dev)"})
     limit: int = field(default=150, metadata={
-        "help": "--probe questions (random, seeded; each layer reads them all)"})
+        "help": "--probe questions (random, seeded; each layer reads them all)",
+        "metavar": "N"})
     seed: int = field(default=0, metadata={"help": "random seed of the --probe questions"})
 
 
