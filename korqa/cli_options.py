@@ -13,7 +13,9 @@ Metadata keys besides "help" (all optional):
   flag       the option's name when it is not `--field-name` (e.g. "--no-trim" for a True bool)
   aliases    further spellings that keep working (e.g. ("--weight",))
   metavar, choices, action ("append": repeat the flag instead of listing values)
+  positional the field is a positional argument (e.g. `korqa ask QUESTION`), not an option
   exclusive  fields with the same name here form one mutually exclusive group
+  required   on a field of an exclusive group: one of the group must be given
   presets    {flag: (value, help)}: further flags that each set the field to one value
              (e.g. "--all-windows" sets stop_confidence to None)
   overrides  on a dict field: a config dataclass (or "module:Class", imported when options
@@ -59,6 +61,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...
             if meta["exclusive"] not in groups:
                 groups[meta["exclusive"]] = parser.add_mutually_exclusive_group()
             target = groups[meta["exclusive"]]
+            target.required = target.required or meta.get("required", False)
         _add(target, spec, kind)
 
 
@@ -98,6 +101,10 @@ def _add(target: Any, spec: dataclasses.Field, kind: Any, default: Any = None,
         kwargs["default"] = default
     if help_text is not None:
         kwargs["help"] = help_text
+    if spec.metadata.get("positional"):
+        kwargs.pop("required", None)  # a positional is required unless its nargs says not
+        target.add_argument(spec.name, **kwargs)
+        return
     target.add_argument(*_flags(spec), dest=spec.name, **kwargs)
     for flag, (value, help_text) in spec.metadata.get("presets", {}).items():
         target.add_argument(flag, dest=spec.name, action="store_const", const=value,

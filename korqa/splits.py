@@ -106,3 +106,16 @@ def select_split(
         return test if name == "test" else rest
     train, validation, _ = train_validation_test(examples, validation_fold, folds, seed)
     return train if name == "train" else validation
+
+
+def sample_split(examples: Sequence[Example], limit: int | None,
+                 seed: int = 0) -> list[Example]:
+    """`limit` of `examples` drawn at random with `seed`, so the same seed draws the same
+    questions (all of them, in order, when `limit` is None or not smaller)."""
+    if limit is None or limit >= len(examples):
+        return list(examples)
+    if limit < 1:
+        raise ValueError(f"the sample must hold at least one question, got {limit}")
+    import random
+
+    return random.Random(seed).sample(list(examples), limit)

@@ -18,6 +18,7 @@ import pytest
 
 from korqa import cli
 from korqa.cli import HelpFormatter, build_parser, iter_parsers, main
+from korqa.cli.command import Command
 
 REPO = Path(__file__).resolve().parents[1]
 # "~1.4x faster", "26% fewer", "F1 80.02": numbers that go stale belong in the docs.
@@ -73,10 +74,8 @@ def test_help_lists_everyday_commands_first_then_evaluation_then_training() -> N
 
 
 def test_a_command_nobody_grouped_is_still_listed(monkeypatch: pytest.MonkeyPatch) -> None:
-    def add_later(sub: argparse._SubParsersAction) -> None:
-        sub.add_parser("later", help="a command added after the groups were written")
-
-    monkeypatch.setattr(cli, "_COMMANDS", [*cli._COMMANDS, add_later])
+    later = Command("later", "a command added after the groups were written", run=print)
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, later))
     text = build_parser().format_help()
     assert text.index("other commands:") < text.index("later ") < text.index("options:")
 
@@ -163,7 +162,123 @@ def test_the_readmes_output_folders_are_ignored_by_git() -> None:
 
 
 def test_the_dtypes_offered_are_those_checkpoints_save() -> None:
-    from korqa.cli import DTYPES
-    from korqa.modeling.checkpoint import SAVE_DTYPES
+    from typing import get_args
 
-    assert DTYPES == SAVE_DTYPES
+    from korqa.modeling.checkpoint import SAVE_DTYPES
+    from korqa.modeling.config import SaveDtype
+
+    assert get_args(SaveDtype) == SAVE_DTYPES
+    parsers = dict(iter_parsers(build_parser()))
+    for command in ("average", "prune", "export", "import-e5"):
+        assert parsers[f"korqa {command}"]._option_string_actions["--dtype"].choices == \
+            list(SAVE_DTYPES), command
+
+
+def _field_names(cls: type) -> set[str]:
+    """The option names (dests) a config dataclass gives: its fields with help, nested
+    dataclasses' and override classes' fields too (korqa.cli_options)."""
+    from dataclasses import fields, is_dataclass
+    from typing import get_type_hints
+
+    from korqa.cli_options import resolve
+
+    hints = get_type_hints(cls)
+    names = set()
+    for spec in fields(cls):
+        if is_dataclass(hints[spec.name]):
+            names |= _field_names(hints[spec.name])
+        elif "overrides" in spec.metadata:
+            skip = set(spec.metadata.get("skip", ()))
+            names |= {f.name for f in fields(resolve(spec.metadata["overrides"]))
+                      if "help" in f.metadata} - skip
+        elif "help" in spec.metadata:
+            names.add(spec.name)
+    return names
+
+
+def test_every_option_of_every_command_is_a_field_of_its_configs() -> None:
+    from korqa.cli.command import OUTPUT
+    from korqa.cli_options import resolve
+
+    parsers = dict(iter_parsers(build_parser()))
+    runnable = [command for command in cli.COMMANDS if command.run is not None]
+    assert len(runnable) == 27
+    for command in runnable:
+        configs = (*command.configs, OUTPUT) if command.text else command.configs
+        fields = set().union(*(_field_names(resolve(config)) for config in configs))
+        parser = parsers[f"korqa {command.name}"]
+        dests = {action.dest for action in parser._actions} - {"help"}
+        assert dests == fields, command.name  # no option without a field, nor the reverse
+
+
+def test_no_cli_module_adds_an_option_by_hand() -> None:
+    package = Path(cli.__file__).parent
+    calls = {path.name: path.read_text(encoding="utf-8").count(".add_argument(")
+             for path in package.glob("*.py")}
+    # `--version` is the one option no config holds: it prints and exits.
+    assert calls == {name: (1 if name == "__init__.py" else 0) for name in calls}
+    assert '"--version", action=_Version' in (package / "__init__.py").read_text("utf-8")
+
+
+def test_the_retriever_choices_are_the_registrys_kinds() -> None:
+    from korqa.retrieval.registry import KINDS, REGISTRY
+
+    assert set(REGISTRY) == set(KINDS) and "dense-ivfpq" in KINDS
+    parsers = dict(iter_parsers(build_parser()))
+    for command in ("index", "retrieval-eval"):
+        option = parsers[f"korqa {command}"]._option_string_actions["--retriever"]
+        assert option.choices == KINDS
+        assert all(f"{kind}: {REGISTRY[kind].description}" in option.help for kind in KINDS)
+
+
+@pytest.mark.parametrize("name", [command.name for command in cli.COMMANDS])
+def test_the_help_of_each_command_names_each_of_its_options(
+        name: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main([*name.split(), "--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith(f"usage: korqa {name} ")
+    parser = dict(iter_parsers(build_parser()))[f"korqa {name}"]
+    for action in parser._actions:
+        shown = action.option_strings or [action.metavar or action.dest]
+        assert all(spelling in text for spelling in shown), (name, shown)
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("korqa.training.cross_validation.write_splits", interrupted)
+    assert main(["split", "--data", "d.json", "--out", "o"]) == 130
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "korqa split: interrupted\n")
+
+
+def test_ctrl_c_while_chat_waits_for_input_ends_it_with_130(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from tiny import write_corpus
+
+    faq = tmp_path / "faq.json"
+    faq.write_text(json.dumps([{"question": "오늘 너무 힘들다", "answer": "고생 많았어요."}],
+                              ensure_ascii=False), encoding="utf-8")
+    env = {**os.environ, "KORQA_CACHE": str(tmp_path / "cache")}
+    chat = subprocess.Popen(
+        [sys.executable, "-m", "korqa", "chat", "--corpus", str(write_corpus(tmp_path / "c.jsonl")),
+         "--faq", str(faq), "--model", str(tmp_path / "no-model")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, cwd=REPO)
+    try:
+        chat.stdin.write("오늘 너무 힘들다\n")
+        chat.stdin.flush()
+        assert "고생 많았어요." in chat.stdout.readline()  # answered: now it waits for more
+        time.sleep(0.5)
+        chat.send_signal(signal.SIGINT)
+        out, err = chat.communicate(timeout=60)
+    finally:
+        chat.kill()
+    assert chat.returncode == 130
+    assert err == "korqa chat: interrupted\n"

@@ -180,4 +180,34 @@ def test_evaluate_shows_every_stage_and_is_silent_without_progress(tiny_model, t
               "korqa: writing predictions and the error analysis to"]
     at = [err.find(stage) for stage in stages]
     assert -1 not in at and at == sorted(at), err
-    assert f"{result['windows']}/{result['windows']}" in err  # one bar over every round
+    # One bar over every round, counting questions, not the windows read or skipped.
+    bar = [line for line in err.splitlines() if line.startswith("predict: 100%")][-1]
+    assert f"{result['total']}/{result['total']}" in bar and "question" in bar
+
+
+def test_evaluate_limit_scores_a_sample_that_the_seed_names(tiny_model, tiny_dataset, capsys,
+                                                             tmp_path):
+    from korqa.corpus.formats import read_squad
+    from korqa.splits import sample_split, select_split
+
+    def scored(*flags: str) -> tuple[dict, set[str]]:
+        report = tmp_path / "_".join(flags)
+        assert main(["evaluate", "--model", str(tiny_model), "--data", str(tiny_dataset),
+                     "--split", "all", "--json", "--no-progress", "--engine", "torch",
+                     "--report", str(report), *flags]) == 0
+        predictions = json.loads((report / "predictions.json").read_text(encoding="utf-8"))
+        return json.loads(capsys.readouterr().out), set(predictions)
+
+    every = select_split(read_squad(tiny_dataset), "all")
+    drawn = {seed: {e.qid for e in sample_split(every, 3, seed)} for seed in range(4)}
+    assert len(set(map(frozenset, drawn.values()))) > 1  # the seed matters
+    for seed in range(4):
+        result, questions = scored("--limit", "3", "--seed", str(seed))
+        assert questions == drawn[seed] and result["total"] == 3
+        assert (result["limit"], result["seed"]) == (3, seed)
+    assert scored("--limit", "3")[1] == drawn[0]  # the default seed is 0, every time
+    result, questions = scored()
+    assert len(questions) == 5 and "seed" not in result  # no --limit: every question
+    assert main(["evaluate", "--model", str(tiny_model), "--data", str(tiny_dataset), "--split",
+                 "all", "--no-progress", "--engine", "torch", "--limit", "2", "--seed", "7"]) == 0
+    assert "2 questions (drawn at random, seed 7)" in capsys.readouterr().out

@@ -238,13 +238,18 @@ def test_reading_stops_at_the_first_confident_window(tmp_path):
     assert (again.text, again.start, again.end) == (best.text, best.start, best.end)
 
 
-def test_the_progress_bar_counts_skipped_windows_to_the_end(tmp_path, capsys):
+def test_the_progress_bar_counts_questions_settled_by_skipped_windows_too(tmp_path, capsys):
     _, tokenizer, features = _spaced(tmp_path, "차")
     model = _PointsAt(tokenizer.token_to_id("차"))
     read_logits(model, features, tokenizer, PredictConfig(), progress=True)
     assert model.windows_read == 1
     bar = capsys.readouterr().err.replace("\r", "\n")
-    assert "predict: 100%" in bar and "3/3" in bar  # one read, two skipped: all settled
+    # One question of three windows: one read, two skipped, and the question is settled.
+    assert "predict: 100%" in bar and "1/1" in bar and "question" in bar
+    read_logits(model, features * 2, tokenizer, PredictConfig(stop_confidence=None),
+                progress=True)
+    bar = capsys.readouterr().err.replace("\r", "\n")
+    assert "1/1" in bar and "2/1" not in bar  # every window read: still one question
 
 
 def test_unsure_windows_are_all_read(tmp_path):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from korqa.convert.config import ImportE5Config
 from korqa.convert.unigram import (
     DEFAULT_TRIM_MAX_DOCS,
     build_normalizer,
@@ -427,3 +428,9 @@ def import_e5(
     if dtype not in SAVE_DTYPES:  # before the slow part
         raise ValueError(f"dtype {dtype!r}: want one of {', '.join(SAVE_DTYPES)}")
     return write_e5(prepare_e5(source, trim_corpus, trim_max_docs), out, dtype)
+
+
+def import_e5_as(config: ImportE5Config) -> ImportSummary:
+    """`korqa import-e5`: `import_e5` as `config` asks."""
+    return import_e5(config.out, source=config.source, trim_corpus=config.trim_corpus,
+                     dtype=config.dtype, trim_max_docs=config.trim_max_docs)

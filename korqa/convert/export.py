@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from korqa.convert.config import ExportConfig
 from korqa.convert.unigram import trim_unigram
 from korqa.reader.directory import ReaderDir
 
@@ -50,3 +51,11 @@ def export_reader(model_dir: str | Path, out: str | Path, dtype: str = "int8",
     ReaderDir(out).save(model, tokenizer, source.config(), dtype)
     size_mb = (Path(out) / "model.safetensors").stat().st_size / 1e6
     return ExportSummary(Path(out), dtype, before, model.config.vocab_size, size_mb)
+
+
+def export(config: ExportConfig) -> ExportSummary:
+    """`korqa export`: `export_reader`, trimmed to the vocabulary of `config.trim_corpus`."""
+    from korqa.convert.unigram import trim_texts
+
+    texts = trim_texts(config.trim_corpus, config.trim_max_docs) if config.trim_corpus else None
+    return export_reader(config.model, config.out, config.dtype, texts)

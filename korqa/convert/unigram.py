@@ -14,6 +14,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers.models import Unigram
 from tokenizers.normalizers import Normalizer
 
+from korqa.convert.config import DEFAULT_TRIM_MAX_DOCS
 from korqa.corpus.formats import (
     corpus_files,
     document_texts,
@@ -23,8 +24,6 @@ from korqa.corpus.formats import (
     squad_texts,
 )
 from korqa.tokenization import METASPACE, XLMR_SPECIALS, Tokenizer
-
-DEFAULT_TRIM_MAX_DOCS = 20_000
 
 # ---- the tokenizer -----------------------------------------------------------------------------
 

@@ -64,8 +64,14 @@ class TextReading:
     indexing, instead of being skipped with a warning (korqa.corpus.documents).
     """
 
-    encoding: str | None = None
-    skip_bad: bool = False
+    # The "help" metadata is the command line's (korqa.cli_options): index, ask, chat, serve …
+    encoding: str | None = field(default=None, metadata={
+        "help": ".txt/.md files that are not UTF-8 are read in this encoding (default: "
+                "detected: UTF-8 with or without BOM, UTF-16 with BOM, else CP949/EUC-KR; each "
+                "file not read as UTF-8 is named in a warning)", "metavar": "NAME"})
+    skip_bad: bool = field(default=False, metadata={
+        "help": "skip .txt/.md files that cannot be read as text (binary files, unknown "
+                "encodings) with a warning (default: such a file is an error)"})
     strict: bool = field(default=False, metadata={
         "help": "stop at the first PDF, DOCX, HWP, HWPX or HTML file that cannot be read "
                 "(encrypted, damaged, no text layer, its extra missing) instead of skipping it "

@@ -25,17 +25,26 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from korqa.corpus.paragraph import Paragraph
 from korqa.korquad_metric import exact_match_score, f1_score
-from korqa.open_sets import SET_KINDS, OpenQuestion, build_open_sets
+from korqa.open_sets import SET_KINDS, OpenQuestion, build_open_sets, write_sets
 from korqa.pipeline.answers import Answer, RetrievedParagraph
 from korqa.pipeline.confidence import UNCALIBRATED, Calibration, Confidence, candidate_features
 from korqa.pipeline.qa import QAPipeline, fuse, passes_gate
 from korqa.reader.predict import Candidate
+
+if TYPE_CHECKING:
+    from korqa.evaluation.config import (
+        CalibrateConfidenceConfig,
+        OpenEvaluationConfig,
+        OpenReads,
+        OpenSets,
+        OpenSetsConfig,
+    )
 
 
 class WithoutArticle:
@@ -318,29 +327,53 @@ def default_cache(model: str | Path | None, data: str | Path, split: str) -> Pat
         f"{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
 
 
-def calibrate_confidence(data: str | Path, chitchat: str | Path, model: str | Path | None = None,
-                         out: str | Path | None = None, cache: str | Path | None = None,
-                         answerable: int | None = None, offtopic: int | None = None,
-                         precision: float = 0.7, seed: int = 0,
-                         progress: bool = False) -> dict[str, Any]:
+def open_sets(sets: OpenSets, split: str) -> list[OpenQuestion]:
+    """`build_open_sets` as `sets` asks."""
+    return build_open_sets(sets.data, sets.chitchat, split, sets.answerable, sets.offtopic,
+                           sets.seed)
+
+
+def write_open_sets(config: OpenSetsConfig) -> dict[str, Any]:
+    """`korqa open-sets`: write the three sets of `config.split`; returns what was written."""
+    questions = open_sets(config.sets, config.split)
+    write_sets(questions, config.out)
+    return {"out": config.out, "split": config.split,
+            "questions": dict(Counter(q.kind for q in questions))}
+
+
+def _prepare_reads(reads: OpenReads, data: str | Path, split: str) -> Path:
+    """Where this run's reads are cached (`reads.cache`, else `default_cache`), its folder made;
+    and the reader's torch threads set as `reads` asks."""
+    if reads.threads:
+        import torch
+
+        torch.set_num_threads(reads.threads)
+    cache = Path(reads.cache) if reads.cache else default_cache(reads.model, data, split)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
+def calibrate_confidence(config: CalibrateConfidenceConfig) -> dict[str, Any]:
     """Fit the reader's confidence on the validation sets and write it (default: into the
     reader directory as confidence.json). Never reads a test question."""
     from korqa.paths import resolve_reader_dir
     from korqa.pipeline.confidence import CONFIDENCE_FILE, fit_confidence
 
-    questions = build_open_sets(data, chitchat, "validation", answerable, offtopic, seed)
-    cache = Path(cache) if cache else default_cache(model, data, "validation")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    pipeline, search = open_pipeline_for(data, model, progress, confidence=UNCALIBRATED)
+    sets, reads = config.sets, config.reads
+    questions = open_sets(sets, "validation")
+    cache = _prepare_reads(reads, sets.data, "validation")
+    pipeline, search = open_pipeline_for(sets.data, reads.model, reads.progress,
+                                         confidence=UNCALIBRATED)
     with pipeline:
-        records = collect(pipeline, search, questions, cache, progress)
+        records = collect(pipeline, search, questions, cache, reads.progress)
         rows, right, groups, kinds = fitting_rows(records, pipeline)
-    fit = fit_confidence(rows, [k == "answerable" for k in kinds], right, groups, precision)
+    fit = fit_confidence(rows, [k == "answerable" for k in kinds], right, groups,
+                         config.precision)
     held_out = fit.held_out
     answered = held_out >= fit.confidence.threshold
     stats: dict[str, Any] = {"questions": Counter(kinds), "right": int(sum(right)),
                              "split": "validation (reader's held-out fold 0; chitchat rows "
-                                      "not 4 mod 5)", "seed": seed}
+                                      "not 4 mod 5)", "seed": sets.seed}
     for kind in SET_KINDS:
         mask = np.array([k == kind for k in kinds])
         if mask.any():
@@ -350,44 +383,64 @@ def calibrate_confidence(data: str | Path, chitchat: str | Path, model: str | Pa
                  held_out_ece=round(expected_calibration_error(held_out, right_array), 4),
                  held_out_precision=_pct(int(right_array[answered].sum()), int(answered.sum())))
     fit.confidence.fitted_on = stats
-    target = Path(out) if out else resolve_reader_dir(model) / CONFIDENCE_FILE
+    target = Path(config.out) if config.out else resolve_reader_dir(reads.model) / CONFIDENCE_FILE
     fit.confidence.save(target)
     return {"out": str(target), "cache": str(cache), "threshold": fit.confidence.threshold,
-            "precision": precision, **stats}
+            "precision": config.precision, **stats}
 
 
-def evaluate_open(data: str | Path, chitchat: str | Path, model: str | Path | None = None,
-                  split: str = "test", confidence: str | Path | None = None,
-                  cache: str | Path | None = None, answerable: int | None = None,
-                  offtopic: int | None = None, report_dir: str | Path | None = None,
-                  seed: int = 0, progress: bool = False) -> dict[str, Any]:
-    """The three sets of `split` through the pipeline, decided with the reader's confidence
-    ("calibrated") and with the reader's span score as the confidence, the rule before it and
-    what an uncalibrated reader still uses ("before": `UNCALIBRATED`); with `report_dir`,
-    reliability.png, coverage_accuracy.png and summary.json there."""
-    questions = build_open_sets(data, chitchat, split, answerable, offtopic, seed)
-    cache = Path(cache) if cache else default_cache(model, data, split)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    given = Confidence.load(confidence) if confidence is not None else None
-    pipeline, search = open_pipeline_for(data, model, progress, confidence=given)
+def evaluate_open(config: OpenEvaluationConfig) -> dict[str, Any]:
+    """The three sets of `config.split` through the pipeline, decided with the reader's
+    confidence ("calibrated") and with the reader's span score as the confidence, the rule
+    before it and what an uncalibrated reader still uses ("before": `UNCALIBRATED`); with
+    `config.report`, reliability.png, coverage_accuracy.png and summary.json there."""
+    sets, reads = config.sets, config.reads
+    questions = open_sets(sets, config.split)
+    cache = _prepare_reads(reads, sets.data, config.split)
+    given = Confidence.load(config.confidence) if config.confidence is not None else None
+    pipeline, search = open_pipeline_for(sets.data, reads.model, reads.progress,
+                                         confidence=given)
     fitted = pipeline.confidence
     if not isinstance(fitted, Confidence):
         raise ValueError("the reader has no confidence.json: run `korqa calibrate-confidence` "
                          "first, or pass --confidence FILE")
     with pipeline:
-        records = collect(pipeline, search, questions, cache, progress)
+        records = collect(pipeline, search, questions, cache, reads.progress)
         calibrated = replay(records, pipeline)
         pipeline.confidence = UNCALIBRATED
         before = replay(records, pipeline)
     result: dict[str, Any] = {
-        "split": split, "cache": str(cache), "threshold": fitted.threshold,
+        "split": config.split, "cache": str(cache), "threshold": fitted.threshold,
         "precision_chosen_for": fitted.precision,
         "calibrated": summarise(calibrated), "before": summarise(before)}
-    if report_dir is not None:
+    if config.report is not None:
         paths = plot({"calibrated confidence": confidence_pairs(calibrated),
-                      "before: reader's span score": confidence_pairs(before)}, report_dir)
-        summary = Path(report_dir) / "summary.json"
+                      "before: reader's span score": confidence_pairs(before)}, config.report)
+        summary = Path(config.report) / "summary.json"
         summary.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n",
                            encoding="utf-8")
         result["report_files"] = [str(p) for p in [*paths, summary]]
     return result
+
+
+# (label, part of the result, key) of each row `format_open_evaluation` prints.
+_ROWS = (("answerable: EM (don't know = 0)", "answerable", "exact_match"),
+         ("answerable: F1 (don't know = 0)", "answerable", "f1"),
+         ("answerable: abstention %", "answerable", "abstention"),
+         ("unanswerable: abstention %", "unanswerable", "abstention"),
+         ("off-topic: abstention %", "offtopic", "abstention"),
+         ("AUROC of the shown confidence", "confidence", "auroc"),
+         ("ECE of the shown confidence", "confidence", "ece"))
+
+
+def format_open_evaluation(result: dict[str, Any], config: OpenEvaluationConfig) -> str:
+    """`evaluate_open`'s result as a table: before and with the calibrated confidence."""
+    before, now = result["before"], result["calibrated"]
+    lines = [f"split {result['split']}; don't know under confidence {result['threshold']:.3f} "
+             f"(chosen for precision {result['precision_chosen_for']:.2f} on validation)",
+             f"{'':34}{'before':>10}{'calibrated':>12}"]
+    lines += [f"{label:<34}{before[part][key]:>10}{now[part][key]:>12}"
+              for label, part, key in _ROWS if part in now]
+    lines += [f"  {kind}: {now[kind]['questions']} questions" for kind in SET_KINDS if kind in now]
+    lines += [f"  wrote {path}" for path in result.get("report_files", [])]
+    return "\n".join(lines)

@@ -7,6 +7,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Literal
 
 logger = logging.getLogger("korqa.modeling.bert")
 
@@ -22,6 +23,8 @@ SAFETENSORS_FILE = "model.safetensors"
 # (`korqa.modeling.quantize` says how it was chosen): int8 reading and the ONNX cache key.
 ABSMAX_FILE = "activation_absmax.safetensors"
 DEFAULT_ALPHA = 0.85
+# How weights may be stored (`korqa.modeling.checkpoint.SAVE_DTYPES`), for options that offer it.
+SaveDtype = Literal["fp32", "fp16", "int8"]
 
 
 @dataclass

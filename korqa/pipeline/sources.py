@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from korqa.corpus.text import TEXT_RULES_VERSION, TextReading
@@ -50,11 +51,8 @@ def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] 
     loaded on the first question that needs it, so FAQ answers work without one."""
     paragraphs = open_index(index, corpus, progress, reading)
     faq_index = FAQIndex.from_file(faq) if faq else None
-
-    def load():  # -> Reader, imported with its first use
-        return load_reader(model, config or PipelineConfig())
-
-    return QAPipeline(paragraphs, load, faq_index, config)
+    return QAPipeline(paragraphs, partial(load_reader, model, config or PipelineConfig()),
+                      faq_index, config)
 
 
 def open_index(index: str | Path | None = None, corpus: Sequence[str | Path] = (),

@@ -7,7 +7,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
@@ -113,6 +113,12 @@ def vocab_stats(tokenizer: Tokenizer, texts: list[str], batch: int = 1024) -> di
     return {"texts": len(texts), "words": words, "pieces": pieces,
             "unk_share": unk_pieces / max(1, pieces), "unk_word_share": unk_words / max(1, words),
             "pieces_per_word": pieces / max(1, words)}
+
+
+def write_vocab(config: VocabConfig) -> dict:
+    """`korqa vocab`: `build_vocab`, measured on the shared KorQuAD dev file when no
+    --eval-data is given (`default_eval_data`)."""
+    return build_vocab(replace(config, eval_data=config.eval_data or default_eval_data()))
 
 
 def build_vocab(config: VocabConfig) -> dict:

@@ -3,11 +3,13 @@ saved beside the model (see `korqa.modeling.quantize`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from korqa.corpus.formats import SquadExample
 from korqa.modeling.engines import TorchEngine
 from korqa.modeling.quantize import record_input_absmax, save_input_absmax
+from korqa.reader.config import CalibrateConfig
 from korqa.reader.directory import ReaderDir
 from korqa.reader.features import FeatureConfig, convert_examples_to_features
 from korqa.reader.predict import compute_logits
@@ -29,3 +31,23 @@ def calibrate_reader(model_dir: str | Path, examples: list[SquadExample],
     absmax = record_input_absmax(
         model, lambda: compute_logits(engine, features, tokenizer.pad_id, batch_size=8))
     return save_input_absmax(absmax, directory.path)
+
+
+@dataclass
+class Calibration:
+    path: Path
+    questions: int
+
+    def __str__(self) -> str:
+        return f"wrote {self.path} ({self.questions} questions)"
+
+
+def calibrate(config: CalibrateConfig) -> Calibration:
+    """`korqa calibrate`: `calibrate_reader` on `config.limit` questions of its split, drawn
+    at random with its seed."""
+    from korqa.corpus.formats import read_squad
+    from korqa.splits import sample_split, select_split
+
+    examples = sample_split(select_split(read_squad(config.data), config.split), config.limit,
+                            config.seed)
+    return Calibration(calibrate_reader(config.model, examples), len(examples))

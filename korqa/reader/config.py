@@ -3,8 +3,8 @@ as `reader_config.json`."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
 
 from korqa.reader.features import FeatureConfig
 from korqa.reader.predict import PredictConfig
@@ -77,3 +77,18 @@ def _checked(source: str, name: str, value: object, default: object) -> object:
         raise ValueError(f"{source}: field {name!r} has the wrong type ({value!r}); "
                          f"expected one like {default!r}")
     return value
+
+
+@dataclass(kw_only=True)
+class CalibrateConfig:
+    """`korqa calibrate` (korqa.reader.calibrate.calibrate): the questions a reader's int8
+    activation ranges are measured on. Here, not beside the calibration, so that `korqa
+    calibrate --help` imports no torch."""
+
+    model: str = field(metadata={"help": "reader directory", "metavar": "DIR"})
+    data: str = field(metadata={"help": "SQuAD-format JSON (KorQuAD dev)"})
+    split: Literal["train", "validation"] = field(default="train", metadata={
+        "help": "questions to calibrate on (korqa's split rule; never the test split)"})
+    limit: int = field(default=64, metadata={"help": "questions (random, seeded)",
+                                              "metavar": "N"})
+    seed: int = field(default=0, metadata={"help": "random seed of the questions"})

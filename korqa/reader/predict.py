@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,6 @@ from korqa.tokenization import Tokenizer
 
 if TYPE_CHECKING:  # torch is loaded only for a torch model; ONNX Runtime reads numpy
     import torch
-    from tqdm import tqdm
 
 # A question's windows are read most promising first, and reading stops at the first window
 # whose best span has at least this probability, once no unread window holds TIE_SHARE of
@@ -125,8 +125,8 @@ def read_logits(
     if config.stop_confidence is None:
         return compute_logits(engine, features, tokenizer.pad_id, config.batch_size,
                               progress=progress)
-    # One bar for all rounds: it counts windows read or skipped, so it ends at every window.
-    bar = _window_bar(len(features)) if progress else None
+    # One bar for all rounds: a question counts once its windows are read or skipped.
+    bar = QuestionBar(features) if progress else None
     weights = tokenizer.piece_weights()
     queues: dict[int, list[tuple[int, float]]] = {}  # example -> (window, match), best first
     best_match: dict[int, float] = {}
@@ -149,16 +149,33 @@ def read_logits(
                             >= config.stop_confidence):
                 del queues[example]
                 if bar is not None:
-                    bar.update(len(left))  # windows it will not need
+                    bar.windows_done([example] * len(left))  # windows it will not need
     if bar is not None:
         bar.close()
     return results
 
 
-def _window_bar(total: int) -> tqdm:
-    from tqdm import tqdm
+class QuestionBar:
+    """A progress bar over the questions of `features`, told which windows are done: a
+    question counts once every window of it is read or skipped, so the bar moves as people
+    count the work (a paragraph's windows differ in number, and most are skipped)."""
 
-    return tqdm(total=total, desc="predict", unit="window")
+    def __init__(self, features: list[InputFeatures]) -> None:
+        from tqdm import tqdm
+
+        self.left = Counter(feature.example_index for feature in features)
+        self.bar = tqdm(total=len(self.left), desc="predict", unit="question")
+
+    def windows_done(self, examples: Iterable[int]) -> None:
+        """One window done for each question index in `examples`."""
+        finished = 0
+        for example in examples:
+            self.left[example] -= 1
+            finished += self.left[example] == 0
+        self.bar.update(finished)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def question_match(windows: list[InputFeatures], piece_weights: np.ndarray) -> list[float]:
@@ -198,10 +215,10 @@ def compute_logits(
     pad_id: int,
     batch_size: int = 32,
     device: str | None = None,
-    progress: bool | tqdm = False,
+    progress: bool | QuestionBar = False,
 ) -> list[WindowLogits]:
     """The model's logits for every window, in `features` order. `progress`: a bar of its
-    own (True), or a caller's bar that counts the windows on (as `read_logits` passes).
+    own (True), or a caller's bar that the windows are counted on (as `read_logits` passes).
 
     Windows are batched by length, so each batch pads only to its own longest window, and no
     batch holds more than the engine's `max_batch`.
@@ -213,7 +230,7 @@ def compute_logits(
     order = sorted(range(len(features)), key=lambda i: len(features[i].input_ids))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     own_bar = isinstance(progress, bool)
-    bar = (_window_bar(len(features)) if progress else None) if own_bar else progress
+    bar = (QuestionBar(features) if progress else None) if own_bar else progress
     results: list[WindowLogits | None] = [None] * len(features)
     try:
         for indices in batches:
@@ -223,7 +240,7 @@ def compute_logits(
                 length = len(features[index].input_ids)
                 results[index] = WindowLogits(start[row, :length], end[row, :length])
             if bar is not None:
-                bar.update(len(indices))
+                bar.windows_done(features[i].example_index for i in indices)
     finally:
         if own_bar and bar is not None:
             bar.close()

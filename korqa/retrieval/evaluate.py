@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from korqa.corpus.formats import read_squad
 from korqa.corpus.store import ParagraphStore
+from korqa.corpus.text import TextReading
 from korqa.retrieval.base import Hit, Retriever
-from korqa.splits import select_split, title_key
+from korqa.retrieval.maintenance import INDEX_HELP, PROGRESS_HELP, RetrieverChoice
+from korqa.splits import SPLIT_NAMES, select_split, title_key
 
 RULES = ("auto", "context", "title-answer")
 
@@ -170,3 +172,65 @@ def evaluate_recall(
                        "cpu_mean": float(ranking.cpu_ms.mean())},
     })
     return result
+
+
+@dataclass(kw_only=True)
+class RecallConfig:
+    """`korqa retrieval-eval`: which questions, over which index (or corpus indexed for it)."""
+
+    data: str = field(metadata={"help": "SQuAD-format questions (KorQuAD dev)"})
+    index: str | None = field(default=None, metadata={
+        "help": INDEX_HELP, "metavar": "DIR", "exclusive": "paragraphs", "required": True})
+    corpus: list[str] = field(default_factory=list, metadata={
+        "help": "index these paths in a temporary directory first (with --retriever, "
+                "--encoder, --no-morphemes)", "metavar": "PATH", "exclusive": "paragraphs"})
+    choice: RetrieverChoice = field(default_factory=RetrieverChoice)
+    reading: TextReading = field(default_factory=TextReading)
+    split: str = field(default="test", metadata={
+        "help": "test = articles whose index is 4 mod 5; validation = group-k-fold fold 0 of "
+                "the others, what `korqa train` validates on; train+validation = all of the "
+                "others", "choices": SPLIT_NAMES})
+    k: str = field(default="1,5,10,20", metadata={"help": "comma-separated cut-offs"})
+    rule: Literal["auto", "context", "title-answer"] = field(default="auto", metadata={
+        "help": "which paragraphs count as gold, as described above"})
+    progress: bool = field(default=True, metadata={"help": PROGRESS_HELP,
+                                                   "flag": "--no-progress"})
+
+    def cutoffs(self) -> list[int]:
+        try:
+            return [int(k) for k in self.k.split(",") if k.strip()]
+        except ValueError:
+            raise ValueError(f"--k: expected comma-separated integers, got {self.k!r}") from None
+
+
+def evaluate_retrieval(config: RecallConfig) -> dict[str, Any]:
+    """`korqa retrieval-eval`: `evaluate_recall` over `config.index`, or over its corpus
+    indexed in a temporary directory, with the retriever's kind and the split."""
+    import tempfile
+
+    from korqa.retrieval.index import Index, build_index
+
+    ks = config.cutoffs()
+    questions = load_questions(config.data, config.split)
+    with tempfile.TemporaryDirectory(prefix="korqa-index-") as scratch:
+        directory = config.index
+        if directory is None:
+            directory = scratch
+            build_index(scratch, config.corpus, config.choice.make(), progress=config.progress,
+                        reading=config.reading)
+        with Index(directory) as index:
+            result = evaluate_recall(index.retriever, index.store, questions, ks, config.rule,
+                                     progress=config.progress)
+            return {**result, "retriever": index.retriever.kind, "split": config.split}
+
+
+def format_recall(result: dict[str, Any], config: RecallConfig) -> str:
+    """`evaluate_retrieval`'s result as lines for people."""
+    lines = [f"{result['retriever']} on {result['questions']} questions (split "
+             f"{result['split']}, gold rule {result['rule']}, "
+             f"{result['questions_without_gold']} without a gold paragraph in the corpus)"]
+    lines += [f"  recall@{k:<4} {result[f'recall@{k}']:.4f}" for k in sorted(set(config.cutoffs()))]
+    latency = result["latency_ms"]
+    lines.append(f"  latency    {latency['mean']:.2f} ms/query (p50 {latency['p50']:.2f}, "
+                 f"p95 {latency['p95']:.2f}; CPU {latency['cpu_mean']:.2f})")
+    return "\n".join(lines)

@@ -81,6 +81,11 @@ def retriever_kind(kind: str) -> RetrieverKind:
     return REGISTRY[kind]
 
 
+def summary() -> str:
+    """Every kind with its one-line description, in registry order (`--retriever`'s help)."""
+    return "; ".join(f"{kind}: {REGISTRY[kind].description}" for kind in KINDS)
+
+
 def retriever_class(kind: str) -> type[Retriever]:
     return retriever_kind(kind).load_class()
 

@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +278,21 @@ def export_squad(db: str | Path, out: str | Path) -> dict[str, Any]:
             **{reason: counts[reason] for reason in (
                 "dropped_empty", "dropped_invalid", "dropped_duplicate", "withdrawn",
                 "wrong_without_correction", "no_paragraph")}}
+
+
+@dataclass(kw_only=True)
+class FeedbackExportConfig:
+    """`korqa feedback export`: which feedback store, and the SQuAD file to write."""
+
+    db: str | None = field(default=None, metadata={
+        "help": "a feedback.sqlite file", "metavar": "FILE", "exclusive": "store"})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "the server's data dir (default ~/.local/share/korqa/server)", "metavar": "DIR",
+        "exclusive": "store"})
+    out: str = field(metadata={"help": "SQuAD JSON to write", "metavar": "FILE"})
+
+
+def export_feedback(config: FeedbackExportConfig) -> dict[str, Any]:
+    """`korqa feedback export`: `export_squad` of the store `config` names."""
+    data_dir = Path(config.data_dir or "~/.local/share/korqa/server").expanduser()
+    return export_squad(config.db or data_dir / FEEDBACK_FILE, config.out)

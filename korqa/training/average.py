@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from korqa.reader.directory import ReaderDir
+from korqa.training.config import AverageConfig
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -37,3 +39,9 @@ def average_readers(model_dirs: Sequence[str | Path], out: str | Path,
             total[key] += value.detach().double()
     first.load_state_dict({key: (value / len(dirs)).float() for key, value in total.items()})
     return ReaderDir(out).save(first, dirs[0].tokenizer(), dirs[0].config(), dtype).path
+
+
+def write_average(config: AverageConfig) -> dict[str, Any]:
+    """`korqa average`: `average_readers` as `config` asks; where it wrote, and from what."""
+    return {"out": str(average_readers(config.models, config.out, config.dtype)),
+            "models": config.models}

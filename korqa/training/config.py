@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from korqa.modeling.config import SaveDtype
 from korqa.reader.features import FeatureConfig
 
 
@@ -76,3 +77,57 @@ class FinetuneConfig(RunConfig, FeatureConfig):
     trim_particles: bool = field(default=True, metadata={
         "help": "validate without cutting particles off answers (no kiwipiepy needed)",
         "flag": "--no-trim"})
+
+DTYPE_HELP = "how the weights are stored"
+Scheme = Literal["korquad", "group-kfold", "kfold", "stratified", "shuffle"]
+SplitFormat = Literal["ids", "squad"]
+
+
+@dataclass
+class AverageConfig:
+    """`korqa average` (korqa.training.average.write_average)."""
+
+    models: list[str] = field(metadata={"help": "reader directories to average",
+                                        "metavar": "DIR"})
+    out: str = field(metadata={"help": "directory to write", "metavar": "DIR"})
+    dtype: SaveDtype = field(default="fp32", metadata={"help": DTYPE_HELP})
+
+
+@dataclass(kw_only=True)
+class PruneConfig:
+    """`korqa prune` (korqa.training.prune.prune): probe which layers a reader can spare, or
+    write it without some."""
+
+    model: str | None = field(default=None, metadata={
+        "help": "a reader directory (default: the shipped reader, or $KORQA_MODEL)",
+        "metavar": "DIR"})
+    probe: bool = field(default=False, metadata={
+        "help": "score each single-layer drop", "exclusive": "action", "required": True})
+    drop: list[int] | None = field(default=None, metadata={
+        "help": "layers to remove", "metavar": "N", "exclusive": "action"})
+    out: str | None = field(default=None, metadata={
+        "help": "where --drop writes the smaller reader", "metavar": "DIR"})
+    dtype: SaveDtype = field(default="fp32", metadata={"help": DTYPE_HELP})
+    data: str | None = field(default=None, metadata={
+        "help": "SQuAD-format JSON for --probe (KorQuAD dev)"})
+    limit: int = field(default=150, metadata={
+        "help": "--probe questions (random, seeded; each layer reads them all)",
+        "metavar": "N"})
+    seed: int = field(default=0, metadata={"help": "random seed of the --probe questions"})
+
+
+@dataclass(kw_only=True)
+class SplitConfig:
+    """`korqa split` (korqa.training.cross_validation.write_splits)."""
+
+    data: str = field(metadata={"help": "SQuAD-format JSON (KorQuAD dev)"})
+    scheme: Scheme = field(default="korquad", metadata={
+        "help": "how to cut the non-test articles, as described above"})
+    folds: int = field(default=5, metadata={"help": "number of folds"})
+    fold: int | None = field(default=None, metadata={
+        "help": "write only this fold (default: all)"})
+    seed: int = field(default=0, metadata={"help": "random seed of the folds"})
+    out: str = field(metadata={"help": "directory to write", "metavar": "DIR"})
+    file_format: SplitFormat = field(default="ids", metadata={
+        "help": "ids: JSON lists of question ids (*.ids.json); squad: SQuAD files",
+        "flag": "--format"})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold
@@ -16,9 +16,10 @@ from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold
 from korqa.corpus.formats import SquadExample, load_json, read_squad_json, subset_dataset
 from korqa.questions import question_type
 from korqa.splits import group_folds, korquad_split
+from korqa.training.config import Scheme, SplitConfig, SplitFormat
 
-SCHEMES = ("korquad", "group-kfold", "kfold", "stratified", "shuffle")
-FORMATS = ("ids", "squad")
+SCHEMES: tuple[str, ...] = get_args(Scheme)
+FORMATS: tuple[str, ...] = get_args(SplitFormat)
 
 
 def cv_folds(
@@ -59,22 +60,19 @@ def cv_folds(
                [examples[i] for i in sorted(validation_index)])
 
 
-def write_splits(
-    data: str | Path,
-    out: str | Path,
-    scheme: str = "korquad",
-    folds: int = 5,
-    fold: int | None = None,
-    seed: int = 0,
-    file_format: str = "ids",
-) -> dict[str, Any]:
-    """Write the splits of a SQuAD file as id lists or SQuAD files; returns what was written.
+def write_splits(config: SplitConfig) -> dict[str, Any]:
+    """Write the splits of the SQuAD file `config.data` as id lists or SQuAD files; returns
+    what was written.
 
     Every scheme holds the KorQuAD test articles out (OUT/test). "korquad" writes the rest as
     OUT/train_validation; the CV schemes split the rest into OUT/fold{i}/train and
-    OUT/fold{i}/validation for every fold (or only `fold`). File names end in .ids.json (a JSON
-    list of question ids, in file order) or .json (the SQuAD file cut down to those questions).
+    OUT/fold{i}/validation for every fold (or only `config.fold`). File names end in .ids.json
+    (a JSON list of question ids, in file order) or .json (the SQuAD file cut down to those
+    questions).
     """
+    data, scheme, folds, fold, seed = (config.data, config.scheme, config.folds, config.fold,
+                                       config.seed)
+    file_format = config.file_format
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
     if file_format not in FORMATS:
@@ -93,7 +91,7 @@ def write_splits(
                 parts[f"fold{index}/train"] = train
                 parts[f"fold{index}/validation"] = validation
 
-    out = Path(out)
+    out = Path(config.out)
     suffix = ".ids.json" if file_format == "ids" else ".json"
     files = {}
     for name, part in parts.items():

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from korqa.corpus.formats import SquadExample
 from korqa.modeling import BertForQuestionAnswering
 from korqa.reader.directory import ReaderDir
+from korqa.training.config import PruneConfig
 
 
 def drop_layers(model: BertForQuestionAnswering, layers: Iterable[int]) -> BertForQuestionAnswering:
@@ -78,3 +80,28 @@ def layer_drop_scores(model_dir: str | Path, examples: Sequence[SquadExample],
         if on_score is not None:
             on_score(dropped, scores[dropped])
     return scores
+
+
+def prune(config: PruneConfig, on_score: Callable[[dict[str, Any]], None]) -> dict[str, Any] | None:
+    """`korqa prune`. --drop: write the smaller reader and say where (and what to run next).
+    --probe: `layer_drop_scores` on `config.limit` validation questions drawn with
+    `config.seed` (choosing layers is tuning, so never test ones), each score handed to
+    `on_score` as {dropped, f1, questions} as soon as it is known; returns None."""
+    from korqa.corpus.formats import read_squad
+    from korqa.paths import resolve_reader_dir
+    from korqa.splits import sample_split, select_split
+
+    model_dir = resolve_reader_dir(config.model)
+    if config.drop is not None:
+        if not config.out:
+            raise ValueError("--drop needs --out DIR for the smaller reader")
+        out = prune_reader(model_dir, config.out, config.drop, config.dtype)
+        return {"out": str(out), "dropped": sorted(set(config.drop)),
+                "next": f"korqa calibrate --model {out} --data TRAIN.json"}
+    if not config.data:
+        raise ValueError("--probe needs --data (KorQuAD dev JSON)")
+    examples = sample_split(select_split(read_squad(config.data), "validation"), config.limit,
+                            config.seed)
+    layer_drop_scores(model_dir, examples, lambda layer, f1: on_score(
+        {"dropped": layer, "f1": round(f1, 2), "questions": len(examples)}))
+    return None
