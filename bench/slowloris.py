@@ -19,7 +19,8 @@ import time
 
 from fastapi import FastAPI
 
-from korqa.server.app import BodyLimit, server_config
+from korqa.server.launch import server_config
+from korqa.server.middleware import BodyLimit
 
 
 def tiny_app() -> BodyLimit:

@@ -11,7 +11,7 @@ import time
 from fastapi import FastAPI
 from hypercorn.asyncio import serve as serve_asgi
 
-from korqa.server.app import server_config
+from korqa.server.launch import server_config
 
 __all__ = ["LiveServer"]
 

@@ -165,7 +165,7 @@ def test_manifests_without_recorded_sizes_are_hashed_in_full(index_dir: Path) ->
 def test_the_server_hashes_the_index_it_copies(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from korqa.pipeline.sources import cached_index
-    from korqa.server.app import prepare_index
+    from korqa.server.launch import prepare_index
 
     monkeypatch.setenv("KORQA_CACHE", str(tmp_path / "cache"))
     corpus = write_corpus(tmp_path / "corpus.jsonl")

@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from korqa.corpus import Paragraph, ParagraphStore, iter_documents, load_corpus
-from korqa.corpus.formats import corpus_files, read_squad, write_json
+from korqa.corpus.formats import corpus_files, read_jsonl, read_squad, write_json
 
 DOCS = [
     {"id": "10", "title": "서울",
@@ -244,3 +244,12 @@ def test_stores_without_the_documents_table_still_open_and_list(tmp_path):
     with ParagraphStore(path) as store:  # the first write adds the table
         store.sync_source([p("b", 0, "나")], "/docs")
         assert [(d.doc_id, d.source) for d in store.documents()] == [("a", None), ("b", "/docs")]
+
+
+def test_a_json_lines_file_torn_by_a_kill_reads_up_to_its_last_whole_line(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1}\n\n{"step": 2}\n{"step": 3, "lo', encoding="utf-8")
+    assert read_jsonl(log) == [{"step": 1}, {"step": 2}]
+    log.write_text('{"step": 1}\n{"step": 2\n{"step": 3}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"log.jsonl:2: not JSON .*; delete it"):
+        read_jsonl(log, hint="delete it")

@@ -5,7 +5,6 @@ crash leaves are repaired at the next open."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from faults import paused_at
 from server_support import LiveServer
 from tiny import build_tiny_index
 
@@ -25,7 +25,6 @@ from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval.index import (
     OLD_DIR,
-    PAUSE_ENV,
     RETRIEVER_DIR,
     STAGING_DIR,
     STORE_FILE,
@@ -228,17 +227,15 @@ serve(ServerConfig(sources=PipelineSources(index={index!r}), data_dir={data!r}, 
 class ServerProcess:
     """`korqa serve`'s serve() in a child process over `index_dir`, killed with SIGKILL."""
 
-    def __init__(self, index_dir: Path, model_dir: Path, pause: str | None = None) -> None:
+    def __init__(self, index_dir: Path, model_dir: Path, pause: str | None = None,
+                 flag: Path | None = None) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        code = SERVER.format(tests=str(Path(__file__).parent), model=str(model_dir),
-                             index=str(index_dir), data=str(index_dir.parent / "data"),
-                             port=self.port)
-        env = {k: v for k, v in os.environ.items() if k != PAUSE_ENV}
-        if pause is not None:
-            env[PAUSE_ENV] = pause
-        self.process = subprocess.Popen([sys.executable, "-c", code], env=env,
+        code = paused_at(pause, flag or index_dir / "paused") + SERVER.format(
+            tests=str(Path(__file__).parent), model=str(model_dir), index=str(index_dir),
+            data=str(index_dir.parent / "data"), port=self.port)
+        self.process = subprocess.Popen([sys.executable, "-c", code],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 120
@@ -291,7 +288,7 @@ def test_a_server_killed_inside_an_update_restarts_with_old_or_new_never_a_mix(
         tmp_path: Path, tiny_reader_dir: Path, point: str, after: str) -> None:
     index_dir = index_with_shrink(tmp_path / "index")
     flag = tmp_path / "paused"
-    server = ServerProcess(index_dir, tiny_reader_dir, pause=f"{point}:{flag}")
+    server = ServerProcess(index_dir, tiny_reader_dir, pause=point, flag=flag)
     try:
         assert server.state() == "old"
         try:
@@ -353,10 +350,10 @@ def test_a_question_slower_than_the_header_timeout_still_gets_its_answer(
     # the header timeout, it closed the connection of every question that took longer, the
     # server then dropped the question as abandoned, and the client got no answer at all
     # (the soak's RemoteProtocolErrors, or a 499) instead of its answer, or 504 at the deadline.
-    import korqa.server.app
+    import korqa.server.launch
     from korqa.server.app import create_app
 
-    monkeypatch.setattr(korqa.server.app, "HEADER_TIMEOUT", 1)
+    monkeypatch.setattr(korqa.server.launch, "HEADER_TIMEOUT", 1)
     app = create_app(lambda: _SlowPipeline(2.5), tmp_path)
     with LiveServer(app) as server:
         answer = httpx.post(server.url + "/ask", json={"question": "느린 질문"}, timeout=30)

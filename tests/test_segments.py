@@ -5,7 +5,6 @@ the old state or the new one, never a mix)."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 import bm25s
 import numpy as np
 import pytest
+from faults import paused_at
 
 from korqa.cli import main as korqa_main
 from korqa.corpus.paragraph import Paragraph
@@ -23,7 +23,6 @@ from korqa.corpus.store import ParagraphStore
 from korqa.retrieval import bm25 as bm25_module
 from korqa.retrieval.bm25 import SEGMENTS_FILE, BM25Retriever
 from korqa.retrieval.index import (
-    PAUSE_ENV,
     RETRIEVER_DIR,
     SEGMENTS_DIR,
     STAGING_DIR,
@@ -325,12 +324,12 @@ else:
 """
 
 
-def start_writer(index_dir: Path, what: str, n: int = 1, pause: str | None = None):
-    env = {**os.environ}
-    if pause:
-        env[PAUSE_ENV] = pause
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(index_dir), what, str(n)],
-                            env=env, stdout=subprocess.PIPE, text=True)
+def start_writer(index_dir: Path, what: str, n: int = 1, pause: str | None = None,
+                 flag: Path | None = None):
+    """A writer process; with `pause`, it stops at that commit step, creating `flag`."""
+    code = paused_at(pause, flag or Path("paused")) + WRITER
+    return subprocess.Popen([sys.executable, "-c", code, str(index_dir), what, str(n)],
+                            stdout=subprocess.PIPE, text=True)
 
 
 def kill_when_paused(writer: subprocess.Popen, flag: Path, point: str) -> None:
@@ -367,7 +366,7 @@ def test_a_writer_killed_mid_commit_leaves_the_old_or_the_new_state(
     build_index(index_dir, [write_jsonl(tmp_path / "a.jsonl", corpus(30))], "bm25",
                 progress=False)
     flag = tmp_path / "paused"
-    writer = start_writer(index_dir, "add", pause=f"{point}:{flag}")
+    writer = start_writer(index_dir, "add", pause=point, flag=flag)
     kill_when_paused(writer, flag, point)
     assert consistent_state(index_dir) == after
     assert not (index_dir / STAGING_DIR).exists()
@@ -383,7 +382,7 @@ def test_a_merge_killed_mid_commit_keeps_the_same_results(tmp_path: Path, point:
                 progress=False)
     assert len(segment_names(index_dir)) == 2
     flag = tmp_path / "paused"
-    writer = start_writer(index_dir, "merge", pause=f"{point}:{flag}")
+    writer = start_writer(index_dir, "merge", pause=point, flag=flag)
     kill_when_paused(writer, flag, point)
     consistent_state(index_dir)
     assert len(segment_names(index_dir)) in (1, 2)

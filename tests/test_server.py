@@ -24,24 +24,20 @@ from tiny import DOCS, build_tiny_index, tiny_pipeline
 from korqa.cli import build_parser
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import ParagraphStore
+from korqa.corpus.text import MAX_PARAGRAPH_CHARS
 from korqa.retrieval.index import STORE_FILE, Index
-from korqa.server.app import (
-    HEADER_TIMEOUT,
-    MAX_PARAGRAPH_CHARS,
+from korqa.server.app import ServerConfig, create_app, serve
+from korqa.server.engine import Busy, Engine, repair_index
+from korqa.server.launch import HEADER_TIMEOUT, allowed_host_names, prepare_index
+from korqa.server.middleware import BodyLimit
+from korqa.server.schemas import (
     MAX_QUESTION,
     AnswerCandidateOut,
     AnswerOut,
-    BodyLimit,
     DocumentIn,
     ErrorOut,
-    ServerConfig,
-    Writes,
-    allowed_host_names,
-    create_app,
-    prepare_index,
-    serve,
 )
-from korqa.server.engine import Busy, Engine, repair_index
+from korqa.server.writes import Writes
 
 HALLA = "한라산의 높이는 얼마인가?"
 
@@ -481,10 +477,57 @@ def test_a_long_text_is_cut_to_the_paragraph_limit() -> None:
     sentence = "가나다라마바사 아자차카타파하. "
     long_text = sentence * (MAX_PARAGRAPH_CHARS // len(sentence) * 3)
     document = DocumentIn(title="긴 글", text=long_text + "\n\n짧은 문단.")
-    assert len(document.paragraphs) == 4  # three pieces of about the limit, and the short one
-    assert all(len(p) <= MAX_PARAGRAPH_CHARS for p in document.paragraphs)
-    assert all(p.endswith(".") for p in document.paragraphs)
-    assert "".join(document.paragraphs[:-1]).replace(" ", "") == long_text.replace(" ", "")
+    texts = [p.text for p in document.store_paragraphs()[1]]
+    assert len(texts) == 4  # three pieces of about the limit, and the short one
+    assert all(len(text) <= MAX_PARAGRAPH_CHARS for text in texts)
+    assert all(text.endswith(".") for text in texts)
+    assert "".join(texts[:-1]).replace(" ", "") == long_text.replace(" ", "")
+
+
+MARKDOWN = """# 한라산
+
+한라산은 제주도 가운데에 있는 산이다.
+높이는 1947미터이다.
+
+## 등산로
+
+성판악 코스가 가장 길다.\r
+\r
+관음사 코스는 가파르다.
+
+설악산
+======
+
+설악산은 강원도에 있다.
+"""
+
+
+@pytest.mark.parametrize("fmt", ["md", "txt"])
+def test_posted_text_and_a_text_file_give_the_same_paragraphs(
+        tmp_path: Path, tiny_reader_dir: Path, fmt: str) -> None:
+    # Issue 28 item 4: one splitter. The same text as a .md/.txt file (named as the posted
+    # title) and through POST /documents: the same paragraphs, section titles and numbers.
+    from korqa.corpus.formats import load_corpus
+
+    (tmp_path / "docs").mkdir()
+    source = tmp_path / "docs" / f"산.{fmt}"
+    source.write_text(MARKDOWN, encoding="utf-8")
+    from_file = list(load_corpus([source]))
+    index_dir = build_tiny_index(tmp_path / "index")
+    app = create_app(tiny_pipeline(index_dir, tiny_reader_dir, threshold=0.0), tmp_path / "data")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        posted = client.post("/documents", json={"documents": [
+            {"id": "mountain", "title": "산", "text": MARKDOWN, "format": fmt}]})
+        assert posted.status_code == 200, posted.text
+        ids = posted.json()["documents"][0]["paragraph_ids"]
+    with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
+        from_api = store.get(ids)
+    assert [(p.title, p.text) for p in from_api] == [(p.title, p.text) for p in from_file]
+    assert [p.id.rsplit(":", 1)[1] for p in from_api] == \
+        [p.id.rsplit(":", 1)[1] for p in from_file]
+    assert [p.title for p in from_api] == ["한라산", "한라산 › 등산로", "한라산 › 등산로",
+                                           "한라산 › 설악산"]
+    assert from_api[0].text == "한라산은 제주도 가운데에 있는 산이다.\n높이는 1947미터이다."
 
 
 def test_restart_repairs_a_retriever_that_missed_stored_paragraphs(tmp_path: Path) -> None:

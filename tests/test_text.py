@@ -9,7 +9,7 @@ import random
 import pytest
 
 from korqa.corpus import TextReading, load_corpus
-from korqa.corpus.text import UnreadableText, decode_text, text_document
+from korqa.corpus.text import MAX_PARAGRAPH_CHARS, UnreadableText, decode_text, text_document
 
 JEJU = "한라산은 제주도에 있는 산이다.\n\n높이는 1,950미터이다.\n"
 
@@ -163,3 +163,13 @@ def test_short_line_rule_is_conservative(text):
 def test_markdown_has_no_plain_title_lines():
     assert parse("한라산\n\n길다.", markdown=True, stem="s") == [
         (0, "s", "한라산"), (1, "s", "길다.")]
+
+
+def test_a_block_over_the_paragraph_limit_is_cut_at_sentence_ends_into_blocks_of_its_own():
+    sentence = "가나다라마바사 아자차카타파하. "
+    long_block = (sentence * (MAX_PARAGRAPH_CHARS // len(sentence) * 3)).strip()
+    got = parse(f"# 긴 글\n\n{long_block}\n\n짧은 문단이다.")
+    assert [number for number, _, _ in got] == [1, 2, 3, 4]  # the pieces count as blocks
+    assert all(len(text) <= MAX_PARAGRAPH_CHARS and text.endswith(".") for _, _, text in got)
+    assert " ".join(text for _, _, text in got[:-1]) == long_block
+    assert got[-1] == (4, "긴 글", "짧은 문단이다.")

@@ -1,7 +1,8 @@
 """Tiny corpora and readers the tests share: constants and plain helpers.
 
 conftest.py wraps the common ones as fixtures (`tiny_reader_dir`, `one_thread`,
-`trained_reader`). Test modules import this module (and server_support), never each other.
+`trained_reader`). Test modules import this module (and server_support, faults), never each
+other.
 """
 
 from __future__ import annotations

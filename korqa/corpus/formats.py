@@ -382,6 +382,26 @@ def kowiki_documents(path: str | Path) -> Iterator[Document]:
             ])
 
 
+def read_jsonl(path: str | Path, hint: str = "") -> list[Any]:
+    """The values of a JSON-lines file that korqa appends to (a run's log, a cache), one per
+    non-blank line. A last line that is not JSON is skipped: a process killed mid-write leaves
+    it torn, and what it held is written again. A bad line before the last is an error naming
+    the file and line, followed by `hint` (what to do about it)."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    values = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number < len(lines):
+                raise ValueError(f"{path}:{number}: not JSON ({error.msg})"
+                                 + (f"; {hint}" if hint else "")) from None
+    return values
+
+
 def _open_text(path: Path) -> IO[str]:
     if path.name.lower().endswith(".xz"):
         return lzma.open(path, "rt", encoding="utf-8")
@@ -404,10 +424,19 @@ def text_file_document(
     text = read_text(path, reading or TextReading())
     if text is None:
         return None
-    doc_id = doc_id or path.name
-    title, blocks = text_document(text, path.stem, markdown=path.suffix.lower() == ".md")
-    return Document(doc_id, title, [Paragraph(paragraph_id("file", doc_id, index), section,
-                                              block, doc_id) for index, section, block in blocks])
+    return text_to_document(text, doc_id or path.name, path.stem,
+                            markdown=path.suffix.lower() == ".md")
+
+
+def text_to_document(text: str, doc_id: str, default_title: str, markdown: bool,
+                     source_kind: str = "file") -> Document:
+    """Text as one document, split by `korqa.corpus.text` (the one splitter of text files and
+    of text posted to `korqa serve`): its title is its first heading, else `default_title`;
+    paragraph ids are `<source_kind>:<doc_id>:<block number>`."""
+    title, blocks = text_document(text, default_title, markdown)
+    return Document(doc_id, title, [
+        Paragraph(paragraph_id(source_kind, doc_id, index), section, block, doc_id)
+        for index, section, block in blocks])
 
 
 # ---- office documents and web pages --------------------------------------------------------

@@ -20,7 +20,12 @@ Headings (`text_document`) title the paragraphs under them and are never paragra
 The document's title is its first heading (else the file stem); later headings are sections,
 nested by level, shown as "한라산 › 등산로". A paragraph's number in its id is the position of
 its block in the file, a heading counting as a block of its own, so headings that stand apart
-from the text (blank lines around them) leave every paragraph's id as it was before.
+from the text (blank lines around them) leave every paragraph's id as it was before. A block
+longer than MAX_PARAGRAPH_CHARS is cut into pieces of at most that length, each ending at a
+sentence end (else a space) where one falls in its second half; each piece counts as a block.
+
+This is the one splitter of text into paragraphs: files (`korqa.corpus.formats`) and text
+posted to `korqa serve` go through it alike.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ TEXT_RULES_VERSION = 4
 FALLBACK_ENCODING = "cp949"
 SECTION_SEPARATOR = " › "
 TITLE_MAX_CHARS = 30
+MAX_PARAGRAPH_CHARS = 20_000
 
 # C0/C1 controls other than tab, newlines, vertical tab and form feed; U+FFFD; private use.
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd\ue000-\uf8ff]")
@@ -52,6 +58,7 @@ _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _LIST_ITEM = re.compile(r"^([-*+•·▪]|\d+[.)])\s")
 _SENTENCE_END = (".", "?", "!", "…", ":", ";", ",", "。", "？", "！", "다", "요")
+_CUT_AT = re.compile(r"[.?!。]\s")
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,20 @@ def _titled(blocks: list[_Block], stem: str) -> tuple[str, list[tuple[int, str, 
     return doc_title, list(_paragraphs(blocks, doc_title))
 
 
+def cut_long(text: str, limit: int = MAX_PARAGRAPH_CHARS) -> list[str]:
+    """`text` in pieces of at most `limit` characters, each ending at a sentence end (else a
+    space) where one falls in the second half of the piece; blank pieces are dropped."""
+    pieces = []
+    while len(text) > limit:
+        window = text[:limit]
+        ends = [m.end() for m in _CUT_AT.finditer(window)] or \
+            [i + 1 for i, c in enumerate(window) if c.isspace()]
+        cut = ends[-1] if ends and ends[-1] > limit // 2 else limit
+        pieces.append(text[:cut].strip())
+        text = text[cut:].strip()
+    return [p for p in [*pieces, text.strip()] if p]
+
+
 def _paragraphs(blocks: list[_Block], doc_title: str) -> Iterator[tuple[int, str, str]]:
     sections: list[tuple[int, str]] = []
     first = True
@@ -234,7 +255,11 @@ def _blocks(text: str) -> list[_Block]:
             parts.append(_Block("\n".join(body).strip(), None, False))
         if len(parts) == 1:
             parts = [_Block(parts[0].text, parts[0].level, True)]
-        blocks.extend(parts)
+        for part in parts:
+            if part.level is None and len(part.text) > MAX_PARAGRAPH_CHARS:
+                blocks.extend(_Block(piece, None, False) for piece in cut_long(part.text))
+            else:
+                blocks.append(part)
     return blocks
 
 

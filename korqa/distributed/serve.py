@@ -35,9 +35,12 @@ from ray import serve
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval.index import STORE_FILE
-from korqa.server.app import ApiError, ErrorOut, ServerConfig, Writes
+from korqa.server.config import ServerConfig
 from korqa.server.engine import Engine, rebuild_retriever
 from korqa.server.feedback import FEEDBACK_FILE, Feedback, FeedbackFull, FeedbackStore
+from korqa.server.middleware import ApiError
+from korqa.server.schemas import ErrorOut
+from korqa.server.writes import Writes
 
 log = logging.getLogger("korqa.server")
 
@@ -253,23 +256,19 @@ class ClusterWrites(Writes):
 
 def serve_ray(settings: ServerConfig, address: str | None, replicas: int) -> int:
     """`korqa serve` on Ray Serve: `replicas` readers, one writer; until SIGINT/SIGTERM."""
-    from korqa.server.app import (
-        API_KEY_ENV,
+    from korqa.server.engine import repair_index
+    from korqa.server.launch import (
         DEFAULT_DATA_DIR,
-        _is_loopback,
         allowed_host_names,
+        api_key_of,
         check_port,
+        is_loopback,
         prepare_index,
     )
-    from korqa.server.engine import repair_index
 
     if replicas < 1:
         raise ValueError(f"--replicas must be at least 1, got {replicas}")
-    api_key = settings.api_key or os.environ.get(API_KEY_ENV) or None
-    if not _is_loopback(settings.host) and api_key is None:
-        raise ValueError(f"--host {settings.host} is reachable from other machines: give "
-                         f"--api-key KEY (or set {API_KEY_ENV}) so that only you can add "
-                         "and remove documents")
+    api_key = api_key_of(settings.host, settings.api_key)
     check_port(settings.host, settings.port)
     data_dir = Path(settings.data_dir or DEFAULT_DATA_DIR).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -314,7 +313,7 @@ def serve_ray(settings: ServerConfig, address: str | None, replicas: int) -> int
             max_ongoing_requests=4, health_check_period_s=2, health_check_timeout_s=30)
         serve.run(deployment.bind(options), name=APP_NAME, route_prefix="/",
                   blocking=False)
-        if not _is_loopback(settings.host):
+        if not is_loopback(settings.host):
             log.warning("listening on %s: reachable from other machines, with no "
                         "authentication", settings.host)
         print(f"korqa serve --ray: {replicas} replica(s) × {threads} thread(s) at "

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from korqa.corpus.formats import read_jsonl
 from korqa.corpus.paragraph import Paragraph
 from korqa.korquad_metric import exact_match_score, f1_score
 from korqa.open_sets import SET_KINDS, OpenQuestion, build_open_sets, write_sets
@@ -104,20 +105,11 @@ def collect(pipeline: QAPipeline, search: WithoutArticle, questions: Sequence[Op
 
 
 def read_cache(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
+    # A run killed mid-write leaves a torn last line, which read_jsonl skips: the question is
+    # read again.
+    if not Path(path).is_file():
         return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            # A run killed mid-write leaves a torn last line; the question is read again.
-            if number < len(path.read_text(encoding="utf-8").splitlines()):
-                raise ValueError(f"{path}:{number}: not JSON; delete the cache to reread") from None
-    return records
+    return read_jsonl(path, hint="delete the cache to reread")
 
 
 def unpack(record: dict[str, Any]) -> tuple[list[RetrievedParagraph], list[list[Candidate]]]:

@@ -44,9 +44,6 @@ RETRIEVER_DIR = "retriever"
 STAGING_DIR = RETRIEVER_DIR + ".new"  # the rebuilt retriever, until it is swapped in
 OLD_DIR = RETRIEVER_DIR + ".old"  # the replaced one, during the swap
 SEGMENTS_DIR = "segments"  # segments of a BM25 retriever, shared by retriever/ and .new/
-# Test-only: "POINT:FILE" makes a rebuild that reaches POINT (see `_rebuild`) create FILE and
-# then wait to be killed, so tests can SIGKILL a real server at a known point of a write.
-PAUSE_ENV = "KORQA_TEST_PAUSE_AT"
 # Indexes the store with the retriever in another way (e.g. on a cluster): same result.
 Indexer = Callable[[Retriever, ParagraphStore, int, bool], None]
 # Changes the loaded retriever in place to follow a store change, given the paragraph ids the
@@ -258,14 +255,14 @@ def _rebuild(
                 generation = store.generation
                 retriever.save(staging, store_generation=generation)
                 _sync_tree(staging)
-                _test_pause("saved")
+                commit_step("saved")
                 if swap_guard is not None:
                     stack.enter_context(swap_guard())
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             collect_segments(directory)
             raise
-        _test_pause("committed")
+        commit_step("committed")
         _swap(directory)
     collect_segments(directory)
     retriever.store_generation = generation  # it may be updated again in place
@@ -296,7 +293,7 @@ def _swap(directory: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         target.rename(old)
-    _test_pause("swapping")
+    commit_step("swapping")
     staging.rename(target)
     _sync_tree(directory, files=False)
     shutil.rmtree(old, ignore_errors=True)
@@ -316,16 +313,11 @@ def _sync_tree(root: Path, files: bool = True) -> None:
                 os.close(fd)
 
 
-def _test_pause(point: str) -> None:
-    """Test-only (see PAUSE_ENV): at `point`, create the named file and wait to be killed."""
-    wanted = os.environ.get(PAUSE_ENV)
-    if not wanted or wanted.split(":", 1)[0] != point:
-        return
-    import time
-
-    Path(wanted.split(":", 1)[1]).touch()
-    while True:
-        time.sleep(1)
+def commit_step(step: str) -> None:
+    """Called as a commit passes each step: "saved" (the new retriever is saved beside the old
+    one, the store not yet committed), "committed" (not yet swapped), "swapping" (between the
+    swap's two renames). It does nothing: it is the seam where fault-injection tests stop a
+    writer process at a known step before killing it (tests/faults.py)."""
 
 
 def _manifest_or_none(directory: Path) -> dict[str, Any] | None:

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 # Figure + the Agg canvas directly, not pyplot: no global state and no display needed.
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from korqa.corpus.formats import read_jsonl
+
 
 def read_log(path: str | Path) -> list[dict]:
     """The rows of a log.jsonl, skipping a last line cut short by a kill."""
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    return read_jsonl(path, hint="delete the line or the run's log.jsonl")
 
 
 def smooth(values: list[float], weight: float = 0.9) -> list[float]:
