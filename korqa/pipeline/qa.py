@@ -44,6 +44,10 @@ class ParagraphSearch(Protocol):
     def search(self, query: str, k: int = 10) -> list[tuple[Paragraph, float]]: ...
 
 
+# A search in place of the index's own for one question (a conversation's document prior).
+SearchFunction = Callable[[str, int], list[tuple[Paragraph, float]]]
+
+
 @dataclass
 class PipelineConfig(EngineChoice):
     """Knobs of one pipeline; the defaults are what `korqa ask` uses. The reader runs on
@@ -147,9 +151,15 @@ class Answer:
     source: str = "reader"
     paragraphs: list[RetrievedParagraph] = field(default_factory=list)
     faq_question: str | None = None  # the stored question matched, for FAQ answers
+    # A conversation's follow-up as it was understood and read (korqa.pipeline.conversation);
+    # None when the question was read as typed.
+    resolved_question: str | None = None
+    hint: str | None = None  # what to do instead, when korqa could not even try (one line)
 
     def to_json(self) -> dict[str, Any]:
-        data = {"question": self.question, "answer": self.answer, "score": self.score,
+        data = {"question": self.question,
+                "resolved_question": self.resolved_question or self.question,
+                "answer": self.answer, "score": self.score,
                 "known": self.known, "source": self.source, "title": self.title,
                 "paragraph_id": self.paragraph_id, "context": self.context,
                 "start": self.start, "end": self.end,
@@ -159,6 +169,7 @@ class Answer:
                                "retrieval_raw": r.retrieval_raw} for r in self.paragraphs]}
         if self.faq_question is not None:
             data["faq_question"] = self.faq_question
+        data["hint"] = self.hint
         return data
 
 
@@ -277,9 +288,11 @@ class QAPipeline:
 
         return isinstance(self._reader, Reader)
 
-    def ask(self, question: str, top_k: int | None = None) -> Answer:
+    def ask(self, question: str, top_k: int | None = None,
+            search: SearchFunction | None = None) -> Answer:
         """The best answer to `question`: from the FAQ when a stored question is close enough,
-        else read from the `top_k` best paragraphs; `known` is False under the threshold."""
+        else read from the `top_k` best paragraphs (found by `search`, default the index's);
+        `known` is False under the threshold."""
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
@@ -288,22 +301,23 @@ class QAPipeline:
             return _faq_answer(question, faq_matches)
         if self.index is None:
             return _unknown(question, [], [], faq_matches)
-        retrieved, candidates = self.read(question, top_k)
+        retrieved, candidates = self.read(question, top_k, search=search)
         return self.decide(question, retrieved, candidates)
 
     def read(self, question: str, top_k: int | None = None, gate: float | None = None,
+             search: SearchFunction | None = None,
              ) -> tuple[list[RetrievedParagraph], list[list[Candidate]]]:
         """The retrieved paragraphs and the reader's candidates for each, not yet fused.
 
         Paragraphs under the read gate (`PipelineConfig.read_gate`, or `gate`) are returned
-        but not read: their candidate lists are empty.
+        but not read: their candidate lists are empty. `search` replaces the index's own.
         """
         if self.index is None:
             raise ValueError("this pipeline has no paragraph index")
         k = self.config.top_k if top_k is None else top_k
         if k < 1:
             raise ValueError(f"top_k must be at least 1, got {k}")
-        hits = self.index.search(question, k)
+        hits = (search or self.index.search)(question, k)
         normalised = normalise_retrieval([score for _, score in hits])
         retrieved = [RetrievedParagraph(p, raw, norm)
                      for (p, raw), norm in zip(hits, normalised, strict=True)]
