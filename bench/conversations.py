@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
 
 from korqa.corpus.formats import read_squad
 from korqa.evaluation import chat
-from korqa.pipeline import PipelineConfig, QAPipeline, cached_index, load_reader
+from korqa.pipeline import PipelineConfig, QAPipeline, cached_index, load_reader, resolver
 from korqa.pipeline import conversation as conversation_module
 from korqa.retrieval.index import Index
 from korqa.splits import is_test_article
@@ -107,11 +108,13 @@ def main() -> int:
         memoise_reads(pipeline)
         rows = []
         for prior in (0.0, 0.25, 0.5, 1.0):
-            for ratio in (0.0, 0.3, 0.5, 0.7):
-                conversation_module.DOCUMENT_PRIOR, conversation_module.SHIFT_RATIO = prior, ratio
+            for ratio in (0.3, 0.5, 0.7):
+                conversation_module.DOCUMENT_PRIOR, resolver.SHIFT_RATIO = prior, ratio
+                start = time.perf_counter()
                 report = chat.evaluate_chat(pipeline, conversations)
                 summary = report.summary()
                 rows.append({"prior": prior, "shift_ratio": ratio,
+                             "seconds": round(time.perf_counter() - start),
                              "follow_up_f1": report.rows["follow-ups"]["resolved"]["f1"],
                              "shift_f1": report.rows["shift"]["resolved"]["f1"],
                              "answerable_f1": report.rows["answerable"]["resolved"]["f1"],
@@ -122,6 +125,14 @@ def main() -> int:
     report = chat.evaluate_chat(pipeline, conversations, progress=sys.stderr.isatty())
     print(chat.format_chat_report(report))
     print(f"({time.perf_counter() - start:.0f} s)")
+    # What resolving costs a question: the same typed questions, with context and alone (the
+    # first time each is asked alone), in the same run.
+    paired = [(r["seconds"]["resolved"], r["seconds"]["alone"]) for r in report.turns
+              if r["seconds"]["alone"] is not None]
+    with_context = statistics.median(p[0] for p in paired) * 1000
+    alone = statistics.median(p[1] for p in paired) * 1000
+    print(f"ms per question, median of {len(paired)}: with context {with_context:.0f}, "
+          f"alone {alone:.0f} ({with_context / alone:.2f}×)")
     if args.peer == "concat":
         with ConcatResolver():
             peer = chat.evaluate_chat(pipeline, conversations, progress=sys.stderr.isatty())

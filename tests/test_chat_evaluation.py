@@ -181,8 +181,10 @@ def test_summary_ratios_and_the_printed_table() -> None:
     assert "2 conversations, 5 turns" in text
     assert "follow-ups with context / fully specified: 0.875" in text
     assert "unanswerable follow-ups declined: 50.0 %" in text
-    assert any(line.split()[:2] == ["pronoun", "1"] and "80.00" in line
-               for line in text.splitlines())
+    assert ["pronoun", "1", "80.00", "20.00", "100.00", "0.00"] in \
+        [line.split() for line in text.splitlines()]
+    assert ["unanswerable", "2", "50.00", "50.00", "50.00", "50.00"] in \
+        [line.split() for line in text.splitlines()]
 
 
 def test_run_chat_evaluation_reads_the_files_and_writes_every_turn(

@@ -70,6 +70,19 @@ def test_follow_ups_become_standalone_questions(before: Turn, question: str, res
     assert resolution.document == "doc"  # retrieval leans toward the topic's document
 
 
+def test_a_noun_the_previous_question_asked_for_points_at_its_answer() -> None:
+    # "그 음반" after "…음반은 언제 나왔어?" is the album (the topic), not the date answered
+    album = turn("푸시캣 돌스의 첫 정규 음반은 언제 나왔어?", "2005년 9월 13일", "푸시캣_돌스")
+    assert resolve("그 음반은 몇 장 팔렸어?", [album]).question == \
+        "푸시캣 돌스 음반은 몇 장 팔렸어?"
+    airport = turn("김정남은 어느 공항에서 살해됐어?", "쿠알라룸푸르 국제공항", "김정남")
+    assert resolve("그 공항은 어느 나라에 있어?", [airport]).question == \
+        "쿠알라룸푸르 국제공항은 어느 나라에 있어?"
+    # a plural is not the one person answered
+    single = turn("그룹의 리더는 누구야?", "RM", "방탄소년단")
+    assert resolve("그들의 데뷔 연도는?", [single]).antecedent != "RM"
+
+
 def test_two_references_take_the_answer_once_and_the_topic_for_the_other() -> None:
     before = turn("마리 앙투아네트는 누구와 결혼했어?", "루이 16세", "마리_앙투아네트")
     assert resolve("그가 그녀에게 선물한 궁전은?", [before]).question == \
@@ -155,6 +168,17 @@ def test_a_conversation_carries_the_topic_and_starts_over(pipeline: QAPipeline) 
     assert chat.turns == []
     again = chat.ask("그곳에 있는 호수는?")
     assert not again.known and again.hint and again.paragraphs == []
+
+
+def test_a_follow_up_whose_paragraph_never_speaks_of_it_is_declined(
+        pipeline: QAPipeline) -> None:
+    chat = Conversation(pipeline)
+    chat.ask("한라산의 높이는 얼마인가?")
+    answer = chat.ask("그곳의 기온은?")  # the reader (threshold 0) would answer anything
+    assert answer.resolved_question == "한라산의 기온은?"
+    assert (answer.known, answer.answer) == (False, "")
+    assert "기온" in answer.hint and answer.candidates  # the guess is still shown
+    assert chat.turns[-1].answer == "" and chat.turns[-1].document == "halla"
 
 
 def test_a_first_question_that_refers_back_is_answered_with_a_hint(

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,28 +245,37 @@ def _replaced(question: str, match: re.Match[str], pronoun: str) -> str:
 def evaluate_chat(pipeline: QAPipeline, conversations: Sequence[ChatConversation],
                   progress: bool = False) -> ChatReport:
     """Every turn asked the three ways (module doc); the report's rows per kind, plus
-    "follow-ups" (FOLLOW_UPS together) and "all"."""
+    "follow-ups" (FOLLOW_UPS together) and "answerable". Each record keeps the seconds a turn
+    took with context and, the first time a question is asked alone, alone."""
     from tqdm import tqdm
 
     total = sum(len(c.turns) for c in conversations)
     records: list[dict[str, Any]] = []
     alone_cache: dict[str, Answer] = {}
 
-    def alone(question: str) -> Answer:
-        if question not in alone_cache:
-            alone_cache[question] = pipeline.ask(question)
-        return alone_cache[question]
+    def timed(ask: Callable[[str], Answer], question: str) -> tuple[Answer, float]:
+        start = time.perf_counter()
+        answer = ask(question)
+        return answer, time.perf_counter() - start
+
+    def alone(question: str) -> tuple[Answer, float | None]:
+        if question in alone_cache:
+            return alone_cache[question], None
+        alone_cache[question], seconds = timed(pipeline.ask, question)
+        return alone_cache[question], seconds
 
     with tqdm(total=total, desc="turns", unit="turn", disable=not progress) as bar:
         for conversation in conversations:
             chat = Conversation(pipeline)
             for turn in conversation.turns:
-                answers = {"resolved": chat.ask(turn.question), "alone": alone(turn.question),
-                           "full": alone(turn.full)}
+                (resolved, with_context), (typed, seconds) = \
+                    timed(chat.ask, turn.question), alone(turn.question)
+                answers = {"resolved": resolved, "alone": typed, "full": alone(turn.full)[0]}
                 record = {"conversation": conversation.id, "kind": turn.kind, "id": turn.qid,
                           "question": turn.question, "full": turn.full,
-                          "resolved_question": answers["resolved"].resolved_question,
-                          "resolution": chat.turns[-1].kind, "gold": turn.answers}
+                          "resolved_question": resolved.resolved_question,
+                          "resolution": chat.turns[-1].kind, "gold": turn.answers,
+                          "seconds": {"resolved": with_context, "alone": seconds}}
                 for way, answer in answers.items():
                     record[way] = _score(answer, turn.answers)
                 records.append(record)
@@ -308,17 +318,17 @@ def _mean(records: Iterable[dict[str, Any]], way: str) -> dict[str, float]:
 
 
 def format_chat_report(report: ChatReport) -> str:
-    """The table `korqa evaluate-chat` prints: F1 per kind three ways (declined % for the
-    unanswerable turns), then the targets' summary."""
+    """The table `korqa evaluate-chat` prints: F1 per kind three ways (for unanswerable turns
+    the share declined), the share declined with context, then the targets' summary."""
     turns = report.counts.get("answerable", 0) + report.counts.get("unanswerable", 0)
-    lines = [f"{report.conversations} conversations, {turns} turns",
+    lines = [f"{report.conversations} conversations, {turns} turns; F1 (unanswerable: % declined)",
              f"{'turn kind':<14}{'turns':>6}  {'with context':>12}  {'without':>9}  "
-             f"{'fully specified':>15}"]
+             f"{'fully specified':>15}  {'declined % with context':>23}"]
     for kind, row in report.rows.items():
         key = "declined" if kind == "unanswerable" else "f1"
-        unit = " % declined" if kind == "unanswerable" else ""
         lines.append(f"{kind:<14}{report.counts[kind]:>6}  {row['resolved'][key]:>12.2f}  "
-                     f"{row['alone'][key]:>9.2f}  {row['full'][key]:>15.2f}{unit}")
+                     f"{row['alone'][key]:>9.2f}  {row['full'][key]:>15.2f}  "
+                     f"{row['resolved']['declined']:>23.2f}")
     summary = report.summary()
     if summary["follow_up_ratio"] is not None:
         lines.append(f"follow-ups with context / fully specified: "

@@ -1,5 +1,7 @@
-"""The retriever–reader pipeline: the only place that knows both, plus the chat loop on top."""
+"""The retriever–reader pipeline: the only place that knows both, plus conversations and the
+chat loop on top."""
 
+from korqa.pipeline.conversation import Conversation, HistoryError, Turn
 from korqa.pipeline.qa import (
     DEFAULT_FUSION_WEIGHT,
     DEFAULT_THRESHOLD,
@@ -21,11 +23,14 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "Answer",
     "AnswerCandidate",
+    "Conversation",
     "FusionTuning",
+    "HistoryError",
     "PipelineConfig",
     "PipelineSources",
     "QAPipeline",
     "RetrievedParagraph",
+    "Turn",
     "cached_index",
     "fuse",
     "load_reader",

@@ -178,7 +178,12 @@ def _unless_unsupported(question: str, resolution: Resolution, answer: Answer) -
     typed besides the reference (nouns anywhere in it, verbs and adjectives by their stem)."""
     words = asked_words(question, resolution)
     text = f"{answer.title} {answer.context}"
-    if not words or any(word in text for word in words):
+    # A noun of two or more letters anywhere in the text; a one-letter one ("키") would be
+    # found inside other words, so it and the stems are compared with the text's morphemes.
+    if not words or any(len(word) > 1 and word in text for word in words):
+        return answer
+    # "그의 종교는?" → 기독교, "그가 속한 정당은?" → 보수당: the answer ends as the noun asked for
+    if any(len(word) > 1 and answer.answer.endswith(word[-1]) for word in words):
         return answer
     stems = {token.form for token in analyse(text)}
     if any(word in stems for word in words):

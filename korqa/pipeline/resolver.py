@@ -196,16 +196,26 @@ def _context(turns: Sequence[PastTurn]) -> _Context | None:
     with_topic = next((t for t in reversed(recent) if t.topic), None)
     document = last.document if last.document else (with_topic.document if with_topic else None)
     tokens = analyse(last.resolved_question)
+    return _Context(with_topic.topic if with_topic else None, document, last.answer or None,
+                    _asked_for(last.resolved_question, tokens), _asked_nouns(tokens))
+
+
+def _asked_nouns(tokens: list[_Token]) -> frozenset[str]:
+    """The nouns a question asks for: its closing noun phrase ("…만든 회사는?", "…회사는
+    어디야?", not "…음반은 언제 나왔어?") and a noun after 어느, 무슨 … ("어느 공항에서 …")."""
     asked: set[str] = set()
-    run: list[str] = []  # the nouns of the last noun phrase: what the question asked for
+    run: list[str] = []
+    closing = True  # nothing since the run but particles, the copula or a question word
     for previous, token in zip([None, *tokens], tokens, strict=False):
-        if token.tag in _NOUNS | {"NNB"}:
+        if token.tag in _NOUNS | {"NNB"} and token.form not in _INTERROGATIVES:
             joined = previous is not None and previous.tag in _NOUNS | {"NNB"}
             run = [*run, token.form] if joined else [token.form]
+            closing = True
             if previous is not None and previous.form in _ASKING_DETERMINERS:
                 asked.add(token.form)
-    return _Context(with_topic.topic if with_topic else None, document, last.answer or None,
-                    _asked_for(last.resolved_question, tokens), frozenset(asked | set(run)))
+        elif not (token.tag.startswith(("J", "S", "E", "VCP")) or token.form in _INTERROGATIVES):
+            closing = False
+    return frozenset(asked | (set(run) if closing else set()))
 
 
 def _asked_for(question: str, tokens: list[_Token]) -> str | None:
@@ -303,7 +313,10 @@ def _replace_references(question: str, references: list[_Reference],
 
 def _render(antecedent: str, ref: _Reference, is_answer: bool, context: _Context) -> str:
     word = antecedent
-    if ref.kind == TIME:
+    if ref.kind == THING and ref.head is not None and not is_answer \
+            and ref.head not in antecedent:
+        word = f"{antecedent} {ref.head}"  # "이 게임의 판매량" of 바이오쇼크: "바이오쇼크 게임의 …"
+    elif ref.kind == TIME:
         is_time = is_answer and context.answer_kind == TIME
         if "당시" in ref.word:
             word = f"{antecedent} 당시"
@@ -449,12 +462,17 @@ def _matches_title(text: str, words: list[str]) -> bool:
 
 
 def _trim_to_title(text: str, title: str) -> str:
-    """The words of `text` from the first to the last that belong to the title ("성 베드로 광장
-    양편" → "성 베드로 광장")."""
+    """The first run of `text`'s words that belong to the title ("성 베드로 광장 양편" → "성 베드로
+    광장", "러시아 원정 당시 러시아군" → "러시아 원정")."""
     head = _title_head(title)
     compact = head.replace(" ", "")
-    inside = [i for i, word in enumerate(text.split())
-              if word in head.split() or (len(word) >= 2 and word in compact)
-              or any(len(w) >= 2 and w in word for w in head.split())]
     words = text.split()
-    return " ".join(words[inside[0]:inside[-1] + 1]) if inside else text
+    inside = [word in head.split() or (len(word) >= 2 and word in compact)
+              or any(len(w) >= 2 and w in word for w in head.split()) for word in words]
+    if not any(inside):
+        return text
+    first = inside.index(True)
+    last = first
+    while last + 1 < len(words) and inside[last + 1]:  # the first block of title words only
+        last += 1
+    return " ".join(words[first:last + 1])
