@@ -15,13 +15,14 @@ from korqa.pipeline.conversation import (
     Conversation,
     HistoryError,
     Turn,
+    _unless_unsupported,
     ask,
     parse_history,
     prefer_document,
     resolve,
     topic_of,
 )
-from korqa.pipeline.qa import QAPipeline
+from korqa.pipeline.qa import Answer, QAPipeline, RetrievedParagraph
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -62,6 +63,8 @@ BUSAN_FOOD = turn("부산의 대표 음식은?", "돼지국밥", "부산")
     (SEJONG_BORN, "한라산의 높이는?", "한라산의 높이는?", "standalone"),
     (SEJONG_BORN, "세종대왕은 그의 아버지를 존경했나?", "세종대왕은 그의 아버지를 존경했나?",
      "standalone"),
+    (turn("신라를 건국한 사람은?", "박혁거세", "신라"), "신라를 세운 사람은 누구인가?",
+     "신라를 세운 사람은 누구인가?", "standalone"),
 ])
 def test_follow_ups_become_standalone_questions(before: Turn, question: str, resolved: str,
                                                kind: str) -> None:
@@ -179,6 +182,19 @@ def test_a_follow_up_whose_paragraph_never_speaks_of_it_is_declined(
     assert (answer.known, answer.answer) == (False, "")
     assert "기온" in answer.hint and answer.candidates  # the guess is still shown
     assert chat.turns[-1].answer == "" and chat.turns[-1].document == "halla"
+
+
+def test_support_is_any_retrieved_paragraph_holding_the_answer() -> None:
+    born = Paragraph("s:0", "세종대왕", "세종대왕은 1397년 한양에서 태어났다.", "sejong")
+    capital = Paragraph("s:1", "세종대왕", "당시 조선의 수도는 한양이었다.", "sejong")
+    answer = Answer("그때 수도는?", "한양", 0.6, True, "세종대왕", "s:0", born.text, 10, 12,
+                    paragraphs=[RetrievedParagraph(born, 2.0, 1.0),
+                                RetrievedParagraph(capital, 1.0, 0.5)])
+    resolution = resolve("그때 수도는?", [SEJONG_BORN])
+    assert _unless_unsupported("그때 수도는?", resolution, answer).known
+    answer.paragraphs = answer.paragraphs[:1]  # only the birth paragraph: 수도 is nowhere
+    declined = _unless_unsupported("그때 수도는?", resolution, answer)
+    assert not declined.known and "수도" in declined.hint
 
 
 def test_a_first_question_that_refers_back_is_answered_with_a_hint(

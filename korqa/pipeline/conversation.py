@@ -174,10 +174,13 @@ def prefer_document(search: SearchFunction, document: str,
 
 
 def _unless_unsupported(question: str, resolution: Resolution, answer: Answer) -> Answer:
-    """`answer`, or a "don't know" when its paragraph mentions none of the words the person
-    typed besides the reference (nouns anywhere in it, verbs and adjectives by their stem)."""
+    """`answer`, or a "don't know" when no paragraph retrieved for it that holds the answer
+    mentions any of the words the person typed besides the reference (nouns anywhere, verbs
+    and adjectives by their stem)."""
     words = asked_words(question, resolution)
-    text = f"{answer.title} {answer.context}"
+    holding = [item.paragraph.text for item in answer.paragraphs
+               if answer.answer in item.paragraph.text and item.paragraph.text != answer.context]
+    text = " ".join([answer.title, answer.context, *holding])
     # A noun of two or more letters anywhere in the text; a one-letter one ("키") would be
     # found inside other words, so it and the stems are compared with the text's morphemes.
     if not words or any(len(word) > 1 and word in text for word in words):

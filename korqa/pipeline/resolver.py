@@ -156,6 +156,8 @@ def resolve(question: str, turns: Sequence[PastTurn], search: SearchFunction | N
         return Resolution(question, "standalone", context.document if context else None)
     content = [t for t in tokens if t.tag in _CONTENT and t.form not in _GENERIC
                and t.form not in _INTERROGATIVES]
+    if context.topic.replace(" ", "") in question.replace(" ", ""):
+        return Resolution(question, "standalone", context.document)  # "신라를 세운 사람은?"
     if not named and len(content) <= 1:
         return _ellipsis(question, tokens, context)
     ratio = _topic_ratio(question, context.document, search)
