@@ -12,6 +12,7 @@ from korqa.corpus.paragraph import Paragraph
 from korqa.pipeline.conversation import (
     MAX_HISTORY_CHARS,
     MAX_HISTORY_TURNS,
+    MAX_TURN_CHARS,
     Conversation,
     HistoryError,
     Turn,
@@ -216,8 +217,11 @@ def test_the_stateless_form_understands_a_follow_up_as_the_conversation_does(
     assert stateless.resolved_question == kept.resolved_question
     assert stateless.resolved_question.startswith("한글")
     assert stateless.answer == kept.answer
-    # the same question without history is read as typed
+    # the same question without history is read as typed, and after a history in another
+    # language (documented: it gives no topic)
     assert ask(pipeline, "언제 만들었어?").resolved_question == "언제 만들었어?"
+    english = [{"question": "Who made Hangul?", "answer": "Sejong"}]
+    assert ask(pipeline, "언제 만들었어?", history=english).resolved_question == "언제 만들었어?"
 
 
 @pytest.mark.parametrize("history, message", [
@@ -227,7 +231,8 @@ def test_the_stateless_form_understands_a_follow_up_as_the_conversation_does(
     ([{"question": "   "}], 'history[0]["question"]'),
     ([{"question": "한라산은?", "answer": 1947}], 'history[0]["answer"] must be a string'),
     ([{"question": "한라산은?"}] * (MAX_HISTORY_TURNS + 1), f"at most {MAX_HISTORY_TURNS}"),
-    ([{"question": "가" * (MAX_HISTORY_CHARS + 1)}], f"more than {MAX_HISTORY_CHARS}"),
+    ([{"question": "가" * (MAX_TURN_CHARS + 1)}], f"at most {MAX_TURN_CHARS} each"),
+    ([{"question": "가" * 900, "answer": "나" * 900}] * 12, f"more than {MAX_HISTORY_CHARS}"),
 ])
 def test_a_malformed_or_oversized_history_is_a_clear_error(history: object,
                                                            message: str) -> None:

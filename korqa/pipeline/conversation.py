@@ -46,6 +46,7 @@ DOCUMENT_PRIOR = 0.5  # the topic document's scores × (1 + this) while the topi
 FOLLOW_UPS = ("reference", "answer", "ellipsis")  # resolutions that rewrote the question
 MAX_HISTORY_TURNS = 50  # a stateless question's history: more turns or characters are refused
 MAX_HISTORY_CHARS = 20_000
+MAX_TURN_CHARS = 1_000  # of one question or answer: the resolver reads them, and fast
 UNSUPPORTED = "찾은 문단에는 '{word}'에 대한 내용이 없어요."
 
 
@@ -214,8 +215,9 @@ def parse_history(history: Any) -> list[tuple[str, str]]:
 
     The history is a list, oldest first, of objects with a "question" (a non-empty string) and
     an "answer" (a string; "", null, missing or an answer starting with "모르겠어요" mean no
-    answer); other keys are ignored. At most MAX_HISTORY_TURNS turns and MAX_HISTORY_CHARS
-    characters in all, else HistoryError; only the last CONTEXT_TURNS are used. A turn without
+    answer); other keys are ignored. At most MAX_HISTORY_TURNS turns, MAX_TURN_CHARS characters
+    a question or answer and MAX_HISTORY_CHARS in all, else HistoryError; only the last
+    CONTEXT_TURNS are used. A turn without
     Hangul (another language) is kept but gives follow-ups no topic.
     """
     if not isinstance(history, list):
@@ -235,6 +237,10 @@ def parse_history(history: Any) -> list[tuple[str, str]]:
         if answer is not None and not isinstance(answer, str):
             raise HistoryError(f'history[{number}]["answer"] must be a string or null')
         answer = (answer or "").strip()
+        longest = max(len(question), len(answer))
+        if longest > MAX_TURN_CHARS:
+            raise HistoryError(f"history[{number}] has a question or answer of {longest} "
+                               f"characters; at most {MAX_TURN_CHARS} each")
         characters += len(question) + len(answer)
         if characters > MAX_HISTORY_CHARS:
             raise HistoryError(f"history holds more than {MAX_HISTORY_CHARS} characters; send "
