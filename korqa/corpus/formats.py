@@ -387,6 +387,14 @@ def read_jsonl(path: str | Path, hint: str = "") -> list[Any]:
     non-blank line. A last line that is not JSON is skipped: a process killed mid-write leaves
     it torn, and what it held is written again. A bad line before the last is an error naming
     the file and line, followed by `hint` (what to do about it)."""
+    return [value for _, value in numbered_jsonl(path, hint, torn_end_ok=True)]
+
+
+def numbered_jsonl(path: str | Path, hint: str = "", torn_end_ok: bool = False,
+                   ) -> list[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSON-lines file; a line that is not
+    JSON is an error naming the file and line (and `hint`), except a torn last line when
+    `torn_end_ok` (files korqa appends to; a file a person wrote has no torn end)."""
     path = Path(path)
     lines = path.read_text(encoding="utf-8").splitlines()
     values = []
@@ -394,9 +402,9 @@ def read_jsonl(path: str | Path, hint: str = "") -> list[Any]:
         if not line.strip():
             continue
         try:
-            values.append(json.loads(line))
+            values.append((number, json.loads(line)))
         except json.JSONDecodeError as error:
-            if number < len(lines):
+            if number < len(lines) or not torn_end_ok:
                 raise ValueError(f"{path}:{number}: not JSON ({error.msg})"
                                  + (f"; {hint}" if hint else "")) from None
     return values

@@ -1,6 +1,8 @@
-"""The retriever–reader pipeline: the only place that knows both, plus the chat loop on top."""
+"""The retriever–reader pipeline: the only place that knows both, plus conversations and the
+chat loop on top."""
 
 from korqa.pipeline.answers import Answer, AnswerCandidate, RetrievedParagraph
+from korqa.pipeline.conversation import Conversation, HistoryError, Turn
 from korqa.pipeline.qa import (
     DEFAULT_FUSION_WEIGHT,
     PipelineConfig,
@@ -15,10 +17,13 @@ __all__ = [
     "DEFAULT_FUSION_WEIGHT",
     "Answer",
     "AnswerCandidate",
+    "Conversation",
+    "HistoryError",
     "PipelineConfig",
     "PipelineSources",
     "QAPipeline",
     "RetrievedParagraph",
+    "Turn",
     "cached_index",
     "fuse",
     "load_reader",

@@ -68,9 +68,15 @@ class Answer:
     source: str = "reader"
     paragraphs: list[RetrievedParagraph] = field(default_factory=list)
     faq_question: str | None = None  # the stored question matched, for FAQ answers
+    # A conversation's follow-up as it was understood and read (korqa.pipeline.conversation);
+    # None when the question was read as typed.
+    resolved_question: str | None = None
+    hint: str | None = None  # what to do instead, when korqa could not even try (one line)
 
     def to_json(self) -> dict[str, Any]:
-        data = {"question": self.question, "answer": self.answer, "score": self.score,
+        data = {"question": self.question,
+                "resolved_question": self.resolved_question or self.question,
+                "answer": self.answer, "score": self.score,
                 "known": self.known, "source": self.source, "title": self.title,
                 "paragraph_id": self.paragraph_id, "context": self.context,
                 "start": self.start, "end": self.end,
@@ -80,4 +86,5 @@ class Answer:
                                "retrieval_raw": r.retrieval_raw} for r in self.paragraphs]}
         if self.faq_question is not None:
             data["faq_question"] = self.faq_question
+        data["hint"] = self.hint
         return data

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from korqa.pipeline.display import format_answer, format_sources
-from korqa.pipeline.qa import Answer, QAPipeline
+from korqa.pipeline.answers import Answer
+from korqa.pipeline.qa import QAPipeline
 
 PROMPT = "질문> "
 HELP = """Type a question in Korean and press Enter. Commands:

@@ -40,6 +40,10 @@ class ParagraphSearch(Protocol):
     def close(self) -> None: ...
 
 
+# A search in place of the index's own for one question (a conversation's document prior).
+SearchFunction = Callable[[str, int], list[tuple[Paragraph, float]]]
+
+
 @dataclass
 class PipelineConfig(EngineChoice):
     """Knobs of one pipeline; the defaults are what `korqa ask` uses. The reader runs on
@@ -206,9 +210,11 @@ class QAPipeline:
     def confidence(self, calibration: Calibration) -> None:
         self._confidence = calibration
 
-    def ask(self, question: str, top_k: int | None = None) -> Answer:
+    def ask(self, question: str, top_k: int | None = None,
+            search: SearchFunction | None = None) -> Answer:
         """The best answer to `question`: from the FAQ when a stored question is close enough,
-        else read from the `top_k` best paragraphs; `known` is False under the threshold."""
+        else read from the `top_k` best paragraphs (found by `search`, default the index's);
+        `known` is False under the threshold."""
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
@@ -217,22 +223,23 @@ class QAPipeline:
             return _faq_answer(question, faq_matches)
         if self.index is None:
             return _unknown(question, [], [], faq_matches)
-        retrieved, candidates = self.read(question, top_k)
+        retrieved, candidates = self.read(question, top_k, search=search)
         return self.decide(question, retrieved, candidates)
 
     def read(self, question: str, top_k: int | None = None, gate: float | None = None,
+             search: SearchFunction | None = None,
              ) -> tuple[list[RetrievedParagraph], list[list[Candidate]]]:
         """The retrieved paragraphs and the reader's candidates for each, not yet fused.
 
         Paragraphs under the read gate (`PipelineConfig.read_gate`, or `gate`) are returned
-        but not read: their candidate lists are empty.
+        but not read: their candidate lists are empty. `search` replaces the index's own.
         """
         if self.index is None:
             raise ValueError("this pipeline has no paragraph index")
         k = self.config.top_k if top_k is None else top_k
         if k < 1:
             raise ValueError(f"top_k must be at least 1, got {k}")
-        hits = self.index.search(question, k)
+        hits = (search or self.index.search)(question, k)
         normalised = normalise_retrieval([score for _, score in hits])
         retrieved = [RetrievedParagraph(p, raw, norm)
                      for (p, raw), norm in zip(hits, normalised, strict=True)]
