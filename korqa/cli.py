@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Callable, Iterator, Sequence
 
 from korqa.cli_options import add_options, add_override_options, build, overrides, resolve
+from korqa.errors import IndexFault
 from korqa.splits import EVALUATION_SPLITS, SPLIT_NAMES
 
 Handler = Callable[[argparse.Namespace], int]
@@ -1137,7 +1138,7 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from korqa.retrieval.index import verify_index
+    from korqa.retrieval.verify import verify_index
 
     repaired = False
     if args.repair:
@@ -1222,6 +1223,9 @@ def _run(argv: list[str] | None) -> int:
         # Bad input gets one clear line, never a traceback.
         print(f"korqa {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except IndexFault as error:  # a full disk, a read-only or damaged index: one line too
+        print(f"korqa {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except ModuleNotFoundError as error:
         from korqa.extras import missing_extra_message
 
