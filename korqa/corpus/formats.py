@@ -9,7 +9,10 @@ A corpus path means the same to `index`, `cloze`, `vocab`, `pretrain` and vocabu
   .txt, .md           one document: paragraphs are separated by blank lines and titled by
                       headings; UTF-8, else CP949 with a warning (`korqa.corpus.text`)
   a folder            every .txt, .md, .jsonl and .jsonl.xz file under it, recursively, in
-                      path order; a text file's document id is its path inside the folder
+                      path order
+
+A document's id is its file's absolute path, plus `#` and its id inside a kowiki or SQuAD file
+(`document_id`): two files never share one, and the same file gets the same ids each time.
 
 Suffixes are matched without regard to case. Every error names the file and the field.
 """
@@ -33,6 +36,16 @@ SQUAD_SUFFIXES = (".json", ".json.gz")
 KOWIKI_SUFFIXES = (".jsonl", ".jsonl.xz")
 TEXT_SUFFIXES = (".txt", ".md")
 FOLDER_SUFFIXES = KOWIKI_SUFFIXES + TEXT_SUFFIXES  # a folder holds documents, not SQuAD sets
+
+
+def document_id(path: Path, inner: str | None = None) -> str:
+    """The id of a document read from the corpus file `path`: the file's absolute path (links
+    resolved), then `#inner` for one of the documents a kowiki or SQuAD file holds (its id,
+    its article title). Distinct for `A/notes.txt` and `B/notes.txt`, and the same each time
+    the same file is read, which is how re-indexing a path replaces its documents. Every
+    reader of corpus files names its documents through this one function."""
+    name = path.resolve().as_posix()
+    return name if inner is None else f"{name}#{inner}"
 
 
 @dataclass(frozen=True)
@@ -143,25 +156,28 @@ def read_squad_json(obj: Any, source: str = "<json>") -> list[SquadExample]:
     return examples
 
 
-def squad_documents(obj: Any, source: str = "<json>") -> Iterator[Document]:
+def squad_documents(obj: Any, source: str = "<json>",
+                    path: Path | None = None) -> Iterator[Document]:
     """The documents of a SQuAD object (validated whole first): one per article, each distinct
     context once.
 
-    The doc id is the article title (suffixed `#2`, `#3`… when a title repeats) and a
-    paragraph's index is its position in its article, so ids do not depend on which duplicates
-    were skipped. A context already seen (in any article) is skipped: the first one wins.
+    The doc id is the article title (suffixed `#2`, `#3`… when a title repeats), qualified by
+    the file `path` it was read from (`document_id`) when given, and a paragraph's index is its
+    position in its article, so ids do not depend on which duplicates were skipped. A context
+    already seen (in any article) is skipped: the first one wins.
     """
     read_squad_json(obj, source)
-    return _squad_documents(obj)
+    return _squad_documents(obj, path)
 
 
-def _squad_documents(obj: dict[str, Any]) -> Iterator[Document]:
+def _squad_documents(obj: dict[str, Any], path: Path | None = None) -> Iterator[Document]:
     seen_contexts: set[str] = set()
     title_counts: dict[str, int] = {}
     for article in obj["data"]:
         title = article.get("title", "")
         title_counts[title] = title_counts.get(title, 0) + 1
         doc_id = title if title_counts[title] == 1 else f"{title}#{title_counts[title]}"
+        doc_id = doc_id if path is None else document_id(path, doc_id)
         paragraphs = []
         for index, paragraph in enumerate(article["paragraphs"]):
             context = paragraph["context"]
@@ -336,7 +352,8 @@ def _get(obj: dict, key: str, kind: type, where: str, default: Any = _MISSING) -
 
 def kowiki_documents(path: str | Path) -> Iterator[Document]:
     """The documents of a kowiki-style JSONL file, plain or `.xz`, read line by line so a shard
-    is never held in memory whole. A paragraph's index is its position in the document."""
+    is never held in memory whole. A document's id is `document_id(path, its "id")`; a
+    paragraph's index is its position in the document."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: corpus file not found")
@@ -360,6 +377,7 @@ def kowiki_documents(path: str | Path) -> Iterator[Document]:
                 raise ValueError(f"{where}: field 'title' must be a string")
             if not isinstance(paragraphs, list) or not all(isinstance(p, str) for p in paragraphs):
                 raise ValueError(f"{where}: field 'paragraphs' must be a list of strings")
+            doc_id = document_id(path, doc_id)
             yield Document(doc_id, title, [
                 Paragraph(paragraph_id("kowiki", doc_id, index), title, text, doc_id)
                 for index, text in enumerate(paragraphs) if text.strip()
@@ -395,11 +413,10 @@ def _open_text(path: Path) -> IO[str]:
 # ---- text files -----------------------------------------------------------------------------
 
 
-def text_file_document(
-    path: str | Path, doc_id: str | None = None, reading: TextReading | None = None
-) -> Document | None:
-    """One .txt/.md file as a document: paragraphs split on blank lines, headings title them
-    and the document's title is its first heading, else the file stem (`korqa.corpus.text`).
+def text_file_document(path: str | Path, reading: TextReading | None = None) -> Document | None:
+    """One .txt/.md file as a document (its id: `document_id(path)`): paragraphs split on blank
+    lines, headings title them and the document's title is its first heading, else the file
+    stem (`korqa.corpus.text`).
 
     The file is decoded as `reading` says (UTF-8, else CP949, with a warning); an unreadable
     file is None under `reading.skip_bad` and a ValueError otherwise.
@@ -408,7 +425,7 @@ def text_file_document(
     text = read_text(path, reading or TextReading())
     if text is None:
         return None
-    return text_to_document(text, doc_id or path.name, path.stem,
+    return text_to_document(text, document_id(path), path.stem,
                             markdown=path.suffix.lower() == ".md")
 
 
@@ -463,16 +480,14 @@ def kind_of(path: Path) -> str:
                      f"{', '.join(SQUAD_SUFFIXES + KOWIKI_SUFFIXES + TEXT_SUFFIXES)})")
 
 
-def file_documents(
-    path: Path, doc_id: str | None = None, reading: TextReading | None = None
-) -> Iterator[Document]:
-    """The documents of one corpus file, by its kind; `doc_id` names a text file's document."""
+def file_documents(path: Path, reading: TextReading | None = None) -> Iterator[Document]:
+    """The documents of one corpus file, by its kind."""
     kind = kind_of(path)
     if kind == "kowiki":
         yield from kowiki_documents(path)
     elif kind == "squad":
-        yield from squad_documents(load_json(path), source=str(path))
-    elif (document := text_file_document(path, doc_id, reading)) is not None:
+        yield from squad_documents(load_json(path), source=str(path), path=path)
+    elif (document := text_file_document(path, reading)) is not None:
         yield document
 
 
@@ -484,7 +499,7 @@ def iter_documents(
         path = Path(raw)
         if path.is_dir():
             for file in folder_files(path):
-                yield from file_documents(file, file.relative_to(path).as_posix(), reading)
+                yield from file_documents(file, reading)
         elif not path.exists():
             raise FileNotFoundError(f"{path}: corpus path not found")
         else:
