@@ -20,6 +20,7 @@ from korqa.reader.predict import (
     WindowLogits,
     compute_logits,
     decode_predictions,
+    decode_windows,
     predict,
     question_match,
     read_logits,
@@ -270,6 +271,13 @@ def test_a_budget_caps_the_windows_read_most_promising_first(tmp_path):
     logits = read_logits(model, many, tokenizer, PredictConfig(), budget=MAX_WINDOWS)
     assert model.windows_read == MAX_WINDOWS < len(many)
     assert all(logits[i] is not None for i in (2, 5, 8))  # every paragraph's best window
+    # A budget smaller than the paragraphs: the first ones (by retrieval rank) are read, the
+    # rest answer nothing, as if under the read gate.
+    model.windows_read = 0
+    logits = read_logits(model, many, tokenizer, PredictConfig(), budget=2)
+    assert model.windows_read == 2 and [w is not None for w in logits].count(True) == 2
+    answers = decode_windows([SPACED] * 3, many, logits, PredictConfig())
+    assert [bool(candidates) for candidates in answers] == [True, True, False]
     with pytest.raises(ValueError, match="budget"):
         read_logits(model, features, tokenizer, PredictConfig(), budget=0)
 

@@ -295,7 +295,8 @@ def decode_windows(
     names: list[str] | None = None,
 ) -> list[list[Candidate]]:
     """`decode_predictions` for windows cut from `contexts` (a window's `example_index` is its
-    context's index): n-best spans per context, best first. `names` name them in errors."""
+    context's index): n-best spans per context, best first; none for a context of which no
+    window was read (a window budget spent on better ones). `names` name them in errors."""
     if config.n_best < 1 or config.max_answer_length < 1:
         raise ValueError("n_best and max_answer_length must be at least 1, got "
                          f"{config.n_best} and {config.max_answer_length}")
@@ -314,7 +315,8 @@ def decode_windows(
             raise ValueError(f"{names[index]}: no features were made for it")
         read = [i for i in indices if logits[i] is not None]
         if not read:
-            raise ValueError(f"{names[index]}: none of its windows was read")
+            predictions.append([])
+            continue
         windows = [features[i] for i in read]
         if len(read) < len(indices):  # skipped windows' tokens pass to the read ones
             windows = [replace(feature, token_is_max_context=flags) for feature, flags

@@ -12,7 +12,7 @@ from korqa.pipeline import PipelineConfig, PipelineSources
 DEFAULT_DEADLINE = 10.0  # seconds a question may take, queueing included
 # Seconds a question may be expected to wait for the reader before it is refused at once: what
 # keeps the answers let in fast under overload (bench/load.py overload measures it).
-DEFAULT_MAX_WAIT = 2.0
+DEFAULT_MAX_WAIT = 1.5
 
 
 @dataclass
