@@ -138,6 +138,34 @@ def test_a_question_that_would_wait_too_long_is_refused_at_once() -> None:
         engine.stop()
 
 
+class _SlowStart(_Timed):
+    """The first answer loads what later ones reuse (as particle trimming loads Kiwi)."""
+
+    def __init__(self) -> None:
+        super().__init__(0.02)
+        self.first = True
+
+    def ask(self, question: str, top_k: int | None = None) -> _Answer:
+        if self.first:
+            self.first = False
+            time.sleep(1.0)
+        return super().ask(question, top_k)
+
+
+def test_one_slow_answer_does_not_make_the_engine_refuse_the_next_ones() -> None:
+    engine = Engine(_SlowStart, max_wait=0.5)
+    engine.start()
+    try:
+        for i in range(5):
+            engine.ask(f"q{i}").result(10)
+        assert engine.health()["queue"]["service_s"] < 0.2  # the median, not the slow start
+        queued = [engine.ask(f"r{i}") for i in range(10)]  # about 0.2 s of work: let in
+        for future in queued:
+            future.result(10)
+    finally:
+        engine.stop()
+
+
 def test_the_refusal_is_a_503_with_retry_after(tmp_path: Path) -> None:
     pipeline = _Timed(0.2)
     app = create_app(lambda: pipeline, tmp_path, max_wait=0.5)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
 import queue
 import resource
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,8 +42,10 @@ log = logging.getLogger("korqa.server")
 # question (a write waits for the question being read, not for the queue), then questions in
 # the order they came, then the stop.
 CONTROL, QUESTION, STOP = 0, 1, 2
-# The weight of the newest answer time in the running estimate of one question's service time.
-SERVICE_SMOOTHING = 0.1
+# One question's service time is estimated as the median of the last this many answers: robust
+# to the slow first answer (lazy loading) and to the odd long question, which a mean would
+# carry into many needless refusals.
+SERVICE_WINDOW = 32
 
 
 class Busy(Exception):
@@ -70,11 +74,11 @@ class _Job:
 class Engine:
     """Runs a `QAPipeline` on one worker thread with a bounded queue of questions.
 
-    Admission: the engine keeps a running estimate of one question's service time (measured on
-    the worker) and counts the questions admitted and not yet done; a question that would wait
-    longer than `max_wait` seconds behind them is refused at once (`Busy`, with the wait it
-    would take to be let in), so that the questions let in are answered in time instead of
-    all of them late. The queue's bound (`max_queue`) still holds.
+    Admission: the engine estimates one question's service time (the median of the last
+    answers, measured on the worker) and counts the questions admitted and not yet done; a
+    question that would wait longer than `max_wait` seconds behind them is refused at once
+    (`Busy`, with the wait it would take to be let in), so that the questions let in are
+    answered in time instead of all of them late. The queue's bound (`max_queue`) holds too.
 
     The pipeline is opened on the worker and used only there: the index's SQLite connection
     belongs to the thread that opened it, and one thread is also what the CPU wants, since
@@ -103,7 +107,8 @@ class Engine:
         self._jobs: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
         self._order = itertools.count()  # first come, first served within a priority
         self._admitted = 0  # questions let in and not yet answered, dropped or cancelled
-        self._service: float | None = None  # seconds one question takes, smoothed
+        self._answer_times: collections.deque[float] = collections.deque(maxlen=SERVICE_WINDOW)
+        self._service: float | None = None  # seconds one question takes: their median
         self._admission_lock = threading.Lock()
         self._writes: queue.Queue[tuple[_Write, Future] | None] = queue.Queue()
         self._pipeline: QAPipeline | None = None
@@ -187,8 +192,8 @@ class Engine:
 
     def _measured(self, seconds: float) -> None:
         with self._admission_lock:
-            self._service = seconds if self._service is None else \
-                (1 - SERVICE_SMOOTHING) * self._service + SERVICE_SMOOTHING * seconds
+            self._answer_times.append(seconds)
+            self._service = statistics.median(self._answer_times)
 
     def pending(self) -> int:
         return self._jobs.qsize()
