@@ -41,6 +41,7 @@ from korqa.retrieval.base import Hit, Retriever
 from korqa.retrieval.manifest import read_manifest
 from korqa.retrieval.registry import load_retriever, retriever_class
 from korqa.retrieval.staging import (
+    WRITER_WAIT,
     create_beside,
     remove_dead_builds,
     unless_writing,
@@ -151,8 +152,8 @@ def build_index(
         if saved is not None:
             return _rebuild(out, saved, read, progress, name=out, update=incremental_update)
         return _rebuild(out, retriever, read, progress, name=out, index_with=index_with)
-    return create_beside(out, lambda staging: _rebuild(staging, retriever, read, progress, name=out,
-                                                 index_with=index_with))
+    return create_beside(out, lambda staging: _rebuild(staging, retriever, read, progress,
+                                                       name=out, index_with=index_with))
 
 
 def remove_documents(directory: str | Path, doc_ids: Sequence[str],
@@ -284,7 +285,7 @@ def _counted(paragraphs: Iterator[Paragraph], bar: tqdm) -> Iterator[Paragraph]:
 def _rebuild(directory: Path, retriever: Retriever,
              change: Callable[[ParagraphStore], AddResult], progress: bool, name: Path,
              **options: Any) -> tuple[AddResult, int]:
-    """`_commit` holding the index's write lock (`korqa.retrieval.writelock`): one writer at a
+    """`_commit` holding the index's write lock (`korqa.retrieval.staging`): one writer at a
     time, and none of them mistaken for a dead one's leftovers."""
     with as_index_fault(name), write_lock(directory):
         return _commit(directory, retriever, change, progress, name, **options)
@@ -512,7 +513,7 @@ class Index:
     `wait` s)."""
 
     def __init__(self, directory: str | Path, verify: bool | str = "stat",
-                 wait: float | None = None) -> None:
+                 wait: float = WRITER_WAIT) -> None:
         self.directory = Path(directory)
         if not (self.directory / STORE_FILE).exists():
             raise FileNotFoundError(f"{self.directory / STORE_FILE}: not an index directory "
@@ -523,9 +524,7 @@ class Index:
                 self._open(verify)
                 return
             except ValueError:
-                waited = wait_for_writer(self.directory) if wait is None else \
-                    wait_for_writer(self.directory, wait)
-                if attempt == 2 or not waited:
+                if attempt == 2 or not wait_for_writer(self.directory, wait):
                     raise
 
     def _open(self, verify: bool | str) -> None:
