@@ -6,10 +6,10 @@
     python3 bench/load.py --url http://127.0.0.1:8000      # a server already running
     python3 bench/load.py batching --model DIR             # one reader call per question vs
                                                            # one per batch of questions
-    python3 bench/load.py soak --duration 60               # the askers, plus a writer posting,
-                                                           # replacing and deleting documents and
-                                                           # slowloris and abandoned clients; then
-                                                           # SIGKILL and check the index on disk
+    python3 bench/load.py overload --model models/korqa-reader --before /tmp/before
+                                                           # capacity, then 2x as many questions:
+                                                           # goodput, 200/503/504 shares, p50/p99,
+                                                           # this tree and TREE taking turns
     python3 bench/load.py --ray --replicas 1 2             # embedded vs Ray Serve with 1 and 2
                                                            # replicas, taking turns
 
@@ -89,18 +89,27 @@ def free_port() -> int:
 
 
 def start_server(args: argparse.Namespace, scratch: Path, extra: tuple[str, ...] = (),
-                 threads: int | None = None) -> tuple[subprocess.Popen, str]:
-    model = args.model or make_tiny_reader(scratch / "tiny-reader")
+                 threads: int | None = None, tree: Path | None = None,
+                 data_dir: Path | None = None, nice: int = 0) -> tuple[subprocess.Popen, str]:
+    """`korqa serve` on a free loopback port: this checkout's korqa, or the one in `tree` (a
+    `git archive` of another commit, served by the same Python and packages), its niceness
+    changed by `nice`."""
+    model = Path(args.model).resolve() if args.model else \
+        make_tiny_reader(scratch / "tiny-reader")
     port = free_port()
     command = [sys.executable, "-m", "korqa.cli", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--model", str(model), "--data-dir", str(scratch / "data"),
+               "--port", str(port), "--model", str(model),
+               "--data-dir", str(data_dir or scratch / "data"),
                "--max-queue", str(args.max_queue), "--log-level", "warning", *extra]
     if args.index:
-        command += ["--index", args.index]
+        command += ["--index", str(Path(args.index).resolve())]
     if threads or args.threads:
         command += ["--threads", str(threads or args.threads)]
-    log = (scratch / "server.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    log = (scratch / "server.log").open("a")
+    # Run from the scratch folder: `python -m` puts the working folder first on sys.path.
+    env = {**os.environ, "PYTHONPATH": str((tree or Path(__file__).parents[1]).resolve())}
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=scratch,
+                               env=env, preexec_fn=(lambda: os.nice(nice)) if nice else None)
     url = f"http://127.0.0.1:{port}"
     import httpx
 
@@ -387,218 +396,161 @@ def batching_main(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- soak: questions while documents change, with slow and abandoned clients ------------------
+# ---- overload: capacity, then twice as many questions as it answers -------------------------
 
 
-SOAK_SLOW = 100  # slowloris connections held open at once
-SOAK_DEADLINE = 10.0  # the server's default question deadline (`korqa serve --deadline`)
-
-
-def soak_text(version: int, part: int) -> str:
-    """A paragraph no other paragraph resembles: syllables picked by its version and part."""
-    syllables = "".join(chr(0xAC00 + (version * 7919 + part * 104729 + i * 2741) % 11172)
-                        for i in range(8))
-    return f"소크 문서 {version}판 {part}째 문단의 암호는 {syllables}이다."
-
-
-async def soak_writer(http, stop: asyncio.Event, model: dict[str, list[str]],
-                      log: dict[str, int]) -> None:
-    """Post, replace (fewer paragraphs) and delete documents in turn; `model` holds what the
-    server acknowledged: doc id → its paragraphs' texts."""
-    version = 0
-    slot = 0
-    while not stop.is_set():
-        doc = f"soak{slot % 12}"
-        slot += 1
-        version += 1
-        if doc not in model:
-            op, texts = "post", [soak_text(version, k) for k in range(3)]
-        elif len(model[doc]) > 1:
-            op, texts = "replace", [soak_text(version, 0)]
-        else:
-            op, texts = "delete", []
-        try:
-            if op == "delete":
-                response = await http.delete(f"/documents/{doc}", timeout=300)
-            else:
-                response = await http.post("/documents", timeout=300, json={
-                    "documents": [{"id": doc, "title": f"소크 {doc}", "paragraphs": texts}]})
-        except Exception as failure:  # noqa: BLE001 - counted: an unacknowledged write
-            log[f"{op} {type(failure).__name__}"] = log.get(f"{op} {type(failure).__name__}",
-                                                            0) + 1
-            continue
-        if response.status_code == 200:
-            log[op] = log.get(op, 0) + 1
-            if op == "delete":
-                model.pop(doc, None)
-            else:
-                model[doc] = texts
-        else:
-            log[f"{op} HTTP {response.status_code}"] = \
-                log.get(f"{op} HTTP {response.status_code}", 0) + 1
-
-
-async def soak_hostile(port: int, stop: asyncio.Event, counts: dict[str, float]) -> None:
-    """Keep SOAK_SLOW slowloris connections open (a header line every 2 s, never finished) and
-    send abandoned questions (a whole request, closed before the answer) five times a second;
-    counts what was sent and how long the server let a slow connection live."""
-    request = json.dumps({"question": QUESTIONS[0]}, ensure_ascii=False).encode()
-    abandoned = (b"POST /ask HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: " + str(len(request)).encode() + b"\r\n\r\n" + request)
-
-    async def slow() -> None:
-        opened = time.monotonic()
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            counts["slow_refused"] += 1
-            return
-        counts["slow_opened"] += 1
-        try:
-            writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            while not stop.is_set():
-                try:
-                    if await asyncio.wait_for(reader.read(1), 2.0) == b"":
-                        break  # the server closed it
-                except TimeoutError:
-                    writer.write(b"X-Slow: 1\r\n")
-                    await writer.drain()
-        except OSError:
-            pass
-        finally:
-            counts["slow_longest_s"] = max(counts["slow_longest_s"], time.monotonic() - opened)
-            writer.close()
-
-    async def slow_pool() -> None:
-        live: set[asyncio.Task] = set()
-        while not stop.is_set():
-            while len(live) < SOAK_SLOW:
-                task = asyncio.create_task(slow())
-                live.add(task)
-                task.add_done_callback(live.discard)
-            await asyncio.sleep(0.2)
-        await asyncio.gather(*live, return_exceptions=True)
-
-    async def abandon() -> None:
-        while not stop.is_set():
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.write(abandoned)
-                await writer.drain()
-                writer.close()
-                counts["abandoned"] += 1
-            except OSError:
-                counts["abandoned_refused"] += 1
-            await asyncio.sleep(0.2)
-
-    await asyncio.gather(slow_pool(), abandon())
-
-
-async def run_soak(url: str, pid: int, clients: int, duration: float) -> dict:
+async def open_loop(url: str, rate: float, duration: float, timeout: float) -> dict:
+    """Questions arriving at `rate` per second for `duration` seconds, evenly spaced, each
+    whether or not the earlier ones were answered (as independent users ask), and one writer
+    posting a document, one after another: every status and time."""
     import httpx
+
+    outcomes: list[tuple[int | str, float]] = []
+    writes: list[float] = []
+    last_answer = [0.0]
+
+    async def writer(http: httpx.AsyncClient) -> None:
+        number = 0
+        while time.monotonic() - begin < duration:
+            number += 1
+            started = time.perf_counter()
+            response = await http.post("/documents", timeout=300, json={"documents": [
+                {"id": f"w{number}", "title": "쓰기", "paragraphs": [f"부하 중 쓰기 {number}"]}]})
+            if response.status_code == 200:
+                writes.append(time.perf_counter() - started)
+            await asyncio.sleep(1.0)
 
     port = urlsplit(url).port or 80
-    stop = asyncio.Event()
-    model: dict[str, list[str]] = {}
-    writes: dict[str, int] = {}
-    hostile = {"slow_opened": 0, "slow_refused": 0, "slow_longest_s": 0.0, "abandoned": 0,
-               "abandoned_refused": 0}
-    rss: list[float | None] = [rss_mb(pid)]
+    requests = [_raw_post("/ask", {"question": question}) for question in QUESTIONS]
 
-    async def sample_rss() -> None:
-        while not stop.is_set():
-            await asyncio.sleep(5)
-            rss.append(rss_mb(pid))
+    async def one(request: bytes) -> None:
+        # A bare HTTP/1.1 exchange, not httpx: on a loaded machine the client must keep
+        # sending at the rate however many answers come back at once.
+        started = time.perf_counter()
+        try:
+            status: int | str = await asyncio.wait_for(_exchange(port, request), timeout)
+        except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as failure:
+            status = type(failure).__name__
+        outcomes.append((status, time.perf_counter() - started))
+        last_answer[0] = time.monotonic()
 
-    limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
-        background = [asyncio.create_task(soak_writer(http, stop, model, writes)),
-                      asyncio.create_task(soak_hostile(port, stop, hostile)),
-                      asyncio.create_task(sample_rss())]
-        # The same askers as `load`; 503 (queue full) and 504 (past the deadline) are the
-        # server's designed answers under overload, counted apart.
-        load = await run_load(url, clients, duration, None)
-        stop.set()
-        await asyncio.gather(*background)
-        by_design = {kind: n for kind, n in load["error_kinds"].items()
-                     if kind in ("HTTP 503", "HTTP 504")}
-        load["errors"] -= sum(by_design.values())
-        load["error_kinds"] = {k: n for k, n in load["error_kinds"].items() if k not in by_design}
-        load["by_design"] = by_design
-        # Every acknowledged write, asked for over HTTP: each live paragraph is the first hit
-        # for its own text, and no deleted or replaced text is found.
-        missing = 0
-        for doc, texts in model.items():
-            for k, text in enumerate(texts):
-                answer = (await http.post("/ask", json={"question": text, "top_k": 1})).json()
-                if [h["paragraph_id"] for h in answer["retrieved"]] != [f"api:{doc}:{k}"]:
-                    missing += 1
-        health = (await http.get("/health")).json()
-    rss.append(rss_mb(pid))
-    return {**load, "writes": writes, "hostile": {**hostile, "slow_longest_s":
-                                                  round(hostile["slow_longest_s"], 1)},
-            "documents_live": len(model), "acknowledged_not_found_over_http": missing,
-            "rss_mb": {"start": rss[0], "end": rss[-1],
-                       "max": max((r for r in rss if r is not None), default=None),
-                       "samples": rss},
-            "paragraphs": health.get("paragraphs"), "model": model}
+    limits = httpx.Limits(max_connections=MAX_CLIENTS, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, limits=limits) as http:
+        tasks = []
+        begin = time.monotonic()
+        writing = asyncio.create_task(writer(http))
+        while (now := time.monotonic() - begin) < duration:
+            due = len(tasks) / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            tasks.append(asyncio.create_task(one(requests[len(tasks) % len(requests)])))
+        sent = time.monotonic() - begin
+        await asyncio.gather(*tasks, writing)
+    writes.sort()
+    # Goodput over the whole time answers came, the backlog after the last arrival included.
+    return {**summarise(outcomes, max(last_answer[0] - begin, duration)),
+            "sent_rps": round(len(tasks) / sent, 2), "writes": len(writes),
+            "write_s": {"p50": round(statistics.median(writes), 2) if writes else None,
+                        "max": round(writes[-1], 2) if writes else None}}
 
 
-def check_soak_on_disk(index_dir: Path, model: dict[str, list[str]]) -> dict:
-    """After the server was SIGKILLed: the index opens without repair and holds exactly the
-    acknowledged API documents, in its store and in its retriever."""
-    from korqa.retrieval.index import Index
-    from korqa.server.engine import repair_index
-
-    with Index(index_dir) as index:
-        stored = {}
-        for paragraph in index.store:
-            if paragraph.doc_id.startswith("api:"):
-                stored.setdefault(paragraph.doc_id[4:], []).append(paragraph.text)
-        indexed = {pid for pid in index.retriever.paragraph_ids if pid.startswith("api:")}
-    expected = {f"api:{doc}:{k}" for doc, texts in model.items() for k in range(len(texts))}
-    return {"store_matches_acknowledged": stored == model,
-            "retriever_matches_acknowledged": indexed == expected,
-            "repair_needed": repair_index(index_dir)}
+def _raw_post(path: str, body: dict) -> bytes:
+    data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode() + data
 
 
-def soak_main(args: argparse.Namespace) -> int:
-    """`load`'s askers plus a writer and hostile clients against a server of our own; then
-    SIGKILL it and check the index on disk."""
+async def _exchange(port: int, request: bytes) -> int:
+    """Send `request` on a fresh connection; the status of the answer, read whole."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        status = int((await reader.readline()).split()[1])
+        await reader.read()  # to the end: Connection: close
+        return status
+    finally:
+        writer.close()
+
+
+def summarise(outcomes: list[tuple[int | str, float]], duration: float) -> dict:
+    """Shares of each status, goodput (answers per second over `duration`), p50/p99 of the
+    answered."""
+    answered = sorted(seconds for status, seconds in outcomes if status == 200)
+    kinds: dict[str, int] = {}
+    for status, _ in outcomes:
+        kinds[str(status)] = kinds.get(str(status), 0) + 1
+
+    def pct(values: list[float], q: float) -> float | None:
+        return round(1000 * values[min(len(values) - 1, int(q * len(values)))], 1) \
+            if values else None
+
+    return {"requests": len(outcomes), "goodput_rps": round(len(answered) / duration, 2),
+            "shares": {kind: round(n / max(len(outcomes), 1), 3) for kind, n in
+                       sorted(kinds.items())},
+            "answered_ms": {"p50": pct(answered, 0.50), "p99": pct(answered, 0.99)}}
+
+
+def measure_capacity(url: str, args: argparse.Namespace) -> float:
+    """Questions answered per second by --clients askers who wait for each answer."""
+    closed = asyncio.run(run_load(url, args.clients, args.capacity_seconds, None))
+    return (closed["requests"] - closed["errors"]) / closed["seconds"]
+
+
+def overload_main(args: argparse.Namespace) -> int:
+    """For each server (this checkout; with --before, also that tree), taking turns: measure
+    its capacity (questions answered per second by --clients askers who wait for each answer),
+    send questions at --factor times that rate and see what comes back, measure the capacity
+    again; goodput is compared with the mean of the two capacities."""
     import httpx
 
-    if not 0 < args.duration <= MAX_DURATION:
-        raise SystemExit(f"--duration must be in (0, {MAX_DURATION:.0f}] seconds")
-    if not 0 < args.clients <= MAX_CLIENTS:
-        raise SystemExit(f"--clients must be in [1, {MAX_CLIENTS}]")
-    with tempfile.TemporaryDirectory(prefix="korqa-soak-") as scratch:
-        process, url = start_server(args, Path(scratch))
-        try:
-            for question in QUESTIONS[:3]:
-                httpx.post(f"{url}/ask", json={"question": question}, timeout=300)
-            result = asyncio.run(run_soak(url, process.pid, args.clients, args.duration))
-            result["server_peak_rss_mb"] = rss_mb(process.pid, "VmHWM")
-        finally:
-            process.kill()  # SIGKILL: what is on disk must already be whole
-            process.wait(30)
-        model = result.pop("model")
-        result["on_disk_after_sigkill"] = check_soak_on_disk(Path(scratch) / "data" / "index",
-                                                             model)
-    p99 = result["latency_ms"]["p99"]
-    result["p99_within_deadline"] = p99 is not None and p99 <= 1000 * SOAK_DEADLINE
-    disk = result["on_disk_after_sigkill"]
-    ok = (result["errors"] == 0 and result["p99_within_deadline"]
-          and result["acknowledged_not_found_over_http"] == 0
-          and disk["store_matches_acknowledged"] and disk["retriever_matches_acknowledged"]
-          and not disk["repair_needed"])
-    result["ok"] = ok
-    print(json.dumps(result, ensure_ascii=False, indent=2))
-    return 0 if ok else 1
+    if args.client_nice:
+        # On a machine other jobs load, a client starved of CPU sends late: its arrivals,
+        # not the server, would decide the rate. Only this process's priority changes.
+        os.nice(args.client_nice)
+    trees = [("after", None)] + ([("before", Path(args.before))] if args.before else [])
+    rows: dict[str, list[dict]] = {name: [] for name, _ in trees}
+    for round_number in range(args.rounds):
+        for name, tree in trees if round_number % 2 == 0 else trees[::-1]:
+            with tempfile.TemporaryDirectory(prefix="korqa-overload-") as scratch:
+                # The server back at the priority every other job has (--client-nice).
+                process, url = start_server(args, Path(scratch), tree=tree,
+                                            nice=-args.client_nice)
+                try:
+                    for question in QUESTIONS[:4]:
+                        httpx.post(f"{url}/ask", json={"question": question}, timeout=300)
+                    capacity = measure_capacity(url, args)
+                    result = asyncio.run(open_loop(url, args.factor * capacity, args.duration,
+                                                   timeout=60))
+                    # Measured again after: the mean of the two follows a machine whose other
+                    # load drifts during the run.
+                    capacity = (capacity + measure_capacity(url, args)) / 2
+                finally:
+                    stop_tree(process)
+            result.update(round=round_number, capacity_rps=round(capacity, 2),
+                          offered_rps=round(args.factor * capacity, 2),
+                          goodput_share=round(result["goodput_rps"] / capacity, 3))
+            rows[name].append(result)
+            print(f"{name:6} round {round_number}: capacity {capacity:.2f}/s, offered "
+                  f"{args.factor * capacity:.2f}/s (sent {result['sent_rps']}/s), goodput "
+                  f"{result['goodput_rps']}/s "
+                  f"({result['goodput_share']:.0%}), shares {result['shares']}, answered p50 "
+                  f"{result['answered_ms']['p50']} p99 {result['answered_ms']['p99']} ms; "
+                  f"{result['writes']} writes, p50 {result['write_s']['p50']} max "
+                  f"{result['write_s']['max']} s",
+                  file=sys.stderr, flush=True)
+    print(json.dumps({"model": str(args.model or "tiny random"), "factor": args.factor,
+                      "clients_for_capacity": args.clients, "duration_s": args.duration,
+                      "threads": args.threads, "rows": rows}, ensure_ascii=False, indent=2))
+    return 0
+
+
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", nargs="?", choices=["load", "batching", "soak"], default="load")
+    parser.add_argument("mode", nargs="?", choices=["load", "batching", "overload"],
+                        default="load")
     parser.add_argument("--url", help="a running server (loopback only); default: start one")
     parser.add_argument("--model", help="reader dir for the server it starts (default: tiny)")
     parser.add_argument("--index", help="index dir for the server it starts (default: sample)")
@@ -617,11 +569,24 @@ def main(argv: list[str] | None = None) -> int:
                              "each N of --replicas, taking turns (needs the ray extra)")
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2],
                         help="--ray: replica counts to compare (default 1 2)")
-    parser.add_argument("--rounds", type=int, default=2, help="--ray: turns of each server")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="--ray, overload: turns of each server")
+    parser.add_argument("--before", metavar="TREE",
+                        help="overload: also serve the korqa in TREE (`git archive` of another "
+                             "commit), taking turns with this one")
+    parser.add_argument("--factor", type=float, default=2.0,
+                        help="overload: questions sent per second, as a multiple of capacity")
+    parser.add_argument("--capacity-seconds", type=float, default=20.0,
+                        help="overload: how long capacity is measured")
+    parser.add_argument("--client-nice", type=int, default=0,
+                        help="overload: change this client's niceness by N (negative: more "
+                             "CPU for the client, needs root), so that it keeps the rate")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.mode == "soak":
-        return soak_main(args)
+    if args.mode == "overload":
+        if not 0 < args.duration <= MAX_DURATION:
+            raise SystemExit(f"--duration must be in (0, {MAX_DURATION:.0f}] seconds")
+        return overload_main(args)
     if args.mode == "batching":
         return batching_main(args)
     return ray_main(args) if args.ray else load_main(args)

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "korqa"
 # top layer (the command line, the server and what runs them, and the public face `korqa`)
 # may import anything below it, and its parts each other (without a cycle).
 LAYERS: list[tuple[str, ...]] = [
-    ("korqa.version", "korqa.paths", "korqa.lazy", "korqa.memory", "korqa.extras",
+    ("korqa.version", "korqa.paths", "korqa.lazy", "korqa.memory", "korqa.extras", "korqa.errors",
      "korqa.questions", "korqa.morphology", "korqa.tokenization", "korqa.splits"),
     ("korqa.corpus",),
     ("korqa.modeling", "korqa.korquad_metric"),

@@ -10,6 +10,7 @@ import pytest
 from tiny import make_tiny_reader, write_corpus
 
 from korqa.cli import main
+from korqa.corpus.formats import document_id
 
 JSON_KEYS = {"answer", "score", "known", "title", "paragraph_id", "context", "start", "end",
              "candidates"}
@@ -106,7 +107,8 @@ def test_chat_answers_piped_questions_and_handles_commands(
                        capsys)
     assert code == 0
     assert ":sources" in out and ":quit" in out  # the help text
-    assert "paragraphs read" in out and "한라산 [kowiki:halla:0]" in out  # the sources
+    halla = f"kowiki:{document_id(files['corpus'], 'halla')}:0"
+    assert "paragraphs read" in out and f"한라산 [{halla}]" in out  # the sources
     assert "1. 한라산의 높이는 얼마인가? → " in out  # the history
     assert "unknown command ':nope'" in out
     assert "고생 많았어요." in out
@@ -142,4 +144,4 @@ def test_ask_reads_a_cp949_folder_with_headings(files: dict[str, Path], tmp_path
     data = json.loads(out)
     # The heading is the title (not the file stem, not a paragraph); the text decoded intact.
     assert data["title"] == "한라산" and data["context"] == DOCS[1][2][0]
-    assert data["paragraph_id"] == "file:halla_cp949.txt:1"
+    assert data["paragraph_id"] == f"file:{document_id(folder / 'halla_cp949.txt')}:1"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -298,7 +299,8 @@ def test_serve_on_a_two_node_cluster(cluster: tuple[str, Processes],
     address, processes = cluster
     model = make_tiny_reader(tmp_path / "reader")
     embedded_index = build_tiny_index(tmp_path / "embedded-index")
-    ray_index = build_tiny_index(tmp_path / "ray-index")
+    # A copy: the same documents under the same ids (an id names the file it was read from).
+    ray_index = Path(shutil.copytree(embedded_index, tmp_path / "ray-index"))
     embedded, embedded_url = _serve(processes, embedded_index, model, tmp_path / "data-1",
                                     _free_port(), tmp_path / "embedded.log")
     served, url = _serve(processes, ray_index, model, tmp_path / "data-2", _free_port(),

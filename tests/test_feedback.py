@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tiny import DOCS, build_tiny_index, make_tiny_reader, one_torch_thread, tiny_pipeline
+from tiny import (
+    DOCS,
+    build_tiny_index,
+    make_tiny_reader,
+    one_torch_thread,
+    tiny_paragraph_id,
+    tiny_pipeline,
+)
 
 from korqa.cli import main
 from korqa.corpus.formats import read_squad
@@ -122,6 +129,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
 
 def test_feedback_round_trip_to_a_squad_file_with_exact_offsets(client: TestClient,
                                                                  tmp_path: Path) -> None:
+    HALLA_ID = tiny_paragraph_id(tmp_path / "index", "halla")  # noqa: N806 - the module's name
     answer = client.post("/ask", json={"question": HALLA_Q}).json()
     assert answer["paragraph_id"] == HALLA_ID
     shown = {"question": HALLA_Q, "answer": answer["answer"], "paragraph_id": HALLA_ID}

@@ -15,10 +15,12 @@ from korqa.modeling.engines import TorchEngine
 from korqa.reader.features import FeatureConfig, convert_examples_to_features, max_context_among
 from korqa.reader.josa import is_particle_tail, particle_cut, trim_particles
 from korqa.reader.predict import (
+    MAX_WINDOWS,
     PredictConfig,
     WindowLogits,
     compute_logits,
     decode_predictions,
+    decode_windows,
     predict,
     question_match,
     read_logits,
@@ -250,6 +252,35 @@ def test_the_progress_bar_counts_questions_settled_by_skipped_windows_too(tmp_pa
                 progress=True)
     bar = capsys.readouterr().err.replace("\r", "\n")
     assert "1/1" in bar and "2/1" not in bar  # every window read: still one question
+
+
+def test_a_budget_caps_the_windows_read_most_promising_first(tmp_path):
+    # Issue 27: one question reads at most MAX_WINDOWS windows over all its paragraphs, so an
+    # over-long question with many paragraphs costs a bounded number of forward passes.
+    _, tokenizer, features = _spaced(tmp_path, "차")
+    model = _PointsAt(target=-1)  # never confident: without a budget every window is read
+    logits = read_logits(model, features, tokenizer, PredictConfig(), budget=1)
+    assert model.windows_read == 1 and [w is not None for w in logits] == [False, False, True]
+    model.windows_read = 0
+    logits = read_logits(model, features, tokenizer, PredictConfig(stop_confidence=None),
+                         budget=2)
+    assert model.windows_read == 2 and logits[2] is not None  # the best match is read first
+    # Over several paragraphs (examples), rounds take each one's next-best window in turn.
+    examples = [SquadExample(f"q{i}", "차", SPACED, "t", 0, []) for i in range(3)]
+    many = convert_examples_to_features(examples, tokenizer, SPACED_WINDOWS, False)
+    model.windows_read = 0
+    logits = read_logits(model, many, tokenizer, PredictConfig(), budget=MAX_WINDOWS)
+    assert model.windows_read == MAX_WINDOWS < len(many)
+    assert all(logits[i] is not None for i in (2, 5, 8))  # every paragraph's best window
+    # A budget smaller than the paragraphs: the first ones (by retrieval rank) are read, the
+    # rest answer nothing, as if under the read gate.
+    model.windows_read = 0
+    logits = read_logits(model, many, tokenizer, PredictConfig(), budget=2)
+    assert model.windows_read == 2 and [w is not None for w in logits].count(True) == 2
+    answers = decode_windows([SPACED] * 3, many, logits, PredictConfig())
+    assert [bool(candidates) for candidates in answers] == [True, True, False]
+    with pytest.raises(ValueError, match="budget"):
+        read_logits(model, features, tokenizer, PredictConfig(), budget=0)
 
 
 def test_unsure_windows_are_all_read(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 
 from korqa.cli import main
 from korqa.corpus import Paragraph, ParagraphStore
+from korqa.corpus.formats import document_id
 from korqa.retrieval import (
     BM25Retriever,
     HybridRetriever,
@@ -208,7 +209,8 @@ def test_index_directory_build_update_and_search(tmp_path):
     assert (added.added, total) == (6, 6)
     with Index(out) as index:
         paragraph, score = index.search("훈민정음을 창제한 왕은?", k=1)[0]
-        assert (paragraph.title, paragraph.id) == ("세종", "file:세종.txt:0") and score > 0
+        assert (paragraph.title, paragraph.id) == (
+            "세종", f"file:{document_id(folder / '세종.txt')}:0") and score > 0
     # Documents added later join the store; the retriever is rebuilt over all of them.
     (folder / "김치.txt").write_text(DOCS["김치"], encoding="utf-8")
     added, total = build_index(out, [folder], "tfidf", progress=False)

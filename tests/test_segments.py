@@ -18,6 +18,7 @@ import pytest
 from faults import paused_at
 
 from korqa.cli import main as korqa_main
+from korqa.corpus.formats import document_id
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval import bm25 as bm25_module
@@ -251,15 +252,16 @@ def reference_for(index_dir: Path) -> BM25Retriever:
 def test_writes_to_an_index_add_segments_mark_deletes_and_merge(tmp_path: Path,
                                                                 capsys) -> None:
     index_dir = tmp_path / "index"
-    build_index(index_dir, [write_jsonl(tmp_path / "a.jsonl", corpus(30))], "bm25",
-                progress=False)
+    source = write_jsonl(tmp_path / "a.jsonl", corpus(30))
+    build_index(index_dir, [source], "bm25", progress=False)
     assert segment_names(index_dir) == ["seg-000001"]
     base = (index_dir / SEGMENTS_DIR / "seg-000001" / "tf.npy").stat().st_mtime_ns
+    d0, d2 = document_id(source, "d0"), document_id(source, "d2")
 
     # A server's write: replace one document, add another.
     def write(store: ParagraphStore):
         return store.replace_documents([
-            Paragraph("kowiki:d2:0", "새 문서", "강물 별빛 숲길", "d2"),
+            Paragraph(f"kowiki:{d2}:0", "새 문서", "강물 별빛 숲길", d2),
             Paragraph("new:0", "추가", "달빛 꽃길 하늘", "new")])
 
     change_index(index_dir, write)
@@ -275,7 +277,7 @@ def test_writes_to_an_index_add_segments_mark_deletes_and_merge(tmp_path: Path,
     assert segment_names(index_dir) == ["seg-000001", "seg-000002"]  # marked, not rebuilt
     with Index(index_dir) as index:
         found = {pid for q in QUERIES for pid, _ in index.retriever.retrieve(q, 40)}
-        assert "kowiki:d0:0" not in found
+        assert f"kowiki:{d0}:0" not in found
         before = {q: index.retriever.retrieve(q, 40) for q in QUERIES}
 
     assert korqa_main(["merge", "--index", str(index_dir)]) == 0

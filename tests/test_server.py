@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from tiny import DOCS, build_tiny_index, tiny_pipeline
 
 from korqa.cli import build_parser
+from korqa.corpus.formats import document_id
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import ParagraphStore
 from korqa.corpus.text import MAX_PARAGRAPH_CHARS
@@ -572,8 +573,8 @@ def test_the_servers_own_index_keeps_added_documents_when_the_corpus_grows(
     write_corpus(corpus, DOCS[1:])
     prepare_index(None, [corpus], data)
     with Index(target) as index:
-        assert [d.doc_id for d in index.store.documents()] == \
-            [name for name, _, _ in DOCS[1:2]] + ["x"] + [name for name, _, _ in DOCS[2:]]
+        names = [document_id(corpus, name) for name, _, _ in DOCS]
+        assert [d.doc_id for d in index.store.documents()] == [names[1], "x", *names[2:]]
     with pytest.raises(ValueError, match="not both"):
         prepare_index(tmp_path, [corpus], data)
 

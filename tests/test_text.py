@@ -9,6 +9,7 @@ import random
 import pytest
 
 from korqa.corpus import TextReading, load_corpus
+from korqa.corpus.formats import document_id
 from korqa.corpus.text import MAX_PARAGRAPH_CHARS, UnreadableText, decode_text, text_document
 
 JEJU = "한라산은 제주도에 있는 산이다.\n\n높이는 1,950미터이다.\n"
@@ -27,8 +28,9 @@ def warnings_of(caplog):
 @pytest.mark.parametrize("prefix", [b"", codecs.BOM_UTF8])
 def test_utf8_with_or_without_bom_is_read_silently(tmp_path, caplog, prefix):
     got = paragraphs(tmp_path, "jeju.txt", prefix + JEJU.encode("utf-8"))
-    assert got == [("file:jeju.txt:0", "jeju", "한라산은 제주도에 있는 산이다."),
-                   ("file:jeju.txt:1", "jeju", "높이는 1,950미터이다.")]
+    jeju = f"file:{document_id(tmp_path / 'jeju.txt')}"
+    assert got == [(f"{jeju}:0", "jeju", "한라산은 제주도에 있는 산이다."),
+                   (f"{jeju}:1", "jeju", "높이는 1,950미터이다.")]
     assert warnings_of(caplog) == []
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from korqa.corpus.formats import document_id
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.pipeline import PipelineConfig, QAPipeline
@@ -93,6 +94,12 @@ def build_tiny_index(directory: Path) -> Path:
     corpus = write_corpus(directory.parent / f"{directory.name}-corpus.jsonl")
     build_index(directory, [corpus], make_retriever("bm25", morphemes=False), progress=False)
     return directory
+
+
+def tiny_paragraph_id(index_dir: Path, name: str, number: int = 0) -> str:
+    """The id `build_tiny_index(index_dir)` gives paragraph `number` of document `name`."""
+    corpus = index_dir.parent / f"{index_dir.name}-corpus.jsonl"
+    return f"kowiki:{document_id(corpus, name)}:{number}"
 
 
 def tiny_pipeline(index_dir: Path, model_dir: Path, **config: object) -> Callable[[], QAPipeline]:

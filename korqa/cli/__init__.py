@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from korqa.cli import answer, evaluation, index, training
 from korqa.cli.command import OUTPUT, Command, print_json
 from korqa.cli_options import add_options, build, resolve
+from korqa.errors import IndexFault
 
 COMMANDS: tuple[Command, ...] = (*answer.COMMANDS, *index.COMMANDS, *evaluation.COMMANDS,
                                  *training.COMMANDS)
@@ -233,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"{name}: error: {error}", file=sys.stderr)
         return 2
+    except IndexFault as error:  # a full disk, a read-only or damaged index: one line too
+        print(f"{name}: error: {error}", file=sys.stderr)
+        return 1
     except ModuleNotFoundError as error:
         from korqa.extras import missing_extra_message
 

@@ -27,7 +27,7 @@ def index(config: IndexConfig, cluster: RayIndexing) -> dict[str, Any]:
 
 def verify(config: VerifyConfig) -> dict[str, Any]:
     # The repair is the server's start-up one (korqa.server.engine), which sits above retrieval.
-    from korqa.retrieval.index import verify_index
+    from korqa.retrieval.verify import verify_index
 
     repaired = {}
     if config.repair:

@@ -13,8 +13,11 @@ A corpus path means the same to `index`, `cloze`, `vocab`, `pretrain` and vocabu
                       one that cannot be read is skipped with a warning, or an error with
                       `TextReading.strict`
   a folder            every file of those kinds but SQuAD JSON under it, recursively, in path
-                      order; a file's document id is its path inside the folder. Files it
-                      skipped (unreadable, or of other kinds) are named in one warning at the end
+                      order. Files it skipped (unreadable, or of other kinds) are named in one
+                      warning at the end
+
+A document's id is its file's absolute path, plus `#` and its id inside a kowiki or SQuAD file
+(`document_id`): two files never share one, and the same file gets the same ids each time.
 
 Suffixes are matched without regard to case. Every error names the file and the field.
 """
@@ -49,6 +52,16 @@ KOWIKI_SUFFIXES = (".jsonl", ".jsonl.xz")
 TEXT_SUFFIXES = (".txt", ".md")
 # A folder holds documents, not SQuAD sets.
 FOLDER_SUFFIXES = KOWIKI_SUFFIXES + TEXT_SUFFIXES + DOCUMENT_SUFFIXES
+
+
+def document_id(path: Path, inner: str | None = None) -> str:
+    """The id of a document read from the corpus file `path`: the file's absolute path (links
+    resolved), then `#inner` for one of the documents a kowiki or SQuAD file holds (its id,
+    its article title). Distinct for `A/notes.txt` and `B/notes.txt`, and the same each time
+    the same file is read, which is how re-indexing a path replaces its documents. Every
+    reader of corpus files names its documents through this one function."""
+    name = path.resolve().as_posix()
+    return name if inner is None else f"{name}#{inner}"
 
 
 @dataclass(frozen=True)
@@ -159,25 +172,28 @@ def read_squad_json(obj: Any, source: str = "<json>") -> list[SquadExample]:
     return examples
 
 
-def squad_documents(obj: Any, source: str = "<json>") -> Iterator[Document]:
+def squad_documents(obj: Any, source: str = "<json>",
+                    path: Path | None = None) -> Iterator[Document]:
     """The documents of a SQuAD object (validated whole first): one per article, each distinct
     context once.
 
-    The doc id is the article title (suffixed `#2`, `#3`… when a title repeats) and a
-    paragraph's index is its position in its article, so ids do not depend on which duplicates
-    were skipped. A context already seen (in any article) is skipped: the first one wins.
+    The doc id is the article title (suffixed `#2`, `#3`… when a title repeats), qualified by
+    the file `path` it was read from (`document_id`) when given, and a paragraph's index is its
+    position in its article, so ids do not depend on which duplicates were skipped. A context
+    already seen (in any article) is skipped: the first one wins.
     """
     read_squad_json(obj, source)
-    return _squad_documents(obj)
+    return _squad_documents(obj, path)
 
 
-def _squad_documents(obj: dict[str, Any]) -> Iterator[Document]:
+def _squad_documents(obj: dict[str, Any], path: Path | None = None) -> Iterator[Document]:
     seen_contexts: set[str] = set()
     title_counts: dict[str, int] = {}
     for article in obj["data"]:
         title = article.get("title", "")
         title_counts[title] = title_counts.get(title, 0) + 1
         doc_id = title if title_counts[title] == 1 else f"{title}#{title_counts[title]}"
+        doc_id = doc_id if path is None else document_id(path, doc_id)
         paragraphs = []
         for index, paragraph in enumerate(article["paragraphs"]):
             context = paragraph["context"]
@@ -352,7 +368,8 @@ def _get(obj: dict, key: str, kind: type, where: str, default: Any = _MISSING) -
 
 def kowiki_documents(path: str | Path) -> Iterator[Document]:
     """The documents of a kowiki-style JSONL file, plain or `.xz`, read line by line so a shard
-    is never held in memory whole. A paragraph's index is its position in the document."""
+    is never held in memory whole. A document's id is `document_id(path, its "id")`; a
+    paragraph's index is its position in the document."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: corpus file not found")
@@ -376,6 +393,7 @@ def kowiki_documents(path: str | Path) -> Iterator[Document]:
                 raise ValueError(f"{where}: field 'title' must be a string")
             if not isinstance(paragraphs, list) or not all(isinstance(p, str) for p in paragraphs):
                 raise ValueError(f"{where}: field 'paragraphs' must be a list of strings")
+            doc_id = document_id(path, doc_id)
             yield Document(doc_id, title, [
                 Paragraph(paragraph_id("kowiki", doc_id, index), title, text, doc_id)
                 for index, text in enumerate(paragraphs) if text.strip()
@@ -419,11 +437,10 @@ def _open_text(path: Path) -> IO[str]:
 # ---- text files -----------------------------------------------------------------------------
 
 
-def text_file_document(
-    path: str | Path, doc_id: str | None = None, reading: TextReading | None = None
-) -> Document | None:
-    """One .txt/.md file as a document: paragraphs split on blank lines, headings title them
-    and the document's title is its first heading, else the file stem (`korqa.corpus.text`).
+def text_file_document(path: str | Path, reading: TextReading | None = None) -> Document | None:
+    """One .txt/.md file as a document (its id: `document_id(path)`): paragraphs split on blank
+    lines, headings title them and the document's title is its first heading, else the file
+    stem (`korqa.corpus.text`).
 
     The file is decoded as `reading` says (UTF-8, else CP949, with a warning); an unreadable
     file is None under `reading.skip_bad` and a ValueError otherwise.
@@ -432,7 +449,7 @@ def text_file_document(
     text = read_text(path, reading or TextReading())
     if text is None:
         return None
-    return text_to_document(text, doc_id or path.name, path.stem,
+    return text_to_document(text, document_id(path), path.stem,
                             markdown=path.suffix.lower() == ".md")
 
 
@@ -482,7 +499,7 @@ class SkippedFiles:
         return f"{folder}: skipped {count} file{'s' * (count > 1)} — " + "; ".join(named)
 
 
-def document_file(path: Path, doc_id: str | None = None, reading: TextReading | None = None,
+def document_file(path: Path, reading: TextReading | None = None,
                   skipped: SkippedFiles | None = None) -> Document | None:
     """A PDF, DOCX, HWP, HWPX or HTML file as a document (`korqa.corpus.documents`), its
     headings titling its paragraphs as in .md files. One that cannot be read is None, after a
@@ -495,7 +512,7 @@ def document_file(path: Path, doc_id: str | None = None, reading: TextReading | 
             raise ValueError(f"{path}: cannot be read: {error}") from None
         (skipped or SkippedFiles()).skip(path, str(error), isinstance(error, MissingExtra))
         return None
-    doc_id = doc_id or path.name
+    doc_id = document_id(path)
     title, blocks = outline_document(((s.text, s.level) for s in outline), path.stem)
     return Document(doc_id, title, [Paragraph(paragraph_id("file", doc_id, index), section,
                                               block, doc_id) for index, section, block in blocks])
@@ -553,21 +570,19 @@ def kind_of(path: Path) -> str:
                      f"{', '.join(SQUAD_SUFFIXES + FOLDER_SUFFIXES)})")
 
 
-def file_documents(
-    path: Path, doc_id: str | None = None, reading: TextReading | None = None,
-    skipped: SkippedFiles | None = None,
-) -> Iterator[Document]:
-    """The documents of one corpus file, by its kind; `doc_id` names a text or document
-    file's document. A file skipped as unreadable is noted in `skipped`."""
+def file_documents(path: Path, reading: TextReading | None = None,
+                   skipped: SkippedFiles | None = None) -> Iterator[Document]:
+    """The documents of one corpus file, by its kind. A file skipped as unreadable is noted in
+    `skipped`."""
     kind = kind_of(path)
     if kind == "kowiki":
         yield from kowiki_documents(path)
     elif kind == "squad":
-        yield from squad_documents(load_json(path), source=str(path))
+        yield from squad_documents(load_json(path), source=str(path), path=path)
     elif kind == "document":
-        if (document := document_file(path, doc_id, reading, skipped)) is not None:
+        if (document := document_file(path, reading, skipped)) is not None:
             yield document
-    elif (document := text_file_document(path, doc_id, reading)) is not None:
+    elif (document := text_file_document(path, reading)) is not None:
         yield document
     elif skipped is not None:
         skipped.files.append((path, "cannot be read as text"))
@@ -583,8 +598,7 @@ def iter_documents(
         if path.is_dir():
             skipped = SkippedFiles()
             for file in folder_files(path):
-                yield from file_documents(file, file.relative_to(path).as_posix(), reading,
-                                          skipped)
+                yield from file_documents(file, reading, skipped)
             if (summary := skipped.summary(path, other_files(path))) is not None:
                 log.warning("%s", summary)
         elif not path.exists():

@@ -1,17 +1,27 @@
 """A persistent paragraph store in SQLite: add (one row per id), get by ids, count, iterate;
-documents replaced whole, per corpus source, or removed by id."""
+documents replaced whole, per corpus source, or removed by id.
+
+Every change also moves on the store's content digest, in the same transaction: the sum,
+modulo 2**256, of one sha256 per paragraph row (id, title, text, doc id), kept with the
+generation in the `meta` table. Triggers on korqa's own writing connections add and subtract
+the rows a statement touches, so a write costs its own rows, not the store's; `check_digest`
+(`korqa verify`) sums every row again, and a row changed by anything else, or damaged on disk,
+no longer adds up.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 from korqa.corpus.paragraph import Paragraph
+from korqa.errors import DamagedIndex, ReadOnlyIndex, storage_fault
 
 STORE_VERSION = 1
 _SCHEMA = """
@@ -68,8 +78,50 @@ _TRACK_SCHEMA = (
     "BEGIN INSERT INTO touched (id) SELECT old.id "
     "WHERE NOT EXISTS (SELECT 1 FROM touched WHERE id = old.id); END",
 )
+# The content digest (module docstring): temp triggers on each writing connection call
+# korqa_digest(sign, row…) for every row inserted, deleted or updated.
+_DIGEST_SCHEMA = (
+    "CREATE TEMP TRIGGER IF NOT EXISTS digest_insert AFTER INSERT ON main.paragraphs "
+    "BEGIN SELECT korqa_digest(1, new.id, new.title, new.text, new.doc_id); END",
+    "CREATE TEMP TRIGGER IF NOT EXISTS digest_delete AFTER DELETE ON main.paragraphs "
+    "BEGIN SELECT korqa_digest(-1, old.id, old.title, old.text, old.doc_id); END",
+    "CREATE TEMP TRIGGER IF NOT EXISTS digest_update AFTER UPDATE ON main.paragraphs "
+    "BEGIN SELECT korqa_digest(-1, old.id, old.title, old.text, old.doc_id); "
+    "SELECT korqa_digest(1, new.id, new.title, new.text, new.doc_id); END",
+)
+_DIGEST_MODULUS = 1 << 256
 # SQLite's default limit on bound parameters is 999 in old builds; stay below it.
 _IN_BATCH = 500
+
+
+def row_digest(paragraph_id: str, title: str, text: str, doc_id: str) -> int:
+    """One row's share of the content digest: its sha256 as an integer (fields separated by a
+    byte no UTF-8 text holds, so no two rows hash alike by shifting text between fields)."""
+    joined = b"\xff".join(field.encode("utf-8", "surrogatepass")
+                          for field in (paragraph_id, title, text, doc_id))
+    return int.from_bytes(hashlib.sha256(joined).digest(), "big")
+
+
+def recover_journal(path: Path) -> None:
+    """Roll back a write that a kill interrupted inside SQLite's commit (its hot journal is
+    left beside the store), before anything reads the store: a read-only connection cannot,
+    and would fail with "attempt to write a readonly database". A brief read-write connection
+    lets SQLite roll it back, losing nothing that was committed. A journal that cannot be
+    rolled back here (a read-only folder) is a one-line error naming the repair command."""
+    journal = path.with_name(path.name + "-journal")
+    if not journal.is_file() or journal.stat().st_size == 0:
+        return
+    try:
+        with closing(sqlite3.connect(path)) as connection:
+            connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as error:
+        if "locked" in str(error):
+            return  # a live writer holds it: not a crash's journal
+        fault = storage_fault(error, path)
+        kind = ReadOnlyIndex if isinstance(fault, ReadOnlyIndex) else DamagedIndex
+        raise kind(f"{path}: a write was interrupted and its journal ({journal.name}) cannot "
+                   f"be rolled back here ({error}): run `korqa verify --index {path.parent} "
+                   "--repair` as a user who can write to that folder") from None
 
 
 @dataclass(frozen=True)
@@ -105,9 +157,11 @@ class ParagraphStore:
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
+        self._delta = 0  # the digest change of this connection's uncommitted writes
         if readonly:
             if not self.path.exists():
                 raise FileNotFoundError(f"{self.path}: paragraph store not found")
+            recover_journal(self.path)
             self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +170,7 @@ class ParagraphStore:
             # which locks every reader out until the commit: room for a 10 MB API write in
             # memory, so a server answers on while the retriever over it is rebuilt.
             self._conn.execute("PRAGMA cache_size = -65536")
+            self._conn.create_function("korqa_digest", 5, self._digest_row)
         self._in_transaction = False
         self._has_meta = False
         self._changed = 0  # paragraph rows the current write changed (see `_writing`)
@@ -131,9 +186,10 @@ class ParagraphStore:
         if not tables and not readonly:
             self._conn.executescript(_SCHEMA + _SOURCES_SCHEMA + _META_SCHEMA)
             self._conn.execute(f"PRAGMA user_version = {STORE_VERSION}")
+            self._has_sources = self._has_meta = True
             self._bump_generation()
             self._conn.commit()
-            self._has_sources = self._has_meta = True
+            self._track_digest()
             return
         if "paragraphs" not in tables or version != STORE_VERSION:
             raise ValueError(
@@ -147,10 +203,60 @@ class ParagraphStore:
             self._has_sources = True
         if not readonly and not self._has_meta:
             self._conn.executescript(_META_SCHEMA)
+            self._has_meta = True
             with self._conn:
                 self._bump_generation()
-            self._has_meta = True
+        if not readonly:
+            self._track_digest()
 
+    def _track_digest(self) -> None:
+        """Keep the content digest on this writing connection; a store written by an older
+        korqa gets its first digest now, summed over every row (once)."""
+        if self._meta("digest") is None:
+            with self._conn:
+                self._set_meta("digest", f"{self.computed_digest():064x}")
+        for statement in _DIGEST_SCHEMA:
+            self._conn.execute(statement)
+
+    def _digest_row(self, sign: int, *row: str) -> None:
+        self._delta += sign * row_digest(*row)
+
+    def computed_digest(self) -> int:
+        """The content digest summed over every stored row now."""
+        total = 0
+        cursor = self._conn.execute("SELECT id, title, text, doc_id FROM paragraphs")
+        while rows := cursor.fetchmany(5_000):
+            for row in rows:
+                total += row_digest(*row)
+        return total % _DIGEST_MODULUS
+
+    @property
+    def digest(self) -> str | None:
+        """The content digest recorded with the current generation (hex); None for a store
+        no korqa able to record one has written to."""
+        return self._meta("digest")
+
+    def check_digest(self) -> str:
+        """Sum every row again and compare with the digest recorded with the generation:
+        DamagedIndex when they differ (a row changed outside korqa, or a damaged file).
+        Returns the digest; ValueError for a store without one."""
+        self._conn.execute("BEGIN")  # one snapshot for the rows and the recorded digest
+        try:
+            recorded = self.digest
+            computed = self.computed_digest()
+        finally:
+            self._conn.rollback()
+        if recorded is None:
+            raise ValueError(f"{self.path}: no content digest recorded (written by an older "
+                             "korqa): `korqa verify --repair` records one")
+        if int(recorded, 16) != computed:
+            generation = (self.generation or "?").split("-")[0]
+            raise DamagedIndex(
+                f"{self.path}: its paragraphs do not match the content digest recorded with "
+                f"generation {generation} (a paragraph was changed outside korqa, or the file "
+                "is damaged): rebuild the index from its sources (`korqa index --corpus PATH "
+                "--out DIR`) or restore it from a copy")
+        return recorded
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Everything written inside commits together at the end, or not at all on an error.
@@ -166,6 +272,7 @@ class ParagraphStore:
             self._conn.commit()
         except BaseException:
             self._conn.rollback()
+            self._delta = 0
             raise
         finally:
             self._in_transaction = False
@@ -182,28 +289,41 @@ class ParagraphStore:
             if self._changed:
                 self._bump_generation()
         else:
-            with self._conn:
-                yield
-                if self._changed:
-                    self._bump_generation()
+            try:
+                with self._conn:
+                    yield
+                    if self._changed:
+                        self._bump_generation()
+            except BaseException:
+                self._delta = 0  # rolled back with the rows it counted
+                raise
 
     def _bump_generation(self) -> None:
+        """A new generation, and the digest moved on by the rows changed since the last."""
         current = self.generation
         count = int(current.split("-")[0]) if current else 0
-        self._conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('generation', ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (f"{count + 1}-{secrets.token_hex(8)}",))
+        self._set_meta("generation", f"{count + 1}-{secrets.token_hex(8)}")
+        digest = self._meta("digest")
+        if digest is not None and self._delta:
+            self._set_meta("digest", f"{(int(digest, 16) + self._delta) % _DIGEST_MODULUS:064x}")
+        self._delta = 0
+
+    def _meta(self, key: str) -> str | None:
+        if not self._has_meta:
+            return None
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
     @property
     def generation(self) -> str | None:
         """The store's generation ("N-TOKEN"), new with every committed change, as this
         connection sees it (inside `transaction()`: with its uncommitted changes). None for a
         store that no korqa able to record it has written to."""
-        if not self._has_meta:
-            return None
-        row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        return row[0] if row else None
+        return self._meta("generation")
 
     # ---- writing ------------------------------------------------------------------------
 
@@ -287,6 +407,32 @@ class ParagraphStore:
             "AND id NOT IN (SELECT id FROM temp.sync_ids)").rowcount
         self._changed += dropped
         return added, changed, seen, dropped
+
+    def resolve_documents(self, names: Sequence[str]) -> list[str]:
+        """The stored document id each of `names` means: itself when stored, else the one id
+        that ends with `/NAME` or `#NAME` (a file's path inside its folder, a kowiki id or
+        article title inside its file). KeyError for a name that matches none, ValueError for
+        one that matches several."""
+        table = "documents" if self._has_sources else "paragraphs"
+        resolved = []
+        for name in names:
+            if self._conn.execute("SELECT 1 FROM paragraphs WHERE doc_id = ? LIMIT 1",
+                                  (name,)).fetchone() is not None:
+                resolved.append(name)
+                continue
+            escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            # LIKE narrows the scan but ignores ASCII case: the ends are compared exactly.
+            found = [row[0] for row in self._conn.execute(
+                f"SELECT DISTINCT doc_id FROM {table} WHERE doc_id LIKE ? ESCAPE '\\' "
+                "OR doc_id LIKE ? ESCAPE '\\'", (f"%/{escaped}", f"%#{escaped}"))
+                if row[0].endswith((f"/{name}", f"#{name}"))]
+            if not found:
+                raise KeyError(f"{self.path}: document id {name!r} not in the store")
+            if len(found) > 1:
+                raise ValueError(f"document id {name!r} names several documents ("
+                                 f"{', '.join(found[:3])}, …): give the whole id")
+            resolved.append(found[0])
+        return resolved
 
     def remove_documents(self, doc_ids: Sequence[str]) -> int:
         """Delete documents whole (paragraphs and source); returns the paragraphs removed.

@@ -39,9 +39,9 @@ from pathlib import Path
 
 log = logging.getLogger("korqa.corpus")
 
-# Bumped whenever .txt/.md files or folders (korqa.corpus.formats) are read into different
-# paragraphs, so that indexes cached by an earlier korqa (korqa.pipeline.sources) are rebuilt.
-TEXT_RULES_VERSION = 4
+# Bumped whenever corpus files (korqa.corpus.formats) are read into different paragraphs or
+# ids, so that indexes cached by an earlier korqa (korqa.pipeline.sources) are rebuilt.
+TEXT_RULES_VERSION = 5
 FALLBACK_ENCODING = "cp949"
 SECTION_SEPARATOR = " › "
 TITLE_MAX_CHARS = 30

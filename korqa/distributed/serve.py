@@ -33,10 +33,10 @@ import ray
 from ray import serve
 
 from korqa.corpus.paragraph import Paragraph
-from korqa.corpus.store import ParagraphStore
-from korqa.retrieval.index import STORE_FILE
+from korqa.corpus.store import AddResult, ParagraphStore
+from korqa.retrieval.index import STORE_FILE, change_index
 from korqa.server.config import ServerConfig
-from korqa.server.engine import Engine, rebuild_retriever
+from korqa.server.engine import Engine
 from korqa.server.feedback import FEEDBACK_FILE, Feedback, FeedbackFull, FeedbackStore
 from korqa.server.middleware import ApiError
 from korqa.server.schemas import ErrorOut
@@ -91,14 +91,21 @@ class IndexWriter:
         return self._write(lambda store: {"removed": store.remove_documents(doc_ids)})
 
     def _write(self, change: Any) -> dict[str, Any]:
+        done: list[dict[str, int]] = []
+
+        def apply(store: ParagraphStore) -> AddResult:
+            done.append(change(store))
+            return AddResult(0, 0, 0)
+
         with self._write_lock:
             self.indexing = True
             try:
-                with ParagraphStore(self.index_dir / STORE_FILE) as store:
-                    result = change(store)
-                total = rebuild_retriever(self.index_dir)
+                # The store's change commits with its retriever, as in the embedded server: a
+                # replica opening the index meanwhile sees the old generation or the new one.
+                _, total = change_index(self.index_dir, apply)
             finally:
                 self.indexing = False
+            result = done[0]
             with self._state_lock:
                 self.generation += 1
                 generation = self.generation
@@ -164,7 +171,7 @@ class KorqaReplica:
                                                config),
                          options["data_dir"], options["allow_origins"], options["max_queue"],
                          deadline=options["deadline"], allowed_hosts=options["allowed_hosts"],
-                         api_key=options["api_key"],
+                         api_key=options["api_key"], max_wait=options["max_wait"],
                          make_writes=lambda engine, feedback: ClusterWrites(engine, feedback,
                                                                             self))
         self.korqa_app = app
@@ -285,7 +292,8 @@ def serve_ray(settings: ServerConfig, address: str | None, replicas: int) -> int
         "index_dir": str(index_dir), "data_dir": str(data_dir), "faq": sources.faq,
         "model": str(Path(sources.model).resolve()) if sources.model else None,
         "allow_origins": list(settings.allow_origins), "max_queue": settings.max_queue,
-        "threads": threads, "deadline": settings.deadline, "api_key": api_key,
+        "threads": threads, "deadline": settings.deadline, "max_wait": settings.max_wait,
+        "api_key": api_key,
         "allowed_hosts": allowed_host_names(settings.host, settings.allowed_hosts),
         "config": asdict(settings.pipeline),
     }

@@ -6,8 +6,8 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
-from korqa.pipeline.display import format_answer, format_sources
 from korqa.pipeline.answers import Answer
+from korqa.pipeline.display import format_answer, format_sources
 from korqa.pipeline.qa import QAPipeline
 
 PROMPT = "질문> "

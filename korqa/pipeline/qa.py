@@ -18,6 +18,7 @@ from korqa.faq import DEFAULT_FAQ_THRESHOLD, FAQIndex, FAQMatch
 from korqa.modeling.engines import EngineChoice
 from korqa.pipeline.answers import Answer, AnswerCandidate, RetrievedParagraph
 from korqa.pipeline.confidence import Calibration, reader_calibration
+from korqa.pipeline.limits import check_question, check_top_k
 
 if TYPE_CHECKING:  # the reader loads with its first use, so FAQ-only use stays light
     from korqa.reader.predict import Candidate
@@ -74,8 +75,7 @@ class PipelineConfig(EngineChoice):
         "title": "reading (each replaces the reader's reader_config.json)"})
 
     def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        check_top_k(self.top_k)
         if not 0.0 <= self.fusion_weight <= 1.0:
             raise ValueError(f"fusion weight must be in [0, 1], got {self.fusion_weight}")
         if not 0.0 <= self.read_gate <= 1.0:
@@ -218,6 +218,9 @@ class QAPipeline:
         question = question.strip()
         if not question:
             raise ValueError("the question is empty")
+        check_question(question)
+        if top_k is not None:
+            check_top_k(top_k)
         faq_matches = self.faq.search(question, k=self.config.n_best) if self.faq else []
         if faq_matches and faq_matches[0].score >= self.config.faq_threshold:
             return _faq_answer(question, faq_matches)

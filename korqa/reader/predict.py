@@ -30,6 +30,10 @@ if TYPE_CHECKING:  # torch is loaded only for a torch model; ONNX Runtime reads 
 # validation fold (the model card has the figures).
 DEFAULT_STOP_CONFIDENCE = 0.5
 TIE_SHARE = 0.95
+# Windows one question may have read over all of its paragraphs (`Reader.read`): a question
+# reads 1.2 windows on average, and an over-long one with many paragraphs may not cost more
+# than about five of them (korqa.pipeline.limits).
+MAX_WINDOWS = 6
 
 
 # numpy's own stable log-sum-exp (a ufunc reduction), equal to scipy.special.logsumexp: that
@@ -58,6 +62,10 @@ class PredictConfig:
                 "to the first whose best answer is this probable", "metavar": "P",
         "presets": {"--all-windows": (None, "read every window of a paragraph longer than "
                                             "one (--stop-confidence off)")}})
+    # Windows read per question at most, over all its paragraphs, most promising first, when
+    # answering (`Reader.read`); evaluating a reader reads what stop_confidence says. A limit
+    # of korqa.pipeline.limits, not an option.
+    max_windows: int = MAX_WINDOWS
 
 
 @dataclass
@@ -106,8 +114,10 @@ def read_logits(
     config: PredictConfig,
     device: str | None = None,
     progress: bool = False,
+    budget: int | None = None,
 ) -> list[WindowLogits | None]:
     """The logits of the windows worth reading, in `features` order; None for windows skipped.
+    With a `budget`, at most that many windows are read in all, in the order below.
 
     With `config.stop_confidence` None every window is read. Otherwise each question's windows
     are ranked by how much of the question they hold (`question_match`) and read in rounds:
@@ -122,9 +132,15 @@ def read_logits(
         raise ValueError(f"stop_confidence must be in [0, 1] (or None to read every window), "
                          f"got {config.stop_confidence}")
     engine = as_engine(model, device)
-    if config.stop_confidence is None:
-        return compute_logits(engine, features, tokenizer.pad_id, config.batch_size,
-                              progress=progress)
+    if budget is None or budget >= len(features):
+        if config.stop_confidence is None:
+            return compute_logits(engine, features, tokenizer.pad_id, config.batch_size,
+                                  progress=progress)
+        budget = len(features)
+    elif budget < 1:
+        raise ValueError(f"the window budget must be at least 1, got {budget}")
+    # Without a stop confidence no window closes a question: only the budget ends reading.
+    stop = 2.0 if config.stop_confidence is None else config.stop_confidence
     # One bar for all rounds: a question counts once its windows are read or skipped.
     bar = QuestionBar(features) if progress else None
     weights = tokenizer.piece_weights()
@@ -135,8 +151,9 @@ def read_logits(
         queues[example] = sorted(zip(indices, match, strict=True), key=lambda item: -item[1])
         best_match[example] = queues[example][0][1]
     results: list[WindowLogits | None] = [None] * len(features)
-    while queues:
-        reading = [queue.pop(0)[0] for queue in queues.values()]
+    while queues and budget > 0:
+        reading = [queue.pop(0)[0] for queue in list(queues.values())[:budget]]
+        budget -= len(reading)
         logits = compute_logits(engine, [features[i] for i in reading], tokenizer.pad_id,
                                 config.batch_size, progress=False if bar is None else bar)
         for index, window in zip(reading, logits, strict=True):
@@ -145,12 +162,13 @@ def read_logits(
             left = queues[example]
             if not left or (left[0][1] < TIE_SHARE * best_match[example]
                             and window_confidence(features[index], window,
-                                                  config.max_answer_length)
-                            >= config.stop_confidence):
+                                                  config.max_answer_length) >= stop):
                 del queues[example]
                 if bar is not None:
                     bar.windows_done([example] * len(left))  # windows it will not need
     if bar is not None:
+        for example, left in queues.items():  # left unread when the budget ran out
+            bar.windows_done([example] * len(left))
         bar.close()
     return results
 
@@ -295,7 +313,8 @@ def decode_windows(
     names: list[str] | None = None,
 ) -> list[list[Candidate]]:
     """`decode_predictions` for windows cut from `contexts` (a window's `example_index` is its
-    context's index): n-best spans per context, best first. `names` name them in errors."""
+    context's index): n-best spans per context, best first; none for a context of which no
+    window was read (a window budget spent on better ones). `names` name them in errors."""
     if config.n_best < 1 or config.max_answer_length < 1:
         raise ValueError("n_best and max_answer_length must be at least 1, got "
                          f"{config.n_best} and {config.max_answer_length}")
@@ -314,7 +333,8 @@ def decode_windows(
             raise ValueError(f"{names[index]}: no features were made for it")
         read = [i for i in indices if logits[i] is not None]
         if not read:
-            raise ValueError(f"{names[index]}: none of its windows was read")
+            predictions.append([])
+            continue
         windows = [features[i] for i in read]
         if len(read) < len(indices):  # skipped windows' tokens pass to the read ones
             windows = [replace(feature, token_is_max_context=flags) for feature, flags

@@ -67,7 +67,8 @@ class Reader:
     def read(self, question: str, contexts: Sequence[str], n_best: int | None = None,
              max_answer_length: int | None = None) -> list[list[Candidate]]:
         """The n-best `Candidate`s for each of `contexts`, best first, all windows read in one
-        pass; `n_best` and `max_answer_length` replace the config's for this question."""
+        pass (at most the config's `max_windows` of them); `n_best` and `max_answer_length`
+        replace the config's for this question."""
         if not contexts:
             return []
         config = replace(self.config,
@@ -75,7 +76,8 @@ class Reader:
                          max_answer_length=self.config.max_answer_length
                          if max_answer_length is None else max_answer_length)
         features = question_windows(question, contexts, self.tokenizer, config)
-        logits = read_logits(self.engine, features, self.tokenizer, config)
+        logits = read_logits(self.engine, features, self.tokenizer, config,
+                             budget=config.max_windows)
         nbest = decode_windows(list(contexts), features, logits, config)
         # "" is what the reader answers when no span qualifies: no answer to offer.
         return [[c for c in candidates if c.text] for candidates in nbest]

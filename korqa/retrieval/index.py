@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import astuple
 from pathlib import Path
@@ -35,9 +36,18 @@ from korqa.corpus.formats import load_corpus
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import AddResult, DocumentInfo, ParagraphStore
 from korqa.corpus.text import TextReading
+from korqa.errors import DamagedIndex, IndexFault, as_index_fault
 from korqa.retrieval.base import Hit, Retriever
 from korqa.retrieval.manifest import read_manifest
 from korqa.retrieval.registry import load_retriever, make_retriever
+from korqa.retrieval.staging import (
+    WRITER_WAIT,
+    create_beside,
+    remove_dead_builds,
+    unless_writing,
+    wait_for_writer,
+    write_lock,
+)
 
 STORE_FILE = "paragraphs.sqlite"
 RETRIEVER_DIR = "retriever"
@@ -80,6 +90,7 @@ def build_index(
                          "directory to create or update")
     if isinstance(retriever, str):
         retriever = make_retriever(retriever, encoder)
+    remove_dead_builds(out.resolve())  # what killed builds of `out` left beside it
 
     def read(store: ParagraphStore) -> AddResult:
         return _sync_sources(store, corpus_paths, reading, progress)
@@ -90,22 +101,23 @@ def build_index(
         if saved is not None:
             return _rebuild(out, saved, read, progress, name=out, update=saved.update)
         return _rebuild(out, retriever, read, progress, name=out, index_with=index_with)
-    return _create(out, lambda staging: _rebuild(staging, retriever, read, progress, name=out,
-                                                 index_with=index_with))
+    return create_beside(out, lambda staging: _rebuild(staging, retriever, read, progress,
+                                                       name=out, index_with=index_with))
 
 
 def remove_documents(directory: str | Path, doc_ids: Sequence[str],
                      progress: bool = False) -> tuple[int, int]:
-    """Drop documents by id (`list_documents` gives them) and rebuild the retriever with its
-    saved settings. Returns (paragraphs removed, paragraphs left); fails, changing nothing,
-    on an unknown id or when no paragraph would be left."""
+    """Drop documents by id (`list_documents` gives them; a unique end of one will do, as
+    `ParagraphStore.resolve_documents` says) and rebuild the retriever with its saved
+    settings. Returns (paragraphs removed, paragraphs left); fails, changing nothing, on an
+    unknown id or when no paragraph would be left."""
     directory = Path(directory)
     _require_index(directory)
     retriever = saved_retriever(directory)
 
     def remove(store: ParagraphStore) -> AddResult:
         try:
-            removed = store.remove_documents(doc_ids)
+            removed = store.remove_documents(store.resolve_documents(doc_ids))
         except KeyError as error:
             raise ValueError(f"{error.args[0]} (`korqa documents --index {directory}` lists "
                              "the document ids)") from None
@@ -182,9 +194,11 @@ def list_documents(directory: str | Path) -> list[DocumentInfo]:
 
 
 def _require_index(directory: Path) -> None:
+    """FileNotFoundError unless `directory` is an index; else clear what dead writers left."""
     if not (directory / STORE_FILE).is_file():
         raise FileNotFoundError(f"{directory / STORE_FILE}: not an index directory "
                                 "(build one with `korqa index --corpus PATH --out DIR`)")
+    tidy(directory)
 
 
 def _sync_sources(store: ParagraphStore, corpus_paths: Sequence[str | Path],
@@ -209,7 +223,16 @@ def _counted(paragraphs: Iterator[Paragraph], bar: tqdm) -> Iterator[Paragraph]:
         yield paragraph
 
 
-def _rebuild(
+def _rebuild(directory: Path, retriever: Retriever,
+             change: Callable[[ParagraphStore], AddResult], progress: bool, name: Path,
+             **options: Any) -> tuple[AddResult, int]:
+    """`_commit` holding the index's write lock (`korqa.retrieval.staging`): one writer at a
+    time, and none of them mistaken for a dead one's leftovers."""
+    with as_index_fault(name), write_lock(directory):
+        return _commit(directory, retriever, change, progress, name, **options)
+
+
+def _commit(
     directory: Path,
     retriever: Retriever,
     change: Callable[[ParagraphStore], AddResult],
@@ -379,6 +402,11 @@ def finish_swap(directory: str | Path) -> bool:
     staging, old = directory / STAGING_DIR, directory / OLD_DIR
     if not staging.exists() and not old.exists():
         return False
+    with as_index_fault(directory), write_lock(directory):
+        return _finish_swap(directory, staging, old)
+
+
+def _finish_swap(directory: Path, staging: Path, old: Path) -> bool:
     if not (directory / STORE_FILE).is_file():
         for leftover in (staging, old):
             shutil.rmtree(leftover, ignore_errors=True)
@@ -399,35 +427,17 @@ def finish_swap(directory: str | Path) -> bool:
     return swapped
 
 
-def _create(out: Path, build: Callable[[Path], tuple[AddResult, int]]) -> tuple[AddResult, int]:
-    """Run `build` in a directory beside `out` and rename it into place; on failure remove it,
-    and any parent folders made for it, so nothing is left that reads as a broken index."""
-    absolute = out.resolve()
-    made = [p for p in (absolute, *absolute.parents) if not p.exists()][1:]
-    existing = next(p for p in absolute.parents if p.exists())
-    if not existing.is_dir():
-        raise ValueError(f"{out}: {existing} is a file, not a folder; choose another --out")
-    absolute.parent.mkdir(parents=True, exist_ok=True)
-    staging = absolute.with_name(f".{absolute.name}.building-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        result = build(staging)
-        if absolute.exists():  # an empty or unrelated folder: put the index files into it
-            for child in staging.iterdir():
-                dest = absolute / child.name
-                if dest.is_dir():
-                    shutil.rmtree(dest)
-                child.replace(dest)
-            staging.rmdir()
-        else:
-            staging.rename(absolute)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for folder in made:  # deepest first
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
-    return result
+def tidy(directory: Path) -> None:
+    """Clear what dead writers left at `directory` when no writer runs and the folder can be
+    written: their fresh builds beside it, an interrupted swap (finished, or dropped when it
+    never committed). Otherwise leave everything to the writer or to `korqa verify --repair`."""
+    remove_dead_builds(directory.resolve())
+    if not ((directory / STAGING_DIR).exists() or (directory / OLD_DIR).exists()):
+        return
+    with unless_writing(directory) as free:
+        if free:
+            with contextlib.suppress(IndexFault):
+                finish_swap(directory)
 
 
 class Index:
@@ -435,14 +445,27 @@ class Index:
 
     verify: how the retriever's files are checked (`korqa.retrieval.manifest.CHECKS`). The
     default "stat" compares sizes and modification times and hashes only files whose time
-    changed; `verify_index` (`korqa verify`) hashes everything.
-    """
+    changed; `korqa verify` (korqa.retrieval.verify) hashes everything. Opening first clears
+    what dead writers left (`tidy`); a store and retriever of different generations found
+    while a live writer holds the index's lock are opened again once it is done (for at most
+    `wait` s)."""
 
-    def __init__(self, directory: str | Path, verify: bool | str = "stat") -> None:
+    def __init__(self, directory: str | Path, verify: bool | str = "stat",
+                 wait: float = WRITER_WAIT) -> None:
         self.directory = Path(directory)
         if not (self.directory / STORE_FILE).exists():
             raise FileNotFoundError(f"{self.directory / STORE_FILE}: not an index directory "
                                     "(build one with `korqa index --corpus PATH --out DIR`)")
+        tidy(self.directory)
+        for attempt in range(3):
+            try:
+                self._open(verify)
+                return
+            except ValueError:
+                if attempt == 2 or not wait_for_writer(self.directory, wait):
+                    raise
+
+    def _open(self, verify: bool | str) -> None:
         self.store = ParagraphStore(self.directory / STORE_FILE, readonly=True)
         try:
             stored = len(self.store)
@@ -478,13 +501,18 @@ class Index:
     def search_many(
         self, queries: Sequence[str], k: int = 10
     ) -> list[list[tuple[Paragraph, float]]]:
-        return [self._paragraphs(hits) for hits in self.retriever.retrieve_many(queries, k)]
+        try:
+            return [self._paragraphs(hits) for hits in self.retriever.retrieve_many(queries, k)]
+        except (IndexError, KeyError, ValueError, OSError, sqlite3.DatabaseError) as error:
+            # Opening checks sizes and times only (`korqa verify` hashes): a file damaged in
+            # place shows here, as an index that cannot be read, not as a crash.
+            raise DamagedIndex(
+                f"{self.directory}: a damaged index file was met while answering "
+                f"({type(error).__name__}: {error}): run `korqa verify --index "
+                f"{self.directory}` to find it, then rebuild the index") from None
 
     def _paragraphs(self, hits: list[Hit]) -> list[tuple[Paragraph, float]]:
-        try:
-            paragraphs = self.store.get([pid for pid, _ in hits])
-        except KeyError as error:
-            raise ValueError(f"{self.directory}: {error.args[0]}: rebuild the index") from None
+        paragraphs = self.store.get([pid for pid, _ in hits])
         return [(p, score) for p, (_, score) in zip(paragraphs, hits, strict=True)]
 
     def close(self) -> None:
@@ -495,35 +523,3 @@ class Index:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def verify_index(directory: str | Path) -> dict[str, Any]:
-    """Check an index directory in full: every retriever file against its sha256, the SQLite
-    store's integrity, and that both hold the same paragraphs. Raises ValueError (or
-    FileNotFoundError) naming the file that fails; returns what was checked."""
-    import sqlite3
-    from contextlib import closing
-
-    from korqa.retrieval.manifest import MANIFEST_FILE
-
-    directory = Path(directory)
-    with Index(directory, verify="hash") as index:
-        uri = f"file:{directory / STORE_FILE}?mode=ro"
-        try:
-            with closing(sqlite3.connect(uri, uri=True)) as connection:
-                problems = [row[0] for row in connection.execute("PRAGMA integrity_check")]
-        except sqlite3.DatabaseError as error:
-            problems = [str(error)]
-        if problems != ["ok"]:
-            raise ValueError(f"{directory / STORE_FILE}: SQLite integrity check failed "
-                             f"({'; '.join(problems[:3])}): rebuild the index")
-        top = index.retriever_dir / MANIFEST_FILE  # the one file no manifest hashes
-        files = [p for p in index.retriever_dir.rglob("*") if p.is_file() and p != top]
-        from korqa.retrieval.bm25 import referenced_segments
-
-        for name in sorted(referenced_segments(index.retriever_dir)):
-            files += [p for p in (directory / SEGMENTS_DIR / name).iterdir()
-                      if p.name != MANIFEST_FILE]
-        return {"index": str(directory), "retriever": index.retriever.kind,
-                "paragraphs": len(index.store), "files_hashed": len(files),
-                "bytes_hashed": sum(p.stat().st_size for p in files)}

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from korqa.corpus.store import ParagraphStore
 from korqa.pipeline import QAPipeline
 from korqa.retrieval.index import STORE_FILE
-from korqa.server.config import DEFAULT_DEADLINE, ServerConfig
+from korqa.server.config import DEFAULT_DEADLINE, DEFAULT_MAX_WAIT, ServerConfig
 from korqa.server.engine import Engine, repair_index
 from korqa.server.feedback import FEEDBACK_FILE, FeedbackStore
 from korqa.server.launch import (
@@ -48,13 +48,15 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
                max_body: int = MAX_BODY, deadline: float = DEFAULT_DEADLINE,
                allowed_hosts: Sequence[str] | None = None,
                api_key: str | None = None,
-               make_writes: Callable[[Engine, FeedbackStore], Writes] | None = None) -> FastAPI:
+               make_writes: Callable[[Engine, FeedbackStore], Writes] | None = None,
+               max_wait: float = DEFAULT_MAX_WAIT) -> FastAPI:
     """The API and page over the pipeline `open_pipeline()` returns (opened on the engine's
-    worker thread). Feedback goes to `data_dir/feedback.sqlite`. A question not answered
+    worker thread). Feedback goes to `data_dir/feedback.sqlite`. A question expected to wait
+    longer than `max_wait` (at most `deadline`) is refused at once with 503; one not answered
     within `deadline` seconds answers 504. With `allowed_hosts`, other Host headers get 421;
     with `api_key`, adding and removing documents needs it. `make_writes` decides where
     writes and /health go (default: this process's engine and feedback store)."""
-    engine = Engine(open_pipeline, max_queue=max_queue)
+    engine = Engine(open_pipeline, max_queue=max_queue, max_wait=min(max_wait, deadline))
     feedback = FeedbackStore(Path(data_dir) / FEEDBACK_FILE)
     writes = (make_writes or Writes)(engine, feedback)
 
@@ -114,7 +116,8 @@ def serve(settings: ServerConfig) -> int:
     app = create_app(lambda: open_pipeline(index_dir, (), sources.faq, sources.model,
                                            settings.pipeline),
                      data_dir, settings.allow_origins, settings.max_queue,
-                     deadline=settings.deadline, allowed_hosts=hosts, api_key=api_key)
+                     deadline=settings.deadline, allowed_hosts=hosts, api_key=api_key,
+                     max_wait=settings.max_wait)
     # Started here, so a missing model is one clear error before the port opens.
     app.state.engine.start()
     asyncio.run(serve_asgi(app, server_config(settings.host, settings.port,

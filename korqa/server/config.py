@@ -10,6 +10,9 @@ from korqa.corpus.text import TextReading
 from korqa.pipeline import PipelineConfig, PipelineSources
 
 DEFAULT_DEADLINE = 10.0  # seconds a question may take, queueing included
+# Seconds a question may be expected to wait for the reader before it is refused at once: what
+# keeps the answers let in fast under overload (bench/load.py overload measures it).
+DEFAULT_MAX_WAIT = 1.5
 
 
 @dataclass
@@ -30,6 +33,10 @@ class ServerConfig:
                 "only)", "flag": "--allow-origin", "action": "append", "metavar": "ORIGIN"})
     max_queue: int = field(default=64, metadata={
         "help": "questions waiting at most; more get 503", "metavar": "N"})
+    max_wait: float = field(default=DEFAULT_MAX_WAIT, metadata={
+        "help": "a question expected to wait longer than this for the reader (the questions "
+                "ahead of it times the measured answer time) is refused at once with 503 and "
+                "Retry-After; at most --deadline", "metavar": "SECONDS"})
     deadline: float = field(default=DEFAULT_DEADLINE, metadata={
         "help": "a question not answered in this time, queueing included, gets 504",
         "metavar": "SECONDS"})

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import itertools
 import logging
 import queue
 import resource
+import statistics
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -15,6 +20,7 @@ from typing import Any
 
 from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import AddResult, ParagraphStore
+from korqa.errors import IndexFault, as_index_fault
 from korqa.memory import return_freed_memory
 from korqa.pipeline import QAPipeline
 from korqa.retrieval.index import (
@@ -32,8 +38,23 @@ from korqa.retrieval.manifest import MANIFEST_FILE, read_manifest
 log = logging.getLogger("korqa.server")
 
 
+# Worker jobs by priority: a write's swap and an index reopen go before every waiting
+# question (a write waits for the question being read, not for the queue), then questions in
+# the order they came, then the stop.
+CONTROL, QUESTION, STOP = 0, 1, 2
+# One question's service time is estimated as the median of the last this many answers: robust
+# to the slow first answer (lazy loading) and to the odd long question, which a mean would
+# carry into many needless refusals.
+SERVICE_WINDOW = 32
+
+
 class Busy(Exception):
-    """More questions are waiting than the queue admits; the client should retry later."""
+    """The question would wait longer than the server allows (or the queue is full): refused
+    at once; `retry_after` estimates in how many seconds it would be let in."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NoIndex(Exception):
@@ -53,6 +74,12 @@ class _Job:
 class Engine:
     """Runs a `QAPipeline` on one worker thread with a bounded queue of questions.
 
+    Admission: the engine estimates one question's service time (the median of the last
+    answers, measured on the worker) and counts the questions admitted and not yet done; a
+    question that would wait longer than `max_wait` seconds behind them is refused at once
+    (`Busy`, with the wait it would take to be let in), so that the questions let in are
+    answered in time instead of all of them late. The queue's bound (`max_queue`) holds too.
+
     The pipeline is opened on the worker and used only there: the index's SQLite connection
     belongs to the thread that opened it, and one thread is also what the CPU wants, since
     torch already spreads a forward pass over the cores. Adding documents happens on a
@@ -67,13 +94,22 @@ class Engine:
     bench/load.py's docstring) and is not done: it helps a toy model only.
     """
 
-    def __init__(self, open_pipeline: Callable[[], QAPipeline], max_queue: int = 64) -> None:
+    def __init__(self, open_pipeline: Callable[[], QAPipeline], max_queue: int = 64,
+                 max_wait: float | None = None) -> None:
         if max_queue < 1:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
+        if max_wait is not None and max_wait <= 0:
+            raise ValueError(f"max_wait must be positive, got {max_wait}")
         self._open_pipeline = open_pipeline
         self.max_queue = max_queue
+        self.max_wait = max_wait
         self._slots = threading.BoundedSemaphore(max_queue)
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._jobs: queue.PriorityQueue[tuple[int, int, _Job | None]] = queue.PriorityQueue()
+        self._order = itertools.count()  # first come, first served within a priority
+        self._admitted = 0  # questions let in and not yet answered, dropped or cancelled
+        self._answer_times: collections.deque[float] = collections.deque(maxlen=SERVICE_WINDOW)
+        self._service: float | None = None  # seconds one question takes: their median
+        self._admission_lock = threading.Lock()
         self._writes: queue.Queue[tuple[_Write, Future] | None] = queue.Queue()
         self._pipeline: QAPipeline | None = None
         self._worker: threading.Thread | None = None
@@ -115,13 +151,18 @@ class Engine:
             self._writes.put(None)
             assert self._writer is not None and self._worker is not None
             self._writer.join()
-            self._jobs.put(None)
+            self._jobs.put((STOP, next(self._order), None))
             self._worker.join()
 
     # ---- questions ----------------------------------------------------------------------
 
     def ask(self, question: str, top_k: int | None = None) -> Future:
-        """A future of `korqa ask --json`'s dict for `question`; raises Busy when full."""
+        """A future of `korqa ask --json`'s dict for `question`; raises Busy when the question
+        would wait longer than `max_wait`, or the queue is full."""
+        wait = self.expected_wait()
+        if self.max_wait is not None and wait > self.max_wait:
+            raise Busy(f"the questions ahead would take about {wait:.1f} s, more than the "
+                       f"{self.max_wait:g} s a question may wait", wait - self.max_wait)
         if not self._slots.acquire(blocking=False):
             raise Busy(f"{self.max_queue} questions are already waiting")
 
@@ -130,10 +171,29 @@ class Engine:
             return self._pipeline.ask(question, top_k).to_json()
 
         try:
-            return self._submit(run, counted=True)
+            future = self._submit(run, counted=True)
         except BaseException:
             self._slots.release()
             raise
+        with self._admission_lock:
+            self._admitted += 1
+        future.add_done_callback(self._left)  # answered, failed or cancelled (client gone)
+        return future
+
+    def _left(self, _: Future) -> None:
+        with self._admission_lock:
+            self._admitted -= 1
+
+    def expected_wait(self) -> float:
+        """Seconds a question asked now would wait for the ones admitted before it, by the
+        measured service time (0 before the first answer)."""
+        with self._admission_lock:
+            return self._admitted * (self._service or 0.0)
+
+    def _measured(self, seconds: float) -> None:
+        with self._admission_lock:
+            self._answer_times.append(seconds)
+            self._service = statistics.median(self._answer_times)
 
     def pending(self) -> int:
         return self._jobs.qsize()
@@ -142,7 +202,8 @@ class Engine:
         if self._worker is None or not self._worker.is_alive():
             raise RuntimeError("the question worker is not running")
         future: Future = Future()
-        self._jobs.put(_Job(run, future, counted))
+        self._jobs.put((QUESTION if counted else CONTROL, next(self._order),
+                        _Job(run, future, counted)))
         return future
 
     def _work(self, ready: Future) -> None:
@@ -154,12 +215,15 @@ class Engine:
             return
         ready.set_result(None)
         try:
-            while (job := self._jobs.get()) is not None:
+            while (job := self._jobs.get()[2]) is not None:
                 if job.future.set_running_or_notify_cancel():
+                    started = time.perf_counter()
                     try:
                         job.future.set_result(job.run())
                     except BaseException as error:  # noqa: BLE001 - the caller decides
                         job.future.set_exception(error)
+                    if job.counted:
+                        self._measured(time.perf_counter() - started)
                 if job.counted:
                     self._slots.release()
                 if self._jobs.empty():
@@ -191,7 +255,8 @@ class Engine:
         assert self._pipeline is not None and self.index_dir is not None
         old = self._pipeline.index
         # The writer wrote and hashed these files a moment ago; re-hashing only costs time.
-        new = Index(self.index_dir, verify=False)
+        # It holds the index's lock until this returns: waiting for it would never end.
+        new = Index(self.index_dir, verify=False, wait=0)
         self._pipeline.index = new
         if old is not None:
             old.close()
@@ -267,7 +332,10 @@ class Engine:
         except _NothingWritten:
             return
         except BaseException as error:  # noqa: BLE001 - every waiting request hears of it
-            log.exception("writing documents failed")
+            if isinstance(error, IndexFault):  # expected (a full disk…): one line, no trace
+                log.warning("writing documents failed: %s", error)
+            else:
+                log.exception("writing documents failed")
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
@@ -317,7 +385,9 @@ class Engine:
             "faq_entries": self.faq_entries,
             "indexing": self.indexing,
             "index_generation": self.generation,
-            "queue": {"waiting": self.pending(), "max": self.max_queue},
+            "queue": {"waiting": self.pending(), "max": self.max_queue,
+                      "expected_wait_s": round(self.expected_wait(), 3),
+                      "service_s": None if self._service is None else round(self._service, 4)},
             "peak_rss_mb": round(peak, 1),
         }
 
@@ -340,7 +410,10 @@ def repair_index(directory: Path) -> bool:
     older than generations, another paragraph count. Returns whether it rebuilt or swapped."""
     swapped = finish_swap(directory)
     with ParagraphStore(directory / STORE_FILE, readonly=True) as store:
-        generation, stored = store.generation, len(store)
+        generation, stored, digest = store.generation, len(store), store.digest
+    if digest is None:  # a store written by an older korqa: opening it to write records one
+        with contextlib.suppress(IndexFault), as_index_fault(directory):
+            ParagraphStore(directory / STORE_FILE).close()
     try:
         manifest = read_manifest(directory / RETRIEVER_DIR, verify=False)
         current_retriever(directory, generation, stored)

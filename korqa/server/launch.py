@@ -36,7 +36,8 @@ def prepare_index(index: str | Path | None, corpus: Sequence[str | Path],
     """
     from korqa.paths import sample_corpus_path
     from korqa.pipeline.sources import cached_index, corpus_fingerprint
-    from korqa.retrieval.index import build_index, saved_retriever, verify_index
+    from korqa.retrieval.index import build_index, saved_retriever
+    from korqa.retrieval.verify import verify_index
 
     if index:
         if corpus:

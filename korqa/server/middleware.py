@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from korqa.errors import IndexFault
+
 log = logging.getLogger("korqa.server")
 
 MAX_BODY = 2 * 1024 * 1024  # bytes; room for a few dozen pages of added documents
@@ -37,9 +39,10 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    """Every error as `{"error": sentence}`: ours (ApiError), invalid bodies (400 for bad
-    JSON, 415 for another content type, 422 naming the fields), Starlette's, and 500 for a
-    crash, which is logged and never shown."""
+    """Every error as `{"error": sentence}`: ours (ApiError), an index that cannot be written
+    or read (korqa.errors: 507, 503), invalid bodies (400 for bad JSON, 415 for another
+    content type, 422 naming the fields), Starlette's, and 500 for a crash, which is logged
+    and never shown."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -53,6 +56,11 @@ def add_error_handlers(app: FastAPI) -> None:
                                        f"application/json' (got "
                                        f"{media_type or 'no Content-Type'!r})")
         return _validation_response(error)
+
+    @app.exception_handler(IndexFault)
+    async def _fault(_: Request, error: IndexFault) -> JSONResponse:
+        # A full disk (507), a read-only or damaged index (503): said in words, not a 500.
+        return error_response(error.status, str(error))
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, error: HTTPException) -> JSONResponse:

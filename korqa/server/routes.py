@@ -4,6 +4,7 @@ and its API documentation. `korqa.server.app.create_app` puts them together."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sqlite3
 from pathlib import Path
@@ -56,7 +57,7 @@ def add_question_routes(app: FastAPI, engine: Engine, deadline: float) -> None:
             future = engine.ask(body.question, body.top_k)
         except Busy as error:
             raise ApiError(503, f"the server is busy ({error}); retry shortly",
-                           {"Retry-After": "1"}) from None
+                           {"Retry-After": str(max(1, math.ceil(error.retry_after)))}) from None
         answer = asyncio.wrap_future(future)
         give_up = asyncio.get_running_loop().time() + deadline
         # A question still queued when its client leaves, or past its deadline, is dropped

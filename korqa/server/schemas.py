@@ -24,9 +24,9 @@ from korqa.corpus.formats import text_to_document
 from korqa.corpus.paragraph import Paragraph, paragraph_id
 from korqa.corpus.text import MAX_PARAGRAPH_CHARS
 from korqa.pipeline import Answer, AnswerCandidate
+from korqa.pipeline.limits import MAX_QUESTION_CHARS, MAX_TOP_K
 
-MAX_QUESTION = 500  # characters
-MAX_TOP_K = 20
+MAX_QUESTION = MAX_QUESTION_CHARS  # the CLI's limit too (korqa.pipeline.limits)
 MAX_DOCUMENTS = 100  # per request
 MAX_PARAGRAPHS = 1000  # per document
 MAX_TEXT_CHARS = 200_000

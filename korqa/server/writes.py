@@ -23,7 +23,8 @@ class Writes:
     """
 
     # Responses the writes add to the routes' own, for the OpenAPI schema.
-    errors: dict[int | str, dict[str, Any]] = {409: {"model": ErrorOut}}
+    errors: dict[int | str, dict[str, Any]] = {
+        409: {"model": ErrorOut}, 503: {"model": ErrorOut}, 507: {"model": ErrorOut}}
 
     def __init__(self, engine: Engine, feedback: FeedbackStore) -> None:
         self.engine = engine
