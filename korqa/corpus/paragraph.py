@@ -1,4 +1,5 @@
-"""The unit of retrieval: one paragraph with a stable id, its document's title and id."""
+"""The unit of retrieval: one paragraph with a stable id, its document's title and id; and a
+document, as a corpus file yields it."""
 
 from __future__ import annotations
 
@@ -22,3 +23,12 @@ class Paragraph:
 def paragraph_id(source_kind: str, doc_id: str, index: int) -> str:
     """The stable id of the `index`-th paragraph (0-based, counted in the source) of a document."""
     return f"{source_kind}:{doc_id}:{index}"
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document of a corpus file: its id, title and (non-blank) paragraphs."""
+
+    id: str
+    title: str
+    paragraphs: list[Paragraph]
