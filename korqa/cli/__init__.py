@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from korqa.cli import answer, evaluation, index, training
 from korqa.cli.command import OUTPUT, Command, print_json
+from korqa.cli.logs import route_warnings_past_progress_bars
 from korqa.cli_options import add_options, build, resolve
 
 COMMANDS: tuple[Command, ...] = (*answer.COMMANDS, *index.COMMANDS, *evaluation.COMMANDS,
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one `korqa` command; its exit status. Bad input and Ctrl-C end it with one line on
     stderr (exit 2 and 130), never a traceback."""
     name = "korqa"
+    route_warnings_past_progress_bars()
     try:
         try:
             args = build_parser().parse_args(argv)
