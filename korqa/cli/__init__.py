@@ -18,7 +18,7 @@ import textwrap
 from collections.abc import Callable, Iterator, Sequence
 
 from korqa.cli import answer, evaluation, index, training
-from korqa.cli.command import OUTPUT, Command, print_json
+from korqa.cli.command import OUTPUT, Command, Interrupted, print_json
 from korqa.cli.logs import route_warnings_past_progress_bars
 from korqa.cli_options import add_options, build, resolve
 
@@ -227,10 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         # stdout once more at exit, so it points at /dev/null from here on.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + 13  # what a shell reports for a command that SIGPIPE ended
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         # The terminal echoed ^C on the line the command was on: start a fresh one there.
         start = "\n" if sys.stderr.isatty() else ""
-        print(f"{start}{name}: interrupted", file=sys.stderr)
+        said = str(interrupt) if isinstance(interrupt, Interrupted) else f"{name}: interrupted"
+        print(f"{start}{said}", file=sys.stderr)
         return 128 + 2  # what a shell reports for a command that SIGINT ended
     except (FileNotFoundError, ValueError) as error:
         print(f"{name}: error: {error}", file=sys.stderr)
