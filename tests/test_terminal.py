@@ -3,8 +3,12 @@ under the progress bars, Ctrl-C during `korqa index` and at the chat prompt, Ctr
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -13,9 +17,12 @@ import zipfile
 from pathlib import Path
 
 import office_files as office
+import pytest
 from faults import paused_at
+from tiny import write_corpus
 
 from korqa.cli import main as korqa_main
+from korqa.pipeline.chat import PROMPT, run_chat
 from korqa.retrieval.index import STAGING_DIR, Index, list_documents
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,3 +167,143 @@ def test_ctrl_c_just_after_the_commit_says_the_new_index_is_saved(tmp_path: Path
     assert (done.returncode, done.stderr) == (130, "중단됨: 바뀐 색인은 이미 저장되었습니다\n")
     with Index(out) as index:  # the next open finds the committed retriever
         assert index.search("뷁꽯", 1)[0][0].doc_id == "fox.md"
+
+
+# ---- Ctrl-C and Ctrl-D in `korqa chat` --------------------------------------------------------
+
+FAQ = [{"question": "오늘 너무 힘들다", "answer": "고생 많았어요."}]
+
+
+def chat_argv(tmp_path: Path) -> list[str]:
+    faq = tmp_path / "faq.json"
+    faq.write_text(json.dumps(FAQ, ensure_ascii=False), encoding="utf-8")
+    return ["chat", "--corpus", str(write_corpus(tmp_path / "c.jsonl")), "--faq", str(faq),
+            "--model", str(tmp_path / "no-model")]
+
+
+class Terminal:
+    """A command run in a pseudo-terminal, as a person at a terminal runs it: keys typed go
+    through the terminal's line discipline, so Ctrl-C (\\x03) is SIGINT to the command."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the pty is its terminal
+            os.chdir(REPO)
+            os.execve(sys.executable, [sys.executable, *argv], env)
+        self.shown = b""
+
+    @property
+    def seen(self) -> str:
+        # Decoded whole: a read may end inside a character's UTF-8 bytes.
+        return self.shown.decode("utf-8", errors="replace")
+
+    def type(self, keys: str) -> None:
+        os.write(self.fd, keys.encode("utf-8"))
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 120) -> str:
+        """Read until `text` has been shown `count` times in all; everything shown so far."""
+        deadline = time.monotonic() + timeout
+        while self.seen.count(text) < count:
+            left = deadline - time.monotonic()
+            assert left > 0, f"never saw {text!r} {count}x; the screen so far: {self.seen!r}"
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:  # the command ended and closed the terminal
+                    chunk = b""
+                assert chunk, f"the command ended; the screen: {self.seen!r}"
+                self.shown += chunk
+        return self.seen
+
+    def exit_status(self, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):  # drain, so the child never blocks writing
+                if select.select([self.fd], [], [], 0.1)[0]:
+                    self.shown += os.read(self.fd, 4096)
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+        raise AssertionError(f"the command did not end; the screen: {self.seen!r}")
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
+
+def test_ctrl_c_at_the_chat_prompt_clears_the_line_and_ctrl_d_leaves(tmp_path: Path) -> None:
+    env = {**os.environ, "KORQA_CACHE": str(tmp_path / "cache"), "TERM": "dumb"}
+    terminal = Terminal(["-m", "korqa", *chat_argv(tmp_path)], env)
+    try:
+        terminal.wait_for(PROMPT)
+        terminal.type("반쯤 쓰다 만 질문")
+        terminal.wait_for("반쯤 쓰다 만 질문")  # echoed as typed
+        terminal.type("\x03")  # Ctrl-C: a fresh prompt, the chat goes on
+        after = terminal.wait_for(PROMPT, count=2)
+        assert "^C" in after and "interrupted" not in after and "Traceback" not in after
+        terminal.type("오늘 너무 힘들다\r")
+        terminal.wait_for("고생 많았어요.")
+        terminal.wait_for(PROMPT, count=3)
+        terminal.type(":history\r")  # the dropped line was never asked
+        history = terminal.wait_for(PROMPT, count=4).rsplit(":history", 1)[1]
+        assert "1. 오늘 너무 힘들다 → 고생 많았어요." in history and "2." not in history
+        terminal.type("\x04")  # Ctrl-D on an empty line: leave
+        assert terminal.exit_status() == 0
+        assert "Traceback" not in terminal.seen
+    finally:
+        terminal.close()
+
+
+def test_ctrl_c_ends_a_chat_reading_piped_questions_with_130(tmp_path: Path) -> None:
+    # No terminal, no prompt: questions piped in stop at Ctrl-C, as any command reading a pipe.
+    env = {**os.environ, "KORQA_CACHE": str(tmp_path / "cache")}
+    chat = subprocess.Popen([sys.executable, "-m", "korqa", *chat_argv(tmp_path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        chat.stdin.write("오늘 너무 힘들다\n")
+        chat.stdin.flush()
+        assert "고생 많았어요." in chat.stdout.readline()  # answered: now it waits for more
+        time.sleep(0.5)
+        chat.send_signal(signal.SIGINT)
+        out, err = chat.communicate(timeout=60)
+    finally:
+        chat.kill()
+    assert (chat.returncode, err) == (130, "korqa chat: interrupted\n")
+
+
+class SlowOnce:
+    """A pipeline whose answer to one question is cut short by Ctrl-C."""
+
+    def ask(self, question: str, top_k: int | None = None) -> object:
+        from korqa.pipeline import Answer
+
+        if question == "느린 질문":
+            raise KeyboardInterrupt
+        return Answer(question, "답", 0.9, True, "제목", "p:0", "답이 있는 문단", 0, 1, [],
+                      "reader")
+
+
+def test_ctrl_c_while_answering_drops_that_question_and_the_chat_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    typed = iter(["느린 질문", "다음 질문", ":history"])
+
+    def keyboard(prompt: str) -> str:
+        try:
+            return next(typed)
+        except StopIteration:
+            raise EOFError from None  # Ctrl-D
+
+    monkeypatch.setattr("builtins.input", keyboard)
+    screen_out = io.StringIO()
+    assert run_chat(SlowOnce(), stdout=screen_out, interactive=True) == 0  # type: ignore[arg-type]
+    shown = screen_out.getvalue()
+    assert "(interrupted: that question is dropped" in shown
+    assert "1. 다음 질문 → 답" in shown and "느린 질문 →" not in shown
+    # Piped questions stop there instead.
+    with pytest.raises(KeyboardInterrupt):
+        run_chat(SlowOnce(), io.StringIO("느린 질문\n다음 질문\n"), io.StringIO(),  # type: ignore[arg-type]
+                 interactive=False)

@@ -75,7 +75,9 @@ COMMANDS = (
     Command(
         "chat", "answer questions one after another (a REPL; reads piped stdin too)",
         "Ask questions line by line; each answer is shown marked in its paragraph. Commands: "
-        ":help, :sources, :history, :quit (or Ctrl-D). The index, FAQ and reader are loaded "
+        ":help, :sources, :history, :quit (or Ctrl-D). At a terminal Ctrl-C clears the line, "
+        "or drops the question being answered, as in a shell; piped questions stop at Ctrl-C. "
+        "The index, FAQ and reader are loaded "
         "once for the whole conversation.",
         PIPELINE, chat),
     Command(
