@@ -12,6 +12,7 @@ from itertools import islice
 from pathlib import Path
 
 from korqa.corpus.paragraph import Paragraph
+from korqa.corpus.text import document_title
 
 STORE_VERSION = 1
 _SCHEMA = """
@@ -85,8 +86,9 @@ class AddResult:
 
 @dataclass(frozen=True)
 class DocumentInfo:
-    """One stored document: its id, the title of its first paragraph, paragraph count, and the
-    corpus path it was read from (None for documents added otherwise, e.g. through the API)."""
+    """One stored document: its id, its title (its first heading or file name: what its first
+    paragraph's title holds before any section), paragraph count, and the corpus path it was
+    read from (None for documents added otherwise, e.g. through the API)."""
 
     doc_id: str
     title: str
@@ -400,7 +402,7 @@ class ParagraphStore:
         rows = self._conn.execute(
             f"SELECT doc_id, title, COUNT(*), {source}, MIN(seq) AS first FROM paragraphs "
             f"{join} GROUP BY doc_id ORDER BY first")
-        return [DocumentInfo(row[0], row[1], row[2], row[3]) for row in rows]
+        return [DocumentInfo(row[0], document_title(row[1]), row[2], row[3]) for row in rows]
 
     def ids(self) -> list[str]:
         return [row[0] for row in self._conn.execute("SELECT id FROM paragraphs ORDER BY seq")]
