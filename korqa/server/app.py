@@ -112,7 +112,7 @@ def serve(settings: ServerConfig) -> int:
         store.check()
     repair_index(index_dir)
     app = create_app(lambda: open_pipeline(index_dir, (), sources.faq, sources.model,
-                                           settings.pipeline),
+                                           settings.pipeline, small_talk=sources.small_talk),
                      data_dir, settings.allow_origins, settings.max_queue,
                      deadline=settings.deadline, allowed_hosts=hosts, api_key=api_key)
     # Started here, so a missing model is one clear error before the port opens.
