@@ -18,6 +18,8 @@ talk and without it, and counts the answers that differ (text, known, source, pa
 two pipelines share one reader whose readings are remembered per question and paragraphs, so
 each question is read once: the reader is deterministic and the same object either way, and
 what is compared is everything the small talk could change, which comes before reading.
+It also counts the questions the same pairs would have taken had they been matched by
+similarity at the FAQ threshold, as a --faq file's pairs are.
 """
 
 from __future__ import annotations
@@ -30,9 +32,14 @@ import json
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from korqa.faq import SMALL_TALK, question_key
+
+if TYPE_CHECKING:
+    from korqa.reader.reader import Reader
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -86,21 +93,19 @@ def write(path: Path) -> list[dict[str, str]]:
     return pairs
 
 
-class RememberedReadings:
-    """A reader whose readings are remembered by question and paragraphs (module docstring)."""
+def remember_readings(reader: Reader) -> Reader:
+    """`reader`, its readings remembered by question and paragraphs (module docstring)."""
+    seen: dict[tuple[str, tuple[str, ...]], list] = {}
+    read = reader.read
 
-    def __init__(self, reader: object) -> None:
-        self._reader = reader
-        self._seen: dict[tuple[str, tuple[str, ...]], list] = {}
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._reader, name)
-
-    def read(self, question: str, contexts: list[str], **options: object) -> list:
+    def remembered(question: str, contexts: list[str], **options: object) -> list:
         key = (question, tuple(contexts))
-        if key not in self._seen:
-            self._seen[key] = self._reader.read(question, contexts, **options)
-        return self._seen[key]
+        if key not in seen:
+            seen[key] = read(question, contexts, **options)
+        return seen[key]
+
+    reader.read = remembered  # type: ignore[method-assign]
+    return reader
 
 
 def measure(data: Path, split: str, limit: int | None) -> dict[str, object]:
@@ -115,7 +120,7 @@ def measure(data: Path, split: str, limit: int | None) -> dict[str, object]:
 
     questions = sample_split(select_split(read_squad(data), split), limit)
     index = Index(cached_index([data], progress=True))
-    reader = RememberedReadings(load_reader())
+    reader = remember_readings(load_reader())
     config = PipelineConfig()
     with_small_talk = QAPipeline(index, reader, FAQIndex(small_talk_entries()), config)
     without = QAPipeline(index, reader, None, config)
@@ -129,8 +134,14 @@ def measure(data: Path, split: str, limit: int | None) -> dict[str, object]:
                 (b.answer, b.known, b.source, b.paragraph_id):
             changed.append({"question": example.question, "with": a.answer,
                             "without": b.answer})
+    # The same pairs matched by similarity, as a --faq file is: what word-for-word matching
+    # keeps from happening.
+    similar = FAQIndex([replace(entry, exact=False) for entry in small_talk_entries()])
+    taken_by_similarity = sum(similar.match(e.question, config.faq_threshold) is not None
+                              for e in questions)
     return {"split": split, "questions": len(questions), "answers_changed": len(changed),
             "answered_from_small_talk": from_small_talk, "changed": changed[:20],
+            "taken_if_matched_by_similarity": taken_by_similarity,
             "small_talk_pairs": len(small_talk_entries()),
             "seconds": round(time.perf_counter() - start, 1)}
 
