@@ -41,7 +41,8 @@ log = logging.getLogger("korqa.corpus")
 
 SQUAD_SUFFIXES = (".json", ".json.gz")
 KOWIKI_SUFFIXES = (".jsonl", ".jsonl.xz")
-TEXT_SUFFIXES = (".txt", ".md")
+MARKDOWN_SUFFIX = ".md"  # headings are `#` lines only (a .txt file also has title lines)
+TEXT_SUFFIXES = (".txt", MARKDOWN_SUFFIX)
 # A folder holds documents, not SQuAD sets.
 FOLDER_SUFFIXES = KOWIKI_SUFFIXES + TEXT_SUFFIXES + DOCUMENT_SUFFIXES
 
@@ -411,7 +412,7 @@ def text_file_document(
     if text is None:
         return None
     return text_to_document(text, doc_id or path.name, path.stem,
-                            markdown=path.suffix.lower() == ".md")
+                            markdown=path.suffix.lower() == MARKDOWN_SUFFIX)
 
 
 def text_to_document(text: str, doc_id: str, default_title: str, markdown: bool,
