@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -37,19 +38,25 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--window-size=1000,1200", "--lang=ko-KR"]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser")
+@contextmanager
+def tiny_server(root: Path, **options: object) -> Iterator[LiveServer]:
+    """The tiny index and a random reader served live; `options` go to create_app."""
     with one_torch_thread():
         model_dir = make_tiny_reader(root / "reader")
         index_dir = build_tiny_index(root / "index")
         # One paragraph read per question: the page's answer then comes from the paragraph
         # a test put first, whatever the random reader thinks of the others.
         app = create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0, top_k=1),
-                         root / "data")
+                         root / "data", **options)  # type: ignore[arg-type]
         with LiveServer(app) as live:
             live.data_dir = root / "data"  # type: ignore[attr-defined]
             yield live
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with tiny_server(tmp_path_factory.mktemp("browser")) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -247,14 +254,9 @@ MAX_UPLOAD = 300_000  # small, so that the oversized-file test need not make a l
 @pytest.fixture(scope="module")
 def upload_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server whose writes need an API key, as one that other machines reach does."""
-    root = tmp_path_factory.mktemp("uploads")
-    with one_torch_thread():
-        model_dir = make_tiny_reader(root / "reader")
-        index_dir = build_tiny_index(root / "index")
-        app = create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0, top_k=1),
-                         root / "data", api_key=API_KEY, max_upload=MAX_UPLOAD)
-        with LiveServer(app) as live:
-            yield live
+    with tiny_server(tmp_path_factory.mktemp("uploads"), api_key=API_KEY,
+                     max_upload=MAX_UPLOAD) as live:
+        yield live
 
 
 def _open_documents(browser: webdriver.Chrome, server: LiveServer) -> None:
@@ -268,8 +270,10 @@ def _uploads(browser: webdriver.Chrome, state: str) -> list:
 
 
 def _listed(browser: webdriver.Chrome) -> list[str]:
-    return [item.find_element(By.CSS_SELECTOR, ".document-title").text
-            for item in browser.find_elements(By.CSS_SELECTOR, "#document-list li")]
+    # Read in one script: the page may redraw the list between two element lookups.
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll('#document-list .document-title'),"
+        " (node) => node.textContent)")
 
 
 def test_the_page_uploads_a_docx_and_then_answers_from_it(

@@ -115,16 +115,28 @@ def interrupt_index_at(step: str, argv: list[str], tmp_path: Path) -> subprocess
     return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
 
-def test_ctrl_c_while_index_builds_leaves_the_old_index_and_says_so(tmp_path: Path,
-                                                                    capsys) -> None:
+def kimchi_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "kimchi.md").write_text(FIRST, encoding="utf-8")
+    return folder
+
+
+def index_then_grow(tmp_path: Path) -> tuple[Path, list[str]]:
+    """An index of a folder that has grown since by a file: the index, and the `korqa`
+    arguments that would update it."""
+    folder = kimchi_folder(tmp_path)
     out = tmp_path / "idx"
     argv = ["index", "--corpus", str(folder), "--out", str(out), "--no-morphemes"]
     assert korqa_main([*argv, "--no-progress"]) == 0
-    capsys.readouterr()
     (folder / "fox.md").write_text(SECOND, encoding="utf-8")
+    return out, argv
+
+
+def test_ctrl_c_while_index_builds_leaves_the_old_index_and_says_so(tmp_path: Path,
+                                                                    capsys) -> None:
+    out, argv = index_then_grow(tmp_path)
+    capsys.readouterr()
     # Stopped with the new retriever saved and the store's change not yet committed.
     done = interrupt_index_at("saved", argv, tmp_path)
     assert done.returncode == 130
@@ -142,9 +154,7 @@ def test_ctrl_c_while_index_builds_leaves_the_old_index_and_says_so(tmp_path: Pa
 
 
 def test_ctrl_c_while_a_new_index_builds_leaves_nothing(tmp_path: Path) -> None:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "kimchi.md").write_text(FIRST, encoding="utf-8")
+    folder = kimchi_folder(tmp_path)
     out = tmp_path / "new" / "idx"
     done = interrupt_index_at("saved", ["index", "--corpus", str(folder), "--out", str(out),
                                         "--no-morphemes", "--no-progress"], tmp_path)
@@ -154,16 +164,9 @@ def test_ctrl_c_while_a_new_index_builds_leaves_nothing(tmp_path: Path) -> None:
 
 def test_ctrl_c_just_after_the_commit_says_the_new_index_is_saved(tmp_path: Path,
                                                                   capsys) -> None:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "kimchi.md").write_text(FIRST, encoding="utf-8")
-    out = tmp_path / "idx"
-    argv = ["index", "--corpus", str(folder), "--out", str(out), "--no-morphemes",
-            "--no-progress"]
-    assert korqa_main(argv) == 0
+    out, argv = index_then_grow(tmp_path)
     capsys.readouterr()
-    (folder / "fox.md").write_text(SECOND, encoding="utf-8")
-    done = interrupt_index_at("committed", argv, tmp_path)
+    done = interrupt_index_at("committed", [*argv, "--no-progress"], tmp_path)
     assert (done.returncode, done.stderr) == (130, "중단됨: 바뀐 색인은 이미 저장되었습니다\n")
     with Index(out) as index:  # the next open finds the committed retriever
         assert index.search("뷁꽯", 1)[0][0].doc_id == "fox.md"

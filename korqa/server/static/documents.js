@@ -2,8 +2,9 @@
 // POST /documents/files one by one with their upload progress, pasted text to POST /documents;
 // the documents added are listed from GET /documents and removed with DELETE /documents/{id}.
 // A server started with an API key answers 401: the page asks for the key once and keeps it in
-// sessionStorage (this tab only). Self-contained: it shares nothing with app.js but the event
-// "korqa:documents-changed", after which app.js refreshes the paragraph count.
+// sessionStorage (this tab only). It shares with app.js (loaded before it) only its helper
+// el() and the event "korqa:documents-changed", after which app.js refreshes the paragraph
+// count.
 "use strict";
 
 (() => {
@@ -21,13 +22,6 @@
   const uploads = document.getElementById("uploads");
   const list = document.getElementById("document-list");
   const empty = document.getElementById("documents-empty");
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text; // never innerHTML: names are untrusted
-    return node;
-  }
 
   // ---- the API key ---------------------------------------------------------------------------
 
