@@ -244,6 +244,10 @@ def test_ctrl_c_at_the_chat_prompt_clears_the_line_and_ctrl_d_leaves(tmp_path: P
         terminal.wait_for(PROMPT)
         terminal.type("반쯤 쓰다 만 질문")
         terminal.wait_for("반쯤 쓰다 만 질문")  # echoed as typed
+        # A person's pause: Python's readline loop notices a signal only while it waits in
+        # select(), not in the microseconds after it echoed a key (a Ctrl-C then waits for the
+        # next key), and a person never presses it that fast.
+        time.sleep(0.5)
         terminal.type("\x03")  # Ctrl-C: a fresh prompt, the chat goes on
         after = terminal.wait_for(PROMPT, count=2)
         assert "^C" in after and "interrupted" not in after and "Traceback" not in after
