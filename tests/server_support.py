@@ -75,7 +75,7 @@ from tiny import tiny_pipeline
 from korqa.pipeline import PipelineConfig, PipelineSources
 from korqa.server.app import ServerConfig, serve
 
-def open_tiny(index_dir, corpus, faq, model, config):
+def open_tiny(index_dir, corpus, faq, model, config, **options):
     return tiny_pipeline(index_dir, {model!r}, threshold=0.0)()
 
 korqa.pipeline.open_pipeline = open_tiny  # serve() as is, around the tiny reader

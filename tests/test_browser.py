@@ -5,9 +5,11 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import office_files as office
 import pytest
 from server_support import LiveServer
 from tiny import DOCS, build_tiny_index, make_tiny_reader, one_torch_thread, tiny_pipeline
@@ -36,19 +38,25 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--window-size=1000,1200", "--lang=ko-KR"]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser")
+@contextmanager
+def tiny_server(root: Path, **options: object) -> Iterator[LiveServer]:
+    """The tiny index and a random reader served live; `options` go to create_app."""
     with one_torch_thread():
         model_dir = make_tiny_reader(root / "reader")
         index_dir = build_tiny_index(root / "index")
         # One paragraph read per question: the page's answer then comes from the paragraph
         # a test put first, whatever the random reader thinks of the others.
         app = create_app(tiny_pipeline(index_dir, model_dir, threshold=0.0, top_k=1),
-                         root / "data")
+                         root / "data", **options)  # type: ignore[arg-type]
         with LiveServer(app) as live:
             live.data_dir = root / "data"  # type: ignore[attr-defined]
             yield live
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with tiny_server(tmp_path_factory.mktemp("browser")) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +243,118 @@ def test_the_page_shows_its_favicon(browser: webdriver.Chrome, server: LiveServe
         "img.onerror = () => done(null); img.src = arguments[0];", icon)
     assert size and size[0] > 0 and size[1] > 0
     assert httpx.get(icon).headers["content-type"] == "image/svg+xml"
+
+
+# ---- "문서 추가": documents added from the page --------------------------------------------
+
+API_KEY = "open-sesame-42"
+MAX_UPLOAD = 300_000  # small, so that the oversized-file test need not make a large file
+
+
+@pytest.fixture(scope="module")
+def upload_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A server whose writes need an API key, as one that other machines reach does."""
+    with tiny_server(tmp_path_factory.mktemp("uploads"), api_key=API_KEY,
+                     max_upload=MAX_UPLOAD) as live:
+        yield live
+
+
+def _open_documents(browser: webdriver.Chrome, server: LiveServer) -> None:
+    _open(browser, server)
+    browser.find_element(By.ID, "documents-toggle").click()
+    assert browser.find_element(By.ID, "documents").is_displayed()
+
+
+def _uploads(browser: webdriver.Chrome, state: str) -> list:
+    return browser.find_elements(By.CSS_SELECTOR, f"#uploads li[data-state={state}]")
+
+
+def _listed(browser: webdriver.Chrome) -> list[str]:
+    # Read in one script: the page may redraw the list between two element lookups.
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll('#document-list .document-title'),"
+        " (node) => node.textContent)")
+
+
+def test_the_page_uploads_a_docx_and_then_answers_from_it(
+        browser: webdriver.Chrome, upload_server: LiveServer, tmp_path: Path) -> None:
+    docx = office.write(tmp_path / "출장 규정.docx", office.TRAVEL)
+    _open_documents(browser, upload_server)
+    assert _listed(browser) == []
+    browser.find_element(By.ID, "file-input").send_keys(str(docx))
+    # The server wants its key: the page asks for it once, then sends the file again.
+    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "key-form").is_displayed())
+    browser.find_element(By.ID, "api-key").send_keys("열려라참깨")  # no header carries Hangul
+    browser.find_element(By.ID, "key-save").click()
+    assert "영문, 숫자, 기호만" in browser.find_element(By.ID, "key-reason").text
+    browser.find_element(By.ID, "api-key").clear()
+    browser.find_element(By.ID, "api-key").send_keys("wrong-key")
+    browser.find_element(By.ID, "key-save").click()
+    WebDriverWait(browser, 60).until(  # asked again, saying why
+        lambda d: "맞지 않아요" in d.find_element(By.ID, "key-reason").text
+        and d.find_element(By.ID, "key-form").is_displayed())
+    browser.find_element(By.ID, "api-key").send_keys(API_KEY)
+    browser.find_element(By.ID, "key-save").click()
+    WebDriverWait(browser, 120).until(lambda d: _uploads(d, "done"))
+    row = _uploads(browser, "done")[0]
+    assert row.find_element(By.CSS_SELECTOR, ".upload-name").text == "출장 규정.docx"
+    note = row.find_element(By.CSS_SELECTOR, ".upload-note").text
+    assert note == "문단 5개 추가 · 사내 출장 규정"
+    assert browser.execute_script("return sessionStorage.getItem('korqa.apiKey')") == API_KEY
+    WebDriverWait(browser, 60).until(lambda d: _listed(d) == ["사내 출장 규정"])
+    WebDriverWait(browser, 60).until(  # the header counts the new paragraphs
+        lambda d: d.find_element(By.ID, "status").text.startswith(f"문단 {len(DOCS) + 5}개"))
+    # Asked about it, the page answers from the uploaded file's paragraph.
+    question, _ = office.QUESTIONS["travel.docx"]
+    bot = _ask_and_wait(browser, question).find_element(By.CSS_SELECTOR, ".bot")
+    assert bot.get_attribute("data-state") == "answered"
+    assert bot.get_attribute("data-paragraph-id").startswith("api:출장_규정.docx:")
+    shown = bot.find_element(By.CSS_SELECTOR, ".context").get_attribute("textContent")
+    assert shown == "국내 출장 일비는 하루 3만 원이고, 숙박비는 1박에 7만 원까지 실비로 정산한다."
+    assert "사내 출장 규정 › 여비 기준" in bot.find_element(By.CSS_SELECTOR, ".meta").text
+    # Removed from the list, it is gone from the index too.
+    browser.find_element(By.CSS_SELECTOR, "#document-list .remove-document").click()
+    WebDriverWait(browser, 60).until(lambda d: _listed(d) == [])
+    assert httpx.get(f"{upload_server.url}/documents").json()["documents"] == []
+    again = httpx.post(f"{upload_server.url}/ask", json={"question": question}, timeout=60)
+    assert not again.json()["paragraph_id"].startswith("api:")
+
+
+def test_pasted_text_and_dropped_files_are_added_and_bad_files_explained(
+        browser: webdriver.Chrome, upload_server: LiveServer) -> None:
+    _open_documents(browser, upload_server)
+    browser.execute_script("sessionStorage.setItem('korqa.apiKey', arguments[0])", API_KEY)
+    browser.find_element(By.ID, "paste-title").send_keys("회의 메모")
+    browser.find_element(By.ID, "paste-text").send_keys(
+        "다음 회의는 목요일 오후 세 시에 열린다.\n\n회의실은 본관 3층이다.")
+    browser.find_element(By.ID, "paste-add").click()
+    WebDriverWait(browser, 120).until(lambda d: len(_uploads(d, "done")) == 1)
+    assert _uploads(browser, "done")[0].find_element(By.CSS_SELECTOR, ".upload-note").text \
+        == "문단 2개 추가 · 회의 메모"
+    # Files dropped on the page: a Markdown note, a "DOCX" that is not one, and one too large.
+    browser.execute_script("""
+        const [big] = arguments;
+        const drop = (files) => {
+            const data = new DataTransfer();
+            for (const file of files) data.items.add(file);
+            document.getElementById("history").dispatchEvent(new DragEvent("drop",
+                {dataTransfer: data, bubbles: true, cancelable: true}));
+        };
+        drop([new File(["# 봄 소풍\\n\\n봄 소풍은 4월 셋째 주 금요일에 간다.\\n"], "소풍.md"),
+              new File([new Uint8Array([80, 75, 3, 4, 1, 2, 3])], "깨진.docx"),
+              new File([new Uint8Array(big)], "큰 파일.pdf")]);
+    """, MAX_UPLOAD + 1)
+    WebDriverWait(browser, 120).until(lambda d: len(_uploads(d, "done")) == 2
+                                      and len(_uploads(d, "error")) == 2)
+    notes = {row.find_element(By.CSS_SELECTOR, ".upload-name").text:
+             row.find_element(By.CSS_SELECTOR, ".upload-note").text
+             for row in browser.find_elements(By.CSS_SELECTOR, "#uploads li")}
+    assert notes["소풍.md"] == "문단 1개 추가 · 봄 소풍"
+    assert notes["깨진.docx"].startswith("읽을 수 없어요: 깨진.docx: cannot be read: not a Word")
+    assert notes["큰 파일.pdf"].startswith("너무 커요: 큰 파일.pdf: 0.3 MB; the server takes")
+    WebDriverWait(browser, 60).until(lambda d: sorted(_listed(d)) == ["봄 소풍", "회의 메모"])
+    listed = httpx.get(f"{upload_server.url}/documents").json()["documents"]
+    assert sorted(d["title"] for d in listed) == ["봄 소풍", "회의 메모"]
+    for doc in listed:  # leave the server as the other tests found it
+        httpx.delete(f"{upload_server.url}/documents/{doc['id']}",
+                     headers={"Authorization": f"Bearer {API_KEY}"})

@@ -254,31 +254,3 @@ def test_ctrl_c_in_any_command_is_one_line_and_exit_130(
     assert main(["split", "--data", "d.json", "--out", "o"]) == 130
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "korqa split: interrupted\n")
-
-
-def test_ctrl_c_while_chat_waits_for_input_ends_it_with_130(tmp_path: Path) -> None:
-    import signal
-    import time
-
-    from tiny import write_corpus
-
-    faq = tmp_path / "faq.json"
-    faq.write_text(json.dumps([{"question": "오늘 너무 힘들다", "answer": "고생 많았어요."}],
-                              ensure_ascii=False), encoding="utf-8")
-    env = {**os.environ, "KORQA_CACHE": str(tmp_path / "cache")}
-    chat = subprocess.Popen(
-        [sys.executable, "-m", "korqa", "chat", "--corpus", str(write_corpus(tmp_path / "c.jsonl")),
-         "--faq", str(faq), "--model", str(tmp_path / "no-model")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env, cwd=REPO)
-    try:
-        chat.stdin.write("오늘 너무 힘들다\n")
-        chat.stdin.flush()
-        assert "고생 많았어요." in chat.stdout.readline()  # answered: now it waits for more
-        time.sleep(0.5)
-        chat.send_signal(signal.SIGINT)
-        out, err = chat.communicate(timeout=60)
-    finally:
-        chat.kill()
-    assert chat.returncode == 130
-    assert err == "korqa chat: interrupted\n"

@@ -10,7 +10,7 @@ import pytest
 from tiny import make_tiny_reader, write_corpus
 
 from korqa.cli import main
-from korqa.corpus.formats import document_id
+from korqa.corpus.paragraph import document_id
 
 JSON_KEYS = {"answer", "score", "known", "title", "paragraph_id", "context", "start", "end",
              "candidates"}

@@ -10,7 +10,8 @@ import sqlite3
 import pytest
 
 from korqa.corpus import Paragraph, ParagraphStore, iter_documents, load_corpus
-from korqa.corpus.formats import corpus_files, document_id, read_jsonl, read_squad, write_json
+from korqa.corpus.formats import corpus_files, read_jsonl, read_squad, write_json
+from korqa.corpus.paragraph import document_id
 
 DOCS = [
     {"id": "10", "title": "서울",
@@ -266,3 +267,24 @@ def test_a_json_lines_file_torn_by_a_kill_reads_up_to_its_last_whole_line(tmp_pa
     log.write_text('{"step": 1}\n{"step": 2\n{"step": 3}\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"log.jsonl:2: not JSON .*; delete it"):
         read_jsonl(log, hint="delete it")
+
+
+def test_korqa_documents_shows_each_documents_title_not_a_heading_path(tmp_path, capsys):
+    from korqa.cli import main
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    # The first paragraph sits under a section: its title is "한라산 › 등산로".
+    (folder / "halla.md").write_text("# 한라산\n\n## 등산로\n\n성판악 코스는 가장 길다.\n",
+                                     encoding="utf-8")
+    (folder / "notes.txt").write_text("제목 없는 메모의 첫 문단이다.\n", encoding="utf-8")
+    out = str(tmp_path / "idx")
+    assert main(["index", "--corpus", str(folder), "--out", out, "--no-morphemes",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["documents", "--index", out]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [row[:3] for row in rows] == [[str(folder / "halla.md"), "1", "한라산"],
+                                         [str(folder / "notes.txt"), "1", "notes"]]
+    assert main(["documents", "--index", out, "--json"]) == 0
+    assert [d["title"] for d in json.loads(capsys.readouterr().out)] == ["한라산", "notes"]

@@ -11,7 +11,7 @@ import pytest
 
 from korqa.cli import main
 from korqa.corpus import ParagraphStore
-from korqa.corpus.formats import document_id
+from korqa.corpus.paragraph import document_id
 from korqa.retrieval.index import STORE_FILE, Index, build_index, list_documents
 from korqa.server.engine import rebuild_retriever
 

@@ -55,3 +55,25 @@ def test_the_readme_python_snippet_answers_the_readme_question(tmp_path: Path) -
     assert done.returncode == 0, done.stderr[-3000:]
     answer, score, title = done.stdout.split()
     assert "1,947" in answer and title == "제주도" and 0.0 < float(score) <= 1.0
+
+
+def test_python_m_korqa_beside_a_checkout_named_korqa_says_so(tmp_path: Path) -> None:
+    # A checkout in a folder named korqa, Python started in the folder holding it: Python takes
+    # the checkout folder for the package (README: "Where to run it from").
+    (tmp_path / "korqa").symlink_to(README.parent, target_is_directory=True)
+    beside = subprocess.run([sys.executable, "-c", "import korqa; print(korqa.__path__)"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert str(tmp_path / "korqa") in beside.stdout  # the checkout, not the package
+    done = subprocess.run([sys.executable, "-m", "korqa", "--version"], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"korqa: error: Python took {tmp_path / 'korqa'}, a korqa checkout, for the package "
+        f"korqa: it started in {tmp_path}, the folder holding the checkout. Run it from inside "
+        "the checkout or from any other folder (with korqa installed: pip install -e .), or "
+        "give the checkout folder another name.\n")
+    # Started anywhere else, the installed package runs as ever.
+    for folder in (tmp_path / "korqa", tmp_path / "korqa" / "docs"):
+        elsewhere = subprocess.run([sys.executable, "-m", "korqa", "--version"],
+                                   capture_output=True, text=True, timeout=120, cwd=folder)
+        assert elsewhere.stdout.strip() == f"korqa {korqa.__version__}"

@@ -13,7 +13,7 @@ import pytest
 
 from korqa.cli import main
 from korqa.corpus import Paragraph, ParagraphStore
-from korqa.corpus.formats import document_id
+from korqa.corpus.paragraph import document_id
 from korqa.retrieval import (
     BM25Retriever,
     HybridRetriever,

@@ -18,8 +18,7 @@ import pytest
 from faults import paused_at
 
 from korqa.cli import main as korqa_main
-from korqa.corpus.formats import document_id
-from korqa.corpus.paragraph import Paragraph
+from korqa.corpus.paragraph import Paragraph, document_id
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval import bm25 as bm25_module
 from korqa.retrieval.bm25 import SEGMENTS_FILE, BM25Retriever

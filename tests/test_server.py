@@ -22,8 +22,7 @@ from starlette.exceptions import HTTPException
 from tiny import DOCS, build_tiny_index, tiny_pipeline
 
 from korqa.cli import build_parser
-from korqa.corpus.formats import document_id
-from korqa.corpus.paragraph import Paragraph
+from korqa.corpus.paragraph import Paragraph, document_id
 from korqa.corpus.store import ParagraphStore
 from korqa.corpus.text import MAX_PARAGRAPH_CHARS
 from korqa.retrieval.index import STORE_FILE, Index

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from korqa.corpus import TextReading, load_corpus
-from korqa.corpus.formats import document_id
+from korqa.corpus.paragraph import document_id
 from korqa.corpus.text import MAX_PARAGRAPH_CHARS, UnreadableText, decode_text, text_document
 
 JEJU = "한라산은 제주도에 있는 산이다.\n\n높이는 1,950미터이다.\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from korqa.corpus.formats import document_id
+from korqa.corpus.paragraph import document_id
 from korqa.modeling import BertConfig, BertForQuestionAnswering
 from korqa.modeling.checkpoint import load_model, save_pretrained
 from korqa.pipeline import PipelineConfig, QAPipeline

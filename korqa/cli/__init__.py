@@ -18,7 +18,8 @@ import textwrap
 from collections.abc import Callable, Iterator, Sequence
 
 from korqa.cli import answer, evaluation, index, training
-from korqa.cli.command import OUTPUT, Command, print_json
+from korqa.cli.command import OUTPUT, Command, Interrupted, print_json
+from korqa.cli.logs import route_warnings_past_progress_bars
 from korqa.cli_options import add_options, build, resolve
 from korqa.errors import IndexFault
 
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one `korqa` command; its exit status. Bad input and Ctrl-C end it with one line on
     stderr (exit 2 and 130), never a traceback."""
     name = "korqa"
+    route_warnings_past_progress_bars()
     try:
         try:
             args = build_parser().parse_args(argv)
@@ -226,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         # stdout once more at exit, so it points at /dev/null from here on.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + 13  # what a shell reports for a command that SIGPIPE ended
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         # The terminal echoed ^C on the line the command was on: start a fresh one there.
         start = "\n" if sys.stderr.isatty() else ""
-        print(f"{start}{name}: interrupted", file=sys.stderr)
+        said = str(interrupt) if isinstance(interrupt, Interrupted) else f"{name}: interrupted"
+        print(f"{start}{said}", file=sys.stderr)
         return 128 + 2  # what a shell reports for a command that SIGINT ended
     except (FileNotFoundError, ValueError) as error:
         print(f"{name}: error: {error}", file=sys.stderr)

@@ -35,7 +35,8 @@ def ask(options: AskOptions, sources: PipelineSources, config: PipelineConfig,
     from korqa.pipeline.display import format_answer
 
     with open_pipeline(sources.index, sources.corpus, sources.faq, sources.model, config,
-                       progress=sys.stderr.isatty(), reading=reading) as pipeline:
+                       progress=sys.stderr.isatty(), reading=reading,
+                       small_talk=sources.small_talk) as pipeline:
         answer = pipeline.ask(options.question)
     print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2) if options.json
           else format_answer(answer, color=sys.stdout.isatty()))
@@ -47,7 +48,8 @@ def chat(sources: PipelineSources, config: PipelineConfig, reading: TextReading)
     from korqa.pipeline.chat import run_chat
 
     with open_pipeline(sources.index, sources.corpus, sources.faq, sources.model, config,
-                       progress=sys.stderr.isatty(), reading=reading) as pipeline:
+                       progress=sys.stderr.isatty(), reading=reading,
+                       small_talk=sources.small_talk) as pipeline:
         return run_chat(pipeline, sys.stdin, sys.stdout, config.top_k,
                         color=sys.stdout.isatty(), interactive=sys.stdin.isatty())
 
@@ -75,7 +77,9 @@ COMMANDS = (
     Command(
         "chat", "answer questions one after another (a REPL; reads piped stdin too)",
         "Ask questions line by line; each answer is shown marked in its paragraph. Commands: "
-        ":help, :sources, :history, :quit (or Ctrl-D). The index, FAQ and reader are loaded "
+        ":help, :sources, :history, :quit (or Ctrl-D). At a terminal Ctrl-C clears the line, "
+        "or drops the question being answered, as in a shell; piped questions stop at Ctrl-C. "
+        "The index, FAQ and reader are loaded "
         "once for the whole conversation.",
         PIPELINE, chat),
     Command(

@@ -36,5 +36,10 @@ class Output:
 OUTPUT = f"{__name__}:Output"
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with the one line that says what it left behind (printed instead of
+    "korqa NAME: interrupted")."""
+
+
 def print_json(obj: object) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=2))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from korqa.cli.command import Command
+from korqa.cli.command import Command, Interrupted
 
 if TYPE_CHECKING:
     from korqa.distributed import RayIndexing
@@ -22,7 +22,33 @@ def index(config: IndexConfig, cluster: RayIndexing) -> dict[str, Any]:
     from korqa.distributed import indexer
     from korqa.retrieval.maintenance import index_corpus
 
-    return index_corpus(config, indexer(cluster))
+    before = _index_state(config.out)
+    try:
+        return index_corpus(config, indexer(cluster))
+    except KeyboardInterrupt:
+        # A change commits whole or not at all (korqa.retrieval.index), so the index is the
+        # old one unless Ctrl-C came in the moment after its commit: say which, as checked.
+        unchanged = _index_state(config.out) == before
+        raise Interrupted("중단됨: 색인은 그대로입니다" if unchanged
+                          else "중단됨: 바뀐 색인은 이미 저장되었습니다") from None
+
+
+def _index_state(out: str) -> tuple[str | None, int] | None:
+    """The committed state of the index at `out`: its store's generation and paragraph
+    count; None where there is no readable index."""
+    import sqlite3
+
+    from korqa.corpus.store import ParagraphStore
+    from korqa.retrieval.index import STORE_FILE
+
+    store_file = Path(out) / STORE_FILE
+    if not store_file.is_file():
+        return None
+    try:
+        with ParagraphStore(store_file, readonly=True) as store:
+            return store.generation, len(store)
+    except (ValueError, sqlite3.Error):
+        return None
 
 
 def verify(config: VerifyConfig) -> dict[str, Any]:
@@ -48,8 +74,9 @@ COMMANDS = (
         "the index; documents of other paths (and those added through `korqa serve`) stay. "
         "`korqa documents` lists the documents, `korqa remove` drops some. A new OUT is built "
         "beside it and renamed into place, and changes to an existing one commit only once the "
-        "retriever is rebuilt: a failed run leaves OUT as it was. Headings (# 제목, a line "
-        "underlined with ===/---, and in .txt a short title line above a paragraph) title the "
+        "retriever is rebuilt: a failed or interrupted (Ctrl-C) run leaves OUT as it was. "
+        "Headings (# 제목, a line underlined with ===/---, and in .txt a short title line "
+        "above a paragraph) title the "
         "paragraphs under them (\"한라산 › 등산로\") and are not paragraphs themselves.",
         (f"{MAINTENANCE}:IndexConfig", "korqa.distributed:RayIndexing"), index),
     Command(

@@ -29,48 +29,25 @@ import json
 import logging
 import lzma
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from korqa.corpus.documents import (
-    DOCUMENT_SUFFIXES,
-    MissingExtra,
-    UnreadableDocument,
-    read_document,
-)
-from korqa.corpus.paragraph import Paragraph, paragraph_id
-from korqa.corpus.text import TextReading, outline_document, read_text, text_document
+from korqa.corpus.documents import DOCUMENT_SUFFIXES
+from korqa.corpus.documents.files import SkippedFiles, document_file
+from korqa.corpus.paragraph import Document, Paragraph, document_id, paragraph_id
+from korqa.corpus.text import TextReading, read_text, text_document
 from korqa.splits import title_key
 
 log = logging.getLogger("korqa.corpus")
 
 SQUAD_SUFFIXES = (".json", ".json.gz")
 KOWIKI_SUFFIXES = (".jsonl", ".jsonl.xz")
-TEXT_SUFFIXES = (".txt", ".md")
+MARKDOWN_SUFFIX = ".md"  # headings are `#` lines only (a .txt file also has title lines)
+TEXT_SUFFIXES = (".txt", MARKDOWN_SUFFIX)
 # A folder holds documents, not SQuAD sets.
 FOLDER_SUFFIXES = KOWIKI_SUFFIXES + TEXT_SUFFIXES + DOCUMENT_SUFFIXES
-
-
-def document_id(path: Path, inner: str | None = None) -> str:
-    """The id of a document read from the corpus file `path`: the file's absolute path (links
-    resolved), then `#inner` for one of the documents a kowiki or SQuAD file holds (its id,
-    its article title). Distinct for `A/notes.txt` and `B/notes.txt`, and the same each time
-    the same file is read, which is how re-indexing a path replaces its documents. Every
-    reader of corpus files names its documents through this one function."""
-    name = path.resolve().as_posix()
-    return name if inner is None else f"{name}#{inner}"
-
-
-@dataclass(frozen=True)
-class Document:
-    """One document of a corpus file: its id, title and (non-blank) paragraphs."""
-
-    id: str
-    title: str
-    paragraphs: list[Paragraph]
 
 
 # ---- JSON files -----------------------------------------------------------------------------
@@ -450,7 +427,7 @@ def text_file_document(path: str | Path, reading: TextReading | None = None) -> 
     if text is None:
         return None
     return text_to_document(text, document_id(path), path.stem,
-                            markdown=path.suffix.lower() == ".md")
+                            markdown=path.suffix.lower() == MARKDOWN_SUFFIX)
 
 
 def text_to_document(text: str, doc_id: str, default_title: str, markdown: bool,
@@ -462,60 +439,6 @@ def text_to_document(text: str, doc_id: str, default_title: str, markdown: bool,
     return Document(doc_id, title, [
         Paragraph(paragraph_id(source_kind, doc_id, index), section, block, doc_id)
         for index, section, block in blocks])
-
-
-# ---- office documents and web pages --------------------------------------------------------
-
-
-class SkippedFiles:
-    """The files a corpus path skipped and why, for the one summary line at its end; warns
-    about each file as it is skipped, but only once about a missing extra."""
-
-    def __init__(self) -> None:
-        self.files: list[tuple[Path, str]] = []
-        self._extra_warned = False
-
-    def skip(self, path: Path, reason: str, missing_extra: bool = False) -> None:
-        self.files.append((path, "its extra is not installed" if missing_extra else reason))
-        if not missing_extra:
-            log.warning("%s: skipped, not indexed: %s", path, reason)
-        elif not self._extra_warned:
-            self._extra_warned = True
-            log.warning("%s: skipped, not indexed: this kind of file %s", path, reason)
-
-    def summary(self, folder: Path, others: list[Path]) -> str | None:
-        """One line naming every file skipped and why, and counting the files of other kinds
-        by suffix; None when nothing was skipped."""
-        if not self.files and not others:
-            return None
-        named = [f"{path.relative_to(folder).as_posix()}: {reason}"
-                 for path, reason in self.files]
-        if others:
-            kinds = Counter(path.suffix.lower() or "(no suffix)" for path in others)
-            named.append(f"{len(others)} file{'s' * (len(others) > 1)} of kinds korqa does not "
-                         "read (" + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
-                         + ")")
-        count = len(self.files) + len(others)
-        return f"{folder}: skipped {count} file{'s' * (count > 1)} — " + "; ".join(named)
-
-
-def document_file(path: Path, reading: TextReading | None = None,
-                  skipped: SkippedFiles | None = None) -> Document | None:
-    """A PDF, DOCX, HWP, HWPX or HTML file as a document (`korqa.corpus.documents`), its
-    headings titling its paragraphs as in .md files. One that cannot be read is None, after a
-    warning (noted in `skipped`), or a ValueError with `reading.strict`."""
-    reading = reading or TextReading()
-    try:
-        outline = read_document(path)
-    except UnreadableDocument as error:
-        if reading.strict:
-            raise ValueError(f"{path}: cannot be read: {error}") from None
-        (skipped or SkippedFiles()).skip(path, str(error), isinstance(error, MissingExtra))
-        return None
-    doc_id = document_id(path)
-    title, blocks = outline_document(((s.text, s.level) for s in outline), path.stem)
-    return Document(doc_id, title, [Paragraph(paragraph_id("file", doc_id, index), section,
-                                              block, doc_id) for index, section, block in blocks])
 
 
 # ---- paths: files and folders ---------------------------------------------------------------

@@ -21,6 +21,7 @@ from itertools import islice
 from pathlib import Path
 
 from korqa.corpus.paragraph import Paragraph
+from korqa.corpus.text import document_title
 from korqa.errors import DamagedIndex, ReadOnlyIndex, storage_fault
 
 STORE_VERSION = 1
@@ -137,8 +138,9 @@ class AddResult:
 
 @dataclass(frozen=True)
 class DocumentInfo:
-    """One stored document: its id, the title of its first paragraph, paragraph count, and the
-    corpus path it was read from (None for documents added otherwise, e.g. through the API)."""
+    """One stored document: its id, its title (its first heading or file name: what its first
+    paragraph's title holds before any section), paragraph count, and the corpus path it was
+    read from (None for documents added otherwise, e.g. through the API)."""
 
     doc_id: str
     title: str
@@ -538,15 +540,19 @@ class ParagraphStore:
             for row in rows:
                 yield Paragraph(*row)
 
-    def documents(self) -> list[DocumentInfo]:
-        """Every stored document, in the order its first paragraph was stored."""
+    def documents(self, prefix: str = "") -> list[DocumentInfo]:
+        """Every stored document (whose id starts with `prefix`), in the order its first
+        paragraph was stored."""
         source = "documents.source" if self._has_sources else "NULL"
         join = "LEFT JOIN documents USING (doc_id)" if self._has_sources else ""
+        # A range of ids rather than LIKE, whose wildcards a prefix may hold.
+        where, bounds = ("WHERE doc_id >= ? AND doc_id < ?",
+                         (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))) if prefix else ("", ())
         # The bare `title` column comes from the row of MIN(seq): SQLite's documented rule.
         rows = self._conn.execute(
             f"SELECT doc_id, title, COUNT(*), {source}, MIN(seq) AS first FROM paragraphs "
-            f"{join} GROUP BY doc_id ORDER BY first")
-        return [DocumentInfo(row[0], row[1], row[2], row[3]) for row in rows]
+            f"{join} {where} GROUP BY doc_id ORDER BY first", bounds)
+        return [DocumentInfo(row[0], document_title(row[1]), row[2], row[3]) for row in rows]
 
     def ids(self) -> list[str]:
         return [row[0] for row in self._conn.execute("SELECT id FROM paragraphs ORDER BY seq")]

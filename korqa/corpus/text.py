@@ -197,6 +197,12 @@ def _titled(blocks: list[_Block], stem: str) -> tuple[str, list[tuple[int, str, 
     return doc_title, list(_paragraphs(blocks, doc_title))
 
 
+def document_title(paragraph_title: str) -> str:
+    """The title of the document a paragraph titled `paragraph_title` belongs to: the title's
+    part before its sections ("한라산 › 등산로" → "한라산"), as `text_document` joins them."""
+    return paragraph_title.split(SECTION_SEPARATOR, 1)[0]
+
+
 def cut_long(text: str, limit: int = MAX_PARAGRAPH_CHARS) -> list[str]:
     """`text` in pieces of at most `limit` characters, each ending at a sentence end (else a
     space) where one falls in the second half of the piece; blank pieces are dropped."""

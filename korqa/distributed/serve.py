@@ -168,7 +168,7 @@ class KorqaReplica:
         # this replica reopen once more.
         self.generation = ray.get(self.writer.heartbeat.remote(self.name, self._info()))
         app = create_app(lambda: open_pipeline(index_dir, (), options["faq"], options["model"],
-                                               config),
+                                               config, small_talk=options["small_talk"]),
                          options["data_dir"], options["allow_origins"], options["max_queue"],
                          deadline=options["deadline"], allowed_hosts=options["allowed_hosts"],
                          api_key=options["api_key"], max_wait=options["max_wait"],
@@ -290,6 +290,7 @@ def serve_ray(settings: ServerConfig, address: str | None, replicas: int) -> int
     threads = max(1, (settings.threads or replicas) // replicas)
     options = {
         "index_dir": str(index_dir), "data_dir": str(data_dir), "faq": sources.faq,
+        "small_talk": sources.small_talk,
         "model": str(Path(sources.model).resolve()) if sources.model else None,
         "allow_origins": list(settings.allow_origins), "max_queue": settings.max_queue,
         "threads": threads, "deadline": settings.deadline, "max_wait": settings.max_wait,

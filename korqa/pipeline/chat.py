@@ -15,15 +15,19 @@ HELP = """Type a question in Korean and press Enter. Commands:
   :help      this help (also :h, :?)
   :sources   the answers and paragraphs behind the last answer (also :s)
   :history   the questions asked so far and their answers (also :hist)
-  :quit      leave (also :q, :exit, or Ctrl-D)"""
+  :quit      leave (also :q, :exit, or Ctrl-D)
+Ctrl-C clears the line you are typing, or drops the question being answered."""
 
 
 def run_chat(pipeline: QAPipeline, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout,
              top_k: int | None = None, color: bool = False, interactive: bool = False) -> int:
     """Answer questions until `:quit` or end of input; returns the exit status (0).
 
-    Interactive (a terminal): a prompt, line editing and a banner. Otherwise questions are read
-    from `stdin` as lines, so a file of questions can be piped in.
+    Interactive (a terminal): a prompt, line editing and a banner, and Ctrl-C as in a shell:
+    at the prompt it drops the line typed so far for a fresh prompt, while a question is
+    being answered it drops that question; Ctrl-D on an empty line leaves. Otherwise
+    questions are read from `stdin` as lines, so a file of questions can be piped in, and
+    Ctrl-C stops the run (KeyboardInterrupt), as it stops any command reading a pipe.
     """
     history: list[Answer] = []
 
@@ -32,7 +36,7 @@ def run_chat(pipeline: QAPipeline, stdin: TextIO = sys.stdin, stdout: TextIO = s
 
     if interactive:
         say("korqa chat — ask a question in Korean; :help lists commands, Ctrl-D leaves.")
-    for raw in _lines(stdin, interactive):
+    for raw in _lines(stdin, stdout, interactive):
         line = raw.strip()
         if not line:
             continue
@@ -49,7 +53,9 @@ def run_chat(pipeline: QAPipeline, stdin: TextIO = sys.stdin, stdout: TextIO = s
             say(f"error: {error}")
             continue
         except KeyboardInterrupt:
-            say("(interrupted)")
+            if not interactive:
+                raise
+            say("(interrupted: that question is dropped; ask another, or Ctrl-D to leave)")
             continue
         history.append(answer)
         say(format_answer(answer, color))
@@ -72,17 +78,24 @@ def _command(command: str, history: list[Answer], color: bool) -> str:
     return f"unknown command {command!r}; :help lists the commands"
 
 
-def _lines(stdin: TextIO, interactive: bool) -> Iterator[str]:
-    """Input lines until end of input; Ctrl-D and Ctrl-C at the prompt end the chat cleanly."""
+def _lines(stdin: TextIO, stdout: TextIO, interactive: bool) -> Iterator[str]:
+    """Input lines until end of input (Ctrl-D at the prompt); Ctrl-C at the prompt drops the
+    line typed so far and prompts afresh."""
     if not interactive:
         yield from stdin
         return
     try:
         import readline  # noqa: F401 - gives input() line editing and ↑ history
+
+        editing = True
     except ImportError:
-        pass
+        editing = False
     while True:
         try:
             yield input(PROMPT)
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             return
+        except KeyboardInterrupt:
+            # After the dropped text, "^C" as a shell shows it (readline turns the terminal's
+            # own echo off; without it, the terminal echoed it), then a fresh prompt below.
+            print("^C" if editing else "", file=stdout, flush=True)

@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 
 from korqa.corpus.text import TEXT_RULES_VERSION, TextReading
-from korqa.faq import FAQIndex
+from korqa.faq import FAQIndex, load_faq, small_talk_entries
 from korqa.paths import cache_dir, sample_corpus_path
 from korqa.pipeline.qa import PipelineConfig, QAPipeline, load_reader
 from korqa.retrieval.index import RETRIEVER_DIR, STORE_FILE, Index, build_index
@@ -39,18 +39,26 @@ class PipelineSources:
     model: str | None = field(default=None, metadata={
         "help": "reader model directory (default: $KORQA_MODEL or models/korqa-reader)",
         "metavar": "DIR"})
+    small_talk: bool = field(default=True, metadata={
+        "help": "no small talk: by default a greeting, thanks or \"who are you?\", asked word "
+                "for word, gets a friendly reply (korqa/data/small_talk.json) instead of "
+                "\"don't know\"", "flag": "--no-small-talk"})
 
 
 def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] = (),
                   faq: str | Path | None = None, model: str | Path | None = None,
                   config: PipelineConfig | None = None, progress: bool = False,
-                  reading: TextReading | None = None) -> QAPipeline:
+                  reading: TextReading | None = None, small_talk: bool = True) -> QAPipeline:
     """A ready pipeline. Paragraphs come from `index` (a `korqa index` dir), else from `corpus`
     files indexed into the cache on first use (.txt/.md decoded as `reading` says), else from
     the shipped sample corpus. The reader (`model`, else `korqa.paths.default_reader_dir()`) is
-    loaded on the first question that needs it, so FAQ answers work without one."""
+    loaded on the first question that needs it, so FAQ answers work without one. With
+    `small_talk`, the shipped greetings follow the `faq` file's pairs (korqa.faq)."""
     paragraphs = open_index(index, corpus, progress, reading)
-    faq_index = FAQIndex.from_file(faq) if faq else None
+    entries = load_faq(faq) if faq else []
+    if small_talk:
+        entries += small_talk_entries(first_id=len(entries))
+    faq_index = FAQIndex(entries) if entries else None
     return QAPipeline(paragraphs, partial(load_reader, model, config or PipelineConfig()),
                       faq_index, config)
 

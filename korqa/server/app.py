@@ -38,6 +38,8 @@ from korqa.server.routes import (
     add_page_routes,
     add_question_routes,
 )
+from korqa.server.schemas import UPLOAD_PATH
+from korqa.server.uploads import MAX_UPLOAD
 from korqa.server.writes import Writes
 
 __all__ = ["ServerConfig", "create_app", "serve"]
@@ -46,6 +48,7 @@ __all__ = ["ServerConfig", "create_app", "serve"]
 def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
                allow_origins: Sequence[str] = (), max_queue: int = 64,
                max_body: int = MAX_BODY, deadline: float = DEFAULT_DEADLINE,
+               max_upload: int = MAX_UPLOAD,
                allowed_hosts: Sequence[str] | None = None,
                api_key: str | None = None,
                make_writes: Callable[[Engine, FeedbackStore], Writes] | None = None,
@@ -53,7 +56,8 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
     """The API and page over the pipeline `open_pipeline()` returns (opened on the engine's
     worker thread). Feedback goes to `data_dir/feedback.sqlite`. A question expected to wait
     longer than `max_wait` (at most `deadline`) is refused at once with 503; one not answered
-    within `deadline` seconds answers 504. With `allowed_hosts`, other Host headers get 421;
+    within `deadline` seconds answers 504. A request body may hold `max_body` bytes, an upload
+    of files `max_upload`. With `allowed_hosts`, other Host headers get 421;
     with `api_key`, adding and removing documents needs it. `make_writes` decides where
     writes and /health go (default: this process's engine and feedback store)."""
     engine = Engine(open_pipeline, max_queue=max_queue, max_wait=min(max_wait, deadline))
@@ -76,14 +80,14 @@ def create_app(open_pipeline: Callable[[], QAPipeline], data_dir: str | Path,
     app.state.feedback = feedback
     add_error_handlers(app)
     add_question_routes(app, engine, deadline)
-    add_document_routes(app, writes, api_key)
+    add_document_routes(app, writes, api_key, max_upload)
     add_feedback_and_health_routes(app, engine, writes)
     add_page_routes(app)
     if allow_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Content-Type", "Authorization"])
-    app.add_middleware(BodyLimit, max_bytes=max_body)
+    app.add_middleware(BodyLimit, max_bytes=max_body, paths={UPLOAD_PATH: max_upload})
     if allowed_hosts is not None:
         app.add_middleware(HostAllowList, hosts=allowed_hosts)
     return app
@@ -114,7 +118,7 @@ def serve(settings: ServerConfig) -> int:
         store.check()
     repair_index(index_dir)
     app = create_app(lambda: open_pipeline(index_dir, (), sources.faq, sources.model,
-                                           settings.pipeline),
+                                           settings.pipeline, small_talk=sources.small_talk),
                      data_dir, settings.allow_origins, settings.max_queue,
                      deadline=settings.deadline, allowed_hosts=hosts, api_key=api_key,
                      max_wait=settings.max_wait)

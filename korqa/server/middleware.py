@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from korqa.errors import IndexFault
+from korqa.server.schemas import UPLOAD_PATH
 
 log = logging.getLogger("korqa.server")
 
@@ -51,9 +52,11 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if request.method == "POST" and media_type != "application/json":
-            return error_response(415, f"send the body as JSON with 'Content-Type: "
-                                       f"application/json' (got "
+        path = getattr(request.scope.get("route"), "path", "")
+        wanted, what = (("multipart/form-data", "the files as") if path == UPLOAD_PATH
+                        else ("application/json", "the body as JSON with"))
+        if request.method == "POST" and media_type != wanted:
+            return error_response(415, f"send {what} 'Content-Type: {wanted}' (got "
                                        f"{media_type or 'no Content-Type'!r})")
         return _validation_response(error)
 
@@ -130,21 +133,26 @@ def check_api_key(expected: str | None, authorization: str | None) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413, whether or not they declare a length,
-    and bodies still arriving `max_seconds` after they began with 408."""
+    """Refuse request bodies over `max_bytes` (or, for a path in `paths`, its own limit) with
+    413, whether or not they declare a length, and bodies still arriving `max_seconds` after
+    they began with 408."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, max_seconds: float = BODY_TIMEOUT) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_seconds: float = BODY_TIMEOUT,
+                 paths: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_seconds = max_seconds
+        self.paths = paths or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path, root = scope.get("path", ""), scope.get("root_path", "")
+        max_bytes = self.paths.get(path.removeprefix(root) if root else path, self.max_bytes)
         declared = dict(scope.get("headers") or ()).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            response = error_response(413, f"request body over {self.max_bytes} bytes")
+        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+            response = error_response(413, f"request body over {_size(max_bytes)}")
             await response(scope, receive, send)
             return
         seen = 0
@@ -157,11 +165,15 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 # FastAPI re-raises HTTPExceptions from reading the body; our handler turns
                 # them into the JSON error.
-                if seen > self.max_bytes:
-                    raise HTTPException(413, f"request body over {self.max_bytes} bytes")
+                if seen > max_bytes:
+                    raise HTTPException(413, f"request body over {_size(max_bytes)}")
                 if message.get("more_body") and asyncio.get_running_loop().time() > give_up:
                     raise HTTPException(408, f"request body still arriving after "
                                              f"{self.max_seconds:g} s")
             return message
 
         await self.app(scope, limited, send)
+
+
+def _size(limit: int) -> str:
+    return f"{limit / 2**20:g} MB ({limit} bytes)" if limit >= 2**20 else f"{limit} bytes"

@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import fastapi_offline
-from fastapi import FastAPI, Header, Request
+import python_multipart  # noqa: F401 - FastAPI's uploads need it; missing, this names it
+from fastapi import FastAPI, File, Header, Request, UploadFile
 from fastapi import Path as UrlPath
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from korqa.corpus.paragraph import Paragraph
 from korqa.corpus.store import ParagraphStore
 from korqa.retrieval.index import STORE_FILE
 from korqa.server.engine import Busy, Engine
@@ -26,12 +28,17 @@ from korqa.server.middleware import ApiError, check_api_key
 from korqa.server.schemas import (
     API_DOC_PREFIX,
     DOC_ID_PATTERN,
+    UPLOAD_PATH,
     AddDocumentsRequest,
+    AddedOut,
     AnswerOut,
     AskRequest,
+    DocumentListOut,
     ErrorOut,
     FeedbackRequest,
+    api_paragraphs,
 )
+from korqa.server.uploads import MAX_FILES, MAX_UPLOAD, UPLOAD_SUFFIXES, read_upload
 from korqa.server.writes import Writes
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -83,10 +90,20 @@ def add_question_routes(app: FastAPI, engine: Engine, deadline: float) -> None:
                                 "`korqa index`") from None
 
 
-def add_document_routes(app: FastAPI, writes: Writes, api_key: str | None) -> None:
-    """POST /documents and DELETE /documents/{id}, through `writes`, behind the API key."""
+# Module level: with postponed annotations FastAPI evaluates them in the module's globals.
+UPLOAD_FILES_HELP = (f"one or more files: {', '.join(UPLOAD_SUFFIXES)}, read as `korqa index` "
+                     f"reads them; at most {MAX_FILES} files, and as many bytes in all as "
+                     "GET /documents says (max_upload_bytes)")
 
-    @app.post("/documents", responses={**ERRORS, **writes.errors})
+
+def add_document_routes(app: FastAPI, writes: Writes, api_key: str | None,
+                        max_upload: int = MAX_UPLOAD) -> None:
+    """POST /documents (JSON), POST /documents/files (uploads) and DELETE /documents/{id},
+    through `writes`, behind the API key; GET /documents lists what they added."""
+
+    # The models document the answers without filtering them: writes elsewhere (Ray) add keys.
+    @app.post("/documents", response_model=None,
+              responses={200: {"model": AddedOut}, **ERRORS, **writes.errors})
     async def add_documents(body: AddDocumentsRequest,
                             authorization: Annotated[str | None, Header()] = None,
                             ) -> dict[str, Any]:
@@ -95,18 +112,62 @@ def add_document_routes(app: FastAPI, writes: Writes, api_key: str | None) -> No
         paragraphs, documents = body.store_paragraphs()
         return {**await writes.add_paragraphs(paragraphs), "documents": documents}
 
+    @app.post(UPLOAD_PATH, response_model=None,
+              responses={200: {"model": AddedOut}, **ERRORS, 401: {"model": ErrorOut},
+                         415: {"model": ErrorOut}, **writes.errors})
+    async def add_files(
+            files: Annotated[list[UploadFile], File(description=UPLOAD_FILES_HELP)],
+            authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Add (or replace) documents from files, as multipart/form-data. Each file is one
+        document whose id is its name: uploading it again replaces its paragraphs. A file that
+        cannot be read refuses the whole request, naming the file and why (415: a kind korqa
+        does not read here; 422: damaged, encrypted, no text layer, …)."""
+        check_api_key(api_key, authorization)
+        if len(files) > MAX_FILES:
+            raise ApiError(413, f"{len(files)} files; at most {MAX_FILES} per request")
+        # Reading a PDF takes a while: off the event loop.
+        uploads = [await run_in_threadpool(read_upload, file.filename, file.file)
+                   for file in files]
+        paragraphs: list[Paragraph] = []
+        documents = []
+        for upload in uploads:
+            found = api_paragraphs(upload.doc_id, upload.split)
+            paragraphs += found
+            documents.append({"id": upload.doc_id, "title": upload.title,
+                              "paragraph_ids": [p.id for p in found]})
+        return {**await writes.add_paragraphs(paragraphs), "documents": documents}
+
+    @app.get("/documents", response_model=DocumentListOut)
+    async def list_documents() -> dict[str, Any]:
+        """The documents added through POST /documents and /documents/files, oldest first
+        (those of the corpus the index was built from are `korqa documents`'s to list), and
+        what an upload may hold."""
+        index_dir = writes.engine.index_dir
+        documents = [] if index_dir is None else \
+            await run_in_threadpool(_api_documents, index_dir)
+        return {"documents": documents, "max_upload_bytes": max_upload,
+                "suffixes": list(UPLOAD_SUFFIXES)}
+
     @app.delete("/documents/{doc_id}", responses={404: {"model": ErrorOut}, **writes.errors})
     async def delete_document(
             doc_id: Annotated[str, UrlPath(max_length=100, pattern=DOC_ID_PATTERN)],
             authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
-        """Remove a document added through POST /documents, all of its paragraphs."""
+        """Remove a document added through POST /documents or /documents/files, all of its
+        paragraphs."""
         check_api_key(api_key, authorization)
         try:
             result = await writes.remove_documents([API_DOC_PREFIX + doc_id])
         except KeyError:
             raise ApiError(404, f"no document {doc_id!r} was added here") from None
         return {**result, "id": doc_id}
+
+
+def _api_documents(index_dir: Path) -> list[dict[str, Any]]:
+    with ParagraphStore(index_dir / STORE_FILE, readonly=True) as store:
+        return [{"id": d.doc_id.removeprefix(API_DOC_PREFIX), "title": d.title,
+                 "paragraphs": d.paragraphs} for d in store.documents(API_DOC_PREFIX)]
 
 
 def add_feedback_and_health_routes(app: FastAPI, engine: Engine, writes: Writes) -> None:

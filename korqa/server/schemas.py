@@ -34,6 +34,7 @@ MAX_ANSWER = 2_000
 MAX_OFFSET = 2**31 - 1  # a character offset; SQLite's integers stop at 2**63 - 1
 API_DOC_PREFIX = "api:"  # the store's document id of an API document
 DOC_ID_PATTERN = r"^[\w.\-]+$"
+UPLOAD_PATH = "/documents/files"  # the one route whose body is multipart/form-data (files)
 
 
 def clean_text(value: str, what: str) -> str:
@@ -113,15 +114,19 @@ class DocumentIn(_Strict):
         return self
 
     def store_paragraphs(self) -> tuple[str, list[Paragraph]]:
-        """The document's id and its paragraphs as the store keeps them: ids
-        `api:<doc id>:<n>`, stored apart from corpus documents, so that re-indexing a folder
-        holding a file of the same name never touches them."""
+        """The document's id and its paragraphs as the store keeps them (`api_paragraphs`)."""
         doc_id = self.id or hashlib.sha256(json.dumps(
             [self.title, [text for _, _, text in self._split]], ensure_ascii=False
         ).encode("utf-8")).hexdigest()[:16]
-        return doc_id, [Paragraph(paragraph_id("api", doc_id, number), title, text,
-                                  API_DOC_PREFIX + doc_id)
-                        for number, title, text in self._split]
+        return doc_id, api_paragraphs(doc_id, self._split)
+
+
+def api_paragraphs(doc_id: str, split: list[tuple[int, str, str]]) -> list[Paragraph]:
+    """The (number, title, text) pieces of a document added through the API as the store keeps
+    them: ids `api:<doc id>:<n>`, stored apart from corpus documents, so that re-indexing a
+    folder holding a file of the same name never touches them."""
+    return [Paragraph(paragraph_id("api", doc_id, number), title, text, API_DOC_PREFIX + doc_id)
+            for number, title, text in split]
 
 
 class AddDocumentsRequest(_Strict):
@@ -200,3 +205,42 @@ AnswerOut = _model_of(Answer, "AnswerOut", drop=("paragraphs",),
 
 class ErrorOut(BaseModel):
     error: str
+
+
+class AddedDocumentOut(BaseModel):
+    """A document POST /documents or /documents/files stored."""
+
+    id: str
+    title: str
+    paragraph_ids: list[str]
+
+
+class AddedOut(BaseModel):
+    """What adding documents changed: paragraphs added, updated (same id, new text), unchanged
+    and removed (a replaced document's paragraphs it no longer has); the index's paragraphs
+    after it; and each document stored."""
+
+    added: int
+    updated: int
+    unchanged: int
+    removed: int
+    paragraphs: int
+    documents: list[AddedDocumentOut]
+
+
+class DocumentOut(BaseModel):
+    """A document added through the API: its id (DELETE /documents/{id} removes it), title
+    (its first heading, else the title or file name it was given) and paragraph count."""
+
+    id: str
+    title: str
+    paragraphs: int
+
+
+class DocumentListOut(BaseModel):
+    """The documents added here, and what POST /documents/files takes: files of these suffixes,
+    at most `max_upload_bytes` in one request."""
+
+    documents: list[DocumentOut]
+    max_upload_bytes: int
+    suffixes: list[str]

@@ -291,11 +291,17 @@ form.addEventListener("submit", (event) => {
   ask();
 });
 
-fetch("/health")
-  .then(readJson)
-  .then((health) => {
-    statusLine.textContent = health.status === "ok"
-      ? `문단 ${health.paragraphs}개 · 모델 ${health.model_loaded ? "준비됨" : "없음"}`
-      : "서버 준비 중";
-  })
-  .catch(() => { statusLine.textContent = "서버에 연결할 수 없어요"; });
+function refreshStatus() {
+  fetch("/health")
+    .then(readJson)
+    .then((health) => {
+      statusLine.textContent = health.status === "ok"
+        ? `문단 ${health.paragraphs}개 · 모델 ${health.model_loaded ? "준비됨" : "없음"}`
+        : "서버 준비 중";
+    })
+    .catch(() => { statusLine.textContent = "서버에 연결할 수 없어요"; });
+}
+
+refreshStatus();
+// documents.js announces every document added or removed: the paragraph count changed.
+document.addEventListener("korqa:documents-changed", refreshStatus);
