@@ -12,10 +12,10 @@ from typing import Any
 from korqa.corpus.formats import GoldAnswer, SquadExample
 from korqa.evaluation.korquad_metric import normalize_answer, score_example
 from korqa.morphology import kiwi
+from korqa.questions import QUESTION_TYPES, question_type
 from korqa.reader.features import InputFeatures
 from korqa.reader.josa import is_particle_tail
 from korqa.reader.predict import Candidate
-from korqa.training.splits import QUESTION_TYPES, question_type
 
 # Every question lands in exactly one bucket, tried in this order.
 BUCKETS: dict[str, str] = {

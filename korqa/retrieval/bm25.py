@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-import scipy.sparse as sp
 
 from korqa.corpus.paragraph import Paragraph
+from korqa.retrieval import sparse_matrix as sp
 from korqa.retrieval.base import Hit, Retriever, stream_texts
 from korqa.retrieval.manifest import check_count, read_manifest, write_manifest
 from korqa.retrieval.segments import MergePolicy, Segment, merge, query_hashes
@@ -435,7 +435,7 @@ def referenced_segments(directory: Path) -> set[str]:
         return set()
 
 
-def bm25_weights(counts: sp.csr_matrix, k1: float, b: float) -> sp.csc_matrix:
+def bm25_weights(counts: sp.CompressedMatrix, k1: float, b: float) -> sp.CompressedMatrix:
     """bm25s's eager "lucene" scores from a (paragraphs × terms) count matrix, as CSC: the
     one-shot weights the segments' query-time scores are checked against.
 
