@@ -992,8 +992,13 @@ def _add_open_read_options(p: argparse.ArgumentParser) -> None:
 
 def _torch_threads(threads: int | None) -> None:
     if threads:
-        import torch
+        from korqa.modeling.onnx_engine import set_default_threads
 
+        set_default_threads(threads)  # ONNX Runtime's sessions; torch's too where installed
+        try:
+            import torch
+        except ImportError:
+            return
         torch.set_num_threads(threads)
 
 
@@ -1225,7 +1230,7 @@ def _run(argv: list[str] | None) -> int:
     except ModuleNotFoundError as error:
         from korqa.extras import missing_extra_message
 
-        message = missing_extra_message(error, f"korqa {args.command}")
+        message = missing_extra_message(error, f"korqa {args.command}", args.command)
         if message is None:
             raise
         print(f"korqa {args.command}: error: {message}", file=sys.stderr)
