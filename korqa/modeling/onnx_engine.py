@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -76,25 +77,34 @@ def open_session(directory: str | Path, threads: int | None = None,
     """An ONNX Runtime session of the model in `directory`: `graph` if given, else its
     model.onnx when that was built from the files beside it (with `head`, default the
     directory's own), else the same graph built now in memory (`onnx_graph.directory_graph`)."""
-    import onnxruntime as ort
+    return _create(*session_source(directory, threads, graph, head))
 
+
+def session_source(directory: str | Path, threads: int | None = None,
+                   graph: str | Path | None = None, head: str | None = None,
+                   ) -> tuple[str | bytes, object]:
+    """What `open_session` hands ONNX Runtime: the graph (a file, or the bytes of one built
+    in memory) and the session options."""
     from korqa.modeling.onnx_graph import expected_metadata, graph_metadata
 
     directory = Path(directory)
     options = session_options(threads)
-    providers = ["CPUExecutionProvider"]
     shipped = Path(graph) if graph is not None else directory / ONNX_FILE
     # A model.onnx written before its weights or config changed points at bytes that no
     # longer hold what it expects: it is used only while its fingerprints match.
     if graph is not None or (shipped.is_file() and graph_metadata(shipped).items()
                              >= expected_metadata(directory, head).items()):
-        session = ort.InferenceSession(str(shipped), options, providers=providers)
-    else:
-        from korqa.modeling.onnx_graph import directory_graph
+        return str(shipped), options
+    from korqa.modeling.onnx_graph import directory_graph
 
-        options.add_session_config_entry(_EXTERNAL_DATA_FOLDER, str(directory.resolve()))
-        session = ort.InferenceSession(directory_graph(directory, head).SerializeToString(),
-                                       options, providers=providers)
+    options.add_session_config_entry(_EXTERNAL_DATA_FOLDER, str(directory.resolve()))
+    return directory_graph(directory, head).SerializeToString(), options
+
+
+def _create(source: str | bytes, options: object) -> object:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     return_freed_memory()  # the graph's protobuf and the int8 weights, folded and dropped
     return session
 
@@ -115,9 +125,31 @@ class OnnxEngine:
         # would depend on the windows batched with it: int8 reads one window at a time.
         self.max_batch = 1 if int8 else None
         self.max_length = int(self.config.max_position_embeddings)
-        self.session = open_session(self.directory, threads, graph, head)
         self.path = Path(graph) if graph is not None else self.directory / ONNX_FILE
-        self.input_names = [item.name for item in self.session.get_inputs()]
+        # ONNX Runtime loads the graph (folding its weights, packing them) without holding
+        # the GIL, so it loads on a thread while the caller goes on: a `korqa ask` builds
+        # Kiwi meanwhile, which holds the GIL. The first use waits for it.
+        source, options = session_source(self.directory, threads, graph, head)
+        self._session: object = None
+        self._failure: BaseException | None = None
+        self._loading = threading.Thread(target=self._load, args=(source, options),
+                                         name="korqa-onnx-load", daemon=True)
+        self._loading.start()
+
+    def _load(self, source: str | bytes, options: object) -> None:
+        try:
+            self._session = _create(source, options)
+        except BaseException as failure:  # noqa: BLE001 - raised again by `session`
+            self._failure = failure
+
+    @property
+    def session(self) -> object:
+        """The ONNX Runtime session, once loaded (an error loading it is raised here)."""
+        if self._loading.is_alive():
+            self._loading.join()
+        if self._failure is not None:
+            raise self._failure
+        return self._session
 
     def run(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The graph's outputs for int64 input_ids, token_type_ids and attention_mask arrays
@@ -126,8 +158,10 @@ class OnnxEngine:
         given = {"input_ids": ids,
                  "token_type_ids": batch.get("token_type_ids", np.zeros_like(ids)),
                  "attention_mask": batch.get("attention_mask", np.ones_like(ids))}
-        feed = {name: np.asarray(given[name], dtype=np.int64) for name in self.input_names}
-        return self.session.run(None, feed)
+        session = self.session
+        feed = {item.name: np.asarray(given[item.name], dtype=np.int64)
+                for item in session.get_inputs()}  # type: ignore[attr-defined]
+        return session.run(None, feed)  # type: ignore[attr-defined]
 
     def forward(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Start and end logits [batch, length] (`run`)."""

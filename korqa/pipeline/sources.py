@@ -46,15 +46,21 @@ def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] 
                   reading: TextReading | None = None) -> QAPipeline:
     """A ready pipeline. Paragraphs come from `index` (a `korqa index` dir), else from `corpus`
     files indexed into the cache on first use (.txt/.md decoded as `reading` says), else from
-    the shipped sample corpus. The reader (`model`, else `korqa.paths.default_reader_dir()`) is
-    loaded on the first question that needs it, so FAQ answers work without one."""
-    paragraphs = open_index(index, corpus, progress, reading)
-    faq_index = FAQIndex.from_file(faq) if faq else None
+    the shipped sample corpus. The reader (`model`, else `korqa.paths.default_reader_dir()`)
+    starts loading first: ONNX Runtime loads its graph on a thread while the index opens and
+    Kiwi builds. A reader that cannot be loaded is tried again on the first question that
+    needs it, so FAQ answers work without one."""
 
     def load():  # -> Reader, imported with its first use
         return load_reader(model, config or PipelineConfig())
 
-    return QAPipeline(paragraphs, load, faq_index, config)
+    try:
+        reader = load()
+    except (FileNotFoundError, ValueError):
+        reader = load  # its error, if it persists, comes with the first question that reads
+    paragraphs = open_index(index, corpus, progress, reading)
+    faq_index = FAQIndex.from_file(faq) if faq else None
+    return QAPipeline(paragraphs, reader, faq_index, config)
 
 
 def open_index(index: str | Path | None = None, corpus: Sequence[str | Path] = (),
