@@ -28,15 +28,16 @@ class EngineChoice:
 
     # The "help" metadata is each knob's command-line help (korqa.cli_options).
     engine: Literal["auto", "torch", "onnx"] = field(default="auto", metadata={
-        "help": "what runs the reader: torch, onnx (the same model traced once for ONNX "
-                "Runtime, CPU only: same answers, faster), or auto (default: onnx on the CPU "
-                "when onnxruntime is installed)"})
+        "help": "what runs the reader: torch (needs the torch extra), onnx (the same model "
+                "as an ONNX graph in ONNX Runtime, CPU only: same answers, faster), or auto "
+                "(default: onnx on the CPU)"})
     int8: bool = field(default=False, metadata={
         "help": "read with ONNX Runtime's int8 (smoothed int8 linear layers, CPU only): "
                 "faster, slightly less accurate (the model must ship the calibration `korqa "
                 "calibrate` writes)"})
     device: str = field(default="cpu", metadata={
-        "help": "where the torch engine reads: cpu, cuda, cuda:1, ..."})
+        "help": "where the torch engine reads: cpu, cuda, cuda:1, ... (a GPU needs the torch "
+                "extra)"})
 
 
 @runtime_checkable
