@@ -124,8 +124,11 @@ def test_ray_index_equals_a_single_process_build(tmp_path: Path, local_ray: None
         _same_index(serial, parallel)
         with Index(serial) as a, Index(parallel) as b:
             for question in QUESTIONS:
-                assert [(p.id, round(s, 5)) for p, s in a.search(question, 10)] == \
-                    [(p.id, round(s, 5)) for p, s in b.search(question, 10)]
+                # Dense vectors of a paragraph encoded alone (a shard of one) and in a padded
+                # batch differ in the last float bits: the scores, not their roundings, agree.
+                one, two = a.search(question, 10), b.search(question, 10)
+                assert [p.id for p, _ in one] == [p.id for p, _ in two]
+                assert [s for _, s in one] == pytest.approx([s for _, s in two], abs=1e-5)
 
 
 @pytest.mark.slow
