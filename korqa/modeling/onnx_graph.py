@@ -3,7 +3,7 @@
 The graph is the one ONNX Runtime's transformer optimiser used to make of the traced model:
 its fused contrib ops Attention (query, key and value packed into one matrix, the mask as each
 row's length), SkipLayerNormalization (residual + bias + layer norm) and BiasGelu (FastGelu for
-the tanh GELU), with MatMuls between them, under one of two heads:
+the tanh GELU), with matrix products between them, under one of two heads:
 - "qa": start and end logits [batch, length] (`BertForQuestionAnswering`);
 - "embeddings": the last layer mean-pooled over the mask and L2-normalised [batch, hidden],
   the e5 vectors dense retrieval compares (`BertModel`).
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 OPSET = 21  # DequantizeLinear's block_size
 IR_VERSION = 10  # the oldest IR that opset 21 allows: what older ONNX Runtimes still read
-GRAPH_VERSION = "1"  # bumped whenever the graph built for the same files changes
+GRAPH_VERSION = "2"  # bumped whenever the graph built for the same files changes
 HEADS = ("qa", "embeddings")
 INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 OUTPUTS = {"qa": ("start_logits", "end_logits"), "embeddings": ("embeddings",)}
@@ -96,6 +96,9 @@ class GraphWeights(Protocol):
 
     def linear(self, graph: GraphBuilder, names: Sequence[str]) -> str:
         """Linear layers' weights [out_i, in], transposed and side by side: [in, Σ out_i]."""
+
+    def matmul(self, graph: GraphBuilder, x: str, name: str) -> str:
+        """x @ Wᵀ of the linear layer whose weight is `name`."""
 
     def vector(self, graph: GraphBuilder, names: Sequence[str]) -> str:
         """1-D tensors (biases, layer norms), concatenated: float [Σ n_i]."""
@@ -168,6 +171,12 @@ class StoredWeights:
         stacked = parts[0] if len(parts) == 1 else graph.add("Concat", parts, axis=0)
         return graph.add("Transpose", [stacked], perm=[1, 0])
 
+    def matmul(self, graph: GraphBuilder, x: str, name: str) -> str:
+        # The weight as stored, [out, in], multiplied transposed: folding a Transpose as well
+        # would hold a second float copy of every weight while the session loads (+65 MB).
+        return graph.add("FusedMatMul", [x, self.float_tensor(graph, name)],
+                         f"{name}.matmul", domain="com.microsoft", transB=1, alpha=1.0)
+
     def vector(self, graph: GraphBuilder, names: Sequence[str]) -> str:
         parts = [self.float_tensor(graph, name) for name in names]
         return parts[0] if len(parts) == 1 else graph.add("Concat", parts, axis=0)
@@ -200,6 +209,10 @@ class ArrayWeights:
     def linear(self, graph: GraphBuilder, names: Sequence[str]) -> str:
         return self._inline(graph, names, lambda arrays: np.concatenate(arrays, axis=0).T)
 
+    def matmul(self, graph: GraphBuilder, x: str, name: str) -> str:
+        # A plain MatMul on an initializer: what ONNX Runtime's int8 quantiser looks for.
+        return graph.add("MatMul", [x, self.linear(graph, [name])], f"{name}.matmul")
+
     def vector(self, graph: GraphBuilder, names: Sequence[str]) -> str:
         return self._inline(graph, names, np.concatenate)
 
@@ -224,8 +237,7 @@ def bert_graph(config: BertConfig, weights: GraphWeights, head: str = "qa",
         """x @ Wᵀ of the linear layer `name`, bias not added (the fused op after adds it)."""
         if name in scales:
             x = graph.add("Mul", [x, graph.constant(scales[name], f"{name}.inv_scale")])
-        return graph.add("MatMul", [x, weights.linear(graph, [f"{name}.weight"])],
-                         f"{name}.matmul")
+        return weights.matmul(graph, x, f"{name}.weight")
 
     def skip_norm(x: str, residual: str, norm: str, bias: str) -> str:
         return graph.add("SkipLayerNormalization", [
