@@ -4,6 +4,8 @@
     python3 bench/cold_start.py --index idx/korquad  # an existing KorQuAD index
     python3 bench/cold_start.py --runs 9 --no-serve
     python3 bench/cold_start.py --baseline /tmp/korqa-old   # `git archive OLD | tar -x -C …`
+    python3 bench/cold_start.py --python BASE/bin/python --baseline OLD \
+        --baseline-python OLDVENV/bin/python --serve-python FULL/bin/python --install
 
 Each command runs as a new process, `--runs` times after one untimed warm-up run (which fills
 the caches: the ONNX trace, the sample corpus's index), and the median wall time is printed
@@ -14,6 +16,9 @@ korqa's start-up overhead, which is what stays comparable on a noisy machine. Th
   - kiwi build:        building the shared Kiwi analyser and loading its language model, alone
                        (what any question over a morpheme index, or any particle trimming, costs);
   - ask (sample):      `korqa ask QUESTION` over the shipped sample corpus;
+  - first ask:         the same on an empty cache (a new KORQA_CACHE each run): the sample
+                       corpus is indexed, and whatever else a first use does (the tree before
+                       this work traced the reader for ONNX Runtime);
   - ask (KorQuAD):     `korqa ask` over a hybrid index of the 961 KorQuAD dev paragraphs (built
                        in a temporary directory with the README's command, by each tree's own
                        korqa, unless --index is given; skipped when the shared data is absent).
@@ -27,7 +32,14 @@ process loads what the server holds part by part (this tree only), so each part'
 
 Each run imports korqa from this checkout (PYTHONPATH, from a neutral working directory).
 `--baseline DIR` runs every command also with korqa imported from another source tree, in
-turns with this one, so that a before/after comparison sees the same load.
+turns with this one, so that a before/after comparison sees the same load. `--python` and
+`--baseline-python` name each tree's interpreter (its virtual environment: e.g. the base
+install without torch, and the tree before's own install); `--serve-python` the one that
+runs this tree's `korqa serve` (the base install has no server extra).
+
+`--install` first installs each tree's base install (`pip install -c constraints.txt -e
+TREE`) into a new virtual environment, timing it, and reports the environment's `du -sm`;
+pip's cache is whatever this machine's is (warm after the first time), the same for both.
 
 Threads: ONNX Runtime and torch use one per physical core by default (2 on this project's
 machine); `--threads N` sets OMP_NUM_THREADS for every run and `korqa serve --threads N`.
@@ -38,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -56,10 +69,30 @@ SAMPLE_QUESTION = "한라산의 높이는 얼마인가?"
 KORQUAD_QUESTION = "임종석이 여의도 농민 폭력 시위를 주도한 혐의로 지명수배 된 날은?"
 
 
-def korqa_command() -> list[str]:
-    """The `korqa` console script of this interpreter's environment, else `python -m`."""
-    script = Path(sys.executable).parent / "korqa"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "korqa.cli"]
+def korqa_command(python: str | Path | None = None) -> list[str]:
+    """The `korqa` console script of `python`'s environment (default: this interpreter's),
+    else `python -m korqa.cli`."""
+    python = Path(python or sys.executable)
+    script = python.parent / "korqa"
+    return [str(script)] if script.is_file() else [str(python), "-m", "korqa.cli"]
+
+
+def fresh_install(tree: Path, scratch: Path) -> dict:
+    """Seconds to install `tree`'s base install into a new virtual environment, and the
+    environment's size in MB (`du -sm`)."""
+    venv = scratch / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    start = time.perf_counter()
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-c",
+                    "constraints.txt", "-e", "."], check=True, cwd=tree,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    size = subprocess.run(["du", "-sm", str(venv)], check=True, capture_output=True,
+                          text=True).stdout.split()[0]
+    torch = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"],
+                           capture_output=True).returncode == 0
+    shutil.rmtree(venv)
+    return {"install_s": seconds, "venv_mb": int(size), "torch": torch}
 
 
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
@@ -86,17 +119,24 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, float,
 
 
 def measure(name: str, command: list[str] | dict[str, list[str]],
-            trees: dict[str, dict[str, str]], runs: int) -> list[dict]:
+            trees: dict[str, dict[str, str]], runs: int, fresh_cache: bool = False) -> list[dict]:
     """`runs` timed runs of `command` (or of each tree's own command) under each tree's
     environment, taken in turns (A, B, A, B, …) so that both see the same machine load; one
-    row per tree."""
+    row per tree. `fresh_cache`: every run (the warm-up too) gets a new, empty KORQA_CACHE."""
     commands = command if isinstance(command, dict) else dict.fromkeys(trees, command)
-    for tree, env in trees.items():
-        timed(commands[tree], env)  # warm-up: caches filled, files in the page cache
+
+    def run(tree: str) -> tuple[float, float, float, str]:
+        if not fresh_cache:
+            return timed(commands[tree], trees[tree])
+        with tempfile.TemporaryDirectory(prefix="korqa-cache-") as cache:
+            return timed(commands[tree], {**trees[tree], "KORQA_CACHE": cache})
+
+    for tree in trees:
+        run(tree)  # warm-up: caches filled, files in the page cache
     series: dict[str, list[tuple[float, float, float, str]]] = {tree: [] for tree in trees}
     for _ in range(runs):
-        for tree, env in trees.items():
-            result = timed(commands[tree], env)
+        for tree in trees:
+            result = run(tree)
             series[tree].append(result)
             print(f"  {name} [{tree}]: {result[0]:.2f} s, {result[1]:.2f} s CPU, "
                   f"{result[2]:.0f} MB", file=sys.stderr)
@@ -110,7 +150,8 @@ def measure(name: str, command: list[str] | dict[str, list[str]],
     return rows
 
 
-def korquad_index(args: argparse.Namespace, env: dict[str, str], scratch: Path) -> Path | None:
+def korquad_index(args: argparse.Namespace, env: dict[str, str], korqa: list[str],
+                  scratch: Path) -> Path | None:
     """The KorQuAD index to ask over: --index, else one built under `scratch` by the korqa
     that `env` imports (each tree reads the index format it writes)."""
     if args.index:
@@ -122,7 +163,7 @@ def korquad_index(args: argparse.Namespace, env: dict[str, str], scratch: Path) 
     out = scratch / "idx-korquad"
     scratch.mkdir(parents=True, exist_ok=True)
     print(f"building {out} (korqa index --retriever hybrid) …", file=sys.stderr)
-    subprocess.run([*korqa_command(), "index", "--corpus", str(args.korquad), "--out", str(out),
+    subprocess.run([*korqa, "index", "--corpus", str(args.korquad), "--out", str(out),
                     "--retriever", "hybrid", "--no-progress"], check=True, env=env,
                    cwd=tempfile.gettempdir(),
                    stdout=subprocess.DEVNULL)
@@ -135,10 +176,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def measure_serve(env: dict[str, str], scratch: Path, threads: int | None) -> dict:
+def measure_serve(env: dict[str, str], korqa: list[str], scratch: Path,
+                  threads: int | None) -> dict:
     scratch.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    command = [*korqa_command(), "serve", "--port", str(port), "--data-dir",
+    command = [*korqa, "serve", "--port", str(port), "--data-dir",
                str(scratch / "serve-data"), "--log-level", "warning"]
     if threads:
         command += ["--threads", str(threads)]
@@ -192,7 +234,7 @@ def rss():
             return int(line.split()[1]) / 1024
 stages = [("python", rss())]
 import korqa.server.app
-stages.append(("server modules (fastapi, numpy, scipy.sparse, tokenizers)", rss()))
+stages.append(("server modules (fastapi, numpy, tokenizers)", rss()))
 from korqa.pipeline import open_pipeline
 pipeline = open_pipeline()
 stages.append(("sample index open", rss()))
@@ -203,14 +245,17 @@ pipeline.reader
 stages.append(("reader loaded (" + pipeline.reader.engine.name + ")", rss()))
 pipeline.ask(sys.argv[1])
 stages.append(("one question answered", rss()))
-import torch
-stages.append(("torch imported (what the torch engine adds first)", rss()))
+try:
+    import torch
+    stages.append(("torch imported (what the torch engine adds first)", rss()))
+except ImportError:
+    pass
 print(json.dumps(stages, ensure_ascii=False))
 """
 
 
-def measure_breakdown(env: dict[str, str]) -> list[tuple[str, float]]:
-    done = subprocess.run([sys.executable, "-c", BREAKDOWN, SAMPLE_QUESTION], env=env,
+def measure_breakdown(env: dict[str, str], python: str) -> list[tuple[str, float]]:
+    done = subprocess.run([python, "-c", BREAKDOWN, SAMPLE_QUESTION], env=env,
                           cwd=tempfile.gettempdir(),
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -229,34 +274,57 @@ def main() -> int:
                         help="also run korqa from this source tree (e.g. `git archive` of an "
                              "older commit), in turns with this one")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--python", default=sys.executable,
+                        help="this tree's interpreter (default: this one)")
+    parser.add_argument("--baseline-python", help="the baseline's (default: --python)")
+    parser.add_argument("--serve-python",
+                        help="the interpreter of this tree's `korqa serve` (default: --python)")
+    parser.add_argument("--install", action="store_true",
+                        help="also time a fresh base install of each tree and size its venv")
     args = parser.parse_args()
 
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     trees = {"this": {**env, "PYTHONPATH": str(REPO)}}
+    sources = {"this": REPO}
+    pythons = {"this": args.python}
     if args.baseline:
-        trees["baseline"] = {**env, "PYTHONPATH": str(Path(args.baseline).resolve())}
-    korqa = korqa_command()
+        sources["baseline"] = Path(args.baseline).resolve()
+        trees["baseline"] = {**env, "PYTHONPATH": str(sources["baseline"])}
+        pythons["baseline"] = args.baseline_python or args.python
+    korqa = {tree: korqa_command(python) for tree, python in pythons.items()}
     rows: list[dict] = []
     serve: dict[str, dict] = {}
+    installs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="korqa-cold-") as scratch_name:
         scratch = Path(scratch_name)
-        rows += measure("import korqa", [sys.executable, "-c", "import korqa"], trees, args.runs)
-        rows += measure("kiwi build", [sys.executable, "-c", "from korqa.morphology import "
-                                       "kiwi; kiwi().tokenize('가')"], trees, args.runs)
-        rows += measure("ask (sample)", [*korqa, "ask", SAMPLE_QUESTION], trees, args.runs)
-        indexes = {tree: korquad_index(args, tree_env, scratch / tree)
+        if args.install:
+            for tree, source in sources.items():
+                installs[tree] = fresh_install(source, scratch)
+                print(f"  install [{tree}]: {installs[tree]}", file=sys.stderr)
+        rows += measure("import korqa", {tree: [python, "-c", "import korqa"]
+                                         for tree, python in pythons.items()}, trees, args.runs)
+        rows += measure("kiwi build", {tree: [python, "-c", "from korqa.morphology import "
+                                              "kiwi; kiwi().tokenize('가')"]
+                                       for tree, python in pythons.items()}, trees, args.runs)
+        rows += measure("ask (sample)", {tree: [*korqa[tree], "ask", SAMPLE_QUESTION]
+                                         for tree in trees}, trees, args.runs)
+        rows += measure("first ask", {tree: [*korqa[tree], "ask", SAMPLE_QUESTION]
+                                      for tree in trees}, trees, args.runs, fresh_cache=True)
+        indexes = {tree: korquad_index(args, tree_env, korqa[tree], scratch / tree)
                    for tree, tree_env in trees.items()}
         if all(index is not None for index in indexes.values()):
-            rows += measure("ask (KorQuAD)", {tree: [*korqa, "ask", KORQUAD_QUESTION, "--index",
-                                                     str(index)]
+            rows += measure("ask (KorQuAD)", {tree: [*korqa[tree], "ask", KORQUAD_QUESTION,
+                                                     "--index", str(index)]
                                               for tree, index in indexes.items()},
                             trees, args.runs)
         if args.serve:
+            serving = {**korqa, "this": korqa_command(args.serve_python or args.python)}
             for tree, tree_env in trees.items():
-                serve[tree] = measure_serve(tree_env, scratch / tree, args.threads)
-            breakdown = measure_breakdown(trees["this"])
+                serve[tree] = measure_serve(tree_env, serving[tree], scratch / tree,
+                                            args.threads)
+            breakdown = measure_breakdown(trees["this"], args.serve_python or args.python)
 
     print(f"{len(os.sched_getaffinity(0))} CPUs available; median of {args.runs} runs each"
           + (f"; baseline = korqa from {args.baseline}, runs taken in turns" if args.baseline
@@ -278,6 +346,9 @@ def main() -> int:
               f"{result['rss_loaded_mb']:.0f} MB loaded, {result['rss_mb']:.0f} MB after one "
               f"answer ({result['first_answer_s']:.2f} s: {result['answer']}), peak "
               f"{result['hwm_mb']:.0f} MB")
+    for tree, result in installs.items():
+        print(f"base install [{tree}]: {result['install_s']:.0f} s, venv {result['venv_mb']} MB "
+              f"(du -sm), torch {'installed' if result['torch'] else 'absent'}")
     if args.serve:
         print("what `korqa serve` holds [this], VmRSS after each part is loaded in turn:")
         previous = 0.0
@@ -285,7 +356,7 @@ def main() -> int:
             print(f"  {stage:<58} {mb:>6.0f} MB  (+{mb - previous:.0f})")
             previous = mb
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "serve": serve,
+        Path(args.json).write_text(json.dumps({"rows": rows, "serve": serve, "installs": installs,
                                                "breakdown": breakdown if args.serve else None},
                                               ensure_ascii=False, indent=2) + "\n",
                                    encoding="utf-8")

@@ -31,6 +31,7 @@ from korqa.retrieval import (
 )
 from korqa.retrieval.dense import DenseRetriever
 from korqa.retrieval.evaluate import GoldJudge, load_questions
+from korqa.retrieval.registry import TFIDF_FUSION
 from korqa.splits import is_test_article
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,9 +47,11 @@ def retrievers(encoder: Path | None, dense_index: Path | None = None) -> dict[st
         "tfidf (tuned)": make_retriever("tfidf"),
         "bm25 char 1-2 grams": BM25Retriever(TermConfig(ngrams=(1, 2))),
         "bm25 (tuned, default)": make_retriever("bm25"),
-        "hybrid bm25+tfidf rrf": make_retriever("hybrid", fusion="rrf", weights=(3, 1),
-                                                rrf_k=5),
-        "hybrid bm25+tfidf weighted": make_retriever("hybrid"),
+        "hybrid bm25+tfidf rrf": HybridRetriever(
+            [make_retriever("bm25"), make_retriever("tfidf")],
+            **{**TFIDF_FUSION, "fusion": "rrf", "weights": (3, 1), "rrf_k": 5}),
+        "hybrid bm25+tfidf weighted": HybridRetriever(
+            [make_retriever("bm25"), make_retriever("tfidf")], **TFIDF_FUSION),
     }
     if encoder is not None:
         lineup["dense e5"] = (DenseRetriever.load(dense_index) if dense_index

@@ -11,6 +11,7 @@ REPO_DIR = PACKAGE_DIR.parent
 SAMPLE_CORPUS = PACKAGE_DIR / "data" / "sample_corpus.jsonl"
 
 MODEL_ENV = "KORQA_MODEL"
+ENCODER_ENV = "KORQA_ENCODER"
 CACHE_ENV = "KORQA_CACHE"
 
 HOW_TO_GET_A_READER = (
@@ -27,6 +28,15 @@ def default_reader_dir() -> Path:
     if override:
         return Path(override).expanduser()
     return REPO_DIR / "models" / "korqa-reader"
+
+
+def default_encoder_dir() -> Path:
+    """The retriever encoder dense retrieval uses when no --encoder is given: $KORQA_ENCODER,
+    else <repo>/models/korqa-retriever (the shipped compact e5)."""
+    override = os.environ.get(ENCODER_ENV)
+    if override:
+        return Path(override).expanduser()
+    return REPO_DIR / "models" / "korqa-retriever"
 
 
 def resolve_reader_dir(model: str | Path | None = None) -> Path:

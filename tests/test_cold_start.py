@@ -13,14 +13,14 @@ import pytest
 from tiny import make_tiny_reader, write_corpus
 
 from korqa.cli import main
-from korqa.modeling.onnx_engine import build_onnx_engine
+from korqa.modeling.onnx_graph import write_graph
 from korqa.retrieval import manifest
 from korqa.retrieval.index import Index, build_index
 from korqa.retrieval.registry import make_retriever
 
 REPORT = "import sys, json; from korqa import morphology; print(json.dumps({{'torch': 'torch' in " \
-         "sys.modules, 'sklearn': 'sklearn' in sys.modules, 'kiwi_builds': " \
-         "morphology.builds(), 'code': {code}}}))"
+         "sys.modules, 'sklearn': 'sklearn' in sys.modules, 'onnx': 'onnx' in sys.modules, " \
+         "'kiwi_builds': morphology.builds(), 'code': {code}}}))"
 
 
 def run_python(code: str, env: dict[str, str]) -> dict:
@@ -33,29 +33,31 @@ def run_python(code: str, env: dict[str, str]) -> dict:
 def test_ask_on_onnx_runtime_imports_neither_torch_nor_sklearn_and_builds_kiwi_once(
         tmp_path: Path) -> None:
     model = make_tiny_reader(tmp_path / "reader")
+    write_graph(model)
     corpus = write_corpus(tmp_path / "corpus.jsonl")
-    cache = tmp_path / "cache"
-    build_onnx_engine(model, cache=cache / "onnx")  # the one-time trace (needs torch) done here
     ask = (f"from korqa.cli import main; code = main(['ask', '한라산의 높이는 얼마인가?', "
            f"'--corpus', {str(corpus)!r}, '--model', {str(model)!r}, '--engine', 'onnx', "
            f"'--threshold', '0', '--json'])")
-    report = run_python(f"{ask}; {REPORT.format(code='code')}", {"KORQA_CACHE": str(cache)})
+    report = run_python(f"{ask}; {REPORT.format(code='code')}",
+                        {"KORQA_CACHE": str(tmp_path / "cache")})
     # The sample-style index has morpheme terms (Kiwi for the query) and the reader trims
-    # particles (Kiwi again): one analyser serves both.
-    assert report == {"torch": False, "sklearn": False, "kiwi_builds": 1, "code": 0}
+    # particles (Kiwi again): one analyser serves both. The shipped graph is read as it is:
+    # not even the onnx package is imported.
+    assert report == {"torch": False, "sklearn": False, "onnx": False, "kiwi_builds": 1,
+                      "code": 0}
 
 
-def test_a_cache_miss_traces_with_torch_and_still_answers(tmp_path: Path) -> None:
-    model = make_tiny_reader(tmp_path / "reader")
+def test_a_reader_without_a_graph_gets_one_in_memory_without_torch(tmp_path: Path) -> None:
+    model = make_tiny_reader(tmp_path / "reader")  # weights only, as training writes them
     code = (f"from korqa.modeling.engines import load_engine; import numpy as np; "
             f"m = load_engine({str(model)!r}, engine='onnx'); "
             f"s, e = m.forward({{'input_ids': np.array([[2, 7, 3]])}}); "
             f"code = [list(s.shape), type(s).__name__]")
     report = run_python(f"{code}; {REPORT.format(code='code')}",
                         {"KORQA_CACHE": str(tmp_path / "cache")})
-    assert report["torch"] is True  # only to trace the graph, once
+    assert report["torch"] is False
     assert report["code"] == [[1, 3], "ndarray"]
-    assert list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert not (tmp_path / "cache").exists()  # nothing traced, nothing cached
 
 
 def test_kiwi_is_built_once_however_many_threads_ask_at_once() -> None:

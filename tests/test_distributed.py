@@ -120,19 +120,24 @@ def test_ray_index_equals_a_single_process_build(tmp_path: Path, local_ray: None
         _same_index(serial, parallel)
         with Index(serial) as a, Index(parallel) as b:
             for question in QUESTIONS:
-                assert [(p.id, round(s, 5)) for p, s in a.search(question, 10)] == \
-                    [(p.id, round(s, 5)) for p, s in b.search(question, 10)]
+                # Dense vectors of a paragraph encoded alone (a shard of one) and in a padded
+                # batch differ in the last float bits: the scores, not their roundings, agree.
+                one, two = a.search(question, 10), b.search(question, 10)
+                assert [p.id for p, _ in one] == [p.id for p, _ in two]
+                assert [s for _, s in one] == pytest.approx([s for _, s in two], abs=1e-5)
 
 
 @pytest.mark.slow
 def test_ray_index_of_korquad_dev_gives_the_same_top_10_for_every_question(
         tmp_path: Path, korquad_dev: Path, local_ray: None,
         capsys: pytest.CaptureFixture) -> None:
-    # The shipped default: BM25 + TF-IDF over character n-grams and Kiwi morphemes.
+    # The default retriever: BM25 over character n-grams and Kiwi morphemes (the hybrid's
+    # dense half is checked on the small corpus above: encoding all of KorQuAD dev twice would
+    # take CI minutes).
     assert main(["index", "--corpus", str(korquad_dev), "--out", str(tmp_path / "one"),
-                 "--retriever", "hybrid", "--no-progress"]) == 0
+                 "--no-progress"]) == 0
     assert main(["index", "--corpus", str(korquad_dev), "--out", str(tmp_path / "ray"),
-                 "--retriever", "hybrid", "--no-progress", "--ray", "--workers", "2"]) == 0
+                 "--no-progress", "--ray", "--workers", "2"]) == 0
     capsys.readouterr()
     _same_index(tmp_path / "one", tmp_path / "ray")
     data = json.loads(korquad_dev.read_text(encoding="utf-8"))["data"]

@@ -80,3 +80,36 @@ def test_export_from_python_keeps_the_windows(tmp_path):
     ReaderDir(tmp_path / "reader").save_config(windows)
     export_reader(tmp_path / "reader", tmp_path / "out", dtype="fp32")
     assert ReaderDir(tmp_path / "out").config() == windows
+
+
+def test_korqa_export_writes_the_graph_and_it_agrees_with_the_weights(tmp_path):
+    from korqa.cli import main
+    from korqa.modeling.onnx_engine import OnnxEngine
+    from korqa.modeling.onnx_graph import expected_metadata, graph_metadata
+    from korqa.modeling.weights import WeightsLayout
+
+    _tiny_reader(tmp_path, len(PIECES))
+    out = tmp_path / "out"
+    assert main(["export", "--model", str(tmp_path / "reader"), "--out", str(out)]) == 0
+    graph = out / "model.onnx"
+    # Built from exactly these weights and config, and holding none of them itself: every
+    # tensor of model.safetensors is read from that file, its int8 blocks as int8.
+    assert graph_metadata(graph).items() >= expected_metadata(out).items()
+    layout = WeightsLayout.read(out / "model.safetensors")
+    assert {t.dtype for t in layout.tensors.values()} == {"I8", "F16", "F32"}
+    import onnx
+
+    stored = {t.name: {e.key: e.value for e in t.external_data}
+              for t in onnx.load(str(graph), load_external_data=False).graph.initializer
+              if t.data_location == onnx.TensorProto.EXTERNAL}
+    assert set(stored) == set(layout.tensors)
+    assert {where["location"] for where in stored.values()} == {"model.safetensors"}
+    engine = OnnxEngine(out)
+    assert engine.path == graph
+    exported = load_model(BertForQuestionAnswering, out)
+    tokenizer = Tokenizer.from_pretrained(out)
+    ids = np.array([tokenizer.build_single(tokenizer.encode(KEPT_TEXT).ids)])
+    start, end = engine.forward({"input_ids": ids})
+    expected = _logits(exported, tokenizer, KEPT_TEXT)
+    assert abs(start - expected[0].numpy()).max() < 1e-4
+    assert abs(end - expected[1].numpy()).max() < 1e-4

@@ -1,20 +1,32 @@
-"""The ONNX Runtime engine (korqa.modeling.onnx_engine) computes what the PyTorch model does."""
+"""The ONNX Runtime engine (korqa.modeling.onnx_engine, its graph korqa.modeling.onnx_graph)
+computes what the PyTorch model does."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from tiny import ANSWER, CONTEXT, QUESTION
 
 from korqa.cli import main
-from korqa.modeling import BertConfig, BertForQuestionAnswering, load_engine, onnx_engine
+from korqa.modeling import BertConfig, BertForQuestionAnswering, load_engine
 from korqa.modeling.checkpoint import load_model, save_pretrained
+from korqa.modeling.config import ONNX_FILE
 from korqa.modeling.engines import ReaderEngine, resolve_engine
 from korqa.modeling.onnx_engine import OnnxEngine, build_onnx_engine
-from korqa.modeling.quantize import fold_attention_output_smoothing
+from korqa.modeling.onnx_graph import (
+    META_WEIGHTS,
+    ArrayWeights,
+    bert_graph,
+    expected_metadata,
+    write_graph,
+)
+from korqa.modeling.quantize import smooth_for_int8
+from korqa.modeling.weights import WeightsLayout
 from korqa.reader.directory import ReaderDir
 from korqa.reader.features import InputFeatures
 from korqa.reader.predict import compute_logits
@@ -57,59 +69,82 @@ def test_onnx_logits_match_torch(random_reader, tmp_path, batch_size):
         assert abs(have.end - want.end).max() < 1e-4
 
 
-def test_the_traced_graph_is_cached_by_the_model_files(random_reader, tmp_path, monkeypatch):
+def test_a_directory_reads_with_its_own_model_onnx_and_a_stale_one_is_not_used(
+        random_reader, tmp_path):
     model, model_dir = random_reader
-    cache = tmp_path / "cache"
-    first = build_onnx_engine(model_dir, cache=cache)
-    monkeypatch.setattr(onnx_engine, "export_onnx", lambda *a: pytest.fail("traced again"))
-    assert build_onnx_engine(model_dir, cache=cache).path == first.path
-    assert [p.name for p in cache.iterdir()] == [first.path.name]  # no scratch left behind
+    write_graph(model_dir)
+    engine = build_onnx_engine(model_dir)
+    assert engine.path == model_dir / ONNX_FILE
+    assert engine.session.get_modelmeta().custom_metadata_map == expected_metadata(model_dir)
+    # New weights of another layout (int8 blocks now) beside the old graph: the graph no
+    # longer fits the file, so the engine builds the right one instead of reading garbage.
+    save_pretrained(model, model_dir, dtype="int8")
+    stale = onnx.load(str(model_dir / ONNX_FILE), load_external_data=False)
+    assert {p.key: p.value for p in stale.metadata_props}[META_WEIGHTS] != expected_metadata(
+        model_dir)[META_WEIGHTS]
+    features = windows([7, 19])
+    expected = compute_logits(load_model(BertForQuestionAnswering, model_dir), features,
+                              pad_id=0, batch_size=2)
+    got = compute_logits(build_onnx_engine(model_dir), features, pad_id=0, batch_size=2)
+    for want, have in zip(expected, got, strict=True):
+        assert abs(have.start - want.start).max() < 1e-4
 
-    (model_dir / "activation_absmax.safetensors").write_bytes(b"x")  # a float graph ignores it
-    assert build_onnx_engine(model_dir, cache=cache).path == first.path
-    with torch.no_grad():  # new weights in the same directory: a new graph
-        model.qa_outputs.bias.add_(1.0)
-    save_pretrained(model, model_dir)
-    monkeypatch.undo()
-    assert build_onnx_engine(model_dir, cache=cache).path != first.path
 
-
-def test_an_int8_weights_file_keeps_its_word_embeddings_int8_in_the_graph(random_reader,
-                                                                         tmp_path):
-    model, fp32_dir = random_reader
+def test_an_int8_graph_points_into_the_weights_file_and_keeps_int8_in_it(random_reader,
+                                                                        tmp_path):
+    model, _ = random_reader
     int8_dir = tmp_path / "int8"
     save_pretrained(model, int8_dir, dtype="int8")
-    engines = {name: build_onnx_engine(directory, cache=tmp_path / name)
-               for name, directory in (("fp32", fp32_dir), ("int8", int8_dir))}
-
-    def embedding_tables(engine: OnnxEngine) -> dict[str, int]:
-        return {t.name: t.data_type for t in onnx.load(str(engine.path)).graph.initializer
-                if tuple(t.dims)[:1] == (50,)}
-
-    assert embedding_tables(engines["fp32"]) == {
-        "model.bert.embeddings.word_embeddings.weight": onnx.TensorProto.FLOAT}
-    assert embedding_tables(engines["int8"]) == {
-        "model.bert.embeddings.word_embeddings.weight.qweight": onnx.TensorProto.INT8,
-        "model.bert.embeddings.word_embeddings.weight.qscale": onnx.TensorProto.FLOAT16}
+    path = write_graph(int8_dir)
+    graph = onnx.load(str(path), load_external_data=False).graph
+    stored = {t.name: t for t in graph.initializer}
+    layout = WeightsLayout.read(int8_dir / "model.safetensors")
+    # Every tensor of the weights file is read from it, in its own dtype: no float copy.
+    for name, tensor in layout.tensors.items():
+        proto = stored[name]
+        where = {entry.key: entry.value for entry in proto.external_data}
+        assert where == {"location": "model.safetensors", "offset": str(tensor.offset),
+                         "length": str(tensor.nbytes)}
+        assert proto.data_type == {"I8": onnx.TensorProto.INT8, "F16": onnx.TensorProto.FLOAT16,
+                                   "F32": onnx.TensorProto.FLOAT}[tensor.dtype]
+    inline = [t.name for t in graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+    assert all(np.prod(stored[name].dims) <= 64 for name in inline)  # only small constants
+    assert path.stat().st_size < 50_000
+    ops = {node.op_type for node in graph.node}
+    assert {"DequantizeLinear", "Attention", "SkipLayerNormalization", "BiasGelu"} <= ops
     # The same function as the int8 file read back into torch (its dequantised weights).
     features = windows([7, 19, 12])
     expected = compute_logits(load_model(BertForQuestionAnswering, int8_dir).eval(), features,
                               pad_id=0, batch_size=3)
-    got = compute_logits(engines["int8"], features, pad_id=0, batch_size=3)
+    got = compute_logits(build_onnx_engine(int8_dir), features, pad_id=0, batch_size=3)
     for want, have in zip(expected, got, strict=True):
         assert abs(have.start - want.start).max() < 1e-4
         assert abs(have.end - want.end).max() < 1e-4
 
 
-def test_folding_attention_output_smoothing_keeps_the_function(random_reader):
-    model, _ = random_reader
-    ids = torch.randint(5, 50, (2, 9))
-    with torch.no_grad():
-        expected = model(ids)[0]
-        ranges = {f"bert.encoder.layer.{i}.attention.output.dense": torch.rand(32) * 10
-                  for i in range(2)}
-        assert fold_attention_output_smoothing(model, ranges) == sorted(ranges)
-        assert (model(ids)[0] - expected).abs().max() < 1e-4
+def test_smoothing_for_int8_keeps_the_function(random_reader):
+    model, model_dir = random_reader
+    state = {k.removeprefix("bert."): v.numpy() for k, v in model.state_dict().items()}
+    generator = np.random.default_rng(0)
+    absmax = {f"encoder.layer.{i}.{part}": generator.random(width, dtype=np.float32) * 10
+              for i in range(2) for part, width in (("attention.output.dense", 32),
+                                                    ("intermediate.dense", 32),
+                                                    ("output.dense", 64))}
+    absmax["qa_outputs"] = generator.random(32, dtype=np.float32)
+    smoothed, scales = smooth_for_int8(state, absmax, layers=2)
+    assert sorted(scales) == sorted(name for name in absmax if "attention" not in name)
+    assert not np.allclose(smoothed["encoder.layer.0.output.dense.weight"],
+                           state["encoder.layer.0.output.dense.weight"])
+    config = BertConfig.from_json_file(model_dir / "config.json")
+    ids = generator.integers(5, 50, (2, 9))
+    feed = {"input_ids": ids, "token_type_ids": np.zeros_like(ids),
+            "attention_mask": np.ones_like(ids)}
+    logits = [ort.InferenceSession(bert_graph(config, ArrayWeights(weights), "qa", inputs)
+                                   .SerializeToString()).run(None, feed)[0]
+              for weights, inputs in ((state, None), (smoothed, scales))]
+    assert abs(logits[0] - logits[1]).max() < 1e-4
+    with pytest.raises(ValueError, match="no ranges for qa_outputs"):
+        smooth_for_int8(state, {k: v for k, v in absmax.items() if k != "qa_outputs"}, 2)
 
 
 def test_int8_onnx_reader_answers_like_float(trained_reader, monkeypatch, tmp_path):

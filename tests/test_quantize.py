@@ -5,90 +5,79 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from korqa.cli import main
-from korqa.modeling.config import ABSMAX_FILE
-from korqa.modeling.quantize import load_input_absmax, record_input_absmax, smooth_linears
+from korqa.modeling.config import ABSMAX_FILE, DEFAULT_ALPHA
+from korqa.modeling.quantize import load_input_absmax, smooth_for_int8, smoothing_scale
 from korqa.reader.directory import ReaderDir
 
 
-class TwoLayer(nn.Module):
-    """A GELU between two linears, as in BERT's FFN: the second reads an outlier channel."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.up = nn.Linear(64, 256)
-        self.down = nn.Linear(256, 64)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(torch.nn.functional.gelu(self.up(x)))
+def linear_layer() -> tuple[np.ndarray, np.ndarray]:
+    """A [out, in] weight and its bias."""
+    generator = np.random.default_rng(0)
+    return (generator.normal(0, 0.1, (256, 64)).astype(np.float32),
+            generator.normal(0, 0.1, 256).astype(np.float32))
 
 
-def outlier_inputs() -> torch.Tensor:
-    torch.manual_seed(1)
-    x = torch.randn(32, 64)
-    x[:, 3] *= 40.0  # one channel far larger than the rest, like e5's
+def outlier_inputs() -> np.ndarray:
+    x = np.random.default_rng(1).normal(size=(32, 64)).astype(np.float32)
+    x[:, 3] *= 40.0  # one channel far larger than the rest, like e5's GELU outputs
     return x
 
 
-def test_smoothing_alone_keeps_the_function():
-    model, x = TwoLayer(), outlier_inputs()
-    with torch.no_grad():
-        expected = model(x)
-        absmax = record_input_absmax(model, lambda: model(x))
-        smooth_linears(model, absmax)
-        assert (model(x) - expected).abs().max() < 1e-4 * expected.abs().max()
+def rounded(t: np.ndarray, absmax: np.ndarray) -> np.ndarray:
+    """`t` on 255 levels of a scale per `absmax` (dynamic int8's rounding)."""
+    scale = np.maximum(absmax, 1e-8) / 127
+    return np.clip(np.round(t / scale), -127, 127) * scale
 
 
-def dynamic_int8(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`model(x)` as dynamic int8 computes it: each linear's input rounded to 255 levels with one
-    scale per tensor, its weights with one scale per output channel."""
-
-    def rounded(t: torch.Tensor, absmax: torch.Tensor) -> torch.Tensor:
-        scale = absmax.clamp(min=1e-8) / 127
-        return (t / scale).round().clamp(-127, 127) * scale
-
-    def hook(module: nn.Linear, inputs: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
-        return (rounded(inputs[0], inputs[0].abs().max()),)
-
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    for linear in linears:
-        linear.weight.copy_(rounded(linear.weight, linear.weight.abs().amax(1, keepdim=True)))
-    handles = [linear.register_forward_pre_hook(hook) for linear in linears]
-    try:
-        return model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, int8: bool = False,
+           ) -> np.ndarray:
+    """In float, or as dynamic int8 computes it: the input on one scale per tensor, the
+    weights on one scale per output channel."""
+    if int8:
+        x = rounded(x, np.abs(x).max())
+        weight = rounded(weight, np.abs(weight).max(axis=1, keepdims=True))
+    return x @ weight.T + bias
 
 
-def test_smoothing_shrinks_int8_error_on_outlier_channels():
-    x = outlier_inputs()
-    reference = TwoLayer()
-    with torch.no_grad():
-        expected = reference(x)
-        plain = dynamic_int8(TwoLayer(), x)
-        smoothed = TwoLayer()
-        smooth_linears(smoothed, record_input_absmax(smoothed, lambda: smoothed(x)))
-        smoothed = dynamic_int8(smoothed, x)
-        plain_error = (plain - expected).norm() / expected.norm()
-        smoothed_error = (smoothed - expected).norm() / expected.norm()
-    assert smoothed_error < 0.02
+def test_smoothing_keeps_the_function_and_shrinks_int8_error_on_outlier_channels():
+    (weight, bias), x = linear_layer(), outlier_inputs()
+    expected = linear(x, weight, bias)
+    scale = smoothing_scale(weight, np.abs(x).max(axis=0), DEFAULT_ALPHA)
+    smoothed = weight * scale
+    assert abs(linear(x / scale, smoothed, bias) - expected).max() < 1e-4 * abs(expected).max()
+    plain_error = np.linalg.norm(linear(x, weight, bias, int8=True) - expected)
+    smoothed_error = np.linalg.norm(linear(x / scale, smoothed, bias, int8=True) - expected)
     assert smoothed_error < 0.5 * plain_error
+    assert smoothed_error / np.linalg.norm(expected) < 0.02
 
 
 def test_calibration_must_match_the_model():
-    model = TwoLayer()
-    with pytest.raises(ValueError, match="no ranges for down"):
-        smooth_linears(model, {"up": torch.ones(64)})
-    with pytest.raises(ValueError, match="reads 256 channels"):
-        smooth_linears(TwoLayer(), {"up": torch.ones(64), "down": torch.ones(8)})
+    config_layers = 1
+    state = {f"encoder.layer.0.{name}.{part}": np.ones(shape, np.float32)
+             for name, shapes in (("attention.self.value", ((8, 8), (8,))),
+                                  ("attention.output.dense", ((8, 8), (8,))),
+                                  ("intermediate.dense", ((16, 8), (16,))),
+                                  ("output.dense", ((8, 16), (8,))))
+             for part, shape in zip(("weight", "bias"), shapes, strict=True)}
+    state.update({"qa_outputs.weight": np.ones((2, 8), np.float32),
+                  "qa_outputs.bias": np.ones(2, np.float32)})
+    ranges = {"encoder.layer.0.attention.output.dense": np.ones(8, np.float32),
+              "encoder.layer.0.intermediate.dense": np.ones(8, np.float32),
+              "encoder.layer.0.output.dense": np.ones(16, np.float32),
+              "qa_outputs": np.ones(8, np.float32)}
+    smooth_for_int8(state, ranges, config_layers)
+    with pytest.raises(ValueError, match="no ranges for qa_outputs"):
+        smooth_for_int8(state, {k: v for k, v in ranges.items() if k != "qa_outputs"},
+                        config_layers)
+    with pytest.raises(ValueError, match="reads 16 channels"):
+        smooth_for_int8(state, {**ranges, "encoder.layer.0.output.dense": np.ones(8)},
+                        config_layers)
     with pytest.raises(ValueError, match="alpha"):
-        smooth_linears(TwoLayer(), {"up": torch.ones(64), "down": torch.ones(256)}, alpha=2.0)
+        smooth_for_int8(state, ranges, config_layers, alpha=2.0)
 
 
 def test_calibrate_writes_the_ranges_int8_needs_and_torch_int8_is_refused(trained_reader,

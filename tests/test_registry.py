@@ -14,6 +14,7 @@ import pytest
 from tiny import write_corpus
 
 from korqa.corpus.paragraph import Paragraph
+from korqa.paths import default_encoder_dir
 from korqa.retrieval import registry
 from korqa.retrieval.base import Hit, Retriever
 from korqa.retrieval.hybrid import HybridRetriever
@@ -44,14 +45,13 @@ def test_make_retriever_applies_the_preset_then_the_options() -> None:
     assert (bm25.k1, bm25.b, bm25.with_title, bm25.terms.morphemes) == (0.6, 0.75, True, True)
     assert make_retriever("bm25", k1=1.2).k1 == 1.2
     assert make_retriever("tfidf", morphemes=False).terms.morphemes is False
-    hybrid = make_retriever("hybrid", morphemes=False)
+    hybrid = make_retriever("hybrid", morphemes=False)  # the encoder loads on first use
     assert isinstance(hybrid, HybridRetriever)
-    assert [c.kind for c in hybrid.components] == ["bm25", "tfidf"] and hybrid.weights == [1, 0.1]
-    assert not any(c.terms.morphemes for c in hybrid.components)
-    dense = make_retriever("hybrid", encoder="e5-dir")  # the encoder loads on first use
-    assert [c.kind for c in dense.components] == ["bm25", "dense"] and dense.weights == [1, 0.3]
-    with pytest.raises(ValueError, match="--encoder"):
-        make_retriever("dense")
+    assert [c.kind for c in hybrid.components] == ["bm25", "dense"] and hybrid.weights == [1, 0.3]
+    assert hybrid.components[0].terms.morphemes is False
+    assert hybrid.components[1].encoder_dir == default_encoder_dir()  # the shipped encoder
+    other = make_retriever("hybrid", encoder="e5-dir")
+    assert other.components[1].encoder_dir == Path("e5-dir")
     with pytest.raises(ValueError, match="unknown retriever kind 'bm52'.*bm25"):
         make_retriever("bm52")
 

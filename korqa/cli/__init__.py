@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as error:
         from korqa.extras import missing_extra_message
 
-        message = missing_extra_message(error, name)
+        message = missing_extra_message(error, name, command.name)
         if message is None:
             raise  # a broken install, not a missing extra: the traceback helps
         print(f"{name}: error: {message}", file=sys.stderr)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from korqa.convert.config import ImportE5Config
 from korqa.convert.unigram import (
@@ -28,7 +27,8 @@ from korqa.convert.unigram import (
     used_piece_ids,
 )
 from korqa.corpus.formats import corpus_files
-from korqa.modeling.checkpoint import SAVE_DTYPES, dequantize
+from korqa.modeling.onnx_graph import write_graph
+from korqa.modeling.weights import SAVE_DTYPES, dequantize_blocks
 from korqa.retrieval.dense import PASSAGE_PREFIX, QUERY_PREFIX  # how the retriever embeds
 from korqa.tokenization import XLMR_SPECIALS, Tokenizer
 
@@ -139,8 +139,8 @@ def unpack_q4(raw: np.ndarray | bytes, rows: int, cols: int) -> tuple[np.ndarray
 
 def dequantize_q4(qweight: np.ndarray, qscale: np.ndarray) -> np.ndarray:
     """Unpacked 4-bit blocks (int8 × fp16 scale) → float32, the value the engine computes with
-    (the same arithmetic `checkpoint.dequantize` applies when a korqa int8 file is loaded)."""
-    return dequantize(torch.from_numpy(qweight), torch.from_numpy(qscale)).numpy()
+    (the same arithmetic that reading a korqa int8 file applies)."""
+    return dequantize_blocks(qweight, qscale)
 
 
 class _Cursor:
@@ -390,7 +390,8 @@ def prepare_e5(
 
 
 def write_e5(prepared: PreparedImport, out: str | Path, dtype: str = "fp32") -> ImportSummary:
-    """Write config.json, model.safetensors, tokenizer.json (+ tokenizer_config.json) to `out`."""
+    """Write config.json, model.safetensors, tokenizer.json (+ tokenizer_config.json) and
+    model.onnx (`korqa.modeling.onnx_graph`) to `out`."""
     from safetensors.numpy import save
 
     model, keep = prepared.model, prepared.keep
@@ -410,6 +411,7 @@ def write_e5(prepared: PreparedImport, out: str | Path, dtype: str = "fp32") -> 
     config = e5_config(model, vocab_size, dtype, extra)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     prepared.tokenizer.save(out)
+    write_graph(out)  # what ONNX Runtime encodes with: korqa's retrievers never need torch
     parameters = sum(v.size for k, v in state.items() if not k.endswith(".qscale"))
     size_mb = (out / "model.safetensors").stat().st_size / 1e6
     return ImportSummary(

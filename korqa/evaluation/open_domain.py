@@ -214,14 +214,24 @@ def confidence_pairs(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.nda
 
 def auroc(score: np.ndarray, right: np.ndarray) -> float:
     """Probability that a right answer scores above a wrong one (ties count half)."""
-    from scipy.stats import rankdata
-
     positives, negatives = int(right.sum()), int(len(right) - right.sum())
     if not positives or not negatives:
         return float("nan")
-    ranks = rankdata(score)
+    ranks = average_ranks(score)
     return float((ranks[right == 1].sum() - positives * (positives + 1) / 2)
                  / (positives * negatives))
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, tied values sharing their mean rank (scipy's rankdata, "average")."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    bounds = np.r_[starts, len(values)]
+    tie = np.repeat(np.arange(len(starts)), np.diff(bounds))
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = (bounds[tie] + bounds[tie + 1] + 1) / 2
+    return ranks
 
 
 def reliability(score: np.ndarray, right: np.ndarray, bins: int = 10,
@@ -337,9 +347,15 @@ def _prepare_reads(reads: OpenReads, data: str | Path, split: str) -> Path:
     """Where this run's reads are cached (`reads.cache`, else `default_cache`), its folder made;
     and the reader's torch threads set as `reads` asks."""
     if reads.threads:
-        import torch
+        from korqa.modeling.onnx_engine import set_default_threads
 
-        torch.set_num_threads(reads.threads)
+        set_default_threads(reads.threads)  # ONNX Runtime's sessions; torch's too where loaded
+        try:
+            import torch
+        except ImportError:
+            pass
+        else:
+            torch.set_num_threads(reads.threads)
     cache = Path(reads.cache) if reads.cache else default_cache(reads.model, data, split)
     cache.parent.mkdir(parents=True, exist_ok=True)
     return cache

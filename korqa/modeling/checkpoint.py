@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from korqa.modeling.bert import BertConfig, BertPreTrainedModel
 from korqa.modeling.config import CONFIG_FILE, SAFETENSORS_FILE
+from korqa.modeling.weights import SAVE_DTYPES, dequantize_blocks, float_weights
 
 M = TypeVar("M", bound=BertPreTrainedModel)
 
@@ -56,15 +57,9 @@ def quantize_int8_blockwise(weight: torch.Tensor, block: int = 32,
 
 
 def dequantize(qweight: torch.Tensor, qscale: torch.Tensor) -> torch.Tensor:
-    """int8 [rows, cols] × fp16 scales [rows, cols // block] → float32 [rows, cols]."""
-    if qweight.dim() != 2 or qscale.dim() != 2 or qweight.size(0) != qscale.size(0):
-        raise ValueError(f"qweight {tuple(qweight.shape)} and qscale {tuple(qscale.shape)} "
-                         f"are not [rows, cols] and [rows, cols // block]")
-    rows, cols = qweight.shape
-    if qscale.size(1) == 0 or cols % qscale.size(1):
-        raise ValueError(f"qscale's {qscale.size(1)} blocks do not divide qweight's {cols} columns")
-    blocks = qweight.float().view(rows, qscale.size(1), -1)  # [rows, nb, block]
-    return (blocks * qscale.float().unsqueeze(-1)).view(rows, cols)
+    """int8 [rows, cols] × fp16 scales [rows, cols // block] → float32 [rows, cols]
+    (`korqa.modeling.weights.dequantize_blocks`, which ONNX Runtime's graph computes too)."""
+    return torch.from_numpy(dequantize_blocks(qweight.cpu().numpy(), qscale.cpu().numpy()))
 
 
 def quantize_state_dict(state: dict[str, torch.Tensor], block: int = 32,
@@ -93,26 +88,11 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         if not isinstance(state, dict) or not all(
                 isinstance(v, torch.Tensor) for v in state.values()):
             raise ValueError(f"{path}: expected a flat dict of tensors (a state dict)")
-    return _dequantize_pairs(state, path)
-
-
-def _dequantize_pairs(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, tensor in state.items():
-        if key.endswith(".qscale"):
-            if key.removesuffix(".qscale") + ".qweight" not in state:
-                raise ValueError(f"{path}: '{key}' has no matching '.qweight' tensor")
-        elif key.endswith(".qweight"):
-            name = key.removesuffix(".qweight")
-            if name + ".qscale" not in state:
-                raise ValueError(f"{path}: '{key}' has no matching '{name}.qscale' tensor")
-            try:
-                out[name] = dequantize(tensor, state[name + ".qscale"])
-            except ValueError as err:
-                raise ValueError(f"{path}: '{name}': {err}") from None
-        else:
-            out[key] = tensor.float() if tensor.is_floating_point() else tensor
-    return out
+    # numpy has no bfloat16: such tensors become float32 first, as they would anyway.
+    arrays = {key: (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy()
+              for key, tensor in state.items()}
+    return {key: torch.from_numpy(array) for key, array in
+            float_weights(arrays, str(path)).items()}
 
 
 # ---------------------------------------------------------------- key mapping and loading
@@ -184,9 +164,6 @@ def load_model(model_cls: type[M], name_or_dir: str | Path) -> M:
     checkpoint lacks or has beyond the model are logged (`load_pretrained` returns them)."""
     model, _ = load_pretrained(model_cls, name_or_dir)
     return model  # type: ignore[return-value]
-
-
-SAVE_DTYPES = ("fp32", "fp16", "int8")
 
 
 def save_pretrained(model: BertPreTrainedModel, directory: str | Path,

@@ -19,6 +19,9 @@ ACTIVATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
 # the ONNX engine names them without importing torch).
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
+# The graph ONNX Runtime reads the model with; its weights stay in model.safetensors
+# (`korqa.modeling.onnx_graph`).
+ONNX_FILE = "model.onnx"
 # The int8 calibration beside a model (`korqa calibrate`) and SmoothQuant's α
 # (`korqa.modeling.quantize` says how it was chosen): int8 reading and the ONNX cache key.
 ABSMAX_FILE = "activation_absmax.safetensors"

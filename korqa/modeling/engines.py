@@ -1,9 +1,11 @@
-"""What runs a reader's forward pass: one small protocol, two engines, one place that picks.
+"""What runs a reader's (or a retriever encoder's) forward pass: one small protocol each, two
+engines, one place that picks.
 
-PyTorch runs korqa's BERT as it is (float; CPU or GPU). ONNX Runtime runs the same model traced
-once (`korqa.modeling.onnx_engine`; CPU only), in float or in int8: int8 has this one path.
-`korqa ask` on the CPU reads with ONNX Runtime, and importing torch for that would cost more
-time than the whole answer, so this module imports torch only where a torch engine is built.
+PyTorch runs korqa's BERT as it is (float; CPU or GPU). ONNX Runtime runs the same model as an
+ONNX graph (`korqa.modeling.onnx_engine`; CPU only), in float or in int8: int8 has this one
+path. `korqa ask` on the CPU reads with ONNX Runtime, and importing torch for that would cost
+more time than the whole answer (and the base install has no torch), so this module imports
+torch only where a torch engine is built.
 """
 
 from __future__ import annotations
@@ -26,15 +28,16 @@ class EngineChoice:
 
     # The "help" metadata is each knob's command-line help (korqa.cli_options).
     engine: Literal["auto", "torch", "onnx"] = field(default="auto", metadata={
-        "help": "what runs the reader: torch, onnx (the same model traced once for ONNX "
-                "Runtime, CPU only: same answers, faster), or auto (default: onnx on the CPU "
-                "when onnxruntime is installed)"})
+        "help": "what runs the reader: torch (needs the torch extra), onnx (the same model "
+                "as an ONNX graph in ONNX Runtime, CPU only: same answers, faster), or auto "
+                "(default: onnx on the CPU)"})
     int8: bool = field(default=False, metadata={
         "help": "read with ONNX Runtime's int8 (smoothed int8 linear layers, CPU only): "
                 "faster, slightly less accurate (the model must ship the calibration `korqa "
                 "calibrate` writes)"})
     device: str = field(default="cpu", metadata={
-        "help": "where the torch engine reads: cpu, cuda, cuda:1, ..."})
+        "help": "where the torch engine reads: cpu, cuda, cuda:1, ... (a GPU needs the torch "
+                "extra)"})
 
 
 @runtime_checkable
@@ -119,6 +122,52 @@ def load_engine(directory: str | Path, engine: str = "auto", int8: bool = False,
 
     model = load_model(BertForQuestionAnswering, directory).eval().to(device)
     return TorchEngine(model, device)
+
+
+@runtime_checkable
+class EncoderEngine(Protocol):
+    """A retriever encoder's forward pass: input_ids and attention_mask [B, L] in, e5's
+    vectors out (the last layer mean-pooled over the mask, L2-normalised) [B, hidden]."""
+
+    name: str
+
+    def embed(self, batch: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class TorchEncoder:
+    """korqa's PyTorch BertModel as an `EncoderEngine`, for GPUs (`korqa index --ray` workers
+    with one, bench/dense_kowiki_device.py); the ONNX graph's "embeddings" head computes the
+    same pooling on the CPU."""
+
+    name = "torch"
+
+    def __init__(self, directory: str | Path, device: str = "cpu") -> None:
+        from korqa.modeling.bert import BertModel
+        from korqa.modeling.checkpoint import load_model
+
+        self.device = device
+        self.model = load_model(BertModel, directory).to(device).eval()
+
+    def embed(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            ids = torch.from_numpy(batch["input_ids"]).to(self.device)
+            mask = torch.from_numpy(batch["attention_mask"]).to(self.device)
+            layers, _ = self.model(ids, attention_mask=mask, output_all_encoded_layers=False)
+            hidden = layers[-1].float()
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+            return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+
+
+def load_encoder(directory: str | Path, device: str = "cpu") -> EncoderEngine:
+    """The retriever encoder in `directory`: ONNX Runtime on the CPU, PyTorch elsewhere."""
+    if device == "cpu":
+        from korqa.modeling.onnx_engine import OnnxEngine
+
+        return OnnxEngine(directory, head="embeddings")
+    return TorchEncoder(directory, device)
 
 
 def as_engine(model: ReaderEngine | torch.nn.Module,

@@ -51,16 +51,22 @@ def open_pipeline(index: str | Path | None = None, corpus: Sequence[str | Path] 
                   reading: TextReading | None = None, small_talk: bool = True) -> QAPipeline:
     """A ready pipeline. Paragraphs come from `index` (a `korqa index` dir), else from `corpus`
     files indexed into the cache on first use (.txt/.md decoded as `reading` says), else from
-    the shipped sample corpus. The reader (`model`, else `korqa.paths.default_reader_dir()`) is
-    loaded on the first question that needs it, so FAQ answers work without one. With
-    `small_talk`, the shipped greetings follow the `faq` file's pairs (korqa.faq)."""
+    the shipped sample corpus. The reader (`model`, else `korqa.paths.default_reader_dir()`)
+    starts loading first: ONNX Runtime loads its graph on a thread while the index opens and
+    Kiwi builds. A reader that cannot be loaded is tried again on the first question that
+    needs it, so FAQ answers work without one. With `small_talk`, the shipped greetings follow
+    the `faq` file's pairs (korqa.faq)."""
+    load = partial(load_reader, model, config or PipelineConfig())
+    try:
+        reader = load()
+    except (FileNotFoundError, ValueError):
+        reader = load  # its error, if it persists, comes with the first question that reads
     paragraphs = open_index(index, corpus, progress, reading)
     entries = load_faq(faq) if faq else []
     if small_talk:
         entries += small_talk_entries(first_id=len(entries))
     faq_index = FAQIndex(entries) if entries else None
-    return QAPipeline(paragraphs, partial(load_reader, model, config or PipelineConfig()),
-                      faq_index, config)
+    return QAPipeline(paragraphs, reader, faq_index, config)
 
 
 def open_index(index: str | Path | None = None, corpus: Sequence[str | Path] = (),

@@ -1,10 +1,11 @@
 """`ReaderDir`: a reader model directory, the one place that reads and writes it.
 
-A reader directory holds HF-format weights (config.json, model.safetensors), the tokenizer
+A reader directory holds HF-format weights (config.json, model.safetensors), the graph ONNX
+Runtime reads them with (model.onnx, whose weights stay in model.safetensors), the tokenizer
 (tokenizer.json or vocab.txt) and `reader_config.json` (its `ReaderConfig`: the windows it was
 trained on, and how it reads). It may also hold the int8 calibration `korqa calibrate` writes
 (activation_absmax.safetensors) and the pipeline's confidence.json. Saving writes the first
-three together, so no writer can leave the windows behind.
+four together, so no writer can leave the windows behind.
 """
 
 from __future__ import annotations
@@ -85,10 +86,12 @@ class ReaderDir:
         """Write `model` (a BertForQuestionAnswering), `tokenizer` and `config` here. An int8
         calibration is not carried over from anywhere: run `korqa calibrate` on the result."""
         from korqa.modeling.checkpoint import save_pretrained
+        from korqa.modeling.onnx_graph import write_graph
 
         save_pretrained(model, self.path, dtype=dtype)
         tokenizer.save(self.path)
         self.save_config(config)
+        write_graph(self.path)
         return self
 
     def save_config(self, config: ReaderConfig) -> Path:

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-import scipy.sparse as sp
 from tqdm import tqdm
 
 from korqa.corpus.paragraph import Paragraph
+from korqa.retrieval import sparse_matrix as sp
 from korqa.retrieval.base import Hit, Retriever
 from korqa.retrieval.bm25 import bm25_weights
 from korqa.retrieval.sparse import top_k
@@ -246,9 +246,9 @@ class _ArticleCounts:
         self.article_row: dict[str, int] = {}
         self.title_terms: list[list[int]] = []
         self.article_of = array("i")
-        self.paragraph_rows: list[sp.csr_matrix] = []
-        self.title_rows: list[sp.csr_matrix] = []
-        self.article_parts: list[sp.csr_matrix] = []
+        self.paragraph_rows: list[sp.CompressedMatrix] = []
+        self.title_rows: list[sp.CompressedMatrix] = []
+        self.article_parts: list[sp.CompressedMatrix] = []
         self.part_articles = array("i")  # the article of each row of article_parts
         self.part_terms: list[list[int]] = []
         self.open_article = -1
@@ -294,18 +294,18 @@ class _ArticleCounts:
             self.article_parts.append(_rows(self.part_terms))
             self.part_terms = []
 
-    def take(self, name: str) -> list[sp.csr_matrix]:
+    def take(self, name: str) -> list[sp.CompressedMatrix]:
         """The chunks of `name`, handed over: the counter keeps no reference."""
         chunks = getattr(self, name)
         setattr(self, name, [])
         return chunks
 
-    def stack(self, chunks: list[sp.csr_matrix], width: int) -> sp.csr_matrix:
+    def stack(self, chunks: list[sp.CompressedMatrix], width: int) -> sp.CompressedMatrix:
         widened = [sp.csr_matrix((c.data, c.indices, c.indptr), shape=(c.shape[0], width))
                    for c in chunks]
         return sp.vstack(widened, format="csr") if len(widened) > 1 else widened[0]
 
-    def articles(self, width: int) -> sp.csr_matrix:
+    def articles(self, width: int) -> sp.CompressedMatrix:
         """Article texts (every paragraph) plus the title once."""
         self._close_article()
         if self.part_terms:
@@ -321,7 +321,7 @@ class _ArticleCounts:
         return (parts + self.stack(self.title_rows, width)).tocsr()
 
 
-def _rows(term_ids: list[list[int]]) -> sp.csr_matrix:
+def _rows(term_ids: list[list[int]]) -> sp.CompressedMatrix:
     """A CSR matrix of counts, one row per list of term ids (width: the largest id + 1)."""
     indptr = array("i", [0])
     indices = array("i")

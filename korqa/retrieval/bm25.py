@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-import scipy.sparse as sp
 
 from korqa.corpus.paragraph import Paragraph
+from korqa.retrieval import sparse_matrix as sp
 from korqa.retrieval.base import Hit, Retriever, stream_texts
 
 if TYPE_CHECKING:
@@ -460,7 +460,7 @@ def term_scores(tf: np.ndarray, norm: np.ndarray, weight: np.ndarray) -> np.ndar
     return norm
 
 
-def bm25_weights(counts: sp.csr_matrix, k1: float, b: float) -> sp.csc_matrix:
+def bm25_weights(counts: sp.CompressedMatrix, k1: float, b: float) -> sp.CompressedMatrix:
     """bm25s's eager "lucene" scores from a (paragraphs × terms) count matrix, as CSC: each
     paragraph's score for each term alone (the articles retriever's weights)."""
     n_docs = counts.shape[0]

@@ -1,7 +1,9 @@
 """Dense retrieval with an e5 encoder (korqa's BertModel): cosine of mean-pooled embeddings.
 
-torch and korqa.modeling are imported only when the encoder is first needed, so importing this
-module (or any other retriever) stays torch-free.
+The encoder runs in ONNX Runtime (`korqa.modeling.engines.load_encoder`), so dense retrieval
+needs no torch; by default it is the shipped compact e5, models/korqa-retriever
+(`korqa.paths.default_encoder_dir`). korqa.modeling is imported only when the encoder is first
+needed, so importing this module (or any other retriever) stays light.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import numpy as np
 from tqdm import tqdm
 
 from korqa.corpus.paragraph import Paragraph
+from korqa.paths import default_encoder_dir
 from korqa.retrieval.base import Hit, Retriever, index_text
 from korqa.retrieval.sparse import top_k
 
 if TYPE_CHECKING:
-    from korqa.modeling import BertModel
+    from korqa.modeling.engines import EncoderEngine
     from korqa.tokenization import Tokenizer
 
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -39,7 +42,7 @@ class DenseRetriever(Retriever):
 
     def __init__(
         self,
-        encoder: str | Path,
+        encoder: str | Path | None = None,
         max_length: int = 512,
         query_max_length: int = 64,
         batch_size: int = 16,
@@ -47,77 +50,68 @@ class DenseRetriever(Retriever):
         device: str = "cpu",
     ) -> None:
         super().__init__()
-        self.encoder_dir = Path(encoder)
+        # None: the shipped encoder, wherever this checkout is (the manifest keeps None).
+        self.encoder = None if encoder is None else str(encoder)
+        self.encoder_dir = Path(encoder) if encoder is not None else default_encoder_dir()
         self.max_length = max_length
         self.query_max_length = query_max_length
         self.batch_size = batch_size
         self.with_title = with_title
         self.device = device
         self.embeddings = np.zeros((0, 0), dtype=np.float32)
-        self._model: BertModel | None = None
+        self._engine: EncoderEngine | None = None
         self._tokenizer: Tokenizer | None = None
 
     @classmethod
     def from_preset(cls, preset: Mapping[str, Any], encoder: str | Path | None = None,
                     morphemes: bool = True, **options: Any) -> Self:
-        if encoder is None:
-            raise ValueError(f"the {cls.kind} retriever needs --encoder DIR (an e5 model "
-                             "directory)")
-        return cls(encoder, **{**preset, **options})
+        return cls(encoder, **{**preset, **options})  # None: the shipped encoder
 
     def params(self) -> dict[str, Any]:
-        return {"encoder": str(self.encoder_dir), "max_length": self.max_length,
+        return {"encoder": self.encoder, "max_length": self.max_length,
                 "query_max_length": self.query_max_length, "batch_size": self.batch_size,
                 "with_title": self.with_title}
 
     # ---- encoding -----------------------------------------------------------------------
 
-    def _load_encoder(self) -> tuple[BertModel, Tokenizer]:
-        if self._model is None or self._tokenizer is None:
+    def _load_encoder(self) -> tuple[EncoderEngine, Tokenizer]:
+        if self._engine is None or self._tokenizer is None:
             if not (self.encoder_dir / "config.json").exists():
                 raise FileNotFoundError(f"{self.encoder_dir}: no encoder here (config.json is "
                                         "missing); pass the e5 model directory")
-            from korqa.modeling import BertModel
-            from korqa.modeling.checkpoint import load_model
+            from korqa.modeling.engines import load_encoder
             from korqa.tokenization import Tokenizer
 
-            model = load_model(BertModel, self.encoder_dir)
-            self._model = model.to(self.device).eval()
+            self._engine = load_encoder(self.encoder_dir, self.device)
             self._tokenizer = Tokenizer.from_pretrained(self.encoder_dir)
-        return self._model, self._tokenizer
+        return self._engine, self._tokenizer
 
     def encode(self, texts: Sequence[str], max_length: int, progress: bool = False,
                desc: str = "encoding") -> np.ndarray:
         """L2-normalised mean-pooled embeddings of `texts` (prefixes already applied)."""
-        import torch
-
-        model, tokenizer = self._load_encoder()
+        engine, tokenizer = self._load_encoder()
         ids = [e.ids[:max_length - 2] for e in tokenizer.encode_batch(list(texts))]
         # Batches of similar lengths waste little padding: encode in length order.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        width = model.config.hidden_size
-        out = np.zeros((len(ids), width), dtype=np.float32)
+        out: np.ndarray | None = None
         bar = tqdm(total=len(ids), desc=desc, unit="text", disable=not progress, mininterval=1.0)
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                rows = [tokenizer.build_single(ids[i]) for i in batch]
-                length = max(len(r) for r in rows)
-                input_ids = torch.full((len(rows), length), tokenizer.pad_id, dtype=torch.long)
-                mask = torch.zeros((len(rows), length), dtype=torch.long)
-                for j, row in enumerate(rows):
-                    input_ids[j, :len(row)] = torch.tensor(row)
-                    mask[j, :len(row)] = 1
-                input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-                layers, _ = model(input_ids, attention_mask=mask, output_all_encoded_layers=False)
-                hidden = layers[-1].float()
-                weights = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                out[batch] = pooled.cpu().numpy()
-                bar.update(len(batch))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            rows = [tokenizer.build_single(ids[i]) for i in batch]
+            length = max(len(r) for r in rows)
+            input_ids = np.full((len(rows), length), tokenizer.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), length), dtype=np.int64)
+            for j, row in enumerate(rows):
+                input_ids[j, :len(row)] = row
+                mask[j, :len(row)] = 1
+            vectors = engine.embed({"input_ids": input_ids, "attention_mask": mask,
+                                    "token_type_ids": np.zeros_like(input_ids)})
+            if out is None:
+                out = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
+            out[batch] = vectors
+            bar.update(len(batch))
         bar.close()
-        return out
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
     # ---- Retriever ----------------------------------------------------------------------
 

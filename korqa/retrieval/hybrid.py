@@ -52,12 +52,10 @@ class HybridRetriever(Retriever):
     @classmethod
     def from_preset(cls, preset: Mapping[str, Any], encoder: str | Path | None = None,
                     morphemes: bool = True, **options: Any) -> Self:
-        """BM25 fused with TF-IDF, or with the dense retriever when an `encoder` is given,
-        each with its own tuned preset."""
-        second = make_retriever("tfidf", morphemes=morphemes) if encoder is None \
-            else make_retriever("dense", encoder)
-        return cls([make_retriever("bm25", morphemes=morphemes), second],
-                   **{**preset, **options})
+        """BM25 fused with the dense retriever (`encoder`, default the shipped one), each with
+        its own tuned preset."""
+        return cls([make_retriever("bm25", morphemes=morphemes),
+                    make_retriever("dense", encoder)], **{**preset, **options})
 
     def params(self) -> dict[str, Any]:
         return {"fusion": self.fusion, "weights": self.weights, "depth": self.depth,

@@ -31,8 +31,6 @@ class RetrieverKind:
     class_name: str
     description: str
     preset: Mapping[str, Any] = field(default_factory=dict)
-    # What replaces preset entries when an encoder is given (`make_retriever`'s `encoder`).
-    encoder_preset: Mapping[str, Any] = field(default_factory=dict)
 
     def load_class(self) -> type[Retriever]:
         return getattr(importlib.import_module(self.module), self.class_name)
@@ -51,15 +49,15 @@ REGISTRY: dict[str, RetrieverKind] = {
         {"terms": TermConfig(ngrams=(2,), morphemes=True), "sublinear_tf": True,
          "with_title": True}),
     # Weighted min-max fusion beat reciprocal-rank fusion in every pairing tried; TF-IDF adds
-    # almost nothing to BM25 (same terms), so with an encoder the hybrid is BM25 + dense.
+    # almost nothing to BM25 (same terms: `TFIDF_FUSION`, measured by bench/retrieval.py), so
+    # the hybrid is BM25 + dense.
     "hybrid": RetrieverKind(
         "korqa.retrieval.hybrid", "HybridRetriever",
-        "BM25 fused with TF-IDF, or with dense e5 vectors when --encoder is given",
-        {"fusion": "weighted", "weights": (1.0, 0.1), "depth": 100},
-        encoder_preset={"weights": (1.0, 0.3)}),
+        "BM25 fused with dense e5 vectors (the shipped encoder, or --encoder)",
+        {"fusion": "weighted", "weights": (1.0, 0.3), "depth": 100}),
     "dense": RetrieverKind(
         "korqa.retrieval.dense", "DenseRetriever",
-        "e5 sentence vectors, exact cosine search (needs --encoder)"),
+        "e5 sentence vectors, exact cosine search (the shipped encoder, or --encoder)"),
     # Tuned on kowiki with non-test KorQuAD questions (bench/kowiki.py tune; the numbers are
     # in the README): the article share barely moves recall there, and skipping the terms of
     # over 20 % of the paragraphs spares a query their long posting lists.
@@ -70,8 +68,10 @@ REGISTRY: dict[str, RetrieverKind] = {
          "max_df": 0.2}),
     "dense-ivfpq": RetrieverKind(
         "korqa.retrieval.dense_pq", "CompressedDenseRetriever",
-        "e5 vectors compressed with faiss IVF-PQ (needs --encoder and the [ann] extra)"),
+        "e5 vectors compressed with faiss IVF-PQ (needs the [ann] extra)"),
 }
+# BM25 fused with TF-IDF: the hybrid's peer in bench/retrieval.py, no kind of its own.
+TFIDF_FUSION: Mapping[str, Any] = {"fusion": "weighted", "weights": (1.0, 0.1), "depth": 100}
 KINDS = tuple(REGISTRY)
 
 
@@ -98,14 +98,13 @@ def make_retriever(
 ) -> Retriever:
     """A retriever of `kind` with its tuned preset (`REGISTRY`); `options` override it.
 
-    `encoder` is an e5 model directory for the retrievers that embed (the hybrid fuses dense
-    vectors instead of TF-IDF with one). `morphemes=False` drops the Kiwi morphemes from the
-    sparse terms: Kiwi analyses ~30k characters/s, hours for all of kowiki, while character
-    n-grams alone index it in minutes.
+    `encoder` is an e5 model directory for the retrievers that embed (default: the shipped
+    retriever encoder, `korqa.paths.default_encoder_dir`). `morphemes=False` drops the Kiwi
+    morphemes from the sparse terms: Kiwi analyses ~30k characters/s, hours for all of
+    kowiki, while character n-grams alone index it in minutes.
     """
     entry = retriever_kind(kind)
-    preset = {**entry.preset, **(entry.encoder_preset if encoder is not None else {})}
-    return entry.load_class().from_preset(preset, encoder, morphemes, **options)
+    return entry.load_class().from_preset(entry.preset, encoder, morphemes, **options)
 
 
 def load_retriever(directory: str | Path, verify: bool | str = True) -> Retriever:

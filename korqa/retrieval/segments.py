@@ -32,8 +32,8 @@ from hashlib import blake2b
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
+from korqa.retrieval import sparse_matrix as sp
 from korqa.retrieval.manifest import read_manifest, write_manifest
 
 SEGMENT_KIND = "bm25-segment"
@@ -85,7 +85,7 @@ class Segment:
     # ---- building -----------------------------------------------------------------------
 
     @classmethod
-    def from_counts(cls, name: str, counts: sp.csr_matrix, vocabulary: dict[str, int],
+    def from_counts(cls, name: str, counts: sp.CompressedMatrix, vocabulary: dict[str, int],
                     ids: Sequence[str]) -> Segment:
         """A segment from a (rows × terms) count matrix whose columns `vocabulary` names.
         Consumes `counts` (its column indices are rewritten in place)."""

@@ -13,9 +13,9 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 from tqdm import tqdm
 
+from korqa.retrieval import sparse_matrix as sp
 from korqa.retrieval.terms import TermAnalyzer
 
 Vocabulary = dict[str, int]
@@ -28,14 +28,14 @@ def count_matrix(
     total: int | None = None,
     progress: bool = True,
     desc: str = "counting terms",
-) -> tuple[sp.csr_matrix, Vocabulary]:
+) -> tuple[sp.CompressedMatrix, Vocabulary]:
     """Counts of each term (column) in each text (row), and the vocabulary of the columns
     (term → column, in order of first occurrence). float32, as the weights made from them.
 
     `texts` is consumed once, `chunk_size` at a time; `total` only sizes the progress bar.
     """
     vocabulary: Vocabulary = {}
-    chunks: list[sp.csr_matrix] = []
+    chunks: list[sp.CompressedMatrix] = []
     bar = tqdm(total=total, desc=desc, unit="par", disable=not progress, mininterval=1.0)
     for batch in _batches(texts, chunk_size):
         chunks.append(_count_chunk(analyzer.many(batch), vocabulary))
@@ -52,7 +52,7 @@ def count_matrix(
     return matrix, vocabulary
 
 
-def query_counts(term_lists: list[list[str]], vocabulary: Vocabulary) -> sp.csr_matrix:
+def query_counts(term_lists: list[list[str]], vocabulary: Vocabulary) -> sp.CompressedMatrix:
     """Counts of already-extracted query terms against a fixed vocabulary (unknown terms drop)."""
     indptr = array("i", [0])
     indices = array("i")
@@ -87,12 +87,12 @@ def top_k(scores: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[n
     return rows[order], scores[order]
 
 
-def save_matrix(path: Path, matrix: sp.spmatrix) -> None:
+def save_matrix(path: Path, matrix: sp.CompressedMatrix) -> None:
     """A sparse matrix as .npz (scipy's format: plain arrays, no pickle)."""
     sp.save_npz(path, matrix, compressed=False)
 
 
-def load_matrix(path: Path) -> sp.spmatrix:
+def load_matrix(path: Path) -> sp.CompressedMatrix:
     # scipy's loader reads with allow_pickle=False; a bad file raises a clear ValueError.
     try:
         return sp.load_npz(path)
@@ -100,7 +100,7 @@ def load_matrix(path: Path) -> sp.spmatrix:
         raise ValueError(f"{path}: not a readable sparse matrix ({error})") from None
 
 
-def _count_chunk(term_lists: list[list[str]], vocabulary: Vocabulary) -> sp.csr_matrix:
+def _count_chunk(term_lists: list[list[str]], vocabulary: Vocabulary) -> sp.CompressedMatrix:
     indptr = array("i", [0])
     indices = array("i")
     setdefault = vocabulary.setdefault

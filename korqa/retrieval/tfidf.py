@@ -1,22 +1,19 @@
-"""TF-IDF + cosine retrieval (the seed's ContextFinder) over scipy sparse matrices."""
+"""TF-IDF + cosine retrieval (the seed's ContextFinder) over sparse matrices."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import numpy as np
-import scipy.sparse as sp
 
 from korqa.corpus.paragraph import Paragraph
+from korqa.retrieval import sparse_matrix as sp
 from korqa.retrieval.base import Hit, Retriever, stream_texts
 from korqa.retrieval.sparse import count_matrix, load_matrix, query_counts, save_matrix, top_k
 from korqa.retrieval.terms import TermAnalyzer, TermConfig
-
-if TYPE_CHECKING:  # fitting only: a loaded index scores with its saved idf, without sklearn
-    from sklearn.feature_extraction.text import TfidfTransformer
 
 MATRIX_FILE = "tfidf_matrix.npz"
 IDF_FILE = "idf.npy"
@@ -26,10 +23,11 @@ _SCORE_BUDGET = 50_000_000
 
 
 class TfidfRetriever(Retriever):
-    """Cosine similarity of L2-normalised TF-IDF vectors (scikit-learn's TfidfTransformer).
+    """Cosine similarity of L2-normalised TF-IDF vectors, weighted as scikit-learn's
+    TfidfTransformer weighs them (smooth idf, optionally sublinear tf; `tfidf_weights`).
 
-    Counts come from `sparse.count_matrix` (streamed, chunked) rather than TfidfVectorizer so
-    that large corpora never hold their terms as Python lists. The weighted matrix is kept
+    Counts come from `sparse.count_matrix` (streamed, chunked) so that large corpora never
+    hold their terms as Python lists. The weighted matrix is kept
     transposed (terms × paragraphs, CSR): a query row times it touches only the postings of
     the query's terms and yields a sparse score row, never a dense corpus matrix.
     """
@@ -50,15 +48,8 @@ class TfidfRetriever(Retriever):
         self.chunk_size = chunk_size
         self.analyzer = TermAnalyzer(self.terms)
         self.vocabulary: dict[str, int] = {}
-        self.transformer: TfidfTransformer | None = None  # set by `index`
-        self.idf = np.zeros(0, dtype=np.float64)  # the transformer's idf_, what scoring needs
-        self.matrix_t: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
-
-    def _new_transformer(self) -> TfidfTransformer:
-        from sklearn.feature_extraction.text import TfidfTransformer
-
-        return TfidfTransformer(norm="l2", use_idf=True, smooth_idf=True,
-                                sublinear_tf=self.sublinear_tf)
+        self.idf = np.zeros(0, dtype=np.float32)  # set by `index`, saved with the index
+        self.matrix_t: sp.CompressedMatrix = sp.csr_matrix((0, 0), dtype=np.float32)
 
     def params(self) -> dict[str, Any]:
         return {"terms": self.terms.to_dict(), "sublinear_tf": self.sublinear_tf,
@@ -74,37 +65,24 @@ class TfidfRetriever(Retriever):
         )
         if not ids:
             raise ValueError("tfidf: the corpus has no paragraphs")
-        self.transformer = self._new_transformer().fit(counts)
-        self.idf = self.transformer.idf_
+        self.idf = smooth_idf(counts)
         # In place on the counts' CSR arrays: no second corpus-sized copy while weighting.
-        weighted = sp.csr_matrix(self.transformer.transform(counts, copy=False))
+        weighted = tfidf_weights(counts, self.idf, self.sublinear_tf)
         del counts
         self.matrix_t = weighted.T.tocsr()
         self.vocabulary = vocabulary
         self.paragraph_ids = ids
 
-    def query_vectors(self, queries: Sequence[str]) -> sp.csr_matrix:
-        """What `self.transformer.transform` gives for the queries' counts, computed directly:
-        scikit-learn's input validation costs ~1 ms a call, more than the scoring itself."""
-        vectors = query_counts(self.analyzer.many(list(queries)), self.vocabulary)
-        if self.sublinear_tf:
-            np.log(vectors.data, out=vectors.data)
-            vectors.data += 1.0
-        vectors.data *= self.idf[vectors.indices]
-        rows = vectors.shape[0]
-        row_of = np.repeat(np.arange(rows), np.diff(vectors.indptr))
-        norms = np.sqrt(np.bincount(row_of, weights=vectors.data.astype(np.float64) ** 2,
-                                    minlength=rows))
-        norms[norms == 0] = 1.0
-        vectors.data /= norms[row_of].astype(vectors.data.dtype)
-        return vectors
+    def query_vectors(self, queries: Sequence[str]) -> sp.CompressedMatrix:
+        """The queries' L2-normalised TF-IDF vectors (rows), as the paragraphs' were made."""
+        counts = query_counts(self.analyzer.many(list(queries)), self.vocabulary)
+        return tfidf_weights(counts, self.idf, self.sublinear_tf)
 
     def retrieve_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         hits: list[list[Hit]] = []
         batch = max(1, min(256, _SCORE_BUDGET // max(1, len(self.paragraph_ids))))
         for start in range(0, len(queries), batch):
             scores = self.query_vectors(queries[start:start + batch]) @ self.matrix_t
-            scores = sp.csr_matrix(scores)
             for row in range(scores.shape[0]):
                 lo, hi = scores.indptr[row], scores.indptr[row + 1]
                 rows, values = top_k(scores.data[lo:hi], k, scores.indices[lo:hi])
@@ -141,3 +119,28 @@ class TfidfRetriever(Retriever):
 
     def _row_count(self) -> int:
         return self.matrix_t.shape[1]
+
+
+def smooth_idf(counts: sp.CompressedMatrix) -> np.ndarray:
+    """idf(t) = ln((1 + n) / (1 + df(t))) + 1 over a (documents × terms) count matrix without
+    repeated entries, in its dtype: scikit-learn's smooth idf."""
+    df = np.bincount(counts.indices[:counts.nnz], minlength=counts.shape[1]).astype(
+        counts.dtype) + counts.dtype.type(1)
+    return np.log((counts.shape[0] + 1) / df) + counts.dtype.type(1)
+
+
+def tfidf_weights(counts: sp.CompressedMatrix, idf: np.ndarray,
+                  sublinear_tf: bool) -> sp.CompressedMatrix:
+    """Counts (CSR, rows = texts) weighted in place: tf (1 + ln tf if sublinear) × idf, each
+    row L2-normalised (its norm summed in float64); returned for chaining."""
+    data = counts.data
+    if sublinear_tf:
+        np.log(data, out=data)
+        data += 1.0
+    data *= idf[counts.indices].astype(data.dtype, copy=False)
+    rows = counts.shape[0]
+    row_of = np.repeat(np.arange(rows), np.diff(counts.indptr))
+    norms = np.sqrt(np.bincount(row_of, weights=data.astype(np.float64) ** 2, minlength=rows))
+    norms[norms == 0] = 1.0
+    data /= norms[row_of].astype(data.dtype)
+    return counts
