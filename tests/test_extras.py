@@ -130,7 +130,7 @@ def test_ask_index_and_evaluate_answer_without_torch_as_torch_does(trained_reade
                - answers[1]["candidates"][0]["reader_score"]) < 1e-4
 
     evaluate = ["evaluate", "--model", str(model_dir), "--data", str(data), "--split", "all",
-                "--json", "--no-progress"]
+                "--limit", "20", "--json", "--no-progress"]
     reports = [run_korqa(args, block, tmp_path)
                for args, block in ((evaluate, True), ([*evaluate, "--engine", "torch"], False))]
     assert all(done.returncode == 0 for done in reports), reports[0].stderr
